@@ -1,0 +1,114 @@
+//! Messages between replicas. The transport (and its encoding) is the driver's; these types
+//! derive serde so a driver can use postcard or anything else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Ballot, Entry, NodeId, Slot};
+
+/// A message with its destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The member to deliver it to.
+    pub to: NodeId,
+    /// The message.
+    pub msg: Message,
+}
+
+/// Everything replicas say to each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Phase 1a: "promise me `ballot` for every slot from `from` on".
+    Prepare {
+        /// The candidate's ballot.
+        ballot: Ballot,
+        /// The candidate's first uncommitted slot.
+        from: Slot,
+    },
+    /// Phase 1b: the promise, with every entry this acceptor accepted above
+    /// `max(from - 1, commit)`.
+    Promise {
+        /// The ballot promised.
+        ballot: Ballot,
+        /// The acceptor's commit index; slots up to it are chosen and must be learned, not
+        /// re-proposed.
+        commit: Slot,
+        /// Accepted entries above `max(from - 1, commit)`, in slot order.
+        entries: Vec<Entry>,
+    },
+    /// "Your ballot is too low" (or "I am bound by a lease"): the sender has promised `promised`.
+    Reject {
+        /// The ballot being refused.
+        ballot: Ballot,
+        /// The highest ballot the sender has promised.
+        promised: Ballot,
+    },
+    /// Phase 2a: accept these entries (all at `ballot`); slots up to `commit` are chosen.
+    Accept {
+        /// The master's ballot.
+        ballot: Ballot,
+        /// The master's commit index.
+        commit: Slot,
+        /// Entries to accept, in slot order, each with `entry.ballot == ballot`.
+        entries: Vec<Entry>,
+    },
+    /// Phase 2b: these slots are durably accepted at `ballot`.
+    Accepted {
+        /// The ballot accepted.
+        ballot: Ballot,
+        /// The slots, in increasing order.
+        slots: Vec<Slot>,
+    },
+    /// The master's heartbeat: renews the lease, carries the commit index.
+    Heartbeat {
+        /// The master's ballot.
+        ballot: Ballot,
+        /// Numbers heartbeats, so acks can be matched to their send time.
+        seq: u64,
+        /// The master's commit index.
+        commit: Slot,
+    },
+    /// The answer to a heartbeat: the sender promises not to promise another master for a lease.
+    HeartbeatAck {
+        /// The master's ballot.
+        ballot: Ballot,
+        /// The heartbeat answered.
+        seq: u64,
+        /// The sender's commit index (lets the master notice a lagging replica).
+        commit: Slot,
+    },
+    /// "Send me the chosen entries from `from` on."
+    CatchUpRequest {
+        /// First slot the sender lacks.
+        from: Slot,
+    },
+    /// Chosen entries, in slot order without gaps, starting at the requested slot.
+    CatchUp {
+        /// The sender's commit index.
+        commit: Slot,
+        /// Chosen entries.
+        entries: Vec<Entry>,
+    },
+    /// "What you asked for is compacted here: install my snapshot (which covers `slot`)."
+    SnapshotNeeded {
+        /// The slot the sender's log is compacted through.
+        slot: Slot,
+    },
+}
+
+impl Message {
+    /// A short name for counters and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::Promise { .. } => "promise",
+            Message::Reject { .. } => "reject",
+            Message::Accept { .. } => "accept",
+            Message::Accepted { .. } => "accepted",
+            Message::Heartbeat { .. } => "heartbeat",
+            Message::HeartbeatAck { .. } => "heartbeat_ack",
+            Message::CatchUpRequest { .. } => "catch_up_request",
+            Message::CatchUp { .. } => "catch_up",
+            Message::SnapshotNeeded { .. } => "snapshot_needed",
+        }
+    }
+}

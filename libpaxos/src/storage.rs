@@ -1,0 +1,71 @@
+//! What the core reads of the durable log, and what a driver's storage must promise.
+//!
+//! The core only ever *reads* through [`Storage`]. Writes come out of the core in
+//! [`Persist`](crate::Persist) batches and the driver performs them through [`LogStore`], the
+//! write half that drivers, tests and the conformance suite use.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ready::Persist;
+use crate::types::{Ballot, Entry, Slot};
+
+/// The state an acceptor must never forget: the highest ballot it promised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    /// No ballot below this one may be accepted or promised, ever, even after a crash.
+    pub promised: Ballot,
+}
+
+/// A storage failure, reported to the driver as is. The core's in-memory state is unchanged by
+/// a call that failed on storage, so the driver may retry or shut down.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The device or the engine failed; the message says what and where.
+    #[error("log storage I/O failed: {0}")]
+    Io(String),
+    /// An entry or the hard state read back does not decode or fails its checksum.
+    #[error("log entry {slot} is corrupt: {reason}")]
+    Corrupt {
+        /// The slot whose record is bad (slot 0 for the hard state).
+        slot: Slot,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Read access to the durable log, as the core needs it.
+///
+/// Every method reads what has been *written* through [`LogStore::write`], whether or not it has
+/// been synced yet: the core relies on seeing its own writes. Durability is the driver's business
+/// and is reported to the core through `Replica::on_persisted`.
+pub trait Storage {
+    /// The hard state last written; `HardState::default()` for a new log.
+    fn hard_state(&self) -> Result<HardState, StorageError>;
+
+    /// The slot up to which the log has been compacted into a snapshot (inclusive);
+    /// `Slot::ZERO` if never. Entries at or below it are gone; entries above it are all kept.
+    fn compacted_through(&self) -> Result<Slot, StorageError>;
+
+    /// The highest slot holding an entry, or `compacted_through()` if none is above it.
+    fn last_slot(&self) -> Result<Slot, StorageError>;
+
+    /// The entry at `slot`, or `None` for a hole, a slot above `last_slot()`, or a compacted slot.
+    fn entry(&self, slot: Slot) -> Result<Option<Entry>, StorageError>;
+
+    /// The entries in `from..=to` in slot order, holes skipped, at most `max` of them.
+    /// Compacted slots are skipped like holes: callers check `compacted_through()` first.
+    fn entries(&self, from: Slot, to: Slot, max: usize) -> Result<Vec<Entry>, StorageError>;
+}
+
+/// The write half of a log storage, used by drivers and tests (never by the core).
+pub trait LogStore: Storage {
+    /// Performs one persist batch, in this order: compaction, hard state, entries (an entry
+    /// replaces whatever the slot held). Reads see the writes as soon as this returns; they are
+    /// durable only after [`sync`](LogStore::sync). A batch is atomic with respect to a crash:
+    /// after `sync` either all of it is durable or, if the crash came first, possibly none.
+    /// Entries at or below `compacted_through()` are ignored.
+    fn write(&mut self, batch: &Persist) -> Result<(), StorageError>;
+
+    /// Makes every write so far durable before it returns (the fsync).
+    fn sync(&mut self) -> Result<(), StorageError>;
+}
