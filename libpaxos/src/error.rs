@@ -1,0 +1,41 @@
+//! The errors the core returns to its driver.
+
+use crate::config::ConfigError;
+use crate::storage::StorageError;
+use crate::types::NodeId;
+
+/// A call into the core failed. The core's state is unchanged by a failed call.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The configuration was refused.
+    #[error("invalid replica configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Reading the log failed.
+    #[error("reading the log failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Why `propose` refused a command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// Only the master proposes; `hint` is the master this replica last heard from.
+    #[error("this replica is not the master (last known master: {hint:?})")]
+    NotMaster {
+        /// The master this replica last heard from, if any.
+        hint: Option<NodeId>,
+    },
+    /// Too many proposals are waiting to commit; retry once some have.
+    #[error("{inflight} proposals are already in flight, the limit")]
+    Busy {
+        /// How many are in flight.
+        inflight: u64,
+    },
+    /// The command is larger than one Accept message may carry.
+    #[error("a command of {size} bytes exceeds the batch limit of {limit} bytes")]
+    TooLarge {
+        /// The command's size.
+        size: usize,
+        /// `Config::max_batch_bytes`.
+        limit: usize,
+    },
+}

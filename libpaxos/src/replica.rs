@@ -1,0 +1,509 @@
+//! The facade: one replica's state, its inputs, and the Ready batch it builds.
+//!
+//! The protocol itself is split by responsibility: `election.rs` (phase 1 and taking office),
+//! `replication.rs` (phase 2 and the commit index), `lease.rs` (heartbeats and master leases),
+//! `catchup.rs` (bringing a lagging replica up to date).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::config::Config;
+use crate::counters::Counters;
+use crate::election::{Candidate, Recovering};
+use crate::error::{Error, ProposeError};
+use crate::lease::MasterLease;
+use crate::message::{Envelope, Message};
+use crate::ready::{Committed, Event, Persist, Ready, Role};
+use crate::replication::Master;
+use crate::rng::SplitMix64;
+use crate::storage::{HardState, Storage};
+use crate::types::{Ballot, Entry, Epoch, NodeId, Slot, Time};
+
+/// What the replica is doing, with the state each role needs.
+pub(crate) enum RoleState {
+    Follower,
+    Candidate(Candidate),
+    Recovering(Recovering),
+    Master(Master),
+}
+
+/// Work produced by inputs and not yet handed out by [`Replica::ready`].
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pub(crate) compact_through: Option<Slot>,
+    pub(crate) hard_state: Option<HardState>,
+    pub(crate) entries: BTreeMap<Slot, Entry>,
+    pub(crate) after_persist: Vec<Envelope>,
+    pub(crate) messages: Vec<Envelope>,
+    /// Messages from this replica to itself that count only once the batch is durable.
+    pub(crate) to_self: Vec<Message>,
+    pub(crate) events: Vec<Event>,
+}
+
+/// One replica of the cell: feed it inputs, take [`Ready`] batches, perform them.
+///
+/// See the crate documentation for the driving loop and `docs/libpaxos.md` for the contract.
+pub struct Replica<S: Storage> {
+    pub(crate) config: Config,
+    pub(crate) storage: S,
+    pub(crate) rng: SplitMix64,
+    pub(crate) counters: Counters,
+    pub(crate) role: RoleState,
+    /// The highest ballot promised (written, maybe not yet durable).
+    pub(crate) promised: Ballot,
+    /// The highest ballot heard of anywhere; new candidacies go above it.
+    pub(crate) highest_seen: Ballot,
+    /// Every slot up to here is chosen and this replica holds (or has compacted) its value.
+    pub(crate) commit: Slot,
+    /// The state machine has applied up to here (reported by the driver).
+    pub(crate) applied: Slot,
+    /// Committed entries handed out in a Ready up to here.
+    pub(crate) delivered: Slot,
+    /// The log is compacted through here (as written).
+    pub(crate) compacted: Slot,
+    /// The master this replica follows, and its ballot.
+    pub(crate) master: Option<(NodeId, Ballot)>,
+    /// This replica promised the holder of this ballot not to promise anyone else until then.
+    pub(crate) lease_granted: Option<(Ballot, Time)>,
+    /// After a restart, no promise before this time (grants made before the crash are unknown).
+    pub(crate) quiet_until: Time,
+    /// When this replica last heard from its master (or started, or promised a candidate).
+    pub(crate) last_heard: Time,
+    /// When a follower stands for election if nothing is heard.
+    pub(crate) election_deadline: Time,
+    /// A catch-up request in flight: the slot asked for and when.
+    pub(crate) catch_up_sent: Option<(Slot, Time)>,
+    /// A snapshot install asked of the driver and not yet done.
+    pub(crate) snapshot_wanted: Option<Slot>,
+    pub(crate) outbox: Outbox,
+    /// Self-messages waiting for the Ready they belong to to become durable.
+    pub(crate) waiting_for_persist: Vec<(u64, Message)>,
+    pub(crate) ready_number: u64,
+    pub(crate) persisted_number: u64,
+    /// The master lease as last reported in an event, to report changes once.
+    pub(crate) lease_reported: bool,
+}
+
+impl<S: Storage> Replica<S> {
+    /// Starts (or restarts) a replica over `storage`. `applied` is the slot the driver's state
+    /// machine has durably applied (a snapshot counts); committed entries after it will be
+    /// handed out again. A restarted replica promises nothing for one lease period, because it
+    /// cannot know what leases it granted before it went down.
+    pub fn new(config: Config, storage: S, now: Time, applied: Slot) -> Result<Replica<S>, Error> {
+        config.validate()?;
+        let hard_state = storage.hard_state()?;
+        #[cfg(feature = "fault-injection")]
+        let hard_state = if config.fault == Some(crate::Fault::ForgetPromiseOnRestart) {
+            HardState::default()
+        } else {
+            hard_state
+        };
+        let compacted = storage.compacted_through()?;
+        let commit = applied.max(compacted);
+        let quiet = config.lease;
+        #[cfg(feature = "fault-injection")]
+        let quiet = if config.fault == Some(crate::Fault::NoQuietAfterRestart) {
+            Duration::ZERO
+        } else {
+            quiet
+        };
+        let mut replica = Replica {
+            rng: SplitMix64::new(config.seed),
+            config,
+            storage,
+            counters: Counters::default(),
+            role: RoleState::Follower,
+            promised: hard_state.promised,
+            highest_seen: hard_state.promised,
+            commit,
+            applied: commit,
+            delivered: commit,
+            compacted,
+            master: None,
+            lease_granted: None,
+            quiet_until: now + quiet,
+            last_heard: now,
+            election_deadline: now,
+            catch_up_sent: None,
+            snapshot_wanted: None,
+            outbox: Outbox::default(),
+            waiting_for_persist: Vec::new(),
+            ready_number: 0,
+            persisted_number: 0,
+            lease_reported: false,
+        };
+        replica.reset_election_timer(now);
+        Ok(replica)
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The log storage, for reading.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The log storage, for the driver to perform `Ready::persist` on.
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// Counters of refused inputs and transitions.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        match &self.role {
+            RoleState::Follower => Role::Follower {
+                master: self.master.map(|(node, _)| node),
+            },
+            RoleState::Candidate(c) => Role::Candidate { ballot: c.ballot },
+            RoleState::Recovering(r) => Role::Recovering { ballot: r.ballot },
+            RoleState::Master(m) => Role::Master { ballot: m.ballot },
+        }
+    }
+
+    /// The highest ballot this replica has promised.
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// Every slot up to this one is known chosen here.
+    pub fn commit(&self) -> Slot {
+        self.commit
+    }
+
+    /// What the driver last reported applied.
+    pub fn applied(&self) -> Slot {
+        self.applied
+    }
+
+    /// The master this replica believes in: itself when master, else the last one it heard.
+    pub fn master_hint(&self) -> Option<NodeId> {
+        match &self.role {
+            RoleState::Master(_) => Some(self.config.id),
+            _ => self.master.map(|(node, _)| node),
+        }
+    }
+
+    /// The epoch of this replica's master term, if it is master.
+    pub fn epoch(&self) -> Option<Epoch> {
+        match &self.role {
+            RoleState::Master(m) => Some(m.ballot.epoch()),
+            _ => None,
+        }
+    }
+
+    /// Proposes a command. Returns the slot it was given and the epoch it carries: if the slot
+    /// is later committed with a value of that epoch, it is this command; otherwise the command
+    /// was lost with a change of master and may be proposed again.
+    pub fn propose(&mut self, now: Time, command: Vec<u8>) -> Result<(Slot, Epoch), ProposeError> {
+        let result = self.propose_command(now, command);
+        if result.is_err() {
+            self.counters.proposals_refused += 1;
+        }
+        result
+    }
+
+    /// Handles a message from another member.
+    pub fn on_message(&mut self, now: Time, from: NodeId, msg: Message) -> Result<(), Error> {
+        if from == self.config.id || !self.config.members.contains(&from) {
+            self.counters.unknown_sender += 1;
+            return Ok(());
+        }
+        self.handle(now, from, msg)
+    }
+
+    /// Lets time pass: heartbeats, lease expiry, election timeouts, re-sends.
+    pub fn on_tick(&mut self, now: Time) -> Result<(), Error> {
+        match &self.role {
+            RoleState::Master(_) | RoleState::Recovering(_) => {
+                self.tick_lease(now);
+                if self.is_leading() {
+                    self.tick_master(now)?;
+                }
+            }
+            RoleState::Candidate(_) | RoleState::Follower => {
+                if now >= self.election_deadline && self.may_promise(now, self.config.id) {
+                    self.start_election(now)?;
+                }
+            }
+        }
+        self.tick_catch_up(now);
+        Ok(())
+    }
+
+    /// The driver has made every Ready up to `number` durable.
+    pub fn on_persisted(&mut self, now: Time, number: u64) -> Result<(), Error> {
+        if number <= self.persisted_number {
+            return Ok(());
+        }
+        self.persisted_number = number.min(self.ready_number);
+        let (due, later): (Vec<_>, Vec<_>) = core::mem::take(&mut self.waiting_for_persist)
+            .into_iter()
+            .partition(|(n, _)| *n <= self.persisted_number);
+        self.waiting_for_persist = later;
+        for (_, msg) in due {
+            self.handle(now, self.config.id, msg)?;
+        }
+        Ok(())
+    }
+
+    /// The driver's state machine has applied everything up to `slot`.
+    pub fn on_applied(&mut self, slot: Slot) {
+        self.applied = self.applied.max(slot.min(self.delivered));
+    }
+
+    /// The driver holds a durable snapshot through `upto`: the log below may go. `upto` is
+    /// capped at what has been applied; the compaction comes out in a later Ready.
+    pub fn compact(&mut self, upto: Slot) {
+        let upto = upto.min(self.applied);
+        if upto > self.compacted {
+            self.set_compacted(upto);
+        }
+    }
+
+    /// The driver installed a snapshot covering everything through `slot`: the log up to it is
+    /// replaced by the snapshot and the state machine has applied it.
+    pub fn on_snapshot_installed(&mut self, now: Time, slot: Slot) {
+        let _ = now;
+        if self.snapshot_wanted.is_some_and(|wanted| wanted <= slot) {
+            self.snapshot_wanted = None;
+        }
+        if slot <= self.commit {
+            return;
+        }
+        self.commit = slot;
+        self.applied = slot;
+        self.delivered = slot;
+        self.set_compacted(slot);
+        self.catch_up_sent = None;
+        if let RoleState::Master(m) = &mut self.role {
+            m.forget_through(slot);
+        }
+    }
+
+    /// Linearizable reads may be served locally once the state machine has applied the
+    /// returned slot, if this replica is master, holds its lease at `now`, and has committed
+    /// its take-office no-op (so every earlier term's writes are in). `None` otherwise.
+    pub fn read_fence(&self, now: Time) -> Option<Slot> {
+        let RoleState::Master(m) = &self.role else {
+            return None;
+        };
+        if self.commit < m.noop_slot {
+            return None;
+        }
+        #[cfg(feature = "fault-injection")]
+        if self.config.fault == Some(crate::Fault::ReadWithoutLease) {
+            return Some(self.commit);
+        }
+        self.lease_valid(now).then_some(self.commit)
+    }
+
+    /// Takes the work produced since the last call. Perform it as [`Ready`] describes.
+    pub fn ready(&mut self) -> Ready {
+        self.flush_proposals();
+        let out = core::mem::take(&mut self.outbox);
+        let persist = Persist {
+            compact_through: out.compact_through,
+            hard_state: out.hard_state,
+            entries: out.entries.into_values().collect(),
+        };
+        let mut ready = Ready {
+            number: 0,
+            persist,
+            after_persist: out.after_persist,
+            messages: out.messages,
+            committed: Vec::new(),
+            events: out.events,
+        };
+        // Hand out newly committed entries; reading can fail only on a broken storage, in
+        // which case they are handed out by a later Ready.
+        if let Ok(committed) = self.take_committed(&ready.persist) {
+            ready.committed = committed;
+        }
+        if !ready.is_empty() || !out.to_self.is_empty() {
+            self.ready_number += 1;
+            ready.number = self.ready_number;
+            for msg in out.to_self {
+                self.waiting_for_persist.push((self.ready_number, msg));
+            }
+        }
+        ready
+    }
+
+    /// Reads an entry as written, including entries still in the outbox.
+    pub(crate) fn read_entry(&self, slot: Slot) -> Result<Option<Entry>, Error> {
+        if slot <= self.compacted || slot == Slot::ZERO {
+            return Ok(None);
+        }
+        if let Some(entry) = self.outbox.entries.get(&slot) {
+            return Ok(Some(entry.clone()));
+        }
+        Ok(self.storage.entry(slot)?)
+    }
+
+    /// The highest slot written, including the outbox.
+    pub(crate) fn last_slot(&self) -> Result<Slot, Error> {
+        let stored = self.storage.last_slot()?;
+        let pending = self.outbox.entries.keys().next_back().copied();
+        Ok(stored
+            .max(pending.unwrap_or(Slot::ZERO))
+            .max(self.compacted))
+    }
+
+    /// Queues an entry for writing. Slots at or below the commit index are never rewritten.
+    pub(crate) fn write_entry(&mut self, entry: Entry) {
+        debug_assert!(entry.slot > self.compacted);
+        self.outbox.entries.insert(entry.slot, entry);
+    }
+
+    /// Promises `ballot` durably (the hard state goes out in the next Ready).
+    pub(crate) fn raise_promise(&mut self, ballot: Ballot) {
+        debug_assert!(ballot >= self.promised, "a promise never decreases");
+        if ballot > self.promised {
+            self.promised = ballot;
+            self.outbox.hard_state = Some(HardState { promised: ballot });
+        }
+        self.note_ballot(ballot);
+    }
+
+    pub(crate) fn note_ballot(&mut self, ballot: Ballot) {
+        self.highest_seen = self.highest_seen.max(ballot);
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, msg: Message) {
+        self.outbox.messages.push(Envelope { to, msg });
+    }
+
+    pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
+        if to == self.config.id {
+            self.outbox.to_self.push(msg);
+        } else {
+            self.outbox.after_persist.push(Envelope { to, msg });
+        }
+    }
+
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        let me = self.config.id;
+        self.config
+            .members
+            .iter()
+            .copied()
+            .filter(|&n| n != me)
+            .collect()
+    }
+
+    pub(crate) fn set_role(&mut self, role: RoleState) {
+        let was_leading = self.is_leading();
+        self.role = role;
+        if was_leading && !self.is_leading() && self.lease_reported {
+            self.lease_reported = false;
+            self.outbox.events.push(Event::LeaseLost);
+        }
+        let role = self.role();
+        self.outbox.events.push(Event::RoleChanged(role));
+    }
+
+    /// Master or recovering: this replica holds a ballot a majority promised.
+    pub(crate) fn is_leading(&self) -> bool {
+        matches!(self.role, RoleState::Master(_) | RoleState::Recovering(_))
+    }
+
+    /// The ballot this replica leads with, if it leads.
+    pub(crate) fn leading_ballot(&self) -> Option<Ballot> {
+        match &self.role {
+            RoleState::Master(m) => Some(m.ballot),
+            RoleState::Recovering(r) => Some(r.ballot),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn lease_state(&mut self) -> Option<&mut MasterLease> {
+        match &mut self.role {
+            RoleState::Master(m) => Some(&mut m.lease),
+            RoleState::Recovering(r) => Some(&mut r.lease),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn reset_election_timer(&mut self, now: Time) {
+        let base = self.config.election_timeout;
+        let jitter_range = u64::try_from(base.as_micros()).unwrap_or(u64::MAX).max(1);
+        let jitter = Duration::from_micros(self.rng.below(jitter_range));
+        self.last_heard = now;
+        self.election_deadline = now + base + jitter;
+    }
+
+    fn set_compacted(&mut self, upto: Slot) {
+        self.compacted = upto;
+        self.outbox.compact_through = Some(upto);
+        self.outbox.entries.retain(|&slot, _| slot > upto);
+    }
+
+    fn take_committed(&mut self, persist: &Persist) -> Result<Vec<Committed>, Error> {
+        let mut out = Vec::new();
+        while self.delivered < self.commit && out.len() < self.config.max_apply_batch {
+            let slot = self.delivered.next();
+            let entry = match persist.entries.binary_search_by_key(&slot, |e| e.slot) {
+                Ok(i) => Some(persist.entries[i].clone()),
+                Err(_) => self.storage.entry(slot)?,
+            };
+            let Some(entry) = entry else {
+                // Invariant: every slot up to the commit index is held or compacted.
+                debug_assert!(false, "committed slot {slot} is missing from the log");
+                break;
+            };
+            out.push(Committed {
+                slot,
+                value: entry.value,
+            });
+            self.delivered = slot;
+        }
+        Ok(out)
+    }
+
+    fn handle(&mut self, now: Time, from: NodeId, msg: Message) -> Result<(), Error> {
+        match msg {
+            Message::Prepare { ballot, from: slot } => self.on_prepare(now, from, ballot, slot),
+            Message::Promise {
+                ballot,
+                commit,
+                entries,
+            } => self.on_promise(now, from, ballot, commit, entries),
+            Message::Reject { ballot, promised } => self.on_reject(now, ballot, promised),
+            Message::Accept {
+                ballot,
+                commit,
+                entries,
+            } => self.on_accept(now, from, ballot, commit, entries),
+            Message::Accepted { ballot, slots } => self.on_accepted(now, from, ballot, &slots),
+            Message::Heartbeat {
+                ballot,
+                seq,
+                commit,
+            } => self.on_heartbeat(now, from, ballot, seq, commit),
+            Message::HeartbeatAck { ballot, seq, .. } => {
+                self.on_heartbeat_ack(now, from, ballot, seq);
+                Ok(())
+            }
+            Message::CatchUpRequest { from: slot } => self.on_catch_up_request(from, slot),
+            Message::CatchUp { commit, entries } => self.on_catch_up(now, from, commit, entries),
+            Message::SnapshotNeeded { slot } => {
+                self.on_snapshot_needed(from, slot);
+                Ok(())
+            }
+        }
+    }
+}

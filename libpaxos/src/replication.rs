@@ -1,0 +1,344 @@
+//! Phase 2: the master proposes, acceptors accept, the commit index advances.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::election::entries_sorted;
+use crate::error::{Error, ProposeError};
+use crate::lease::MasterLease;
+use crate::message::Message;
+use crate::replica::{Replica, RoleState};
+use crate::storage::Storage;
+use crate::types::{Ballot, Entry, Epoch, NodeId, Payload, Slot, Time, Value};
+
+/// A slot proposed and not yet known chosen.
+struct InFlight {
+    /// Bit `i` set: member `config.members[i]` durably accepted it at the master's ballot.
+    acks: u64,
+    /// When it was last sent to the followers that have not acknowledged it.
+    sent_at: Time,
+}
+
+/// The master's state.
+pub(crate) struct Master {
+    pub(crate) ballot: Ballot,
+    /// The next slot to propose into.
+    next_slot: Slot,
+    /// The take-office no-op; reads are served only once it is committed.
+    pub(crate) noop_slot: Slot,
+    inflight: BTreeMap<Slot, InFlight>,
+    /// Entries proposed since the last Ready, to broadcast in one Accept per follower.
+    unsent: Vec<Entry>,
+    pub(crate) lease: MasterLease,
+}
+
+impl Master {
+    pub(crate) fn new(ballot: Ballot, first: Slot, noop_slot: Slot, lease: MasterLease) -> Master {
+        Master {
+            ballot,
+            next_slot: first,
+            noop_slot,
+            inflight: BTreeMap::new(),
+            unsent: Vec::new(),
+            lease,
+        }
+    }
+
+    /// A snapshot installed through `slot`: nothing at or below it is in flight any more.
+    pub(crate) fn forget_through(&mut self, slot: Slot) {
+        self.inflight.retain(|&s, _| s > slot);
+        self.next_slot = self.next_slot.max(slot.next());
+    }
+}
+
+impl<S: Storage> Replica<S> {
+    pub(crate) fn propose_command(
+        &mut self,
+        now: Time,
+        command: Vec<u8>,
+    ) -> Result<(Slot, Epoch), ProposeError> {
+        let limit = self.config.max_batch_bytes;
+        let max_inflight = self.config.max_inflight;
+        let hint = self.master_hint();
+        let RoleState::Master(master) = &self.role else {
+            return Err(ProposeError::NotMaster { hint });
+        };
+        if command.len() > limit {
+            return Err(ProposeError::TooLarge {
+                size: command.len(),
+                limit,
+            });
+        }
+        let inflight = master.inflight.len() as u64;
+        if inflight >= max_inflight {
+            return Err(ProposeError::Busy { inflight });
+        }
+        let epoch = master.ballot.epoch();
+        let slot = master.next_slot;
+        self.append_as_master(
+            now,
+            Value {
+                epoch,
+                payload: Payload::Command(command),
+            },
+        );
+        Ok((slot, epoch))
+    }
+
+    /// Proposes `value` in the next slot: write it, accept it ourselves once durable, and queue
+    /// it for the followers.
+    pub(crate) fn append_as_master(&mut self, now: Time, value: Value) {
+        let RoleState::Master(master) = &mut self.role else {
+            return;
+        };
+        let slot = master.next_slot;
+        master.next_slot = slot.next();
+        let entry = Entry {
+            slot,
+            ballot: master.ballot,
+            value,
+        };
+        master.inflight.insert(
+            slot,
+            InFlight {
+                acks: 0,
+                sent_at: now,
+            },
+        );
+        master.unsent.push(entry.clone());
+        let ballot = master.ballot;
+        self.write_entry(entry);
+        self.outbox.to_self.push(Message::Accepted {
+            ballot,
+            slots: alloc::vec![slot],
+        });
+    }
+
+    /// Moves entries proposed since the last Ready into Accept messages, batched.
+    pub(crate) fn flush_proposals(&mut self) {
+        let commit = self.commit;
+        let (max_entries, max_bytes) = (self.config.max_batch_entries, self.config.max_batch_bytes);
+        let RoleState::Master(master) = &mut self.role else {
+            return;
+        };
+        if master.unsent.is_empty() {
+            return;
+        }
+        let ballot = master.ballot;
+        let unsent = core::mem::take(&mut master.unsent);
+        for batch in batches(unsent, max_entries, max_bytes) {
+            for peer in self.peers() {
+                self.send(
+                    peer,
+                    Message::Accept {
+                        ballot,
+                        commit,
+                        entries: batch.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    pub(crate) fn on_accept(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        ballot: Ballot,
+        commit: Slot,
+        entries: Vec<Entry>,
+    ) -> Result<(), Error> {
+        self.note_ballot(ballot);
+        if ballot.node != from
+            || !entries_sorted(&entries)
+            || entries.iter().any(|e| e.ballot != ballot)
+        {
+            self.counters.malformed += 1;
+            return Ok(());
+        }
+        if ballot < self.promised {
+            self.counters.stale_ballot += 1;
+            let promised = self.promised;
+            self.send(from, Message::Reject { ballot, promised });
+            return Ok(());
+        }
+        self.follow(now, from, ballot);
+        let mut slots = Vec::with_capacity(entries.len());
+        for entry in entries {
+            slots.push(entry.slot);
+            // Chosen slots are never rewritten; acknowledging them is still true.
+            if entry.slot > self.commit {
+                self.write_entry(entry);
+            }
+        }
+        if !slots.is_empty() {
+            self.send_after_persist(from, Message::Accepted { ballot, slots });
+        }
+        self.learn_commit(now, from, ballot, commit)
+    }
+
+    /// A message from the master of `ballot` (at least our promise) arrived: follow it.
+    pub(crate) fn follow(&mut self, now: Time, from: NodeId, ballot: Ballot) {
+        self.raise_promise(ballot);
+        if self.leading_ballot() != Some(ballot) {
+            if !matches!(self.role, RoleState::Follower) || self.master != Some((from, ballot)) {
+                self.master = Some((from, ballot));
+                self.set_role(RoleState::Follower);
+            }
+            self.grant_lease(now, ballot);
+        }
+        self.reset_election_timer(now);
+    }
+
+    pub(crate) fn on_accepted(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        ballot: Ballot,
+        slots: &[Slot],
+    ) -> Result<(), Error> {
+        let Some(index) = self.config.members.iter().position(|&n| n == from) else {
+            self.counters.unknown_sender += 1;
+            return Ok(());
+        };
+        let RoleState::Master(master) = &mut self.role else {
+            self.counters.unexpected += 1;
+            return Ok(());
+        };
+        if master.ballot != ballot {
+            self.counters.stale_ballot += 1;
+            return Ok(());
+        }
+        for slot in slots {
+            if let Some(flight) = master.inflight.get_mut(slot) {
+                flight.acks |= 1 << index;
+            }
+        }
+        let quorum = self.config.quorum();
+        #[cfg(feature = "fault-injection")]
+        let quorum = if self.config.fault == Some(crate::Fault::MinorityQuorum) {
+            quorum - 1
+        } else {
+            quorum
+        };
+        let mut commit = self.commit;
+        while let Some(flight) = master.inflight.get(&commit.next()) {
+            if (flight.acks.count_ones() as usize) < quorum.max(1) {
+                break;
+            }
+            commit = commit.next();
+            master.inflight.remove(&commit);
+        }
+        self.advance_commit(now, commit)
+    }
+
+    /// Learns that the master of `ballot` has committed through `master_commit`. Slots this
+    /// replica accepted at that same ballot hold the chosen value (a ballot proposes one value
+    /// per slot); any other slot must be fetched.
+    pub(crate) fn learn_commit(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        ballot: Ballot,
+        master_commit: Slot,
+    ) -> Result<(), Error> {
+        let mut commit = self.commit;
+        while commit < master_commit {
+            let slot = commit.next();
+            match self.read_entry(slot)? {
+                Some(entry) if entry.ballot == ballot => commit = slot,
+                _ => break,
+            }
+        }
+        self.advance_commit(now, commit)?;
+        if self.commit < master_commit {
+            self.request_catch_up(now, from, self.commit.next());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn advance_commit(&mut self, now: Time, commit: Slot) -> Result<(), Error> {
+        debug_assert!(commit >= self.commit, "the commit index never decreases");
+        if commit > self.commit {
+            self.commit = commit;
+            if self.catch_up_sent.is_some_and(|(slot, _)| slot <= commit) {
+                self.catch_up_sent = None;
+            }
+        }
+        self.maybe_finish_recovery(now)
+    }
+
+    /// Master duties on a tick: heartbeats, and re-sending accepts nobody acknowledged.
+    pub(crate) fn tick_master(&mut self, now: Time) -> Result<(), Error> {
+        self.heartbeat_if_due(now);
+        let resend_after = self.config.heartbeat_interval;
+        let (max_entries, max_bytes) = (self.config.max_batch_entries, self.config.max_batch_bytes);
+        let members = self.config.members.clone();
+        let commit = self.commit;
+        let RoleState::Master(master) = &mut self.role else {
+            return Ok(());
+        };
+        let ballot = master.ballot;
+        let mut stale: Vec<(Slot, u64)> = Vec::new();
+        for (slot, flight) in master.inflight.iter_mut() {
+            if now.since(flight.sent_at) >= resend_after {
+                flight.sent_at = now;
+                stale.push((*slot, flight.acks));
+            }
+            if stale.len() >= max_entries {
+                break;
+            }
+        }
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for (index, &peer) in members.iter().enumerate() {
+            if peer == self.config.id {
+                continue;
+            }
+            let mut entries = Vec::new();
+            for &(slot, acks) in &stale {
+                if acks & (1 << index) == 0 {
+                    if let Some(entry) = self.read_entry(slot)? {
+                        entries.push(entry);
+                    }
+                }
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            for batch in batches(entries, max_entries, max_bytes) {
+                self.counters.accepts_resent += 1;
+                self.send(
+                    peer,
+                    Message::Accept {
+                        ballot,
+                        commit,
+                        entries: batch,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits entries into groups of at most `max_entries` and about `max_bytes`.
+fn batches(entries: Vec<Entry>, max_entries: usize, max_bytes: usize) -> Vec<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for entry in entries {
+        let size = entry.value.size_hint();
+        if !current.is_empty() && (current.len() >= max_entries || bytes + size > max_bytes) {
+            out.push(core::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(entry);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
