@@ -30,6 +30,12 @@ impl<S: Storage> Replica<S> {
 
     /// Forgets a catch-up request that went unanswered, so the next hint sends another.
     pub(crate) fn tick_catch_up(&mut self, now: Time) {
+        // A snapshot the driver could not fetch is asked for again after a while.
+        if let Some((_, at)) = self.snapshot_wanted {
+            if now.since(at) >= self.config.election_timeout * 4 {
+                self.snapshot_wanted = None;
+            }
+        }
         if let Some((_, at)) = self.catch_up_sent {
             if now.since(at) >= self.config.election_timeout {
                 self.catch_up_sent = None;
@@ -96,12 +102,12 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
-    pub(crate) fn on_snapshot_needed(&mut self, from: NodeId, slot: Slot) {
+    pub(crate) fn on_snapshot_needed(&mut self, now: Time, from: NodeId, slot: Slot) {
         if slot <= self.commit || self.snapshot_wanted.is_some() {
             self.counters.unexpected += 1;
             return;
         }
-        self.snapshot_wanted = Some(slot);
+        self.snapshot_wanted = Some((slot, now));
         self.catch_up_sent = None;
         self.counters.snapshots_needed += 1;
         self.outbox

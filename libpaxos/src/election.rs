@@ -28,6 +28,8 @@ pub(crate) struct Recovering {
     source: NodeId,
     /// For every slot above `target`, the entry with the highest ballot among the promises.
     values: BTreeMap<Slot, Entry>,
+    /// When phase 1 was won; recovery that takes too long starts over with a new ballot.
+    since: Time,
     pub(crate) lease: MasterLease,
 }
 
@@ -192,6 +194,7 @@ impl<S: Storage> Replica<S> {
             target,
             source,
             values,
+            since: now,
             lease: MasterLease::new(&self.config),
         }));
         self.tick_lease(now);
@@ -206,6 +209,10 @@ impl<S: Storage> Replica<S> {
     pub(crate) fn maybe_finish_recovery(&mut self, now: Time) -> Result<(), Error> {
         match &self.role {
             RoleState::Recovering(r) if self.commit >= r.target => self.finish_recovery(now),
+            RoleState::Recovering(r) if now.since(r.since) >= self.config.election_timeout * 2 => {
+                // The replica that knows the chosen prefix does not answer: ask a new majority.
+                self.start_election(now)
+            }
             RoleState::Recovering(r) => {
                 let source = r.source;
                 self.request_catch_up(now, source, self.commit.next());

@@ -38,6 +38,7 @@ pub mod ready;
 mod replica;
 mod replication;
 mod rng;
+pub mod sim;
 pub mod storage;
 pub mod types;
 

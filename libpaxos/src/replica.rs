@@ -75,7 +75,7 @@ pub struct Replica<S: Storage> {
     /// A catch-up request in flight: the slot asked for and when.
     pub(crate) catch_up_sent: Option<(Slot, Time)>,
     /// A snapshot install asked of the driver and not yet done.
-    pub(crate) snapshot_wanted: Option<Slot>,
+    pub(crate) snapshot_wanted: Option<(Slot, Time)>,
     pub(crate) outbox: Outbox,
     /// Self-messages waiting for the Ready they belong to to become durable.
     pub(crate) waiting_for_persist: Vec<(u64, Message)>,
@@ -157,6 +157,11 @@ impl<S: Storage> Replica<S> {
         &mut self.storage
     }
 
+    /// Gives the storage back (to crash it in a simulation, or to close it).
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
     /// Counters of refused inputs and transitions.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -232,6 +237,7 @@ impl<S: Storage> Replica<S> {
                 self.tick_lease(now);
                 if self.is_leading() {
                     self.tick_master(now)?;
+                    self.maybe_finish_recovery(now)?;
                 }
             }
             RoleState::Candidate(_) | RoleState::Follower => {
@@ -276,13 +282,15 @@ impl<S: Storage> Replica<S> {
 
     /// The driver installed a snapshot covering everything through `slot`: the log up to it is
     /// replaced by the snapshot and the state machine has applied it.
-    pub fn on_snapshot_installed(&mut self, now: Time, slot: Slot) {
-        let _ = now;
-        if self.snapshot_wanted.is_some_and(|wanted| wanted <= slot) {
+    pub fn on_snapshot_installed(&mut self, now: Time, slot: Slot) -> Result<(), Error> {
+        if self
+            .snapshot_wanted
+            .is_some_and(|(wanted, _)| wanted <= slot)
+        {
             self.snapshot_wanted = None;
         }
         if slot <= self.commit {
-            return;
+            return Ok(());
         }
         self.commit = slot;
         self.applied = slot;
@@ -292,6 +300,7 @@ impl<S: Storage> Replica<S> {
         if let RoleState::Master(m) = &mut self.role {
             m.forget_through(slot);
         }
+        self.maybe_finish_recovery(now)
     }
 
     /// Linearizable reads may be served locally once the state machine has applied the
@@ -501,7 +510,7 @@ impl<S: Storage> Replica<S> {
             Message::CatchUpRequest { from: slot } => self.on_catch_up_request(from, slot),
             Message::CatchUp { commit, entries } => self.on_catch_up(now, from, commit, entries),
             Message::SnapshotNeeded { slot } => {
-                self.on_snapshot_needed(from, slot);
+                self.on_snapshot_needed(now, from, slot);
                 Ok(())
             }
         }

@@ -1,0 +1,132 @@
+//! The invariants of DESIGN §3, checked after every simulation step.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use core::time::Duration;
+
+use crate::types::{Ballot, NodeId, Slot, Value};
+
+/// What the checker has seen so far, and the first violation.
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// The value every replica applied at each slot (they must agree).
+    pub chosen: BTreeMap<Slot, Value>,
+    /// Per node: the highest promise made durable, which no later state may go below.
+    durable_promise: BTreeMap<NodeId, Ballot>,
+    /// Per node and incarnation: the last commit index seen.
+    last_commit: BTreeMap<NodeId, Slot>,
+    /// The highest slot of a write acknowledged to a client, and when.
+    pub acked_through: Slot,
+    /// Reads checked.
+    pub reads: u64,
+    /// Instants at which two masters held a lease (should be none).
+    pub violation: Option<String>,
+}
+
+impl Checker {
+    fn fail(&mut self, now: Duration, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(format!("at t={:.3}s: {what}", now.as_secs_f64()));
+        }
+    }
+
+    /// A replica applied `value` at `slot`: every replica must apply the same value there.
+    pub fn on_apply(&mut self, now: Duration, node: NodeId, slot: Slot, value: &Value) {
+        match self.chosen.get(&slot) {
+            Some(held) if held != value => {
+                let what = format!(
+                    "two values chosen for slot {slot}: {held:?} before, {value:?} at {node}"
+                );
+                self.fail(now, what);
+            }
+            Some(_) => {}
+            None => {
+                self.chosen.insert(slot, value.clone());
+            }
+        }
+    }
+
+    /// A replica's durable hard state now promises `ballot`.
+    pub fn on_durable_promise(&mut self, node: NodeId, ballot: Ballot) {
+        let held = self.durable_promise.entry(node).or_default();
+        *held = (*held).max(ballot);
+    }
+
+    /// A replica restarted: its volatile commit index starts afresh.
+    pub fn on_restart(&mut self, node: NodeId) {
+        self.last_commit.remove(&node);
+    }
+
+    /// Checks a live replica's promise, commit and applied indexes.
+    pub fn check_replica(
+        &mut self,
+        now: Duration,
+        node: NodeId,
+        promised: Ballot,
+        commit: Slot,
+        applied: Slot,
+    ) {
+        if let Some(&durable) = self.durable_promise.get(&node) {
+            if promised < durable {
+                let what = format!("{node} promises {promised} after durably promising {durable}");
+                self.fail(now, what);
+            }
+        }
+        let last = self.last_commit.entry(node).or_default();
+        if commit < *last {
+            let what = format!("{node}'s commit index went back from {last} to {commit}");
+            self.fail(now, what);
+        } else {
+            *last = commit;
+        }
+        if applied > commit {
+            let what = format!("{node} applied {applied} beyond its commit index {commit}");
+            self.fail(now, what);
+        }
+    }
+
+    /// `holders` of the live replicas hold `slot`'s committed value (or compacted it); at least
+    /// a majority of the cell must, or the commit index passed what a majority accepted.
+    pub fn check_majority(
+        &mut self,
+        now: Duration,
+        node: NodeId,
+        slot: Slot,
+        holders: usize,
+        quorum: usize,
+    ) {
+        if holders < quorum {
+            let what = format!(
+                "{node} committed slot {slot} but only {holders} replicas hold it (quorum {quorum})"
+            );
+            self.fail(now, what);
+        }
+    }
+
+    /// The replicas in `masters` each believe they hold a master lease at this true instant.
+    pub fn check_leases(&mut self, now: Duration, masters: &[NodeId]) {
+        if masters.len() > 1 {
+            let what = format!("several masters hold a valid lease at once: {masters:?}");
+            self.fail(now, what);
+        }
+    }
+
+    /// A write in `slot` was acknowledged to its client.
+    pub fn on_ack(&mut self, slot: Slot) {
+        self.acked_through = self.acked_through.max(slot);
+    }
+
+    /// `node` served a linearizable read from state applied through `applied`: it must include
+    /// every write acknowledged before the read.
+    pub fn check_read(&mut self, now: Duration, node: NodeId, applied: Slot) {
+        self.reads += 1;
+        if applied < self.acked_through {
+            let what = format!(
+                "stale read at {node}: it has applied through {applied} but slot {} was already acknowledged",
+                self.acked_through
+            );
+            self.fail(now, what);
+        }
+    }
+}

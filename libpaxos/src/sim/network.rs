@@ -1,0 +1,169 @@
+//! The simulated network: delay, loss, duplication, reordering and partitions, all drawn from
+//! the simulation's seeded generator.
+
+use alloc::collections::{BTreeSet, BinaryHeap};
+use core::cmp::Reverse;
+use core::time::Duration;
+
+use crate::message::Message;
+use crate::rng::SplitMix64;
+use crate::types::NodeId;
+
+/// How unreliable the network is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkConfig {
+    /// Shortest one-way delay.
+    pub min_delay: Duration,
+    /// Longest one-way delay (delays are uniform in between, which reorders messages).
+    pub max_delay: Duration,
+    /// Chance that a message is lost.
+    pub loss: f64,
+    /// Chance that a message is delivered twice.
+    pub duplicate: f64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> NetworkConfig {
+        NetworkConfig {
+            min_delay: Duration::from_micros(200),
+            max_delay: Duration::from_millis(5),
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// A message on its way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// True time at which it arrives.
+    pub deliver_at: Duration,
+    /// Send order, to break ties deterministically.
+    pub seq: u64,
+    /// Sender.
+    pub from: NodeId,
+    /// Receiver.
+    pub to: NodeId,
+    /// The message.
+    pub msg: Message,
+}
+
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (self.deliver_at, self.seq).cmp(&(other.deliver_at, other.seq))
+    }
+}
+
+/// Messages in flight and the links that are cut.
+#[derive(Debug, Default)]
+pub struct Network {
+    pub(crate) config: NetworkConfig,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    cut: BTreeSet<(NodeId, NodeId)>,
+    next_seq: u64,
+    /// Messages dropped by loss or a cut link.
+    pub dropped: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+}
+
+impl Network {
+    /// A network with `config`.
+    pub fn new(config: NetworkConfig) -> Network {
+        Network {
+            config,
+            ..Network::default()
+        }
+    }
+
+    /// Sends `msg`, subject to loss, duplication and delay.
+    pub(crate) fn send(
+        &mut self,
+        rng: &mut SplitMix64,
+        now: Duration,
+        from: NodeId,
+        to: NodeId,
+        msg: Message,
+    ) {
+        if chance(rng, self.config.loss) {
+            self.dropped += 1;
+            return;
+        }
+        let copies = if chance(rng, self.config.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let span = self.config.max_delay.saturating_sub(self.config.min_delay);
+            let span_us = u64::try_from(span.as_micros()).unwrap_or(u64::MAX);
+            let delay = self.config.min_delay + Duration::from_micros(rng.below(span_us + 1));
+            self.next_seq += 1;
+            self.queue.push(Reverse(InFlight {
+                deliver_at: now + delay,
+                seq: self.next_seq,
+                from,
+                to,
+                msg: msg.clone(),
+            }));
+        }
+    }
+
+    /// The next message due at or before `now` whose link is up; messages on cut links are
+    /// dropped when they arrive.
+    pub(crate) fn pop_due(&mut self, now: Duration) -> Option<InFlight> {
+        while let Some(Reverse(head)) = self.queue.peek() {
+            if head.deliver_at > now {
+                return None;
+            }
+            let Reverse(message) = self.queue.pop()?;
+            if self.cut.contains(&(message.from, message.to)) {
+                self.dropped += 1;
+                continue;
+            }
+            self.delivered += 1;
+            return Some(message);
+        }
+        None
+    }
+
+    /// Cuts every link between the two groups, both ways.
+    pub fn partition(&mut self, side_a: &[NodeId], side_b: &[NodeId]) {
+        for &a in side_a {
+            for &b in side_b {
+                self.cut.insert((a, b));
+                self.cut.insert((b, a));
+            }
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Whether any link is cut.
+    pub fn is_partitioned(&self) -> bool {
+        !self.cut.is_empty()
+    }
+
+    /// Sets loss and duplication.
+    pub fn set_faults(&mut self, loss: f64, duplicate: f64) {
+        self.config.loss = loss;
+        self.config.duplicate = duplicate;
+    }
+}
+
+/// True with probability `p`.
+pub(crate) fn chance(rng: &mut SplitMix64, p: f64) -> bool {
+    if p <= 0.0 {
+        return false;
+    }
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+}
