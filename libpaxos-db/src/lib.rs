@@ -1,1 +1,43 @@
-//! libpaxos-db
+//! libpaxos-db: the CLD namespace as a replicated state machine on sled, with snapshots, log
+//! trimming and catch-up, and the glue that drives a `libpaxos` replica with it.
+//!
+//! What it is for: applying committed Paxos slots to the namespace (files, directories,
+//! sessions, handles, locks) deterministically and atomically with the applied index; storing
+//! the Paxos log in the same sled database; snapshotting, transferring and installing the
+//! namespace. What it is not for: sockets, clocks, client authentication, session leases and
+//! keep-alives (the server's), or lock-delay (not implemented yet).
+#![deny(missing_docs)]
+
+mod apply;
+mod apply_lock;
+mod apply_node;
+pub mod codec;
+pub mod command;
+pub mod config;
+mod error;
+pub mod lock;
+pub mod log_store;
+pub mod mode;
+mod namespace;
+pub mod node;
+pub mod path;
+mod state;
+mod store;
+pub mod types;
+
+pub use command::{
+    Applied, ClientOp, ClientRequest, CmdError, Command, EventKind, ModeRule, Notice, Permission,
+    Reply, Response, Sequencer,
+};
+pub use config::{ConfigError, DbConfig, Limits};
+pub use error::DbError;
+pub use lock::LockState;
+pub use log_store::SledLogStore;
+pub use mode::{EventMask, LockMode, OpenMode};
+pub use namespace::{Dump, Namespace, NamespaceCounters, ReadError};
+pub use node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session};
+pub use path::PathError;
+pub use types::{
+    Checksum, ContentGeneration, HandleId, Instance, LockGeneration, RequestSeq, SessionId,
+    WallTime,
+};

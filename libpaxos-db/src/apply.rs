@@ -1,0 +1,150 @@
+//! Command dispatch: epochs, exactly-once deduplication, and the session commands. Node and
+//! lock commands are in `apply_node.rs` and `apply_lock.rs`.
+
+use libpaxos::Epoch;
+
+use crate::apply_lock::{promote, release};
+use crate::apply_node::remove_node;
+use crate::command::{ClientOp, ClientRequest, CmdError, Command, Reply, Response};
+use crate::node::Session;
+use crate::state::Tx;
+use crate::types::{HandleId, RequestSeq, SessionId};
+
+/// What executing one command produced.
+pub(crate) struct Executed {
+    pub request: Option<(SessionId, RequestSeq)>,
+    pub reply: Reply,
+    /// A retry answered from the session's cached reply.
+    pub duplicate: bool,
+}
+
+/// Executes a decoded command proposed under `epoch`.
+pub(crate) fn execute(tx: &mut Tx<'_>, command: Command, epoch: Epoch) -> Executed {
+    let request = match &command {
+        Command::Client(req) => Some((req.session, req.seq)),
+        _ => None,
+    };
+    if epoch < tx.st.meta.epoch {
+        return Executed {
+            request,
+            reply: Err(CmdError::StaleEpoch {
+                command: epoch.0,
+                current: tx.st.meta.epoch.0,
+            }),
+            duplicate: false,
+        };
+    }
+    match command {
+        Command::Noop => Executed {
+            request,
+            reply: Ok(Response::Noop),
+            duplicate: false,
+        },
+        Command::ExpireSession { session, .. } => Executed {
+            request,
+            reply: end_session(tx, session).map(|()| Response::SessionEnded),
+            duplicate: false,
+        },
+        Command::Client(req) => client(tx, req),
+    }
+}
+
+fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
+    let request = Some((req.session, req.seq));
+    let done = |reply, duplicate| Executed {
+        request,
+        reply,
+        duplicate,
+    };
+    if let Some(session) = tx.st.sessions.get(&req.session) {
+        if req.seq == session.last_seq {
+            return done(session.last_reply.clone(), true);
+        }
+        if req.seq < session.last_seq {
+            let last = session.last_seq;
+            return done(
+                Err(CmdError::RequestTooOld { seq: req.seq, last }),
+                false,
+            );
+        }
+    }
+    let reply = match req.op {
+        ClientOp::NewSession { user, lease } => {
+            if tx.st.sessions.contains_key(&req.session) {
+                return done(Err(CmdError::SessionExists(req.session)), false);
+            }
+            if tx.st.sessions.len() as u64 >= tx.limits.max_sessions {
+                return done(Err(CmdError::TooManySessions(tx.limits.max_sessions)), false);
+            }
+            let session = Session {
+                user,
+                lease,
+                created: req.time,
+                next_handle: HandleId(1),
+                last_seq: req.seq,
+                last_reply: Ok(Response::SessionCreated),
+            };
+            tx.set_session(req.session, session);
+            return done(Ok(Response::SessionCreated), false);
+        }
+        _ if !tx.st.sessions.contains_key(&req.session) => {
+            return done(Err(CmdError::UnknownSession(req.session)), false);
+        }
+        ClientOp::EndSession => {
+            end_session(tx, req.session).map(|()| Response::SessionEnded)
+        }
+        ClientOp::Open { path, mode, events } => {
+            crate::apply_node::open(tx, req.session, req.time, path, mode, events)
+        }
+        ClientOp::Close { handle } => crate::apply_node::close(tx, req.session, handle),
+        ClientOp::Put { handle, data, cas } => {
+            crate::apply_node::put(tx, req.session, req.time, handle, data, cas)
+        }
+        ClientOp::Delete { path } => crate::apply_node::delete(tx, path),
+        ClientOp::Lock { handle, mode, wait } => {
+            crate::apply_lock::lock(tx, req.session, handle, mode, wait)
+        }
+        ClientOp::Unlock { handle } => crate::apply_lock::unlock(tx, req.session, handle),
+        ClientOp::CheckSequencer { sequencer } => {
+            crate::apply_lock::check_sequencer(tx.st, &sequencer).map(|()| Response::SequencerValid)
+        }
+    };
+    if let Some(session) = tx.st.sessions.get(&req.session) {
+        let mut session = session.clone();
+        session.last_seq = req.seq;
+        session.last_reply = reply.clone();
+        tx.set_session(req.session, session);
+    }
+    done(reply, false)
+}
+
+/// Ends a session: deletes its ephemeral nodes (telling other handles on them), closes its
+/// handles releasing their locks and queued requests, then promotes waiters on every lock it
+/// touched. The ending session itself is told nothing.
+pub(crate) fn end_session(tx: &mut Tx<'_>, session: SessionId) -> Result<(), CmdError> {
+    if !tx.st.sessions.contains_key(&session) {
+        return Err(CmdError::UnknownSession(session));
+    }
+    let ephemerals: Vec<String> = tx
+        .st
+        .ephemerals
+        .get(&session)
+        .map(|set| set.iter().cloned().collect())
+        .unwrap_or_default();
+    for path in ephemerals {
+        remove_node(tx, &path, Some(session));
+    }
+    let mut touched = std::collections::BTreeSet::new();
+    for who in tx.st.session_handles(session) {
+        if let Some(handle) = tx.remove_handle(who)
+            && release(tx, &handle.path, who)
+        {
+            touched.insert(handle.path);
+        }
+    }
+    for path in touched {
+        promote(tx, &path);
+    }
+    tx.remove_session(session);
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Lock, unlock, promotion and sequencers.
+
+use crate::apply_node::handle_of;
+use crate::command::{CmdError, EventKind, Permission, Reply, Response, Sequencer};
+use crate::lock::Waiter;
+use crate::mode::{EventMask, LockMode, OpenMode};
+use crate::node::HandleRef;
+use crate::state::{State, Tx};
+use crate::types::{HandleId, LockGeneration, SessionId};
+
+fn sequencer(tx: &Tx<'_>, path: &str, mode: LockMode) -> Option<Sequencer> {
+    let node = tx.st.nodes.get(path)?;
+    Some(Sequencer {
+        path: path.to_string(),
+        instance: node.instance,
+        mode,
+        generation: node.lock_generation,
+    })
+}
+
+fn bump_generation(tx: &mut Tx<'_>, path: &str) {
+    if let Some(mut node) = tx.st.nodes.get(path).cloned() {
+        node.lock_generation = LockGeneration(node.lock_generation.0 + 1);
+        tx.set_node(path, node);
+    }
+}
+
+pub(crate) fn lock(
+    tx: &mut Tx<'_>,
+    session: SessionId,
+    handle: HandleId,
+    mode: LockMode,
+    wait: bool,
+) -> Reply {
+    let (who, found) = handle_of(tx, session, handle)?;
+    if !found.mode.contains(OpenMode::LOCK) {
+        return Err(CmdError::ModeForbids(Permission::Lock));
+    }
+    let path = found.path;
+    let mut lock = tx.st.locks.get(&path).cloned().unwrap_or_default();
+    if lock.held_by(who).is_some() {
+        return Err(CmdError::AlreadyHeld);
+    }
+    if lock.is_waiting(who) {
+        return Err(CmdError::AlreadyWaiting);
+    }
+    if lock.grantable(mode) {
+        lock.grant(who, mode);
+        if mode == LockMode::Exclusive {
+            bump_generation(tx, &path);
+        }
+        tx.set_lock(&path, lock);
+        let sequencer = sequencer(tx, &path, mode).ok_or(CmdError::NoSuchNode)?;
+        return Ok(Response::Locked { sequencer });
+    }
+    if wait && lock.waiters.len() as u64 >= tx.limits.max_waiters_per_lock {
+        return Err(CmdError::TooManyWaiters(tx.limits.max_waiters_per_lock));
+    }
+    for holder in lock.holders() {
+        let wants = tx
+            .st
+            .handles
+            .get(&holder)
+            .is_some_and(|h| h.events.contains(EventMask::LOCK_CONFLICT));
+        if wants {
+            tx.notify(holder, EventKind::LockConflict);
+        }
+    }
+    if !wait {
+        return Err(CmdError::LockConflict);
+    }
+    lock.waiters.push_back(Waiter { who, mode });
+    tx.set_lock(&path, lock);
+    Ok(Response::LockQueued)
+}
+
+pub(crate) fn unlock(tx: &mut Tx<'_>, session: SessionId, handle: HandleId) -> Reply {
+    let (who, found) = handle_of(tx, session, handle)?;
+    if !found.mode.contains(OpenMode::LOCK) {
+        return Err(CmdError::ModeForbids(Permission::Lock));
+    }
+    if !release(tx, &found.path, who) {
+        return Err(CmdError::NotLocked);
+    }
+    promote(tx, &found.path);
+    Ok(Response::Unlocked)
+}
+
+/// Drops `who`'s hold or queued request on `path`; the caller promotes afterwards.
+pub(crate) fn release(tx: &mut Tx<'_>, path: &str, who: HandleRef) -> bool {
+    let Some(mut lock) = tx.st.locks.get(path).cloned() else {
+        return false;
+    };
+    if !lock.release(who) {
+        return false;
+    }
+    tx.set_lock(path, lock);
+    true
+}
+
+/// Grants whatever the queue head allows and tells each grantee.
+pub(crate) fn promote(tx: &mut Tx<'_>, path: &str) {
+    let Some(mut lock) = tx.st.locks.get(path).cloned() else {
+        return;
+    };
+    let granted = lock.promote();
+    if granted.is_empty() {
+        return;
+    }
+    for waiter in &granted {
+        if waiter.mode == LockMode::Exclusive {
+            bump_generation(tx, path);
+        }
+    }
+    tx.set_lock(path, lock);
+    for waiter in granted {
+        if let Some(sequencer) = sequencer(tx, path, waiter.mode) {
+            tx.notify(waiter.who, EventKind::LockAcquired { sequencer });
+        }
+    }
+}
+
+/// Whether `sequencer` still describes a current hold: same incarnation, same lock generation
+/// (no exclusive grant since), and the lock still held in that mode.
+pub(crate) fn check_sequencer(st: &State, sequencer: &Sequencer) -> Result<(), CmdError> {
+    let node = st
+        .nodes
+        .get(&sequencer.path)
+        .filter(|n| n.instance == sequencer.instance)
+        .ok_or(CmdError::StaleSequencer)?;
+    if node.lock_generation != sequencer.generation {
+        return Err(CmdError::StaleSequencer);
+    }
+    let held = st.locks.get(&sequencer.path).is_some_and(|lock| match sequencer.mode {
+        LockMode::Exclusive => lock.exclusive.is_some(),
+        LockMode::Shared => !lock.shared.is_empty(),
+    });
+    if held {
+        Ok(())
+    } else {
+        Err(CmdError::StaleSequencer)
+    }
+}

@@ -1,0 +1,174 @@
+//! One node's lock: granted holders, the FIFO wait queue, and promotion.
+//!
+//! Rules (and the CLD bugs they avoid, reference §6): exclusive conflicts with any holder,
+//! shared with an exclusive holder; a request also waits if anyone is already queued, so
+//! writers are not starved; every release runs [`LockState::promote`], which grants the head
+//! of the queue and, if it is shared, every consecutive shared waiter, never past an exclusive.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mode::LockMode;
+use crate::node::HandleRef;
+
+/// A queued request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiter {
+    /// Who waits.
+    pub who: HandleRef,
+    /// For what.
+    pub mode: LockMode,
+}
+
+/// The lock of one node. Absent from the store when nobody holds or waits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockState {
+    /// The exclusive holder, if any (then `shared` is empty).
+    pub exclusive: Option<HandleRef>,
+    /// The shared holders.
+    pub shared: BTreeSet<HandleRef>,
+    /// Waiters in arrival order.
+    pub waiters: VecDeque<Waiter>,
+}
+
+impl LockState {
+    /// Nobody holds or waits.
+    pub fn is_empty(&self) -> bool {
+        self.exclusive.is_none() && self.shared.is_empty() && self.waiters.is_empty()
+    }
+
+    /// The mode `who` holds, if it holds.
+    pub fn held_by(&self, who: HandleRef) -> Option<LockMode> {
+        if self.exclusive == Some(who) {
+            Some(LockMode::Exclusive)
+        } else if self.shared.contains(&who) {
+            Some(LockMode::Shared)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `who` is queued.
+    pub fn is_waiting(&self, who: HandleRef) -> bool {
+        self.waiters.iter().any(|w| w.who == who)
+    }
+
+    /// Every holder, in handle order.
+    pub fn holders(&self) -> Vec<HandleRef> {
+        self.exclusive
+            .iter()
+            .copied()
+            .chain(self.shared.iter().copied())
+            .collect()
+    }
+
+    fn compatible(&self, mode: LockMode) -> bool {
+        match mode {
+            LockMode::Exclusive => self.exclusive.is_none() && self.shared.is_empty(),
+            LockMode::Shared => self.exclusive.is_none(),
+        }
+    }
+
+    /// Whether a new request in `mode` may be granted at once.
+    pub fn grantable(&self, mode: LockMode) -> bool {
+        self.waiters.is_empty() && self.compatible(mode)
+    }
+
+    /// Records a grant (the caller checked [`grantable`](Self::grantable)).
+    pub fn grant(&mut self, who: HandleRef, mode: LockMode) {
+        match mode {
+            LockMode::Exclusive => self.exclusive = Some(who),
+            LockMode::Shared => {
+                self.shared.insert(who);
+            }
+        }
+    }
+
+    /// Drops `who`'s hold or queued request. Returns whether there was one. The caller must
+    /// then [`promote`](Self::promote).
+    pub fn release(&mut self, who: HandleRef) -> bool {
+        if self.exclusive == Some(who) {
+            self.exclusive = None;
+            return true;
+        }
+        if self.shared.remove(&who) {
+            return true;
+        }
+        let before = self.waiters.len();
+        self.waiters.retain(|w| w.who != who);
+        self.waiters.len() != before
+    }
+
+    /// Grants waiters from the head of the queue while they are compatible: the head, and if it
+    /// is shared every consecutive shared waiter; never past an exclusive one. Returns the
+    /// grants in order.
+    pub fn promote(&mut self) -> Vec<Waiter> {
+        let mut granted = Vec::new();
+        while let Some(head) = self.waiters.front().copied() {
+            if !self.compatible(head.mode) {
+                break;
+            }
+            self.waiters.pop_front();
+            self.grant(head.who, head.mode);
+            granted.push(head);
+        }
+        granted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{HandleId, SessionId};
+
+    fn h(n: u64) -> HandleRef {
+        HandleRef {
+            session: SessionId(n),
+            handle: HandleId(1),
+        }
+    }
+
+    fn queued(modes: &[LockMode]) -> LockState {
+        let mut lock = LockState::default();
+        lock.grant(h(0), LockMode::Exclusive);
+        for (i, &mode) in modes.iter().enumerate() {
+            lock.waiters.push_back(Waiter {
+                who: h(i as u64 + 1),
+                mode,
+            });
+        }
+        lock
+    }
+
+    #[test]
+    fn promote_grants_consecutive_shared_waiters_and_stops_at_exclusive() {
+        use LockMode::*;
+        let mut lock = queued(&[Shared, Shared, Exclusive, Shared]);
+        lock.release(h(0));
+        let granted: Vec<_> = lock.promote().iter().map(|w| w.who).collect();
+        assert_eq!(granted, vec![h(1), h(2)]);
+        assert_eq!(lock.waiters.len(), 2);
+    }
+
+    #[test]
+    fn promote_grants_a_single_exclusive_head() {
+        use LockMode::*;
+        let mut lock = queued(&[Exclusive, Shared]);
+        lock.release(h(0));
+        let granted: Vec<_> = lock.promote().iter().map(|w| w.who).collect();
+        assert_eq!(granted, vec![h(1)]);
+        assert_eq!(lock.exclusive, Some(h(1)));
+    }
+
+    #[test]
+    fn a_new_shared_request_waits_behind_a_queued_exclusive() {
+        let mut lock = LockState::default();
+        lock.grant(h(0), LockMode::Shared);
+        lock.waiters.push_back(Waiter {
+            who: h(1),
+            mode: LockMode::Exclusive,
+        });
+        assert!(!lock.grantable(LockMode::Shared));
+    }
+}

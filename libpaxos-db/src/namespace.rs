@@ -1,0 +1,339 @@
+//! [`Namespace`]: the replicated state machine, applied to sled one committed slot at a time.
+
+use std::collections::BTreeMap;
+
+use libpaxos::{Committed, Epoch, Payload, Slot};
+use sha2::{Digest, Sha256};
+
+use crate::apply::{Executed, execute};
+use crate::command::{Applied, CmdError, Command, Permission, Response, Sequencer};
+use crate::config::Limits;
+use crate::error::DbError;
+use crate::lock::LockState;
+use crate::mode::{LockMode, OpenMode};
+use crate::node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session};
+use crate::state::{State, Tx};
+use crate::store::{self, NsTrees, TreeTag};
+use crate::types::{HandleId, SessionId};
+
+/// Counts of what apply did, failures first. Per-cause command failures are keyed by the
+/// error's variant name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceCounters {
+    /// Slots applied.
+    pub applied: u64,
+    /// Replies that were errors, by cause.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Retries answered from the reply cache.
+    pub duplicates: u64,
+    /// Commits to sled that failed (each poisons the namespace).
+    pub commit_failures: u64,
+}
+
+/// A read failed: either the request was bad (`Cmd`) or the disk was (`Db`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The request was refused.
+    #[error(transparent)]
+    Cmd(#[from] CmdError),
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The whole namespace decoded from sled, for tests and tools. Order is canonical.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dump {
+    /// The last slot applied.
+    pub applied: Slot,
+    /// The current epoch.
+    pub epoch: Epoch,
+    /// The next instance number.
+    pub next_instance: u64,
+    /// Every node with its contents.
+    pub nodes: BTreeMap<String, (Node, Vec<u8>)>,
+    /// Every session.
+    pub sessions: BTreeMap<SessionId, Session>,
+    /// Every handle.
+    pub handles: BTreeMap<HandleRef, Handle>,
+    /// Every lock somebody holds or waits for.
+    pub locks: BTreeMap<String, LockState>,
+}
+
+/// The CLD namespace on sled. Apply committed slots in order with [`apply`](Self::apply); read
+/// with the query methods (the server serves those under its master lease).
+pub struct Namespace {
+    db: sled::Db,
+    trees: NsTrees,
+    state: State,
+    limits: Limits,
+    poisoned: bool,
+    counters: NamespaceCounters,
+}
+
+fn error_name(err: &CmdError) -> &'static str {
+    match err {
+        CmdError::BadPath(_) => "bad_path",
+        CmdError::MalformedCommand => "malformed_command",
+        CmdError::StaleEpoch { .. } => "stale_epoch",
+        CmdError::UnknownSession(_) => "unknown_session",
+        CmdError::SessionExists(_) => "session_exists",
+        CmdError::RequestTooOld { .. } => "request_too_old",
+        CmdError::TooManySessions(_) => "too_many_sessions",
+        CmdError::TooManyHandles(_) => "too_many_handles",
+        CmdError::UnknownHandle(_) => "unknown_handle",
+        CmdError::BadMode(_) => "bad_mode",
+        CmdError::ModeForbids(_) => "mode_forbids",
+        CmdError::NoSuchNode => "no_such_node",
+        CmdError::Exists => "exists",
+        CmdError::ParentMissing => "parent_missing",
+        CmdError::ParentNotDirectory => "parent_not_directory",
+        CmdError::NotADirectory => "not_a_directory",
+        CmdError::IsADirectory => "is_a_directory",
+        CmdError::RootImmutable => "root_immutable",
+        CmdError::DirectoryNotEmpty => "directory_not_empty",
+        CmdError::FileTooLarge { .. } => "file_too_large",
+        CmdError::CasConflict { .. } => "cas_conflict",
+        CmdError::LockConflict => "lock_conflict",
+        CmdError::AlreadyHeld => "already_held",
+        CmdError::AlreadyWaiting => "already_waiting",
+        CmdError::TooManyWaiters(_) => "too_many_waiters",
+        CmdError::NotLocked => "not_locked",
+        CmdError::StaleSequencer => "stale_sequencer",
+    }
+}
+
+impl Namespace {
+    /// Opens the namespace stored in `db` (creating the root in a new database).
+    pub fn open(db: &sled::Db, limits: Limits) -> Result<Namespace, DbError> {
+        limits.validate()?;
+        let generation = store::current_generation(db)?;
+        let trees = NsTrees::open(db, generation)?;
+        let state = match trees.load()? {
+            Some(state) => state,
+            None => {
+                let state = State::fresh();
+                trees.commit_all(&state)?;
+                state
+            }
+        };
+        Ok(Namespace {
+            db: db.clone(),
+            trees,
+            state,
+            limits,
+            poisoned: false,
+            counters: NamespaceCounters::default(),
+        })
+    }
+
+    /// The last slot applied (as written to sled; durable after the next flush).
+    pub fn applied(&self) -> Slot {
+        self.state.meta.applied
+    }
+
+    /// The highest epoch seen in a no-op.
+    pub fn epoch(&self) -> Epoch {
+        self.state.meta.epoch
+    }
+
+    /// What apply has counted.
+    pub fn counters(&self) -> &NamespaceCounters {
+        &self.counters
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    pub(crate) fn trees(&self) -> &NsTrees {
+        &self.trees
+    }
+
+    /// Applies the next committed slot: executes its command and writes the changes with the
+    /// new applied index in one sled transaction. Slots must come in order without gaps.
+    pub fn apply(&mut self, committed: &Committed) -> Result<Applied, DbError> {
+        if self.poisoned {
+            return Err(DbError::Poisoned);
+        }
+        let expected = self.state.meta.applied.next();
+        if committed.slot != expected {
+            return Err(DbError::ApplyOutOfOrder {
+                expected,
+                got: committed.slot,
+            });
+        }
+        let mut tx = Tx::new(&mut self.state, &self.limits);
+        let executed = match &committed.value.payload {
+            Payload::Noop => {
+                if committed.value.epoch > tx.st.meta.epoch {
+                    tx.st.meta.epoch = committed.value.epoch;
+                }
+                Executed {
+                    request: None,
+                    reply: Ok(Response::Noop),
+                    duplicate: false,
+                }
+            }
+            Payload::Command(bytes) => match Command::decode(bytes) {
+                Ok(command) => execute(&mut tx, command, committed.value.epoch),
+                Err(_) => Executed {
+                    request: None,
+                    reply: Err(CmdError::MalformedCommand),
+                    duplicate: false,
+                },
+            },
+        };
+        tx.st.meta.applied = committed.slot;
+        let Tx { dirty, events, .. } = tx;
+        if let Err(err) = self.trees.commit(&self.state, &dirty) {
+            self.poisoned = true;
+            self.counters.commit_failures += 1;
+            return Err(err);
+        }
+        self.counters.applied += 1;
+        if executed.duplicate {
+            self.counters.duplicates += 1;
+        } else if let Err(err) = &executed.reply {
+            *self.counters.errors.entry(error_name(err)).or_default() += 1;
+        }
+        Ok(Applied {
+            slot: committed.slot,
+            request: executed.request,
+            reply: executed.reply,
+            events,
+        })
+    }
+
+    /// A node's metadata by path.
+    pub fn stat(&self, path: &str) -> Result<Node, CmdError> {
+        crate::path::validate(path).map_err(CmdError::BadPath)?;
+        self.state.nodes.get(path).cloned().ok_or(CmdError::NoSuchNode)
+    }
+
+    /// A session as replicated (the master uses this to track leases after a fail-over).
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        self.state.sessions.get(&id)
+    }
+
+    /// Every session, in id order.
+    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &Session)> {
+        self.state.sessions.iter().map(|(id, s)| (*id, s))
+    }
+
+    fn handle(&self, session: SessionId, handle: HandleId) -> Result<&Handle, CmdError> {
+        if !self.state.sessions.contains_key(&session) {
+            return Err(CmdError::UnknownSession(session));
+        }
+        self.state
+            .handles
+            .get(&HandleRef { session, handle })
+            .ok_or(CmdError::UnknownHandle(handle))
+    }
+
+    /// A file's metadata and contents (the handle needs `READ`).
+    pub fn read(&self, session: SessionId, handle: HandleId) -> Result<(Node, Vec<u8>), ReadError> {
+        let found = self.handle(session, handle)?;
+        if !found.mode.contains(OpenMode::READ) {
+            return Err(CmdError::ModeForbids(Permission::Read).into());
+        }
+        let node = self.stat(&found.path)?;
+        if node.kind == NodeKind::Directory {
+            return Err(CmdError::IsADirectory.into());
+        }
+        let data = self.trees.data(&found.path)?;
+        Ok((node, data))
+    }
+
+    /// A directory's children with their metadata, sorted by name (the handle needs `READ`).
+    pub fn list(&self, session: SessionId, handle: HandleId) -> Result<Vec<DirEntry>, CmdError> {
+        let found = self.handle(session, handle)?;
+        if !found.mode.contains(OpenMode::READ) {
+            return Err(CmdError::ModeForbids(Permission::Read));
+        }
+        let dir = self.stat(&found.path)?;
+        if dir.kind != NodeKind::Directory {
+            return Err(CmdError::NotADirectory);
+        }
+        let prefix = crate::path::child_prefix(&found.path);
+        let mut entries: Vec<DirEntry> = self
+            .state
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(path, _)| path.starts_with(&prefix))
+            .filter(|(path, _)| path.len() > prefix.len() && !path[prefix.len()..].contains('/'))
+            .map(|(path, node)| DirEntry {
+                name: path[prefix.len()..].to_string(),
+                node: node.clone(),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// The sequencer for the lock this handle holds (GetSequencer).
+    pub fn sequencer(&self, session: SessionId, handle: HandleId) -> Result<Sequencer, CmdError> {
+        let found = self.handle(session, handle)?;
+        let who = HandleRef { session, handle };
+        let mode: LockMode = self
+            .state
+            .locks
+            .get(&found.path)
+            .and_then(|lock| lock.held_by(who))
+            .ok_or(CmdError::NotLocked)?;
+        let node = self.stat(&found.path)?;
+        Ok(Sequencer {
+            path: found.path.clone(),
+            instance: node.instance,
+            mode,
+            generation: node.lock_generation,
+        })
+    }
+
+    /// Whether a sequencer is still current (the same check as the CheckSequencer command,
+    /// answered locally).
+    pub fn check_sequencer(&self, sequencer: &Sequencer) -> Result<(), CmdError> {
+        crate::apply_lock::check_sequencer(&self.state, sequencer)
+    }
+
+    /// SHA-256 over the canonical dump of the sled trees: equal digests mean byte-identical
+    /// namespaces.
+    pub fn digest(&self) -> Result<[u8; 32], DbError> {
+        let mut hasher = Sha256::new();
+        for tag in TreeTag::ALL {
+            hasher.update([tag as u8]);
+            for item in self.trees.tree(tag).iter() {
+                let (key, value) = item.map_err(|e| DbError::sled("digesting the namespace", e))?;
+                hasher.update((key.len() as u64).to_be_bytes());
+                hasher.update(&key);
+                hasher.update((value.len() as u64).to_be_bytes());
+                hasher.update(&value);
+            }
+        }
+        Ok(hasher.finalize().into())
+    }
+
+    /// Decodes the namespace from sled (not from the in-memory copy), for tests and tools.
+    pub fn dump(&self) -> Result<Dump, DbError> {
+        let state = self.trees.load()?.unwrap_or_else(State::fresh);
+        let mut nodes = BTreeMap::new();
+        for (path, node) in state.nodes {
+            let data = self.trees.data(&path)?;
+            nodes.insert(path, (node, data));
+        }
+        Ok(Dump {
+            applied: state.meta.applied,
+            epoch: state.meta.epoch,
+            next_instance: state.meta.next_instance,
+            nodes,
+            sessions: state.sessions,
+            handles: state.handles,
+            locks: state.locks,
+        })
+    }
+}
