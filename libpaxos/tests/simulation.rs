@@ -38,7 +38,7 @@ fn config(nodes: usize, seed: u64, fault: Option<Fault>) -> SimConfig {
 
 #[test]
 fn randomized_seeds_keep_every_invariant_and_recover() {
-    let seeds = env_u64("SIM_SEEDS", 200);
+    let seeds = env_u64("SIM_SEEDS", 1000);
     let mut failures = Vec::new();
     let mut slowest = Duration::ZERO;
     let mut acked = 0;
@@ -144,7 +144,7 @@ macro_rules! mutation_test {
     ($name:ident, $fault:expr) => {
         #[test]
         fn $name() {
-            let budget = 200;
+            let budget = env_u64("SIM_MUTATION_SEEDS", 1000);
             let caught = seeds_to_catch($fault, budget);
             eprintln!("{:?}: caught after {caught:?} seeds", $fault);
             assert!(caught.is_some(), "{:?} survived {budget} seeds", $fault);

@@ -419,14 +419,26 @@ impl Cluster {
         for i in 0..self.nodes.len() {
             let up = self.nodes[i].replica.is_some();
             if up && down < minority && chance(&mut self.rng, self.config.crash_rate * dt) {
-                let down_for = Duration::from_millis(50 + self.rng.below(1500));
+                // Half the crashes are quick restarts (a supervisor bringing the process
+                // back within a lease), the rest long outages that need catch-up.
+                let down_for = if chance(&mut self.rng, 0.5) {
+                    Duration::from_millis(5 + self.rng.below(250))
+                } else {
+                    Duration::from_millis(50 + self.rng.below(1500))
+                };
                 self.crash(i, down_for);
                 return;
             }
         }
         if chance(&mut self.rng, self.config.partition_rate * dt) {
             self.net.heal();
-            if chance(&mut self.rng, 0.7) {
+            if chance(&mut self.rng, 0.3) {
+                // A partial partition: one link down, everything else up (not transitive).
+                let n = self.nodes.len() as u64;
+                let a = self.rng.below(n) as usize;
+                let b = (a + 1 + self.rng.below(n - 1) as usize) % self.nodes.len();
+                self.partition(&[a], &[b]);
+            } else if chance(&mut self.rng, 0.6) {
                 let mut a = Vec::new();
                 let mut b = Vec::new();
                 for i in 0..self.nodes.len() {
