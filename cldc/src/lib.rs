@@ -1,1 +1,29 @@
-//! cldc
+//! `cldc` is the client library of CLD, the replicated lock service: it speaks the UDP
+//! protocol of `docs/protocol.md` to a cell of `cld` servers, keeps a session alive, and gives
+//! programs handles, whole-file reads and writes, shared and exclusive locks, sequencers and
+//! events. It is not a server and holds no replicated state; `cld-server` reuses its
+//! [`proto`] wire types with default features off.
+//!
+//! Layers:
+//! - [`proto`]: wire types, postcard encoding, fragmentation and HMAC signing (`no_std` + `alloc`).
+//! - [`core`]: the sans-IO session state machine (`no_std` + `alloc`): datagrams and calls in,
+//!   datagrams, replies and events out; time comes in as an argument.
+//! - feature `tokio` (default): [`Session`], an async API that owns the socket and the timers.
+//! - feature `dns`: [`dns`], cell discovery from `_cld._udp.<domain>` SRV records.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod core;
+pub mod proto;
+
+#[cfg(feature = "tokio")]
+mod client;
+#[cfg(feature = "tokio")]
+pub use client::{
+    Credentials, Error, Events, Handle, Session, SessionOptions, Sequencer as SessionSequencer,
+};
+
+#[cfg(feature = "dns")]
+pub mod dns;

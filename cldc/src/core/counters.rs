@@ -1,0 +1,60 @@
+//! What the session core dropped, retried and refused, for operators and tests.
+
+/// Counters of every drop and failure path of a [`super::Session`]; all start at 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams handed to the core.
+    pub datagrams_in: u64,
+    /// Datagrams the core asked to send.
+    pub datagrams_out: u64,
+    /// Dropped: shorter than header plus tag.
+    pub too_short: u64,
+    /// Dropped: longer than `max_datagram`.
+    pub too_long: u64,
+    /// Dropped: wrong magic.
+    pub bad_magic: u64,
+    /// Dropped: a protocol version this library does not speak.
+    pub bad_version: u64,
+    /// Version-reject datagrams received from a server.
+    pub version_rejects: u64,
+    /// Dropped: malformed header.
+    pub bad_header: u64,
+    /// Dropped: another session or user.
+    pub unknown_session: u64,
+    /// Dropped: HMAC tag mismatch.
+    pub bad_tag: u64,
+    /// Dropped: a kind only clients send.
+    pub wrong_direction: u64,
+    /// Dropped: packet seq already seen (replay or network duplicate).
+    pub replayed: u64,
+    /// Dropped: from an epoch older than one already seen.
+    pub stale_epoch: u64,
+    /// Dropped: fragment refused by reassembly (too large, inconsistent count).
+    pub bad_fragment: u64,
+    /// Partial messages evicted from reassembly to make room.
+    pub reassembly_evictions: u64,
+    /// Dropped: body did not decode.
+    pub bad_body: u64,
+    /// Dropped: reply to a request no longer in flight.
+    pub stray_replies: u64,
+    /// Dropped: keepalive reply for an unknown or superseded nonce.
+    pub stray_keepalive_replies: u64,
+    /// Dropped: event already delivered (re-acknowledged).
+    pub duplicate_events: u64,
+    /// Dropped: out-of-order event beyond the buffer (the server will resend it).
+    pub events_overflow: u64,
+    /// Request retransmissions.
+    pub retransmissions: u64,
+    /// Keepalives sent.
+    pub keepalives: u64,
+    /// `NotMaster` redirects followed.
+    pub redirects: u64,
+    /// Times the client moved to the next member because the current one was silent.
+    pub rotations: u64,
+    /// Calls failed with `Timeout`.
+    pub call_timeouts: u64,
+    /// Calls refused because the queue was full.
+    pub queue_full: u64,
+    /// Entries into jeopardy.
+    pub jeopardies: u64,
+}

@@ -1,0 +1,388 @@
+//! The session state machine driven by a fake clock and a scripted server.
+
+mod support;
+
+use cldc::core::{CallError, CallId, Config, Output, Session, SessionEvent, State, Time};
+use cldc::proto::{
+    ContentGeneration, ErrorCode, Event, HandleId, InstanceNumber, Kind, LockGeneration,
+    NodeFlags, NodeMeta, Reply, Request, Response, SessionId,
+};
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::{Received, ServerEnd, addr, secret, user};
+
+const SID: SessionId = SessionId(0x5eed);
+const LEASE: Duration = Duration::from_secs(12);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+struct Harness {
+    s: Session,
+    now: Time,
+    server: ServerEnd,
+    sent: Vec<(Time, SocketAddr, Vec<u8>)>,
+    replies: Vec<(CallId, Result<Reply, CallError>)>,
+    events: Vec<SessionEvent>,
+}
+
+impl Harness {
+    fn new(members: &[u16]) -> Harness {
+        let cfg = Config::new(SID, user(), secret(), members.iter().map(|p| addr(*p)).collect());
+        let s = Session::new(cfg, Time::default()).expect("valid config");
+        let mut h = Harness {
+            s,
+            now: Time::default(),
+            server: ServerEnd::new(SID, 1),
+            sent: vec![],
+            replies: vec![],
+            events: vec![],
+        };
+        h.drain();
+        h
+    }
+
+    /// A session on members 1, 2, 3 whose NewSession was answered by member 1 at t=0.
+    fn established() -> Harness {
+        let mut h = Harness::new(&[1, 2, 3]);
+        h.answer_last(&Response::Ok(Reply::SessionCreated { lease: LEASE }), 1);
+        assert_eq!(h.s.state(), State::Active);
+        h.sent.clear();
+        h.replies.clear();
+        h
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.s.poll_output() {
+            match o {
+                Output::Transmit { to, datagram } => self.sent.push((self.now, to, datagram)),
+                Output::Reply { call, result } => self.replies.push((call, result)),
+                Output::Event(e) => self.events.push(e),
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: u16, dg: &[u8]) {
+        self.s.handle_datagram(self.now, addr(from), dg);
+        self.drain();
+    }
+
+    fn deliver_all(&mut self, from: u16, dgs: &[Vec<u8>]) {
+        for dg in dgs {
+            self.deliver(from, dg);
+        }
+    }
+
+    /// Runs timers until `t`, stepping through every deadline on the way.
+    fn advance_to(&mut self, t: Time) {
+        loop {
+            let next = self.s.poll_timeout(self.now);
+            self.drain();
+            match next {
+                Some(n) if n <= t && n > self.now => self.now = n,
+                _ => break,
+            }
+        }
+        self.now = t;
+        self.s.poll_timeout(self.now);
+        self.drain();
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.advance_to(self.now.plus(d));
+    }
+
+    fn last_received(&mut self) -> Received {
+        let (_, _, dg) = self.sent.last().expect("something was sent").clone();
+        self.server.receive(&dg).expect("single-datagram message")
+    }
+
+    /// Answers the most recent request with `resp`, from member `from`.
+    fn answer_last(&mut self, resp: &Response, from: u16) {
+        let r = self.last_received();
+        assert_eq!(r.header.kind, Kind::Request);
+        let dgs = self.server.reply(r.header.msg_seq, resp);
+        self.deliver_all(from, &dgs);
+    }
+
+    fn submit(&mut self, req: Request) -> CallId {
+        let id = self.s.submit(self.now, &req).expect("accepted");
+        self.drain();
+        id
+    }
+
+    fn sends_to(&self, port: u16) -> usize {
+        self.sent.iter().filter(|(_, to, _)| *to == addr(port)).count()
+    }
+}
+
+fn meta(size: u32) -> NodeMeta {
+    NodeMeta {
+        instance: InstanceNumber(1),
+        content_generation: ContentGeneration(1),
+        lock_generation: LockGeneration(0),
+        created: Duration::ZERO,
+        modified: Duration::ZERO,
+        size,
+        checksum: 0,
+        flags: NodeFlags::NONE,
+    }
+}
+
+#[test]
+fn new_session_goes_to_first_member_and_reply_establishes_it() {
+    let mut h = Harness::new(&[1, 2]);
+    assert_eq!(h.s.state(), State::Connecting);
+    assert_eq!(h.sent.len(), 1);
+    assert_eq!(h.sent[0].1, addr(1));
+    assert_eq!(h.last_received().request, Some(Request::NewSession));
+    h.answer_last(&Response::Ok(Reply::SessionCreated { lease: LEASE }), 1);
+    assert_eq!(h.s.state(), State::Active);
+    assert_eq!(h.replies[0].0, Session::OPEN_CALL);
+    assert_eq!(h.s.lease_deadline(), Some(Time(LEASE - ms(250))));
+}
+
+#[test]
+fn unanswered_request_is_retransmitted_with_doubling_backoff() {
+    let mut h = Harness::new(&[1]);
+    h.advance(ms(10_000));
+    let times: Vec<u128> = h.sent.iter().map(|(t, _, _)| t.0.as_millis()).collect();
+    assert_eq!(times, vec![0, 250, 750, 1750, 3750, 5750, 7750, 9750]);
+    assert_eq!(h.s.counters().retransmissions, 7);
+    // Every retransmission is a new packet with the same request seq.
+    let seqs: Vec<(u64, u64)> = h
+        .sent
+        .clone()
+        .iter()
+        .map(|(_, _, dg)| {
+            let r = h.server.receive(dg).expect("whole");
+            (r.header.packet_seq.0, r.header.msg_seq)
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 == w[1].1));
+}
+
+#[test]
+fn silent_master_makes_the_client_move_to_the_next_member() {
+    let mut h = Harness::new(&[1, 2, 3]);
+    h.advance(ms(1000));
+    // Three sends to member 1 (0, 250, 750 ms), then the next goes to member 2.
+    assert_eq!(h.sends_to(1), 3);
+    h.advance(ms(800));
+    assert_eq!(h.sent.last().expect("sent").1, addr(2));
+    assert_eq!(h.s.counters().rotations, 1);
+    h.answer_last(&Response::Ok(Reply::SessionCreated { lease: LEASE }), 2);
+    assert_eq!(h.s.state(), State::Active);
+    assert_eq!(h.s.master(), addr(2));
+}
+
+#[test]
+fn redirect_chain_is_followed_immediately_to_the_master() {
+    let mut h = Harness::new(&[1, 2]);
+    let nm = h.server.not_master(1, Some(addr(2)));
+    h.deliver(1, &nm);
+    assert_eq!(h.sent.last().expect("resent").1, addr(2));
+    let nm = h.server.not_master(1, Some(addr(7)));
+    h.deliver(2, &nm);
+    assert_eq!(h.sent.last().expect("resent").1, addr(7));
+    assert_eq!(h.sent.len(), 3);
+    h.answer_last(&Response::Ok(Reply::SessionCreated { lease: LEASE }), 7);
+    assert_eq!(h.s.state(), State::Active);
+    assert_eq!(h.s.master(), addr(7));
+    assert_eq!(h.s.counters().redirects, 2);
+}
+
+#[test]
+fn redirect_loop_falls_back_to_timed_retransmission() {
+    let mut h = Harness::new(&[1, 2]);
+    for i in 0..20 {
+        let (from, to) = if i % 2 == 0 { (1, 2) } else { (2, 1) };
+        let nm = h.server.not_master(1, Some(addr(to)));
+        h.deliver(from, &nm);
+    }
+    // One initial send plus at most 2 * members immediate resends.
+    assert_eq!(h.sent.len(), 1 + 4);
+}
+
+#[test]
+fn duplicated_reply_completes_the_call_once() {
+    let mut h = Harness::established();
+    let call = h.submit(Request::Stat { path: "/a".into() });
+    let r = h.last_received();
+    let dgs = h.server.reply(r.header.msg_seq, &Response::Ok(Reply::Stat { meta: meta(0) }));
+    h.deliver_all(1, &dgs);
+    h.deliver_all(1, &dgs);
+    let again = h.server.reply(r.header.msg_seq, &Response::Ok(Reply::Stat { meta: meta(0) }));
+    h.deliver_all(1, &again);
+    assert_eq!(h.replies.len(), 1);
+    assert_eq!(h.replies[0], (call, Ok(Reply::Stat { meta: meta(0) })));
+    assert_eq!(h.s.counters().replayed, 1);
+    assert_eq!(h.s.counters().stray_replies, 1);
+}
+
+#[test]
+fn calls_go_one_at_a_time_in_order() {
+    let mut h = Harness::established();
+    let a = h.submit(Request::Delete { path: "/a".into() });
+    let b = h.submit(Request::Delete { path: "/b".into() });
+    assert_eq!(h.sent.len(), 1);
+    h.answer_last(&Response::Ok(Reply::Deleted), 1);
+    assert_eq!(h.sent.len(), 2);
+    assert_eq!(h.last_received().request, Some(Request::Delete { path: "/b".into() }));
+    h.answer_last(&Response::Err(ErrorCode::NoSuchNode), 1);
+    assert_eq!(h.replies[0], (a, Ok(Reply::Deleted)));
+    assert_eq!(h.replies[1], (b, Err(CallError::Server(ErrorCode::NoSuchNode))));
+}
+
+#[test]
+fn reordered_and_duplicated_events_are_delivered_once_in_order_and_acked() {
+    let mut h = Harness::established();
+    let e1 = Event::NodeDeleted { handle: HandleId(1) };
+    let e2 = Event::LockConflict { handle: HandleId(2) };
+    let d1 = h.server.event(1, &e1);
+    let d2 = h.server.event(2, &e2);
+    h.deliver_all(1, &d2);
+    assert!(h.events.is_empty());
+    h.deliver_all(1, &d1);
+    let d1_again = h.server.event(1, &e1);
+    h.deliver_all(1, &d1_again);
+    assert_eq!(h.events, vec![SessionEvent::Server(e1), SessionEvent::Server(e2)]);
+    assert_eq!(h.s.counters().duplicate_events, 1);
+    let acks: Vec<u64> = h
+        .sent
+        .clone()
+        .iter()
+        .map(|(_, _, dg)| h.server.receive(dg).expect("whole").header)
+        .filter(|hd| hd.kind == Kind::Ack)
+        .map(|hd| hd.ack.0)
+        .collect();
+    assert_eq!(acks, vec![0, 2, 2]);
+}
+
+#[test]
+fn lost_and_reordered_fragments_are_filled_in_by_the_server_resend() {
+    let mut h = Harness::established();
+    let call = h.submit(Request::GetContentsAndStat { handle: HandleId(4) });
+    let seq = h.last_received().header.msg_seq;
+    let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    let resp = Response::Ok(Reply::Contents { meta: meta(5000), data: data.clone() });
+    let first = h.server.reply(seq, &resp);
+    assert_eq!(first.len(), 4);
+    // Fragments 3, 1, 0 arrive; 2 is lost.
+    for i in [3, 1, 0] {
+        h.deliver(1, &first[i]);
+    }
+    assert!(h.replies.is_empty());
+    h.advance(ms(300));
+    assert_eq!(h.s.counters().retransmissions, 1);
+    let second = h.server.reply(seq, &resp);
+    h.deliver(1, &second[2]);
+    assert_eq!(h.replies, vec![(call, Ok(Reply::Contents { meta: meta(5000), data }))]);
+}
+
+#[test]
+fn keepalives_go_out_every_third_of_the_lease() {
+    let mut h = Harness::established();
+    h.advance(ms(3999));
+    assert!(h.sent.is_empty());
+    h.advance(ms(1));
+    let ka = h.last_received();
+    assert_eq!(ka.header.kind, Kind::KeepAlive);
+    let dgs = h.server.keepalive_reply(ka.header.msg_seq, LEASE);
+    h.deliver_all(1, &dgs);
+    assert_eq!(h.s.lease_deadline(), Some(Time(ms(4000) + LEASE - ms(250))));
+    h.advance(ms(3999));
+    assert_eq!(h.sent.len(), 1);
+    h.advance(ms(1));
+    assert_eq!(h.sent.len(), 2);
+}
+
+#[test]
+fn lease_runs_out_into_jeopardy_then_a_keepalive_reply_makes_it_safe() {
+    let mut h = Harness::established();
+    h.advance(ms(11_749));
+    assert_eq!(h.s.state(), State::Active);
+    h.advance(ms(1));
+    assert_eq!(h.s.state(), State::Jeopardy);
+    assert_eq!(h.events, vec![SessionEvent::Jeopardy]);
+    // Calls made in jeopardy are held, not sent.
+    let before = h.sent.len();
+    let call = h.submit(Request::Stat { path: "/x".into() });
+    assert!(h.sent[before..].iter().all(|(_, _, dg)| {
+        ServerEnd::new(SID, 1).receive(dg).expect("whole").header.kind == Kind::KeepAlive
+    }));
+    h.advance(ms(5000));
+    let (_, to, dg) = h.sent.last().expect("keepalive").clone();
+    let ka = h.server.receive(&dg).expect("whole");
+    assert_eq!(ka.header.kind, Kind::KeepAlive);
+    let port = to.port();
+    let dgs = h.server.keepalive_reply(ka.header.msg_seq, LEASE);
+    h.deliver_all(port, &dgs);
+    assert_eq!(h.s.state(), State::Active);
+    assert_eq!(h.events, vec![SessionEvent::Jeopardy, SessionEvent::Safe]);
+    // The held call is released.
+    assert_eq!(h.last_received().request, Some(Request::Stat { path: "/x".into() }));
+    assert!(h.replies.iter().all(|(c, _)| *c != call));
+}
+
+#[test]
+fn jeopardy_without_the_master_ends_in_expiry_after_the_grace_period() {
+    let mut h = Harness::established();
+    let call = h.submit(Request::Stat { path: "/x".into() });
+    h.advance(ms(11_750 + 44_999));
+    assert_eq!(h.s.state(), State::Jeopardy);
+    h.advance(ms(1));
+    assert_eq!(h.s.state(), State::Expired);
+    assert_eq!(h.events, vec![SessionEvent::Jeopardy, SessionEvent::Expired]);
+    assert!(h.replies.contains(&(call, Err(CallError::SessionExpired))));
+    assert_eq!(h.s.submit(h.now, &Request::Status), Err(CallError::SessionExpired));
+    assert_eq!(h.s.poll_timeout(h.now), None);
+    // Keepalives rotated through the members while looking for the master.
+    assert!(h.sends_to(2) > 0 && h.sends_to(3) > 0);
+}
+
+#[test]
+fn unanswered_new_session_times_out_and_ends_the_session() {
+    let mut h = Harness::new(&[1, 2]);
+    h.advance(ms(59_999));
+    assert!(h.replies.is_empty());
+    h.advance(ms(1));
+    assert_eq!(h.replies, vec![(Session::OPEN_CALL, Err(CallError::Timeout))]);
+    assert_eq!(h.s.state(), State::Ended);
+    assert_eq!(h.s.counters().call_timeouts, 1);
+}
+
+#[test]
+fn unknown_session_reply_expires_the_session() {
+    let mut h = Harness::established();
+    h.submit(Request::Status);
+    h.answer_last(&Response::Err(ErrorCode::UnknownSession), 1);
+    assert_eq!(h.s.state(), State::Expired);
+    assert_eq!(h.events, vec![SessionEvent::Expired]);
+}
+
+#[test]
+fn packets_from_an_older_epoch_are_dropped() {
+    let mut h = Harness::established();
+    h.server.epoch = cldc::proto::Epoch(5);
+    let e = Event::MasterFailover { epoch: cldc::proto::Epoch(5) };
+    let dgs = h.server.event(1, &e);
+    h.deliver_all(1, &dgs);
+    let mut old = ServerEnd::new(SID, 1);
+    let stale = old.event(2, &Event::NodeDeleted { handle: HandleId(1) });
+    h.deliver_all(1, &stale);
+    assert_eq!(h.events, vec![SessionEvent::Server(e)]);
+    assert_eq!(h.s.counters().stale_epoch, 1);
+    assert_eq!(h.s.epoch(), cldc::proto::Epoch(5));
+}
+
+#[test]
+fn end_session_reply_ends_the_session() {
+    let mut h = Harness::established();
+    let call = h.submit(Request::EndSession);
+    h.answer_last(&Response::Ok(Reply::SessionEnded), 1);
+    assert_eq!(h.s.state(), State::Ended);
+    assert_eq!(h.replies, vec![(call, Ok(Reply::SessionEnded))]);
+    assert_eq!(h.s.submit(h.now, &Request::Status), Err(CallError::SessionEnded));
+}
