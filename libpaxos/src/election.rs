@@ -56,6 +56,9 @@ impl<S: Storage> Replica<S> {
             round,
             node: self.config.id,
         };
+        let from = self.commit.next();
+        // Read the log before changing anything, so a storage error leaves no trace.
+        let own = self.promise_message(ballot, from)?;
         self.counters.elections_started += 1;
         self.raise_promise(ballot);
         self.master = None;
@@ -64,8 +67,6 @@ impl<S: Storage> Replica<S> {
             ballot,
             promises: BTreeMap::new(),
         }));
-        let from = self.commit.next();
-        let own = self.promise_message(ballot, from)?;
         self.send_after_persist(self.config.id, own);
         for peer in self.peers() {
             self.send_after_persist(peer, Message::Prepare { ballot, from });
@@ -114,6 +115,8 @@ impl<S: Storage> Replica<S> {
         if ballot > self.promised && !self.may_promise(now, from) {
             return Ok(());
         }
+        // Read the log before changing anything, so a storage error leaves no trace.
+        let promise = self.promise_message(ballot, slot)?;
         self.raise_promise(ballot);
         if !matches!(self.role, RoleState::Follower) {
             self.master = None;
@@ -121,7 +124,6 @@ impl<S: Storage> Replica<S> {
         }
         // A candidate we promised gets its chance before we stand ourselves.
         self.reset_election_timer(now);
-        let promise = self.promise_message(ballot, slot)?;
         self.send_after_persist(from, promise);
         Ok(())
     }
