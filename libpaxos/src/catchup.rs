@@ -18,10 +18,11 @@ impl<S: Storage> Replica<S> {
             return;
         }
         let retry_after = self.config.election_timeout;
-        if let Some((asked, at)) = self.catch_up_sent {
-            if asked == slot && now.since(at) < retry_after {
-                return;
-            }
+        if let Some((asked, at)) = self.catch_up_sent
+            && asked == slot
+            && now.since(at) < retry_after
+        {
+            return;
         }
         self.catch_up_sent = Some((slot, now));
         self.counters.catch_up_requests += 1;
@@ -31,15 +32,15 @@ impl<S: Storage> Replica<S> {
     /// Forgets a catch-up request that went unanswered, so the next hint sends another.
     pub(crate) fn tick_catch_up(&mut self, now: Time) {
         // A snapshot the driver could not fetch is asked for again after a while.
-        if let Some((_, at)) = self.snapshot_wanted {
-            if now.since(at) >= self.config.election_timeout * 4 {
-                self.snapshot_wanted = None;
-            }
+        if let Some((_, at)) = self.snapshot_wanted
+            && now.since(at) >= self.config.election_timeout * 4
+        {
+            self.snapshot_wanted = None;
         }
-        if let Some((_, at)) = self.catch_up_sent {
-            if now.since(at) >= self.config.election_timeout {
-                self.catch_up_sent = None;
-            }
+        if let Some((_, at)) = self.catch_up_sent
+            && now.since(at) >= self.config.election_timeout
+        {
+            self.catch_up_sent = None;
         }
     }
 

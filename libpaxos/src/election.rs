@@ -40,11 +40,12 @@ impl<S: Storage> Replica<S> {
             self.counters.refused_while_quiet += 1;
             return false;
         }
-        if let Some((ballot, until)) = self.lease_granted {
-            if now < until && ballot.node != owner {
-                self.counters.refused_by_lease += 1;
-                return false;
-            }
+        if let Some((ballot, until)) = self.lease_granted
+            && now < until
+            && ballot.node != owner
+        {
+            self.counters.refused_by_lease += 1;
+            return false;
         }
         true
     }

@@ -19,11 +19,11 @@ struct State {
 
 impl State {
     fn apply(&mut self, batch: &Persist) {
-        if let Some(through) = batch.compact_through {
-            if through > self.compacted {
-                self.compacted = through;
-                self.entries = self.entries.split_off(&through.next());
-            }
+        if let Some(through) = batch.compact_through
+            && through > self.compacted
+        {
+            self.compacted = through;
+            self.entries = self.entries.split_off(&through.next());
         }
         if let Some(hard_state) = batch.hard_state {
             self.hard_state = hard_state;

@@ -298,10 +298,10 @@ impl<S: Storage> Replica<S> {
             }
             let mut entries = Vec::new();
             for &(slot, acks) in &stale {
-                if acks & (1 << index) == 0 {
-                    if let Some(entry) = self.read_entry(slot)? {
-                        entries.push(entry);
-                    }
+                if acks & (1 << index) == 0
+                    && let Some(entry) = self.read_entry(slot)?
+                {
+                    entries.push(entry);
                 }
             }
             if entries.is_empty() {

@@ -67,11 +67,11 @@ impl Checker {
         commit: Slot,
         applied: Slot,
     ) {
-        if let Some(&durable) = self.durable_promise.get(&node) {
-            if promised < durable {
-                let what = format!("{node} promises {promised} after durably promising {durable}");
-                self.fail(now, what);
-            }
+        if let Some(&durable) = self.durable_promise.get(&node)
+            && promised < durable
+        {
+            let what = format!("{node} promises {promised} after durably promising {durable}");
+            self.fail(now, what);
         }
         let last = self.last_commit.entry(node).or_default();
         if commit < *last {

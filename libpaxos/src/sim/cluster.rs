@@ -612,12 +612,12 @@ impl Cluster {
         self.checker
             .on_apply(now, id, committed.slot, &committed.value);
         self.nodes[i].applied = committed.slot;
-        if let Some(proposal) = self.proposals.remove(&(i, committed.slot)) {
-            if committed.value.payload == Payload::Command(proposal.id.to_le_bytes().to_vec()) {
-                self.checker.on_ack(committed.slot);
-                self.acked += 1;
-                self.last_ack = Some((now, proposal.id));
-            }
+        if let Some(proposal) = self.proposals.remove(&(i, committed.slot))
+            && committed.value.payload == Payload::Command(proposal.id.to_le_bytes().to_vec())
+        {
+            self.checker.on_ack(committed.slot);
+            self.acked += 1;
+            self.last_ack = Some((now, proposal.id));
         }
     }
 

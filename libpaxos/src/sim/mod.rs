@@ -61,11 +61,11 @@ pub fn run(
                 cluster.summary()
             ));
         }
-        if cluster.acked > first_new {
-            if let Some((at, _)) = cluster.last_ack {
-                recovery = Some(at - healed_at);
-                break;
-            }
+        if cluster.acked > first_new
+            && let Some((at, _)) = cluster.last_ack
+        {
+            recovery = Some(at - healed_at);
+            break;
         }
     }
     let Some(recovery) = recovery else {
