@@ -14,6 +14,7 @@ mod apply_node;
 pub mod codec;
 pub mod command;
 pub mod config;
+mod database;
 mod error;
 pub mod lock;
 pub mod log_store;
@@ -21,6 +22,7 @@ pub mod mode;
 mod namespace;
 pub mod node;
 pub mod path;
+pub mod snapshot;
 mod state;
 mod store;
 pub mod types;
@@ -30,6 +32,7 @@ pub use command::{
     Reply, Response, Sequencer,
 };
 pub use config::{ConfigError, DbConfig, Limits};
+pub use database::Database;
 pub use error::DbError;
 pub use lock::LockState;
 pub use log_store::SledLogStore;
@@ -37,6 +40,7 @@ pub use mode::{EventMask, LockMode, OpenMode};
 pub use namespace::{Dump, Namespace, NamespaceCounters, ReadError};
 pub use node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session};
 pub use path::PathError;
+pub use snapshot::{SnapshotChunk, SnapshotInfo, SnapshotInstaller, SnapshotReader};
 pub use types::{
     Checksum, ContentGeneration, HandleId, Instance, LockGeneration, RequestSeq, SessionId,
     WallTime,

@@ -94,10 +94,6 @@ impl SledLogStore {
         &self.meta
     }
 
-    pub(crate) fn log_tree(&self) -> &Tree {
-        &self.log
-    }
-
     fn corrupt(&self, slot: Slot, what: impl core::fmt::Display) -> StorageError {
         self.counters.set(self.counters.get() + 1);
         StorageError::Corrupt {

@@ -44,6 +44,11 @@ impl OpenMode {
     pub const fn contains(self, other: OpenMode) -> bool {
         self.0 & other.0 == other.0
     }
+
+    /// Both sets of flags (`|` in const context).
+    pub const fn union(self, other: OpenMode) -> OpenMode {
+        OpenMode(self.0 | other.0)
+    }
 }
 
 impl BitOr for OpenMode {
@@ -80,6 +85,11 @@ impl EventMask {
     /// Whether every event of `other` is selected.
     pub const fn contains(self, other: EventMask) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// Both sets of events (`|` in const context).
+    pub const fn union(self, other: EventMask) -> EventMask {
+        EventMask(self.0 | other.0)
     }
 }
 

@@ -63,7 +63,6 @@ pub struct Dump {
 /// The CLD namespace on sled. Apply committed slots in order with [`apply`](Self::apply); read
 /// with the query methods (the server serves those under its master lease).
 pub struct Namespace {
-    db: sled::Db,
     trees: NsTrees,
     state: State,
     limits: Limits,
@@ -118,7 +117,6 @@ impl Namespace {
             }
         };
         Ok(Namespace {
-            db: db.clone(),
             trees,
             state,
             limits,
@@ -145,10 +143,6 @@ impl Namespace {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.db
     }
 
     pub(crate) fn trees(&self) -> &NsTrees {

@@ -1,0 +1,293 @@
+//! [`Database`]: one sled database holding the namespace and the Paxos log, plus the snapshot
+//! directory; snapshots, trimming bounds, installs and replay.
+
+use std::path::{Path, PathBuf};
+
+use libpaxos::{Committed, Slot, Storage};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::codec;
+use crate::command::Applied;
+use crate::config::DbConfig;
+use crate::error::DbError;
+use crate::log_store::{COMPACTED_KEY, SledLogStore};
+use crate::namespace::Namespace;
+use crate::snapshot::{self, SnapshotFile, SnapshotInfo, SnapshotInstaller, SnapshotReader};
+use crate::store::{self, DB_META_TREE, GENERATION_KEY, NsTrees};
+
+/// The namespace, its sled database and its snapshots. The log store shares the database and
+/// is handed out by [`open`](Database::open) (the Paxos replica owns it).
+pub struct Database {
+    config: DbConfig,
+    db: sled::Db,
+    namespace: Namespace,
+    snapshot_dir: PathBuf,
+    latest: Option<SnapshotInfo>,
+    durable_applied: Slot,
+}
+
+impl Database {
+    /// Opens (or creates) the database in `config.dir`. The namespace comes back at its
+    /// durable applied index; replay the log from there (the replica does, given
+    /// `namespace().applied()`).
+    pub fn open(config: DbConfig) -> Result<(Database, SledLogStore), DbError> {
+        config.validate()?;
+        let sled_dir = config.dir.join("sled");
+        let snapshot_dir = config.dir.join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir).map_err(|e| DbError::snapshot_io(&snapshot_dir, e))?;
+        let db = sled::Config::new()
+            .path(&sled_dir)
+            .cache_capacity(config.cache_bytes)
+            .open()
+            .map_err(|e| DbError::sled("opening the database", e))?;
+        drop_stale_generations(&db)?;
+        let namespace = Namespace::open(&db, config.limits.clone())?;
+        let log = SledLogStore::open(&db)?.with_location(&sled_dir);
+        let latest = match snapshot::latest(&snapshot_dir)? {
+            None => None,
+            Some((_, path)) => Some(snapshot::verify(&path)?),
+        };
+        let durable_applied = namespace.applied();
+        Ok((
+            Database {
+                config,
+                db,
+                namespace,
+                snapshot_dir,
+                latest,
+                durable_applied,
+            },
+            log,
+        ))
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DbConfig {
+        &self.config
+    }
+
+    /// The snapshot directory.
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
+    }
+
+    /// Applies one committed slot (see [`Namespace::apply`]).
+    pub fn apply(&mut self, committed: &Committed) -> Result<Applied, DbError> {
+        self.namespace.apply(committed)
+    }
+
+    /// Flushes sled (the fsync) and records the applied index it made durable.
+    pub fn flush(&mut self) -> Result<(), DbError> {
+        let applied = self.namespace.applied();
+        self.db
+            .flush()
+            .map_err(|e| DbError::sled("flushing the database", e))?;
+        self.durable_applied = applied;
+        Ok(())
+    }
+
+    /// Records that a flush which started when the namespace was at `applied` completed (for
+    /// drivers that flush through the log store's `sync`).
+    pub fn note_flushed(&mut self, applied: Slot) {
+        self.durable_applied = self.durable_applied.max(applied.min(self.namespace.applied()));
+    }
+
+    /// The namespace's applied index as of the last completed flush.
+    pub fn durable_applied(&self) -> Slot {
+        self.durable_applied
+    }
+
+    /// The newest snapshot on disk.
+    pub fn latest_snapshot(&self) -> Option<&SnapshotInfo> {
+        self.latest.as_ref()
+    }
+
+    /// Whether `snapshot_every` entries have been applied since the newest snapshot.
+    pub fn snapshot_due(&self) -> bool {
+        let since = self.latest.as_ref().map_or(Slot::ZERO, |s| s.applied);
+        self.namespace.applied().0.saturating_sub(since.0) >= self.config.snapshot_every
+    }
+
+    /// Writes a snapshot of the namespace now and prunes old ones.
+    pub fn take_snapshot(&mut self) -> Result<SnapshotInfo, DbError> {
+        let info = snapshot::write(&self.namespace, &self.snapshot_dir)?;
+        snapshot::prune(&self.snapshot_dir, self.config.keep_snapshots)?;
+        self.latest = Some(info.clone());
+        Ok(info)
+    }
+
+    /// How far the log may be compacted: below the newest snapshot minus the kept tail, and
+    /// never past the namespace's durable applied index (restart replays from there).
+    pub fn trim_point(&self) -> Option<Slot> {
+        let snap = self.latest.as_ref()?.applied;
+        let upto = Slot(snap.0.saturating_sub(self.config.keep_tail)).min(self.durable_applied);
+        (upto > Slot::ZERO).then_some(upto)
+    }
+
+    /// A reader of the newest snapshot, in `chunk_size` pieces, for a lagging peer.
+    pub fn snapshot_reader(&self) -> Result<SnapshotReader, DbError> {
+        let info = self.latest.as_ref().ok_or(DbError::NoSnapshot)?;
+        SnapshotReader::open(info, self.config.chunk_size)
+    }
+
+    /// Starts receiving a snapshot from a peer.
+    pub fn receive_snapshot(&self, applied: Slot, total: u64) -> Result<SnapshotInstaller, DbError> {
+        SnapshotInstaller::new(&self.snapshot_dir, applied, total)
+    }
+
+    /// Installs a verified snapshot file: fills a fresh namespace generation from it, then in
+    /// one sled transaction switches to that generation and compacts the log through the
+    /// snapshot's index, then flushes. A crash before the switch leaves the old namespace; a
+    /// failed check leaves everything as it was.
+    pub fn install(&mut self, info: &SnapshotInfo) -> Result<Slot, DbError> {
+        let mut file = SnapshotFile::open(&info.path)?;
+        let applied = file.info.applied;
+        if applied <= self.namespace.applied() {
+            return Err(DbError::SnapshotBehind {
+                snapshot: applied,
+                applied: self.namespace.applied(),
+            });
+        }
+        let old = self.namespace.trees().generation;
+        let new = old + 1;
+        NsTrees::drop_trees(&self.db, new)?;
+        let trees = NsTrees::open(&self.db, new)?;
+        let filled = fill(&trees, &mut file);
+        if let Err(err) = filled {
+            drop(trees);
+            NsTrees::drop_trees(&self.db, new)?;
+            return Err(err);
+        }
+        self.db
+            .flush()
+            .map_err(|e| DbError::sled("flushing an installed namespace", e))?;
+        let db_meta = self
+            .db
+            .open_tree(DB_META_TREE)
+            .map_err(|e| DbError::sled("opening db.meta", e))?;
+        let log = SledLogStore::open(&self.db)?;
+        let compacted = log.compacted_through()?.max(applied);
+        [&db_meta, log.meta_tree()]
+            .transaction(|t| {
+                t[0].insert(GENERATION_KEY, codec::encode(&new))?;
+                t[1].insert(COMPACTED_KEY, codec::encode(&compacted))?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Storage(e) => DbError::sled("switching namespace generation", e),
+                TransactionError::Abort(()) => {
+                    DbError::sled("switching namespace generation", "transaction aborted")
+                }
+            })?;
+        self.db
+            .flush()
+            .map_err(|e| DbError::sled("flushing the generation switch", e))?;
+        self.namespace = Namespace::open(&self.db, self.config.limits.clone())?;
+        self.durable_applied = self.namespace.applied();
+        NsTrees::drop_trees(&self.db, old)?;
+        log.purge_compacted(compacted)?;
+        if info.path.parent() == Some(self.snapshot_dir.as_path()) {
+            self.latest = Some(file.info.clone());
+        }
+        Ok(applied)
+    }
+
+    /// Applies the log's entries from the namespace's applied index through `through`, which
+    /// the caller knows to be committed (a replica learns this itself; this is for tools and
+    /// tests). A missing entry is an error, never skipped.
+    pub fn replay(&mut self, log: &SledLogStore, through: Slot) -> Result<Vec<Applied>, DbError> {
+        let mut out = Vec::new();
+        let mut slot = self.namespace.applied().next();
+        while slot <= through {
+            let entry = log.entry(slot)?.ok_or(DbError::ReplayHole(slot))?;
+            out.push(self.namespace.apply(&Committed {
+                slot,
+                value: entry.value,
+            })?);
+            slot = slot.next();
+        }
+        Ok(out)
+    }
+}
+
+fn fill(trees: &NsTrees, file: &mut SnapshotFile) -> Result<(), DbError> {
+    let mut batches: Vec<sled::Batch> = store::TreeTag::ALL
+        .iter()
+        .map(|_| sled::Batch::default())
+        .collect();
+    let mut pending = 0usize;
+    let mut meta_seen = false;
+    while let Some(record) = file.next_record()? {
+        if record.tag == store::TreeTag::Meta {
+            let meta: crate::state::Meta =
+                codec::decode(&record.value).map_err(|e| DbError::SnapshotRecord {
+                    file: file.info.path.clone(),
+                    offset: record.offset,
+                    reason: e.to_string(),
+                })?;
+            if meta.applied != file.info.applied {
+                return Err(DbError::SnapshotRecord {
+                    file: file.info.path.clone(),
+                    offset: record.offset,
+                    reason: format!(
+                        "meta says applied {}, header says {}",
+                        meta.applied, file.info.applied
+                    ),
+                });
+            }
+            meta_seen = true;
+        }
+        pending += record.value.len() + record.key.len();
+        batches[record.tag as usize].insert(record.key, record.value);
+        if pending > 8 << 20 {
+            flush_batches(trees, &mut batches)?;
+            pending = 0;
+        }
+    }
+    if !meta_seen {
+        return Err(DbError::SnapshotRecord {
+            file: file.info.path.clone(),
+            offset: 0,
+            reason: "no namespace meta record".to_string(),
+        });
+    }
+    flush_batches(trees, &mut batches)
+}
+
+fn flush_batches(trees: &NsTrees, batches: &mut [sled::Batch]) -> Result<(), DbError> {
+    for (tag, batch) in store::TreeTag::ALL.iter().zip(batches.iter_mut()) {
+        trees
+            .tree(*tag)
+            .apply_batch(std::mem::take(batch))
+            .map_err(|e| DbError::sled("filling an installed namespace", e))?;
+    }
+    Ok(())
+}
+
+/// Drops namespace trees of generations other than the current one (left by an install that
+/// crashed before switching, or after switching but before dropping the old trees).
+fn drop_stale_generations(db: &sled::Db) -> Result<(), DbError> {
+    let current = store::current_generation(db)?;
+    let mut stale = std::collections::BTreeSet::new();
+    for name in db.tree_names() {
+        let Ok(name) = std::str::from_utf8(&name) else {
+            continue;
+        };
+        if let Some(rest) = name.strip_prefix("ns")
+            && let Some((digits, _)) = rest.split_once('.')
+            && let Ok(generation) = digits.parse::<u64>()
+            && generation != current
+        {
+            stale.insert(generation);
+        }
+    }
+    for generation in stale {
+        NsTrees::drop_trees(db, generation)?;
+    }
+    Ok(())
+}

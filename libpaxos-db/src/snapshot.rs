@@ -1,0 +1,503 @@
+//! Snapshot files: writing, verifying, reading back, and chunked transfer.
+//!
+//! Format (all integers little-endian):
+//! ```text
+//! magic "CLDSNAP1" (8) | version u32 = 1 | applied index u64 | epoch u64
+//! record* : length u32 (1..=1 MiB) | postcard (tree u8, key bytes, value bytes)
+//! end     : length u32 = 0 | record count u64
+//! trailer : SHA-256 of every byte before it (32)
+//! ```
+//! Records are the namespace trees' raw key/value pairs in canonical order (trees in
+//! `TreeTag` order, keys in sled order), so installing a snapshot reproduces the namespace
+//! byte for byte.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use libpaxos::{Epoch, Slot};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::DbError;
+use crate::namespace::Namespace;
+use crate::store::{self, TreeTag};
+
+/// The first 8 bytes of every snapshot file.
+pub const MAGIC: &[u8; 8] = b"CLDSNAP1";
+/// The format version written.
+pub const VERSION: u32 = 1;
+/// The largest record accepted.
+pub const MAX_RECORD: u32 = 1024 * 1024;
+const HEADER_LEN: u64 = 8 + 4 + 8 + 8;
+
+/// What a snapshot file's header says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// The namespace's applied index it captures.
+    pub applied: Slot,
+    /// The namespace's epoch then.
+    pub epoch: Epoch,
+    /// The file's length in bytes.
+    pub len: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record<'a> {
+    tree: u8,
+    #[serde(borrow)]
+    key: &'a [u8],
+    #[serde(borrow)]
+    value: &'a [u8],
+}
+
+/// The file name of the snapshot at `applied`.
+pub fn file_name(applied: Slot) -> String {
+    format!("snapshot-{:020}.cld", applied.0)
+}
+
+fn parse_file_name(name: &str) -> Option<Slot> {
+    let digits = name.strip_prefix("snapshot-")?.strip_suffix(".cld")?;
+    digits.parse().ok().map(Slot)
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(bytes);
+        self.inner.write_all(bytes)
+    }
+}
+
+/// Writes a snapshot of `ns` into `dir` (temp file, fsync, rename, fsync of the directory).
+pub fn write(ns: &Namespace, dir: &Path) -> Result<SnapshotInfo, DbError> {
+    let applied = ns.applied();
+    let path = dir.join(file_name(applied));
+    let tmp = dir.join(format!(".tmp-{}", file_name(applied)));
+    let fail = |e: std::io::Error| DbError::snapshot_io(&tmp, e);
+    let file = File::create(&tmp).map_err(fail)?;
+    let mut out = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+    };
+    out.put(MAGIC).map_err(fail)?;
+    out.put(&VERSION.to_le_bytes()).map_err(fail)?;
+    out.put(&applied.0.to_le_bytes()).map_err(fail)?;
+    out.put(&ns.epoch().0.to_le_bytes()).map_err(fail)?;
+    let mut count: u64 = 0;
+    let mut buf = Vec::new();
+    for tag in TreeTag::ALL {
+        for item in ns.trees().tree(tag).iter() {
+            let (key, value) = item.map_err(|e| DbError::sled("reading for a snapshot", e))?;
+            buf.clear();
+            let record = Record {
+                tree: tag as u8,
+                key: &key,
+                value: &value,
+            };
+            buf = postcard::to_extend(&record, std::mem::take(&mut buf))
+                .map_err(|e| DbError::snapshot_io(&tmp, e))?;
+            out.put(&(buf.len() as u32).to_le_bytes()).map_err(fail)?;
+            out.put(&buf).map_err(fail)?;
+            count += 1;
+        }
+    }
+    out.put(&0u32.to_le_bytes()).map_err(fail)?;
+    out.put(&count.to_le_bytes()).map_err(fail)?;
+    let digest = out.hasher.finalize();
+    let mut writer = out.inner;
+    writer.write_all(&digest).map_err(fail)?;
+    let file = writer.into_inner().map_err(|e| fail(e.into_error()))?;
+    file.sync_all().map_err(fail)?;
+    let len = file.metadata().map_err(fail)?.len();
+    drop(file);
+    fs::rename(&tmp, &path).map_err(fail)?;
+    sync_dir(dir)?;
+    Ok(SnapshotInfo {
+        path,
+        applied,
+        epoch: ns.epoch(),
+        len,
+    })
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), DbError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| DbError::snapshot_io(dir, e))
+}
+
+/// Reads a snapshot file record by record, hashing as it goes.
+pub(crate) struct SnapshotFile {
+    path: PathBuf,
+    input: BufReader<File>,
+    hasher: Sha256,
+    offset: u64,
+    len: u64,
+    records: u64,
+    /// The header.
+    pub info: SnapshotInfo,
+    buf: Vec<u8>,
+}
+
+/// One record read back.
+pub(crate) struct RawRecord {
+    pub offset: u64,
+    pub tag: TreeTag,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+impl SnapshotFile {
+    /// Opens a file and checks its header.
+    pub fn open(path: &Path) -> Result<SnapshotFile, DbError> {
+        let file = File::open(path).map_err(|e| DbError::snapshot_io(path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| DbError::snapshot_io(path, e))?
+            .len();
+        let mut reader = SnapshotFile {
+            path: path.to_path_buf(),
+            input: BufReader::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            offset: 0,
+            len,
+            records: 0,
+            info: SnapshotInfo {
+                path: path.to_path_buf(),
+                applied: Slot::ZERO,
+                epoch: Epoch(0),
+                len,
+            },
+            buf: Vec::new(),
+        };
+        let mut header = [0u8; HEADER_LEN as usize];
+        reader.fill(&mut header)?;
+        if &header[..8] != MAGIC {
+            return Err(DbError::SnapshotMagic {
+                file: path.to_path_buf(),
+            });
+        }
+        let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        if version != VERSION {
+            return Err(DbError::SnapshotVersion {
+                file: path.to_path_buf(),
+                version,
+            });
+        }
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&header[12..20]);
+        reader.info.applied = Slot(u64::from_le_bytes(word));
+        word.copy_from_slice(&header[20..28]);
+        reader.info.epoch = Epoch(u64::from_le_bytes(word));
+        Ok(reader)
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), DbError> {
+        match self.input.read_exact(buf) {
+            Ok(()) => {
+                self.hasher.update(&*buf);
+                self.offset += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(DbError::SnapshotTruncated {
+                    file: self.path.clone(),
+                    offset: self.len,
+                })
+            }
+            Err(e) => Err(DbError::snapshot_io(&self.path, e)),
+        }
+    }
+
+    fn bad(&self, offset: u64, reason: impl Into<String>) -> DbError {
+        DbError::SnapshotRecord {
+            file: self.path.clone(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// The next record, or `None` at the end marker (after which the trailer is checked).
+    pub fn next_record(&mut self) -> Result<Option<RawRecord>, DbError> {
+        let start = self.offset;
+        let mut word = [0u8; 4];
+        self.fill(&mut word)?;
+        let length = u32::from_le_bytes(word);
+        if length == 0 {
+            self.finish()?;
+            return Ok(None);
+        }
+        if length > MAX_RECORD {
+            return Err(self.bad(start, format!("record length {length} exceeds 1 MiB")));
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(length as usize, 0);
+        self.fill(&mut buf)?;
+        let record: Record<'_> = postcard::from_bytes(&buf)
+            .map_err(|e| self.bad(start, format!("record does not decode: {e}")))?;
+        let tag = TreeTag::from_u8(record.tree)
+            .ok_or_else(|| self.bad(start, format!("unknown tree tag {}", record.tree)))?;
+        store::validate_record(tag, record.key, record.value).map_err(|e| {
+            self.bad(
+                start,
+                format!("{} record {}: {e}", tag.name(), store::show_key(record.key)),
+            )
+        })?;
+        let raw = RawRecord {
+            offset: start,
+            tag,
+            key: record.key.to_vec(),
+            value: record.value.to_vec(),
+        };
+        self.buf = buf;
+        self.records += 1;
+        Ok(Some(raw))
+    }
+
+    fn finish(&mut self) -> Result<(), DbError> {
+        let count_at = self.offset;
+        let mut word = [0u8; 8];
+        self.fill(&mut word)?;
+        let count = u64::from_le_bytes(word);
+        if count != self.records {
+            return Err(self.bad(
+                count_at,
+                format!("trailer counts {count} records, the file has {}", self.records),
+            ));
+        }
+        let computed = std::mem::take(&mut self.hasher).finalize();
+        let mut stored = [0u8; 32];
+        match self.input.read_exact(&mut stored) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(DbError::SnapshotTruncated {
+                    file: self.path.clone(),
+                    offset: self.len,
+                });
+            }
+            Err(e) => return Err(DbError::snapshot_io(&self.path, e)),
+        }
+        self.offset += 32;
+        if computed.as_slice() != stored {
+            return Err(DbError::SnapshotChecksum {
+                file: self.path.clone(),
+                index: self.info.applied,
+            });
+        }
+        if self.offset != self.len {
+            return Err(self.bad(self.offset, "bytes after the trailer"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole snapshot file and checks every record and the trailer.
+pub fn verify(path: &Path) -> Result<SnapshotInfo, DbError> {
+    let mut file = SnapshotFile::open(path)?;
+    while file.next_record()?.is_some() {}
+    Ok(file.info)
+}
+
+/// The newest complete snapshot file in `dir` (by name; not verified), removing leftover
+/// temp files of interrupted writes.
+pub fn latest(dir: &Path) -> Result<Option<(Slot, PathBuf)>, DbError> {
+    let mut best: Option<(Slot, PathBuf)> = None;
+    let entries = fs::read_dir(dir).map_err(|e| DbError::snapshot_io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| DbError::snapshot_io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(".tmp-") {
+            fs::remove_file(entry.path()).map_err(|e| DbError::snapshot_io(&entry.path(), e))?;
+            continue;
+        }
+        if let Some(slot) = parse_file_name(name)
+            && best.as_ref().is_none_or(|(b, _)| slot > *b)
+        {
+            best = Some((slot, entry.path()));
+        }
+    }
+    Ok(best)
+}
+
+/// Deletes all but the `keep` newest snapshot files in `dir`.
+pub fn prune(dir: &Path, keep: usize) -> Result<(), DbError> {
+    let mut all: Vec<(Slot, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| DbError::snapshot_io(dir, e))? {
+        let entry = entry.map_err(|e| DbError::snapshot_io(dir, e))?;
+        if let Some(slot) = entry.file_name().to_str().and_then(parse_file_name) {
+            all.push((slot, entry.path()));
+        }
+    }
+    all.sort();
+    let excess = all.len().saturating_sub(keep);
+    for (_, path) in all.into_iter().take(excess) {
+        fs::remove_file(&path).map_err(|e| DbError::snapshot_io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// One piece of a snapshot in transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The snapshot's applied index (identifies the transfer).
+    pub applied: Slot,
+    /// The snapshot file's total length.
+    pub total: u64,
+    /// Where these bytes start.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// Cuts a snapshot file into chunks for sending.
+pub struct SnapshotReader {
+    info: SnapshotInfo,
+    file: File,
+    offset: u64,
+    chunk_size: usize,
+}
+
+impl SnapshotReader {
+    /// Opens a snapshot file for sending in chunks of `chunk_size` bytes.
+    pub fn open(info: &SnapshotInfo, chunk_size: usize) -> Result<SnapshotReader, DbError> {
+        let file = File::open(&info.path).map_err(|e| DbError::snapshot_io(&info.path, e))?;
+        Ok(SnapshotReader {
+            info: info.clone(),
+            file,
+            offset: 0,
+            chunk_size: chunk_size.max(1),
+        })
+    }
+
+    /// The next chunk, or `None` when all have been read.
+    pub fn next_chunk(&mut self) -> Result<Option<SnapshotChunk>, DbError> {
+        if self.offset >= self.info.len {
+            return Ok(None);
+        }
+        let want = (self.info.len - self.offset).min(self.chunk_size as u64) as usize;
+        let mut data = vec![0u8; want];
+        self.file.read_exact(&mut data).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => DbError::SnapshotTruncated {
+                file: self.info.path.clone(),
+                offset: self.offset,
+            },
+            _ => DbError::snapshot_io(&self.info.path, e),
+        })?;
+        let chunk = SnapshotChunk {
+            applied: self.info.applied,
+            total: self.info.len,
+            offset: self.offset,
+            data,
+        };
+        self.offset += want as u64;
+        Ok(Some(chunk))
+    }
+}
+
+/// Receives a snapshot's chunks in order into a temp file, then verifies it.
+pub struct SnapshotInstaller {
+    dir: PathBuf,
+    tmp: PathBuf,
+    file: BufWriter<File>,
+    applied: Slot,
+    total: u64,
+    received: u64,
+}
+
+impl SnapshotInstaller {
+    /// Starts receiving the snapshot at `applied`, `total` bytes long, into `dir`.
+    pub fn new(dir: &Path, applied: Slot, total: u64) -> Result<SnapshotInstaller, DbError> {
+        let tmp = dir.join(format!(".tmp-recv-{}", file_name(applied)));
+        let file = File::create(&tmp).map_err(|e| DbError::snapshot_io(&tmp, e))?;
+        Ok(SnapshotInstaller {
+            dir: dir.to_path_buf(),
+            tmp,
+            file: BufWriter::with_capacity(1 << 20, file),
+            applied,
+            total,
+            received: 0,
+        })
+    }
+
+    /// Bytes received so far (the offset the next chunk must have).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Whether every byte has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.received == self.total
+    }
+
+    /// Takes the next chunk; it must continue exactly where the last one ended.
+    pub fn accept(&mut self, chunk: &SnapshotChunk) -> Result<(), DbError> {
+        if chunk.applied != self.applied {
+            return Err(DbError::ChunkWrongSnapshot {
+                expected: self.applied,
+                got: chunk.applied,
+            });
+        }
+        if chunk.offset != self.received {
+            return Err(DbError::ChunkOutOfOrder {
+                expected: self.received,
+                got: chunk.offset,
+            });
+        }
+        let end = self.received + chunk.data.len() as u64;
+        if end > self.total || chunk.total != self.total {
+            return Err(DbError::ChunkLength {
+                received: end,
+                total: self.total,
+            });
+        }
+        self.file
+            .write_all(&chunk.data)
+            .map_err(|e| DbError::snapshot_io(&self.tmp, e))?;
+        self.received = end;
+        Ok(())
+    }
+
+    /// Checks that everything arrived, syncs, verifies the file (every record and the
+    /// SHA-256 trailer) and moves it into place. Install it with `Database::install`.
+    pub fn finish(self) -> Result<SnapshotInfo, DbError> {
+        if self.received != self.total {
+            return Err(DbError::ChunkLength {
+                received: self.received,
+                total: self.total,
+            });
+        }
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| DbError::snapshot_io(&self.tmp, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| DbError::snapshot_io(&self.tmp, e))?;
+        drop(file);
+        let info = match verify(&self.tmp) {
+            Ok(info) => info,
+            Err(err) => {
+                let _ = fs::remove_file(&self.tmp);
+                return Err(err);
+            }
+        };
+        if info.applied != self.applied {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(DbError::ChunkWrongSnapshot {
+                expected: self.applied,
+                got: info.applied,
+            });
+        }
+        let path = self.dir.join(file_name(info.applied));
+        fs::rename(&self.tmp, &path).map_err(|e| DbError::snapshot_io(&self.tmp, e))?;
+        sync_dir(&self.dir)?;
+        Ok(SnapshotInfo { path, ..info })
+    }
+}
