@@ -22,7 +22,7 @@ pub mod proto;
 mod client;
 #[cfg(feature = "tokio")]
 pub use client::{
-    Credentials, Error, Events, Handle, Session, SessionOptions, Sequencer as SessionSequencer,
+    Cell, Contents, Credentials, Error, Events, Handle, Session, SessionOptions, Stats,
 };
 
 #[cfg(feature = "dns")]

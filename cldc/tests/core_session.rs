@@ -386,3 +386,17 @@ fn end_session_reply_ends_the_session() {
     assert_eq!(h.replies, vec![(call, Ok(Reply::SessionEnded))]);
     assert_eq!(h.s.submit(h.now, &Request::Status), Err(CallError::SessionEnded));
 }
+
+#[test]
+fn retransmissions_alternate_fragment_order() {
+    let mut h = Harness::established();
+    h.submit(Request::Put { handle: HandleId(1), cas: None, data: vec![1; 4000] });
+    h.advance(ms(250));
+    let order: Vec<u16> = h
+        .sent
+        .clone()
+        .iter()
+        .map(|(_, _, dg)| u16::from_le_bytes([dg[80], dg[81]]))
+        .collect();
+    assert_eq!(order, vec![0, 1, 2, 3, 3, 2, 1, 0]);
+}

@@ -104,6 +104,7 @@ struct InFlight {
     new_session: bool,
     first_sent: Time,
     backoff: Backoff,
+    sends: u32,
 }
 
 /// The client side of one session. See the [module docs](super) for how to drive it.
@@ -517,15 +518,20 @@ impl Session {
         let seq = self.next_request;
         self.next_request = seq.next();
         let backoff = Backoff::start(now, self.cfg.initial_rto, self.cfg.max_rto);
-        self.in_flight = Some(InFlight { call, seq, new_session, first_sent: now, backoff });
+        self.in_flight = Some(InFlight { call, seq, new_session, first_sent: now, backoff, sends: 0 });
         self.send_in_flight(now);
     }
 
     fn send_in_flight(&mut self, _now: Time) {
-        let Some(f) = &self.in_flight else { return };
+        let Some(f) = &mut self.in_flight else { return };
+        // Every other attempt sends the fragments last to first: a receive buffer that
+        // overflows on a burst keeps the head one time and the tail the next, and the
+        // receiver's reassembly joins them.
+        let reverse = f.sends % 2 == 1;
+        f.sends += 1;
         let (seq, body) = (f.seq.0, f.call.body.clone());
         let to = self.members.current();
-        self.send(to, Kind::Request, seq, &body);
+        self.send_ordered(to, Kind::Request, seq, &body, reverse);
     }
 
     fn send_keepalive(&mut self, now: Time) {
@@ -537,6 +543,10 @@ impl Session {
     }
 
     fn send(&mut self, to: SocketAddr, kind: Kind, msg_seq: u64, body: &[u8]) {
+        self.send_ordered(to, kind, msg_seq, body, false);
+    }
+
+    fn send_ordered(&mut self, to: SocketAddr, kind: Kind, msg_seq: u64, body: &[u8], rev: bool) {
         let meta = PacketMeta {
             kind,
             session: self.cfg.session,
@@ -553,7 +563,10 @@ impl Session {
             &mut self.next_packet,
         );
         // Bodies were size-checked at submit and the datagram size at validate.
-        let Ok(dgs) = dgs else { return };
+        let Ok(mut dgs) = dgs else { return };
+        if rev {
+            dgs.reverse();
+        }
         if to == self.members.current() && kind != Kind::Ack {
             self.members.silent_sends += 1;
         }

@@ -99,3 +99,6 @@ impl ServerEnd {
         self.datagrams(Kind::NotMaster, echo, &body).remove(0)
     }
 }
+
+#[cfg(feature = "tokio")]
+pub mod fake_cell;

@@ -1,0 +1,214 @@
+//! The background task that owns the socket, the timers and the session core.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::Stats;
+use crate::core::{CallError, CallId, Output, Session as Core, SessionEvent, Time};
+use crate::proto::{Event, HandleId, Reply, Request, Sequencer};
+
+/// A reply channel for one call.
+pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, CallError>>;
+
+/// What the API sends the driver.
+pub(crate) enum Command {
+    /// Run a request.
+    Call(Request, ReplyTx),
+    /// Run a waiting `Lock`; the reply is the sequencer, after the grant event if queued.
+    Lock(Request, HandleId, ReplyTx),
+}
+
+enum Pending {
+    Plain(ReplyTx),
+    Lock(HandleId, ReplyTx),
+}
+
+pub(crate) struct Driver {
+    pub(crate) core: Core,
+    pub(crate) socket: UdpSocket,
+    pub(crate) start: Instant,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) events: mpsc::Sender<SessionEvent>,
+    pub(crate) stats: Arc<Mutex<Stats>>,
+    pub(crate) opened: Option<ReplyTx>,
+    pending: HashMap<CallId, Pending>,
+    waiting_locks: HashMap<HandleId, ReplyTx>,
+    early_grants: HashMap<HandleId, Sequencer>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        core: Core,
+        socket: UdpSocket,
+        start: Instant,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<SessionEvent>,
+        stats: Arc<Mutex<Stats>>,
+        opened: ReplyTx,
+    ) -> Self {
+        Driver {
+            core,
+            socket,
+            start,
+            commands,
+            events,
+            stats,
+            opened: Some(opened),
+            pending: HashMap::new(),
+            waiting_locks: HashMap::new(),
+            early_grants: HashMap::new(),
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time(self.start.elapsed())
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            self.flush().await;
+            let wake = self.core.poll_timeout(self.now());
+            self.flush().await;
+            let wake = wake.map(|t| self.start + t.0);
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => return,
+                },
+                got = self.socket.recv_from(&mut buf) => match got {
+                    Ok((n, from)) => {
+                        let now = self.now();
+                        self.core.handle_datagram(now, from, &buf[..n]);
+                    }
+                    Err(_) => self.bump(|s| s.receive_errors += 1),
+                },
+                _ = sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = self.now();
+        let (req, pending) = match cmd {
+            Command::Call(req, tx) => (req, Pending::Plain(tx)),
+            Command::Lock(req, handle, tx) => (req, Pending::Lock(handle, tx)),
+        };
+        match self.core.submit(now, &req) {
+            Ok(id) => {
+                self.pending.insert(id, pending);
+            }
+            Err(e) => {
+                let (Pending::Plain(tx) | Pending::Lock(_, tx)) = pending;
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        let mut sent = 0u32;
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Transmit { to, datagram } => {
+                    self.transmit(to, &datagram).await;
+                    sent += 1;
+                    // Let other tasks (a co-located receiver) run during long bursts.
+                    if sent % 16 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Output::Reply { call, result } => self.reply(call, result),
+                Output::Event(ev) => self.event(ev),
+            }
+        }
+        let core = self.core.counters();
+        self.bump(|s| s.core = core);
+    }
+
+    async fn transmit(&mut self, to: SocketAddr, datagram: &[u8]) {
+        if self.socket.send_to(datagram, to).await.is_err() {
+            self.bump(|s| s.send_errors += 1);
+        }
+    }
+
+    fn reply(&mut self, call: CallId, result: Result<Reply, CallError>) {
+        if call == Core::OPEN_CALL {
+            if let Some(tx) = self.opened.take() {
+                let _ = tx.send(result);
+            }
+            return;
+        }
+        match self.pending.remove(&call) {
+            Some(Pending::Plain(tx)) => {
+                let _ = tx.send(result);
+            }
+            Some(Pending::Lock(handle, tx)) => match result {
+                Ok(Reply::LockQueued) => match self.early_grants.remove(&handle) {
+                    Some(sequencer) => {
+                        let _ = tx.send(Ok(Reply::Locked { sequencer }));
+                    }
+                    None => {
+                        self.waiting_locks.insert(handle, tx);
+                    }
+                },
+                other => {
+                    let _ = tx.send(other);
+                }
+            },
+            None => {}
+        }
+    }
+
+    fn event(&mut self, ev: SessionEvent) {
+        match &ev {
+            SessionEvent::Server(Event::LockAcquired { handle, sequencer }) => {
+                match self.waiting_locks.remove(handle) {
+                    Some(tx) => {
+                        let _ = tx.send(Ok(Reply::Locked { sequencer: sequencer.clone() }));
+                    }
+                    None if self.has_pending_lock(*handle) => {
+                        // The grant overtook the `LockQueued` reply.
+                        self.early_grants.insert(*handle, sequencer.clone());
+                    }
+                    None => {}
+                }
+            }
+            SessionEvent::Server(Event::NodeDeleted { handle }) => {
+                if let Some(tx) = self.waiting_locks.remove(handle) {
+                    let _ = tx.send(Err(CallError::Server(crate::proto::ErrorCode::NoSuchNode)));
+                }
+            }
+            SessionEvent::Expired => {
+                for (_, tx) in self.waiting_locks.drain() {
+                    let _ = tx.send(Err(CallError::SessionExpired));
+                }
+            }
+            _ => {}
+        }
+        if self.events.try_send(ev).is_err() {
+            self.bump(|s| s.events_dropped += 1);
+        }
+    }
+
+    fn has_pending_lock(&self, handle: HandleId) -> bool {
+        self.pending.values().any(|p| matches!(p, Pending::Lock(h, _) if *h == handle))
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut Stats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
