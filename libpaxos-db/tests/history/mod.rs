@@ -1,0 +1,150 @@
+//! proptest strategies for random command sequences over a small namespace, so that
+//! collisions (same path, same handle, same lock) are frequent.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use libpaxos_db::{
+    ClientOp, ContentGeneration, EventMask, HandleId, Instance, LockGeneration, LockMode, Limits,
+    OpenMode, Sequencer,
+};
+use proptest::prelude::*;
+
+/// How a generated request picks its sequence number.
+#[derive(Clone, Copy, Debug)]
+pub enum SeqChoice {
+    /// The session's next seq.
+    Next,
+    /// A retry of the last one.
+    Same,
+    /// An older one.
+    Older,
+}
+
+/// One step of a generated history.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// A client request proposed under `epoch`.
+    Client {
+        session: u64,
+        seq: SeqChoice,
+        epoch: u64,
+        op: ClientOp,
+    },
+    /// The master expires a session.
+    Expire { session: u64, epoch: u64 },
+    /// A new master's no-op.
+    Noop { epoch: u64 },
+}
+
+/// Small limits so every limit error is reachable.
+pub fn limits() -> Limits {
+    Limits {
+        max_file_size: 8,
+        max_sessions: 3,
+        max_handles_per_session: 5,
+        max_waiters_per_lock: 2,
+    }
+}
+
+const PATHS: &[&str] = &[
+    "/", "/a", "/b", "/d", "/d/x", "/d/y", "/a/z", "bad", "/d/", "/d//x",
+];
+
+fn path() -> impl Strategy<Value = String> {
+    prop::sample::select(PATHS).prop_map(String::from)
+}
+
+fn mode() -> impl Strategy<Value = OpenMode> {
+    let r = OpenMode::READ;
+    let w = OpenMode::WRITE;
+    let l = OpenMode::LOCK;
+    let c = OpenMode::CREATE;
+    let d = OpenMode::DIRECTORY;
+    let e = OpenMode::EPHEMERAL;
+    let x = OpenMode::EXCLUSIVE;
+    prop::sample::select(vec![
+        r,
+        r | w,
+        r | w | c,
+        r | w | c | x,
+        r | l | c,
+        r | l | c | e,
+        r | w | l | c | e,
+        r | d | c,
+        r | d | l,
+        r | d,
+        e,
+        w | d,
+        x,
+        r | l,
+    ])
+}
+
+fn lock_mode() -> impl Strategy<Value = LockMode> {
+    prop_oneof![Just(LockMode::Shared), Just(LockMode::Exclusive)]
+}
+
+fn handle() -> impl Strategy<Value = HandleId> {
+    (1u64..=6).prop_map(HandleId)
+}
+
+fn op() -> impl Strategy<Value = ClientOp> {
+    prop_oneof![
+        1 => Just(ClientOp::NewSession { user: "u".into(), lease: Duration::from_secs(10) }),
+        1 => Just(ClientOp::EndSession),
+        6 => (path(), mode(), 0u8..8).prop_map(|(path, mode, ev)| ClientOp::Open {
+            path,
+            mode,
+            events: EventMask::from_bits(ev),
+        }),
+        2 => handle().prop_map(|handle| ClientOp::Close { handle }),
+        3 => (handle(), prop::collection::vec(any::<u8>(), 0..11), prop::option::of(0u64..3))
+            .prop_map(|(handle, data, cas)| ClientOp::Put {
+                handle,
+                data,
+                cas: cas.map(ContentGeneration),
+            }),
+        2 => path().prop_map(|path| ClientOp::Delete { path }),
+        5 => (handle(), lock_mode(), any::<bool>())
+            .prop_map(|(handle, mode, wait)| ClientOp::Lock { handle, mode, wait }),
+        3 => handle().prop_map(|handle| ClientOp::Unlock { handle }),
+        1 => (path(), 1u64..10, lock_mode(), 0u64..4).prop_map(|(path, i, mode, g)| {
+            ClientOp::CheckSequencer {
+                sequencer: Sequencer {
+                    path,
+                    instance: Instance(i),
+                    mode,
+                    generation: LockGeneration(g),
+                },
+            }
+        }),
+    ]
+}
+
+fn seq_choice() -> impl Strategy<Value = SeqChoice> {
+    prop_oneof![
+        12 => Just(SeqChoice::Next),
+        1 => Just(SeqChoice::Same),
+        1 => Just(SeqChoice::Older),
+    ]
+}
+
+fn command_epoch() -> impl Strategy<Value = u64> {
+    prop_oneof![8 => Just(3u64), 1 => 0u64..3]
+}
+
+/// One random step.
+pub fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        20 => (1u64..=4, seq_choice(), command_epoch(), op())
+            .prop_map(|(session, seq, epoch, op)| Step::Client { session, seq, epoch, op }),
+        1 => (1u64..=4, command_epoch()).prop_map(|(session, epoch)| Step::Expire { session, epoch }),
+        1 => (0u64..=3).prop_map(|epoch| Step::Noop { epoch }),
+    ]
+}
+
+/// A history of up to `max` steps.
+pub fn history(max: usize) -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(step(), 1..max)
+}
