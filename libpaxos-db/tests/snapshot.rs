@@ -1,0 +1,400 @@
+//! Snapshot files, chunked transfer, install, log compaction at install, trimming bounds,
+//! and clear errors for damaged files.
+
+mod common;
+
+use std::path::Path;
+
+use common::{CREATE_RW, TempDir, committed};
+use libpaxos::conformance::sample_entry;
+use libpaxos::{LogStore, Persist, Slot, Storage};
+use libpaxos_db::{
+    ClientOp, ClientRequest, Command, Database, DbConfig, DbError, EventMask, RequestSeq,
+    SessionId, SnapshotChunk, SnapshotInfo, WallTime,
+};
+use sha2::{Digest, Sha256};
+
+fn config(dir: &TempDir) -> DbConfig {
+    let mut config = DbConfig::new(dir.path());
+    config.snapshot_every = 10;
+    config.keep_tail = 3;
+    config.chunk_size = 100;
+    config
+}
+
+/// A database with a session and `files` files of a few bytes each; applied = 1 + 2 * files.
+fn populated(dir: &TempDir, files: u64) -> Database {
+    let (mut db, _log) = Database::open(config(dir)).unwrap();
+    let request = |seq: u64, op| {
+        Command::Client(ClientRequest {
+            session: SessionId(1),
+            seq: RequestSeq(seq),
+            time: WallTime(seq),
+            op,
+        })
+    };
+    let mut slot = 0;
+    let mut seq = 0;
+    let mut run = |db: &mut Database, op| {
+        slot += 1;
+        seq += 1;
+        db.apply(&committed(slot, 0, &request(seq, op))).unwrap()
+    };
+    run(
+        &mut db,
+        ClientOp::NewSession {
+            user: "u".into(),
+            lease: std::time::Duration::from_secs(5),
+        },
+    );
+    for i in 0..files {
+        let opened = run(
+            &mut db,
+            ClientOp::Open {
+                path: format!("/f{i}"),
+                mode: CREATE_RW,
+                events: EventMask::NONE,
+            },
+        );
+        let Ok(libpaxos_db::Response::Opened { handle, .. }) = opened.reply else {
+            panic!("open failed")
+        };
+        run(
+            &mut db,
+            ClientOp::Put {
+                handle,
+                data: format!("contents of file {i}").into_bytes(),
+                cas: None,
+            },
+        );
+    }
+    db
+}
+
+fn transfer(from: &Database, to: &Database) -> Result<SnapshotInfo, DbError> {
+    let info = from.latest_snapshot().expect("a snapshot").clone();
+    let mut reader = from.snapshot_reader()?;
+    let mut installer = to.receive_snapshot(info.applied, info.len)?;
+    while let Some(chunk) = reader.next_chunk()? {
+        installer.accept(&chunk)?;
+    }
+    installer.finish()
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_snapshot_round_trips_through_chunks_and_install() {
+    let (a_dir, b_dir) = (TempDir::new("rt-a"), TempDir::new("rt-b"));
+    let mut a = populated(&a_dir, 20);
+    let info = a.take_snapshot().unwrap();
+    assert_eq!(info.applied, Slot(41));
+    let (mut b, _) = Database::open(config(&b_dir)).unwrap();
+    let received = transfer(&a, &b).unwrap();
+    assert_eq!(b.install(&received).unwrap(), Slot(41));
+    assert_eq!(b.namespace().applied(), Slot(41));
+    assert_eq!(
+        a.namespace().digest().unwrap(),
+        b.namespace().digest().unwrap()
+    );
+}
+
+#[test]
+fn install_compacts_the_log_through_the_snapshot_and_keeps_later_entries() {
+    let (a_dir, b_dir) = (TempDir::new("cmp-a"), TempDir::new("cmp-b"));
+    let mut a = populated(&a_dir, 5);
+    a.take_snapshot().unwrap();
+    let (mut b, mut log) = Database::open(config(&b_dir)).unwrap();
+    let stale: Vec<_> = (1..=4).map(|i| sample_entry(i, 1, i as u8)).collect();
+    log.write(&Persist {
+        entries: [stale, vec![sample_entry(30, 2, 30)]].concat(),
+        ..Persist::default()
+    })
+    .unwrap();
+    let received = transfer(&a, &b).unwrap();
+    b.install(&received).unwrap();
+    assert_eq!(log.compacted_through().unwrap(), Slot(11));
+    assert_eq!(log.entry(Slot(2)).unwrap(), None);
+    assert_eq!(log.entries(Slot(1), Slot(11), 100).unwrap(), vec![]);
+    assert_eq!(log.entry(Slot(30)).unwrap(), Some(sample_entry(30, 2, 30)));
+}
+
+#[test]
+fn an_installed_namespace_survives_a_restart() {
+    let (a_dir, b_dir) = (TempDir::new("rs-a"), TempDir::new("rs-b"));
+    let mut a = populated(&a_dir, 5);
+    a.take_snapshot().unwrap();
+    let digest;
+    {
+        let (mut b, _) = Database::open(config(&b_dir)).unwrap();
+        let received = transfer(&a, &b).unwrap();
+        b.install(&received).unwrap();
+        digest = b.namespace().digest().unwrap();
+    }
+    let (b, log) = Database::open(config(&b_dir)).unwrap();
+    assert_eq!(b.namespace().digest().unwrap(), digest);
+    assert_eq!(log.compacted_through().unwrap(), Slot(11));
+    assert_eq!(b.latest_snapshot().map(|s| s.applied), Some(Slot(11)));
+}
+
+#[test]
+fn installing_a_snapshot_that_is_not_ahead_is_refused() {
+    let dir = TempDir::new("behind");
+    let mut a = populated(&dir, 3);
+    let info = a.take_snapshot().unwrap();
+    let err = a.install(&info).expect_err("not ahead");
+    assert!(matches!(err, DbError::SnapshotBehind { .. }), "{err}");
+}
+
+#[test]
+fn a_corrupt_snapshot_is_refused_naming_the_file_and_nothing_changes() {
+    let (a_dir, b_dir) = (TempDir::new("bad-a"), TempDir::new("bad-b"));
+    let mut a = populated(&a_dir, 10);
+    let info = a.take_snapshot().unwrap();
+    flip_byte(&info.path, info.len / 2);
+    let (b, _) = Database::open(config(&b_dir)).unwrap();
+    let before = b.namespace().digest().unwrap();
+    let err = transfer(&a, &b).expect_err("corrupt snapshot must not verify");
+    let message = err.to_string();
+    assert!(
+        matches!(
+            err,
+            DbError::SnapshotChecksum { .. } | DbError::SnapshotRecord { .. }
+        ),
+        "{message}"
+    );
+    assert!(message.contains("snapshot-"), "names the file: {message}");
+    assert_eq!(b.namespace().digest().unwrap(), before);
+    let leftovers = std::fs::read_dir(b.snapshot_dir()).unwrap().count();
+    assert_eq!(leftovers, 0, "the bad temp file is removed");
+}
+
+#[test]
+fn a_flipped_bit_in_the_trailer_fails_the_sha256_check() {
+    let dir = TempDir::new("trailer");
+    let mut a = populated(&dir, 3);
+    let info = a.take_snapshot().unwrap();
+    flip_byte(&info.path, info.len - 1);
+    let err = libpaxos_db::snapshot::verify(&info.path).expect_err("bad trailer");
+    assert!(
+        matches!(err, DbError::SnapshotChecksum { index: Slot(7), .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_snapshot_is_refused_with_the_offset() {
+    let dir = TempDir::new("trunc");
+    let mut a = populated(&dir, 3);
+    let info = a.take_snapshot().unwrap();
+    let bytes = std::fs::read(&info.path).unwrap();
+    let cut = bytes.len() as u64 - 40;
+    std::fs::write(&info.path, &bytes[..cut as usize]).unwrap();
+    let err = libpaxos_db::snapshot::verify(&info.path).expect_err("truncated");
+    match err {
+        DbError::SnapshotTruncated { file, offset } => {
+            assert_eq!(file, info.path);
+            assert_eq!(offset, cut);
+        }
+        other => panic!("wrong error: {other}"),
+    }
+}
+
+#[test]
+fn a_file_without_the_magic_or_with_another_version_is_refused() {
+    let dir = TempDir::new("magic");
+    let mut a = populated(&dir, 1);
+    let info = a.take_snapshot().unwrap();
+    flip_byte(&info.path, 0);
+    assert!(matches!(
+        libpaxos_db::snapshot::verify(&info.path),
+        Err(DbError::SnapshotMagic { .. })
+    ));
+    flip_byte(&info.path, 0);
+    flip_byte(&info.path, 8);
+    assert!(matches!(
+        libpaxos_db::snapshot::verify(&info.path),
+        Err(DbError::SnapshotVersion { version: 65, .. })
+    ));
+}
+
+#[test]
+fn a_record_for_an_unknown_tree_is_refused_with_its_offset() {
+    let dir = TempDir::new("tag");
+    let path = dir.path().join("snapshot-00000000000000000001.cld");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"CLDSNAP1");
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    let record = [9u8, 1, b'k', 1, b'v'];
+    bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&record);
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    let digest = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    std::fs::write(&path, bytes).unwrap();
+    let err = libpaxos_db::snapshot::verify(&path).expect_err("unknown tree");
+    match err {
+        DbError::SnapshotRecord { offset, reason, .. } => {
+            assert_eq!(offset, 28);
+            assert!(reason.contains("unknown tree tag 9"), "{reason}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+}
+
+#[test]
+fn chunks_must_arrive_in_order_for_the_right_snapshot() {
+    let dir = TempDir::new("chunks");
+    let (db, _) = Database::open(config(&dir)).unwrap();
+    let mut installer = db.receive_snapshot(Slot(5), 300).unwrap();
+    let chunk = |applied, offset| SnapshotChunk {
+        applied: Slot(applied),
+        total: 300,
+        offset,
+        data: vec![0; 100],
+    };
+    assert!(matches!(
+        installer.accept(&chunk(5, 100)),
+        Err(DbError::ChunkOutOfOrder {
+            expected: 0,
+            got: 100
+        })
+    ));
+    assert!(matches!(
+        installer.accept(&chunk(6, 0)),
+        Err(DbError::ChunkWrongSnapshot { .. })
+    ));
+    installer.accept(&chunk(5, 0)).unwrap();
+    assert_eq!(installer.received(), 100);
+    assert!(matches!(
+        installer.finish(),
+        Err(DbError::ChunkLength {
+            received: 100,
+            total: 300
+        })
+    ));
+}
+
+#[test]
+fn a_chunk_past_the_announced_length_is_refused() {
+    let dir = TempDir::new("overlong");
+    let (db, _) = Database::open(config(&dir)).unwrap();
+    let mut installer = db.receive_snapshot(Slot(5), 50).unwrap();
+    let err = installer
+        .accept(&SnapshotChunk {
+            applied: Slot(5),
+            total: 50,
+            offset: 0,
+            data: vec![0; 60],
+        })
+        .expect_err("too long");
+    assert!(matches!(err, DbError::ChunkLength { .. }));
+}
+
+#[test]
+fn trimming_stays_below_the_snapshot_tail_and_the_durable_applied_index() {
+    let dir = TempDir::new("trim");
+    let mut db = populated(&dir, 10);
+    assert_eq!(db.trim_point(), None, "no snapshot yet");
+    db.take_snapshot().unwrap();
+    assert_eq!(db.durable_applied(), Slot(0), "nothing flushed since open");
+    assert_eq!(db.trim_point(), None);
+    db.flush().unwrap();
+    assert_eq!(db.trim_point(), Some(Slot(21 - 3)));
+}
+
+#[test]
+fn a_snapshot_is_due_every_n_entries() {
+    let dir = TempDir::new("due");
+    let mut db = populated(&dir, 4);
+    assert!(!db.snapshot_due(), "9 applied, interval 10");
+    db.apply(&committed(10, 0, &Command::Noop)).unwrap();
+    assert!(db.snapshot_due());
+    db.take_snapshot().unwrap();
+    assert!(!db.snapshot_due());
+}
+
+#[test]
+fn old_snapshots_are_pruned() {
+    let dir = TempDir::new("prune");
+    let mut db = populated(&dir, 2);
+    for slot in 6..=8 {
+        db.apply(&committed(slot, 0, &Command::Noop)).unwrap();
+        db.take_snapshot().unwrap();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(db.snapshot_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "snapshot-00000000000000000007.cld",
+            "snapshot-00000000000000000008.cld"
+        ]
+    );
+}
+
+#[test]
+fn namespace_trees_left_by_an_interrupted_install_are_dropped_at_open() {
+    let dir = TempDir::new("stale-gen");
+    let digest = {
+        let db = populated(&dir, 3);
+        db.namespace().digest().unwrap()
+    };
+    {
+        let sled_db = sled::Config::new()
+            .path(dir.path().join("sled"))
+            .open()
+            .unwrap();
+        sled_db
+            .open_tree("ns1.nodes")
+            .unwrap()
+            .insert("/junk", &b"half an install"[..])
+            .unwrap();
+        sled_db.flush().unwrap();
+    }
+    let (db, _) = Database::open(config(&dir)).unwrap();
+    assert_eq!(db.namespace().digest().unwrap(), digest);
+    drop(db);
+    let reopened = sled::Config::new()
+        .path(dir.path().join("sled"))
+        .open()
+        .unwrap();
+    assert!(
+        !reopened
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == b"ns1.nodes"),
+        "stale generation dropped"
+    );
+}
+
+#[test]
+fn a_corrupt_namespace_record_is_an_error_naming_tree_and_key() {
+    let dir = TempDir::new("corrupt-ns");
+    drop(populated(&dir, 2));
+    {
+        let sled_db = sled::Config::new()
+            .path(dir.path().join("sled"))
+            .open()
+            .unwrap();
+        sled_db
+            .open_tree("ns0.nodes")
+            .unwrap()
+            .insert("/f1", &b"garbage!"[..])
+            .unwrap();
+    }
+    let err = Database::open(config(&dir)).err().expect("corrupt record");
+    let message = err.to_string();
+    assert!(message.contains("ns0.nodes"), "{message}");
+    assert!(message.contains("/f1"), "{message}");
+}
