@@ -68,6 +68,11 @@ impl MemStorage {
         self.durable.entries.get(&slot)
     }
 
+    /// Every durable entry, in slot order.
+    pub fn durable_entries(&self) -> Vec<Entry> {
+        self.durable.entries.values().cloned().collect()
+    }
+
     /// The durable hard state, as it would be found after a crash.
     pub fn durable_hard_state(&self) -> HardState {
         self.durable.hard_state

@@ -117,6 +117,57 @@ impl Checker {
         self.acked_through = self.acked_through.max(slot);
     }
 
+    /// Paxos' own definition: a value is chosen in a slot once a majority has *durably* accepted
+    /// it at one ballot. `durable` lists, per replica, its durable entries; no slot may have two
+    /// chosen values, and a chosen value must be the one replicas applied.
+    pub fn check_durably_chosen(
+        &mut self,
+        now: Duration,
+        durable: &[alloc::vec::Vec<crate::types::Entry>],
+        quorum: usize,
+    ) {
+        let mut votes: BTreeMap<(Slot, crate::types::Ballot), alloc::vec::Vec<&Value>> =
+            BTreeMap::new();
+        for log in durable {
+            for entry in log {
+                votes
+                    .entry((entry.slot, entry.ballot))
+                    .or_default()
+                    .push(&entry.value);
+            }
+        }
+        let mut chosen: BTreeMap<Slot, Value> = BTreeMap::new();
+        let mut failure = None;
+        for ((slot, ballot), values) in &votes {
+            if values.len() < quorum {
+                continue;
+            }
+            if values.iter().any(|v| *v != values[0]) {
+                failure = Some(format!(
+                    "ballot {ballot} proposed two values for slot {slot}"
+                ));
+                break;
+            }
+            let value = values[0].clone();
+            if let Some(held) = chosen.get(slot).filter(|held| **held != value) {
+                failure = Some(format!(
+                    "slot {slot} has two durably chosen values: {held:?} and {value:?}"
+                ));
+                break;
+            }
+            if let Some(applied) = self.chosen.get(slot).filter(|applied| **applied != value) {
+                failure = Some(format!(
+                    "slot {slot} applied {applied:?} but {value:?} is durably chosen"
+                ));
+                break;
+            }
+            chosen.insert(*slot, value);
+        }
+        if let Some(what) = failure {
+            self.fail(now, what);
+        }
+    }
+
     /// `node` served a linearizable read from state applied through `applied`: it must include
     /// every write acknowledged before the read.
     pub fn check_read(&mut self, now: Duration, node: NodeId, applied: Slot) {

@@ -649,6 +649,9 @@ impl Cluster {
 
     fn check(&mut self) {
         let now = self.now;
+        if self.now.as_millis() % 250 == 0 {
+            self.check_durably_chosen();
+        }
         let mut lease_holders = Vec::new();
         for i in 0..self.nodes.len() {
             let local = self.local_time(i);
@@ -670,6 +673,22 @@ impl Cluster {
             }
         }
         self.checker.check_leases(now, &lease_holders);
+    }
+
+    /// Checks what the replicas' durable logs say was chosen (see
+    /// [`Checker::check_durably_chosen`]).
+    pub fn check_durably_chosen(&mut self) {
+        let logs: Vec<Vec<crate::types::Entry>> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match (&n.replica, &n.parked) {
+                (Some(r), _) => Some(r.storage().durable_entries()),
+                (None, Some(s)) => Some(s.durable_entries()),
+                (None, None) => None,
+            })
+            .collect();
+        let (now, quorum) = (self.now, self.quorum());
+        self.checker.check_durably_chosen(now, &logs, quorum);
     }
 
     /// A one-line summary for reports.

@@ -68,6 +68,13 @@ pub fn run(
             break;
         }
     }
+    cluster.check_durably_chosen();
+    if let Some(violation) = cluster.violation() {
+        return Err(format!(
+            "safety at the end: {violation} ({})",
+            cluster.summary()
+        ));
+    }
     let Some(recovery) = recovery else {
         return Err(format!(
             "liveness: no write committed within {:?} of healing ({})",
