@@ -649,7 +649,7 @@ impl Cluster {
 
     fn check(&mut self) {
         let now = self.now;
-        if self.now.as_millis() % 250 == 0 {
+        if self.now.as_millis().is_multiple_of(250) {
             self.check_durably_chosen();
         }
         let mut lease_holders = Vec::new();
