@@ -48,7 +48,7 @@ pub use error::{Error, ProposeError};
 pub use mem_storage::MemStorage;
 pub use message::{Envelope, Message};
 pub use ready::{Committed, Event, Persist, Ready, Role};
-pub use replica::Replica;
+pub use replica::{Replica, Status};
 pub use storage::{HardState, LogStore, Storage, StorageError};
 pub use types::{Ballot, Entry, Epoch, NodeId, Payload, Slot, Time, Value};
 

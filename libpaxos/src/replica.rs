@@ -20,6 +20,29 @@ use crate::rng::SplitMix64;
 use crate::storage::{HardState, Storage};
 use crate::types::{Ballot, Entry, Epoch, NodeId, Slot, Time};
 
+/// What an operator wants to see of one replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The replica.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// The highest ballot it promised.
+    pub promised: Ballot,
+    /// The master it believes in (itself when master).
+    pub master: Option<NodeId>,
+    /// Its master epoch, when master.
+    pub epoch: Option<Epoch>,
+    /// Its commit index.
+    pub commit: Slot,
+    /// What its state machine applied.
+    pub applied: Slot,
+    /// Its log is compacted through here.
+    pub compacted: Slot,
+    /// Whether it holds a master lease now.
+    pub lease_valid: bool,
+}
+
 /// What the replica is doing, with the state each role needs.
 pub(crate) enum RoleState {
     Follower,
@@ -176,6 +199,21 @@ impl<S: Storage> Replica<S> {
             RoleState::Candidate(c) => Role::Candidate { ballot: c.ballot },
             RoleState::Recovering(r) => Role::Recovering { ballot: r.ballot },
             RoleState::Master(m) => Role::Master { ballot: m.ballot },
+        }
+    }
+
+    /// A snapshot of this replica's state for operators (the server's Status op).
+    pub fn status(&self, now: Time) -> Status {
+        Status {
+            id: self.config.id,
+            role: self.role(),
+            promised: self.promised,
+            master: self.master_hint(),
+            epoch: self.epoch(),
+            commit: self.commit,
+            applied: self.applied,
+            compacted: self.compacted,
+            lease_valid: self.lease_valid(now),
         }
     }
 

@@ -935,3 +935,35 @@ fn a_too_large_or_excess_proposal_is_refused() {
         Err(ProposeError::Busy { inflight: 2 })
     );
 }
+
+#[test]
+fn status_reports_role_commit_and_lease() {
+    let (mut r, b) = elected_master();
+    let now = at(ELECTION + 10);
+    r.on_tick(now).unwrap();
+    r.on_message(
+        now,
+        N2,
+        Message::HeartbeatAck {
+            ballot: b,
+            seq: 1,
+            commit: Slot::ZERO,
+        },
+    )
+    .unwrap();
+    r.on_message(
+        now,
+        N2,
+        Message::Accepted {
+            ballot: b,
+            slots: vec![Slot(1)],
+        },
+    )
+    .unwrap();
+    let status = r.status(now);
+    assert_eq!(status.role, Role::Master { ballot: b });
+    assert_eq!(status.master, Some(N1));
+    assert_eq!(status.epoch, Some(b.epoch()));
+    assert_eq!(status.commit, Slot(1));
+    assert!(status.lease_valid);
+}
