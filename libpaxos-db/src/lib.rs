@@ -16,6 +16,7 @@ pub mod command;
 pub mod config;
 mod database;
 mod error;
+pub mod glue;
 pub mod lock;
 pub mod log_store;
 pub mod mode;
@@ -33,6 +34,7 @@ pub use command::{
 };
 pub use config::{ConfigError, DbConfig, Limits};
 pub use database::Database;
+pub use glue::{DbReplica, GlueCounters, GlueError, Output};
 pub use error::DbError;
 pub use lock::LockState;
 pub use log_store::SledLogStore;
