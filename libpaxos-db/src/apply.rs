@@ -62,10 +62,7 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
         }
         if req.seq < session.last_seq {
             let last = session.last_seq;
-            return done(
-                Err(CmdError::RequestTooOld { seq: req.seq, last }),
-                false,
-            );
+            return done(Err(CmdError::RequestTooOld { seq: req.seq, last }), false);
         }
     }
     let reply = match req.op {
@@ -74,7 +71,10 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
                 return done(Err(CmdError::SessionExists(req.session)), false);
             }
             if tx.st.sessions.len() as u64 >= tx.limits.max_sessions {
-                return done(Err(CmdError::TooManySessions(tx.limits.max_sessions)), false);
+                return done(
+                    Err(CmdError::TooManySessions(tx.limits.max_sessions)),
+                    false,
+                );
             }
             let session = Session {
                 user,
@@ -90,9 +90,7 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
         _ if !tx.st.sessions.contains_key(&req.session) => {
             return done(Err(CmdError::UnknownSession(req.session)), false);
         }
-        ClientOp::EndSession => {
-            end_session(tx, req.session).map(|()| Response::SessionEnded)
-        }
+        ClientOp::EndSession => end_session(tx, req.session).map(|()| Response::SessionEnded),
         ClientOp::Open { path, mode, events } => {
             crate::apply_node::open(tx, req.session, req.time, path, mode, events)
         }

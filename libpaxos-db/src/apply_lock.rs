@@ -131,10 +131,13 @@ pub(crate) fn check_sequencer(st: &State, sequencer: &Sequencer) -> Result<(), C
     if node.lock_generation != sequencer.generation {
         return Err(CmdError::StaleSequencer);
     }
-    let held = st.locks.get(&sequencer.path).is_some_and(|lock| match sequencer.mode {
-        LockMode::Exclusive => lock.exclusive.is_some(),
-        LockMode::Shared => !lock.shared.is_empty(),
-    });
+    let held = st
+        .locks
+        .get(&sequencer.path)
+        .is_some_and(|lock| match sequencer.mode {
+            LockMode::Exclusive => lock.exclusive.is_some(),
+            LockMode::Shared => !lock.shared.is_empty(),
+        });
     if held {
         Ok(())
     } else {

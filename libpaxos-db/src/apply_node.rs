@@ -1,7 +1,7 @@
 //! Open, close, put and delete.
 
 use crate::apply_lock::{promote, release};
-use crate::command::{CmdError, EventKind, ModeRule, Permission, Response, Reply};
+use crate::command::{CmdError, EventKind, ModeRule, Permission, Reply, Response};
 use crate::mode::{EventMask, OpenMode};
 use crate::node::{Handle, HandleRef, Node, NodeKind};
 use crate::path;

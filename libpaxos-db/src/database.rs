@@ -34,7 +34,8 @@ impl Database {
         config.validate()?;
         let sled_dir = config.dir.join("sled");
         let snapshot_dir = config.dir.join("snapshots");
-        std::fs::create_dir_all(&snapshot_dir).map_err(|e| DbError::snapshot_io(&snapshot_dir, e))?;
+        std::fs::create_dir_all(&snapshot_dir)
+            .map_err(|e| DbError::snapshot_io(&snapshot_dir, e))?;
         let db = sled::Config::new()
             .path(&sled_dir)
             .cache_capacity(config.cache_bytes)
@@ -94,7 +95,9 @@ impl Database {
     /// Records that a flush which started when the namespace was at `applied` completed (for
     /// drivers that flush through the log store's `sync`).
     pub fn note_flushed(&mut self, applied: Slot) {
-        self.durable_applied = self.durable_applied.max(applied.min(self.namespace.applied()));
+        self.durable_applied = self
+            .durable_applied
+            .max(applied.min(self.namespace.applied()));
     }
 
     /// The namespace's applied index as of the last completed flush.
@@ -136,7 +139,11 @@ impl Database {
     }
 
     /// Starts receiving a snapshot from a peer.
-    pub fn receive_snapshot(&self, applied: Slot, total: u64) -> Result<SnapshotInstaller, DbError> {
+    pub fn receive_snapshot(
+        &self,
+        applied: Slot,
+        total: u64,
+    ) -> Result<SnapshotInstaller, DbError> {
         SnapshotInstaller::new(&self.snapshot_dir, applied, total)
     }
 

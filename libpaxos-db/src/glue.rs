@@ -202,7 +202,9 @@ impl<S: LogStore> DbReplica<S> {
         let Some(installer) = self.incoming.take() else {
             return Ok(None);
         };
-        let info = installer.finish().inspect_err(|_| self.counters.chunks_refused += 1)?;
+        let info = installer
+            .finish()
+            .inspect_err(|_| self.counters.chunks_refused += 1)?;
         let slot = self.db.install(&info)?;
         self.counters.snapshots_installed += 1;
         self.replica.on_snapshot_installed(now, slot)?;

@@ -34,8 +34,8 @@ pub use command::{
 };
 pub use config::{ConfigError, DbConfig, Limits};
 pub use database::Database;
-pub use glue::{DbReplica, GlueCounters, GlueError, Output};
 pub use error::DbError;
+pub use glue::{DbReplica, GlueCounters, GlueError, Output};
 pub use lock::LockState;
 pub use log_store::SledLogStore;
 pub use mode::{EventMask, LockMode, OpenMode};

@@ -157,7 +157,11 @@ impl Storage for SledLogStore {
 
     fn last_slot(&self) -> Result<Slot, StorageError> {
         let compacted = self.compacted_through()?;
-        let last = match self.log.last().map_err(|e| io("reading the last entry", e))? {
+        let last = match self
+            .log
+            .last()
+            .map_err(|e| io("reading the last entry", e))?
+        {
             None => Slot::ZERO,
             Some((key, value)) => self.decode_entry(&key, &value)?.slot,
         };

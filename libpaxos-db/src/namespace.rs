@@ -207,7 +207,11 @@ impl Namespace {
     /// A node's metadata by path.
     pub fn stat(&self, path: &str) -> Result<Node, CmdError> {
         crate::path::validate(path).map_err(CmdError::BadPath)?;
-        self.state.nodes.get(path).cloned().ok_or(CmdError::NoSuchNode)
+        self.state
+            .nodes
+            .get(path)
+            .cloned()
+            .ok_or(CmdError::NoSuchNode)
     }
 
     /// A session as replicated (the master uses this to track leases after a fail-over).

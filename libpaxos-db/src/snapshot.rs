@@ -269,7 +269,10 @@ impl SnapshotFile {
         if count != self.records {
             return Err(self.bad(
                 count_at,
-                format!("trailer counts {count} records, the file has {}", self.records),
+                format!(
+                    "trailer counts {count} records, the file has {}",
+                    self.records
+                ),
             ));
         }
         let computed = std::mem::take(&mut self.hasher).finalize();
@@ -384,13 +387,15 @@ impl SnapshotReader {
         }
         let want = (self.info.len - self.offset).min(self.chunk_size as u64) as usize;
         let mut data = vec![0u8; want];
-        self.file.read_exact(&mut data).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => DbError::SnapshotTruncated {
-                file: self.info.path.clone(),
-                offset: self.offset,
-            },
-            _ => DbError::snapshot_io(&self.info.path, e),
-        })?;
+        self.file
+            .read_exact(&mut data)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => DbError::SnapshotTruncated {
+                    file: self.info.path.clone(),
+                    offset: self.offset,
+                },
+                _ => DbError::snapshot_io(&self.info.path, e),
+            })?;
         let chunk = SnapshotChunk {
             applied: self.info.applied,
             total: self.info.len,

@@ -11,9 +11,7 @@ use crate::config::Limits;
 use crate::lock::LockState;
 use crate::mode::EventMask;
 use crate::node::{Handle, HandleRef, Node, NodeKind, Session};
-use crate::types::{
-    Checksum, ContentGeneration, Instance, LockGeneration, SessionId, WallTime,
-};
+use crate::types::{Checksum, ContentGeneration, Instance, LockGeneration, SessionId, WallTime};
 
 /// Replicated counters and positions, stored under one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -119,9 +119,7 @@ pub(crate) fn validate_record(tag: TreeTag, key: &[u8], value: &[u8]) -> Result<
         TreeTag::Sessions => {
             session_id(key).and_then(|_| codec::decode::<Session>(value).map(drop))
         }
-        TreeTag::Handles => {
-            handle_ref(key).and_then(|_| codec::decode::<Handle>(value).map(drop))
-        }
+        TreeTag::Handles => handle_ref(key).and_then(|_| codec::decode::<Handle>(value).map(drop)),
         TreeTag::Locks => path_key(key).and_then(|_| codec::decode::<LockState>(value).map(drop)),
     }
 }
@@ -208,9 +206,12 @@ impl NsTrees {
         let meta: Meta = codec::decode(&meta_bytes)
             .map_err(|reason| self.corrupt(TreeTag::Meta, META_KEY, reason))?;
         let nodes = self.scan(TreeTag::Nodes, |k, v| Ok((path_key(k)?, codec::decode(v)?)))?;
-        let sessions =
-            self.scan(TreeTag::Sessions, |k, v| Ok((session_id(k)?, codec::decode(v)?)))?;
-        let handles = self.scan(TreeTag::Handles, |k, v| Ok((handle_ref(k)?, codec::decode(v)?)))?;
+        let sessions = self.scan(TreeTag::Sessions, |k, v| {
+            Ok((session_id(k)?, codec::decode(v)?))
+        })?;
+        let handles = self.scan(TreeTag::Handles, |k, v| {
+            Ok((handle_ref(k)?, codec::decode(v)?))
+        })?;
         let locks = self.scan(TreeTag::Locks, |k, v| Ok((path_key(k)?, codec::decode(v)?)))?;
         let mut state = State {
             meta,

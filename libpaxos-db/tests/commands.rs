@@ -69,7 +69,12 @@ fn sessions_beyond_the_limit_are_refused() {
 fn requests_of_an_unknown_session_are_refused() {
     let mut f = Fixture::new();
     assert_eq!(
-        f.reply(9, ClientOp::Close { handle: HandleId(1) }),
+        f.reply(
+            9,
+            ClientOp::Close {
+                handle: HandleId(1)
+            }
+        ),
         Err(CmdError::UnknownSession(SessionId(9)))
     );
 }
@@ -197,7 +202,10 @@ fn open_refuses_each_contradictory_mode() {
 fn open_without_create_of_a_missing_node_fails() {
     let mut f = Fixture::new();
     f.session(1);
-    assert_eq!(open_reply(&mut f, 1, "/nope", RW), Err(CmdError::NoSuchNode));
+    assert_eq!(
+        open_reply(&mut f, 1, "/nope", RW),
+        Err(CmdError::NoSuchNode)
+    );
 }
 
 #[test]
@@ -242,7 +250,10 @@ fn open_checks_the_directory_flag_against_the_node() {
         open_reply(&mut f, 1, "/file", OpenMode::READ | OpenMode::DIRECTORY),
         Err(CmdError::NotADirectory)
     );
-    assert_eq!(open_reply(&mut f, 1, "/dir", RW), Err(CmdError::IsADirectory));
+    assert_eq!(
+        open_reply(&mut f, 1, "/dir", RW),
+        Err(CmdError::IsADirectory)
+    );
 }
 
 #[test]
@@ -265,7 +276,10 @@ fn close_removes_the_handle() {
     let mut f = Fixture::new();
     f.session(1);
     let h = f.open(1, "/f", CREATE_RW, EventMask::NONE);
-    assert_eq!(f.reply(1, ClientOp::Close { handle: h }), Ok(Response::Closed));
+    assert_eq!(
+        f.reply(1, ClientOp::Close { handle: h }),
+        Ok(Response::Closed)
+    );
     assert_eq!(
         f.reply(1, ClientOp::Close { handle: h }),
         Err(CmdError::UnknownHandle(h))
@@ -413,8 +427,13 @@ fn delete_of_a_directory_with_children_fails() {
         f.reply(1, ClientOp::Delete { path: "/d".into() }),
         Err(CmdError::DirectoryNotEmpty)
     );
-    f.reply(1, ClientOp::Delete { path: "/d/f".into() })
-        .unwrap();
+    f.reply(
+        1,
+        ClientOp::Delete {
+            path: "/d/f".into(),
+        },
+    )
+    .unwrap();
     assert_eq!(
         f.reply(1, ClientOp::Delete { path: "/d".into() }),
         Ok(Response::Deleted)
@@ -442,13 +461,12 @@ fn list_returns_sorted_children_with_metadata_only_one_level_deep() {
     f.mkdir(1, "/d/c");
     f.open(1, "/d/c/deep", CREATE_RW, EventMask::NONE);
     let h = f.mkdir(1, "/d");
-    let names: Vec<String> = f
-        .ns
-        .list(SessionId(1), h)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let names: Vec<String> =
+        f.ns.list(SessionId(1), h)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
     assert_eq!(names, ["a", "a-z", "b", "c"]);
 }
 
@@ -466,9 +484,8 @@ fn a_noop_command_changes_only_the_applied_index() {
 #[test]
 fn undecodable_command_bytes_are_a_malformed_command_reply() {
     let mut f = Fixture::new();
-    let applied = f
-        .ns
-        .apply(&Committed {
+    let applied =
+        f.ns.apply(&Committed {
             slot: Slot(1),
             value: Value {
                 epoch: Epoch(0),
@@ -489,11 +506,14 @@ fn a_noop_payload_raises_the_epoch_and_stale_commands_are_refused() {
     assert_eq!(f.ns.epoch(), Epoch(5));
     f.epoch = 4;
     let before = f.ns.dump().unwrap();
-    let applied = f.request(1, ClientOp::Open {
-        path: "/f".into(),
-        mode: CREATE_RW,
-        events: EventMask::NONE,
-    });
+    let applied = f.request(
+        1,
+        ClientOp::Open {
+            path: "/f".into(),
+            mode: CREATE_RW,
+            events: EventMask::NONE,
+        },
+    );
     assert_eq!(
         applied.reply,
         Err(CmdError::StaleEpoch {
@@ -503,7 +523,10 @@ fn a_noop_payload_raises_the_epoch_and_stale_commands_are_refused() {
     );
     let after = f.ns.dump().unwrap();
     assert_eq!(after.nodes, before.nodes);
-    assert_eq!(after.sessions, before.sessions, "not even the reply cache changes");
+    assert_eq!(
+        after.sessions, before.sessions,
+        "not even the reply cache changes"
+    );
     assert_eq!(after.applied, before.applied.next());
 }
 
@@ -518,10 +541,9 @@ fn a_noop_with_a_lower_epoch_does_not_lower_it() {
 #[test]
 fn slots_must_be_applied_in_order() {
     let mut f = Fixture::new();
-    let err = f
-        .ns
-        .apply(&committed(2, 0, &Command::Noop))
-        .expect_err("slot 2 before slot 1");
+    let err =
+        f.ns.apply(&committed(2, 0, &Command::Noop))
+            .expect_err("slot 2 before slot 1");
     assert!(matches!(
         err,
         libpaxos_db::DbError::ApplyOutOfOrder {
@@ -639,8 +661,10 @@ fn delete_tells_every_handle_on_the_node_regardless_of_mask() {
     let b = f.open(2, "/f", OpenMode::READ, EventMask::NONE);
     let applied = f.request(1, ClientOp::Delete { path: "/f".into() });
     assert_eq!(targets(&applied.events), [(1, a.0), (2, b.0)]);
-    assert!(applied
-        .events
-        .iter()
-        .all(|n| n.event == EventKind::NodeDeleted));
+    assert!(
+        applied
+            .events
+            .iter()
+            .all(|n| n.event == EventKind::NodeDeleted)
+    );
 }

@@ -12,7 +12,9 @@ use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
 use common::{CREATE_RW, TempDir};
-use libpaxos::{Ballot, Committed, Entry, Epoch, LogStore, NodeId, Payload, Persist, Slot, Storage, Value};
+use libpaxos::{
+    Ballot, Committed, Entry, Epoch, LogStore, NodeId, Payload, Persist, Slot, Storage, Value,
+};
 use libpaxos_db::{
     ClientOp, ClientRequest, Command, Database, DbConfig, EventMask, HandleId, LockMode, OpenMode,
     RequestSeq, SessionId, WallTime,
@@ -172,10 +174,20 @@ fn a_killed_process_recovers_to_what_the_durable_log_says() {
         let last = log.last_slot().expect("last slot");
         let applied = db.namespace().applied();
         let compacted = log.compacted_through().expect("compaction point");
-        assert!(last.0 >= synced, "synced entry {synced} lost (log ends at {last})");
-        assert!(applied <= last, "namespace {applied} ahead of the log {last}");
-        assert!(compacted <= applied, "log compacted to {compacted} past applied {applied}");
-        db.replay(&log, last).expect("replay the durable log without holes");
+        assert!(
+            last.0 >= synced,
+            "synced entry {synced} lost (log ends at {last})"
+        );
+        assert!(
+            applied <= last,
+            "namespace {applied} ahead of the log {last}"
+        );
+        assert!(
+            compacted <= applied,
+            "log compacted to {compacted} past applied {applied}"
+        );
+        db.replay(&log, last)
+            .expect("replay the durable log without holes");
 
         let reference_dir = TempDir::new("crash-ref");
         let (mut reference, _) = Database::open(config(reference_dir.path())).expect("open");

@@ -142,7 +142,10 @@ impl Cell {
     }
 
     fn transfer_snapshot(&mut self, from: u64, to: u64) {
-        let mut reader = self.node(from).snapshot_reader().expect("sender has a snapshot");
+        let mut reader = self
+            .node(from)
+            .snapshot_reader()
+            .expect("sender has a snapshot");
         let now = self.now;
         while let Some(chunk) = reader.next_chunk().expect("read chunk") {
             self.node(to)
@@ -183,7 +186,11 @@ impl Cell {
     }
 
     fn digest(&mut self, id: u64) -> [u8; 32] {
-        self.node(id).database().namespace().digest().expect("digest")
+        self.node(id)
+            .database()
+            .namespace()
+            .digest()
+            .expect("digest")
     }
 }
 
@@ -234,7 +241,10 @@ fn a_cell_elects_a_master_and_every_member_applies_the_same_commands() {
     assert_eq!(cell.digest(3), digest);
     let master = cell.master().expect("master");
     let now = cell.now;
-    assert!(cell.node(master).can_read(now), "the master serves reads under its lease");
+    assert!(
+        cell.node(master).can_read(now),
+        "the master serves reads under its lease"
+    );
 }
 
 #[test]

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use libpaxos_db::{
-    ClientOp, CmdError, Command, EventKind, EventMask, HandleId, Limits, LockGeneration,
-    LockMode, OpenMode, Permission, Response, Sequencer, SessionId, WallTime,
+    ClientOp, CmdError, Command, EventKind, EventMask, HandleId, Limits, LockGeneration, LockMode,
+    OpenMode, Permission, Response, Sequencer, SessionId, WallTime,
 };
 
 use LockMode::{Exclusive, Shared};
@@ -95,7 +95,10 @@ fn a_waiter_cannot_queue_twice() {
     let mut f = Fixture::new();
     let h = lockers(&mut f, 2);
     f.lock(1, h[0], Exclusive, false).reply.unwrap();
-    assert_eq!(f.lock(2, h[1], Exclusive, true).reply, Ok(Response::LockQueued));
+    assert_eq!(
+        f.lock(2, h[1], Exclusive, true).reply,
+        Ok(Response::LockQueued)
+    );
     assert_eq!(
         f.lock(2, h[1], Exclusive, true).reply,
         Err(CmdError::AlreadyWaiting)
@@ -156,7 +159,11 @@ fn unlock_promotes_the_first_waiter() {
     assert_eq!(f.ns.check_sequencer(sequencer), Ok(()));
     let lock = f.ns.dump().unwrap().locks["/l"].clone();
     assert_eq!(lock.exclusive.map(|w| w.session), Some(SessionId(2)));
-    assert_eq!(lock.waiters.len(), 1, "the granted waiter left the queue (persisted)");
+    assert_eq!(
+        lock.waiters.len(),
+        1,
+        "the granted waiter left the queue (persisted)"
+    );
 }
 
 #[test]
@@ -253,11 +260,16 @@ fn delete_removes_the_lock_with_its_holders_and_waiters() {
     f.lock(2, h[1], Exclusive, true).reply.unwrap();
     let applied = f.request(1, ClientOp::Delete { path: "/l".into() });
     assert_eq!(applied.reply, Ok(Response::Deleted));
-    assert!(f.ns.dump().unwrap().locks.is_empty(), "no orphaned lock records");
-    assert!(applied
-        .events
-        .iter()
-        .any(|n| n.to.session == SessionId(2) && n.event == EventKind::NodeDeleted));
+    assert!(
+        f.ns.dump().unwrap().locks.is_empty(),
+        "no orphaned lock records"
+    );
+    assert!(
+        applied
+            .events
+            .iter()
+            .any(|n| n.to.session == SessionId(2) && n.event == EventKind::NodeDeleted)
+    );
 }
 
 #[test]
@@ -279,7 +291,12 @@ fn check_sequencer_accepts_the_current_holder() {
     let h = lockers(&mut f, 1);
     let seq = sequencer_of(&f.lock(1, h[0], Exclusive, false).reply);
     assert_eq!(
-        f.reply(1, ClientOp::CheckSequencer { sequencer: seq.clone() }),
+        f.reply(
+            1,
+            ClientOp::CheckSequencer {
+                sequencer: seq.clone()
+            }
+        ),
         Ok(Response::SequencerValid)
     );
     assert_eq!(f.ns.sequencer(SessionId(1), h[0]), Ok(seq));
@@ -315,7 +332,10 @@ fn a_sequencer_goes_stale_after_the_node_is_recreated() {
     f.reply(1, ClientOp::Delete { path: "/l".into() }).unwrap();
     let again = f.open(1, "/l", LOCKER, EventMask::NONE);
     let new = sequencer_of(&f.lock(1, again, Exclusive, false).reply);
-    assert_eq!(new.generation, old.generation, "a new node starts counting again");
+    assert_eq!(
+        new.generation, old.generation,
+        "a new node starts counting again"
+    );
     assert_ne!(new.instance, old.instance);
     assert_eq!(f.ns.check_sequencer(&old), Err(CmdError::StaleSequencer));
     assert_eq!(f.ns.check_sequencer(&new), Ok(()));

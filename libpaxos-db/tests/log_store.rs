@@ -82,13 +82,18 @@ fn a_corrupt_entry_is_a_typed_error_naming_the_slot_and_the_database() {
     let mut bytes = log.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
     bytes[0] ^= 0x55;
     log.insert(2u64.to_be_bytes(), bytes).unwrap();
-    let err = store.entry(Slot(2)).expect_err("corrupt entry must not read");
+    let err = store
+        .entry(Slot(2))
+        .expect_err("corrupt entry must not read");
     let StorageError::Corrupt { slot, reason } = err else {
         panic!("wrong error kind: {err:?}")
     };
     assert_eq!(slot, Slot(2));
     assert!(reason.contains("checksum"), "{reason}");
-    assert!(reason.contains(&dir.path().display().to_string()), "{reason}");
+    assert!(
+        reason.contains(&dir.path().display().to_string()),
+        "{reason}"
+    );
     assert!(
         store.entries(Slot(1), Slot(3), 10).is_err(),
         "a range over a corrupt entry fails rather than skipping it"

@@ -47,7 +47,13 @@ fn expiry_deletes_ephemeral_nodes_and_tells_other_handles_and_watchers() {
         applied.events[1].event,
         EventKind::ChildRemoved { name: "e".into() }
     );
-    assert!(f.ns.dump().unwrap().handles.keys().all(|h| h.handle != reader));
+    assert!(
+        f.ns.dump()
+            .unwrap()
+            .handles
+            .keys()
+            .all(|h| h.handle != reader)
+    );
 }
 
 #[test]
@@ -80,7 +86,10 @@ fn a_new_session_request_retried_gets_its_cached_reply() {
         user: "u".into(),
         lease: std::time::Duration::from_secs(3),
     };
-    assert_eq!(f.request_seq(1, 1, op.clone()).reply, Ok(Response::SessionCreated));
+    assert_eq!(
+        f.request_seq(1, 1, op.clone()).reply,
+        Ok(Response::SessionCreated)
+    );
     let retry = f.request_seq(1, 1, op);
     assert_eq!(retry.reply, Ok(Response::SessionCreated));
     assert_eq!(f.ns.counters().duplicates, 1);

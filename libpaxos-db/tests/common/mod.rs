@@ -18,10 +18,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "libpaxos-db-{tag}-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("libpaxos-db-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -57,9 +55,7 @@ pub fn committed(slot: u64, epoch: u64, command: &Command) -> Committed {
 
 pub const RW: OpenMode = OpenMode::READ.union(OpenMode::WRITE);
 pub const CREATE_RW: OpenMode = RW.union(OpenMode::CREATE);
-pub const LOCKER: OpenMode = OpenMode::READ
-    .union(OpenMode::LOCK)
-    .union(OpenMode::CREATE);
+pub const LOCKER: OpenMode = OpenMode::READ.union(OpenMode::LOCK).union(OpenMode::CREATE);
 
 /// A namespace and the next slot to apply; every client gets seqs counted per session.
 pub struct Fixture {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use libpaxos_db::{
-    ClientOp, ContentGeneration, EventMask, HandleId, Instance, LockGeneration, LockMode, Limits,
+    ClientOp, ContentGeneration, EventMask, HandleId, Instance, Limits, LockGeneration, LockMode,
     OpenMode, Sequencer,
 };
 use proptest::prelude::*;

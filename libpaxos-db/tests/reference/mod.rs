@@ -12,6 +12,14 @@ use libpaxos_db::{
     NodeKind, Notice, OpenMode, Permission, Reply, Response, Sequencer, Session, SessionId,
 };
 
+/// A lock as (path, exclusive holder, shared holders, queue).
+pub type ModelLock = (
+    String,
+    Option<HandleRef>,
+    Vec<HandleRef>,
+    Vec<(HandleRef, LockMode)>,
+);
+
 pub struct Model {
     pub applied: u64,
     pub epoch: u64,
@@ -20,7 +28,7 @@ pub struct Model {
     pub sessions: Vec<(SessionId, Session)>,
     pub handles: Vec<(HandleRef, Handle)>,
     /// path -> (exclusive, shared, queue)
-    pub locks: Vec<(String, Option<HandleRef>, Vec<HandleRef>, Vec<(HandleRef, LockMode)>)>,
+    pub locks: Vec<ModelLock>,
     pub limits: Limits,
     events: Vec<Notice>,
 }
@@ -76,7 +84,10 @@ impl Model {
     }
 
     fn session_mut(&mut self, s: SessionId) -> Option<&mut Session> {
-        self.sessions.iter_mut().find(|x| x.0 == s).map(|x| &mut x.1)
+        self.sessions
+            .iter_mut()
+            .find(|x| x.0 == s)
+            .map(|x| &mut x.1)
     }
 
     fn handle(&self, who: HandleRef) -> Option<&Handle> {
@@ -175,15 +186,32 @@ impl Model {
             ClientOp::NewSession { .. } => unreachable!(),
             ClientOp::EndSession => self.end(sid).map(|_| Response::SessionEnded),
             ClientOp::Open { path, mode, events } => self.open(sid, req.time, path, *mode, *events),
-            ClientOp::Close { handle } => self.close(HandleRef { session: sid, handle: *handle }),
-            ClientOp::Put { handle, data, cas } => {
-                self.put(HandleRef { session: sid, handle: *handle }, req.time, data, *cas)
-            }
+            ClientOp::Close { handle } => self.close(HandleRef {
+                session: sid,
+                handle: *handle,
+            }),
+            ClientOp::Put { handle, data, cas } => self.put(
+                HandleRef {
+                    session: sid,
+                    handle: *handle,
+                },
+                req.time,
+                data,
+                *cas,
+            ),
             ClientOp::Delete { path } => self.delete(path),
-            ClientOp::Lock { handle, mode, wait } => {
-                self.lock(HandleRef { session: sid, handle: *handle }, *mode, *wait)
-            }
-            ClientOp::Unlock { handle } => self.unlock(HandleRef { session: sid, handle: *handle }),
+            ClientOp::Lock { handle, mode, wait } => self.lock(
+                HandleRef {
+                    session: sid,
+                    handle: *handle,
+                },
+                *mode,
+                *wait,
+            ),
+            ClientOp::Unlock { handle } => self.unlock(HandleRef {
+                session: sid,
+                handle: *handle,
+            }),
             ClientOp::CheckSequencer { sequencer } => {
                 self.check(sequencer).map(|_| Response::SequencerValid)
             }
@@ -219,7 +247,9 @@ impl Model {
         }
         let count = self.handles.iter().filter(|h| h.0.session == sid).count() as u64;
         if count >= self.limits.max_handles_per_session {
-            return Err(CmdError::TooManyHandles(self.limits.max_handles_per_session));
+            return Err(CmdError::TooManyHandles(
+                self.limits.max_handles_per_session,
+            ));
         }
         let dir = has(OpenMode::DIRECTORY);
         let (node, created) = if let Some(node) = self.node(path) {
@@ -244,7 +274,11 @@ impl Model {
                 _ => {}
             }
             let node = Node {
-                kind: if dir { NodeKind::Directory } else { NodeKind::File },
+                kind: if dir {
+                    NodeKind::Directory
+                } else {
+                    NodeKind::File
+                },
                 instance: Instance(self.next_instance),
                 content_generation: ContentGeneration(0),
                 lock_generation: LockGeneration(0),
@@ -259,7 +293,9 @@ impl Model {
             self.tell(
                 &parent,
                 EventMask::CHILDREN,
-                EventKind::ChildAdded { name: name_of(path) },
+                EventKind::ChildAdded {
+                    name: name_of(path),
+                },
                 None,
             );
             (node, true)
@@ -268,7 +304,10 @@ impl Model {
         let handle = session.next_handle;
         session.next_handle = HandleId(handle.0 + 1);
         self.handles.push((
-            HandleRef { session: sid, handle },
+            HandleRef {
+                session: sid,
+                handle,
+            },
             Handle {
                 path: path.to_string(),
                 instance: node.instance,
@@ -284,7 +323,9 @@ impl Model {
     }
 
     fn lookup(&self, who: HandleRef) -> Result<Handle, CmdError> {
-        self.handle(who).cloned().ok_or(CmdError::UnknownHandle(who.handle))
+        self.handle(who)
+            .cloned()
+            .ok_or(CmdError::UnknownHandle(who.handle))
     }
 
     fn close(&mut self, who: HandleRef) -> Reply {
@@ -329,7 +370,12 @@ impl Model {
         entry.1.checksum = Checksum::of(data);
         entry.2 = data.to_vec();
         let node = entry.1.clone();
-        self.tell(&h.path, EventMask::MODIFIED, EventKind::ContentModified, None);
+        self.tell(
+            &h.path,
+            EventMask::MODIFIED,
+            EventKind::ContentModified,
+            None,
+        );
         Ok(Response::Written { node })
     }
 
@@ -365,7 +411,9 @@ impl Model {
         self.tell(
             &parent,
             EventMask::CHILDREN,
-            EventKind::ChildRemoved { name: name_of(path) },
+            EventKind::ChildRemoved {
+                name: name_of(path),
+            },
             skip,
         );
     }
@@ -528,7 +576,9 @@ impl Model {
         let mut granted = vec![];
         loop {
             let l = &mut self.locks[i];
-            let Some(&(who, mode)) = l.3.first() else { break };
+            let Some(&(who, mode)) = l.3.first() else {
+                break;
+            };
             let ok = match mode {
                 LockMode::Exclusive => l.1.is_none() && l.2.is_empty(),
                 LockMode::Shared => l.1.is_none(),
@@ -560,11 +610,19 @@ impl Model {
         if node.instance != s.instance || node.lock_generation != s.generation {
             return Err(CmdError::StaleSequencer);
         }
-        let held = self.locks.iter().find(|l| l.0 == s.path).is_some_and(|l| match s.mode {
-            LockMode::Exclusive => l.1.is_some(),
-            LockMode::Shared => !l.2.is_empty(),
-        });
-        if held { Ok(()) } else { Err(CmdError::StaleSequencer) }
+        let held = self
+            .locks
+            .iter()
+            .find(|l| l.0 == s.path)
+            .is_some_and(|l| match s.mode {
+                LockMode::Exclusive => l.1.is_some(),
+                LockMode::Shared => !l.2.is_empty(),
+            });
+        if held {
+            Ok(())
+        } else {
+            Err(CmdError::StaleSequencer)
+        }
     }
 
     /// The model's state in the library's dump form.
@@ -601,4 +659,3 @@ impl Model {
         }
     }
 }
-
