@@ -400,3 +400,92 @@ fn retransmissions_alternate_fragment_order() {
         .collect();
     assert_eq!(order, vec![0, 1, 2, 3, 3, 2, 1, 0]);
 }
+
+#[test]
+fn bad_datagrams_are_dropped_and_counted_by_cause() {
+    let mut h = Harness::established();
+    let good = h.server.reply(99, &Response::Ok(Reply::Deleted)).remove(0);
+    h.deliver(1, &good[..10]);
+    let mut long = good.clone();
+    long.resize(1401, 0);
+    h.deliver(1, &long);
+    let mut magic = good.clone();
+    magic[0] ^= 1;
+    h.deliver(1, &magic);
+    let mut version = good.clone();
+    version[4] = 9;
+    h.deliver(1, &version);
+    let mut tag = good.clone();
+    let last = tag.len() - 1;
+    tag[last] ^= 0x80;
+    h.deliver(1, &tag);
+    let mut other = ServerEnd::new(SessionId(1), 1);
+    let foreign = other.reply(1, &Response::Ok(Reply::Deleted)).remove(0);
+    h.deliver(1, &foreign);
+    let garbage = h.server.datagrams(Kind::Reply, 2, &[0xff, 0xff, 0xff]).remove(0);
+    h.deliver(1, &garbage);
+    let c = h.s.counters();
+    assert_eq!(
+        (c.too_short, c.too_long, c.bad_magic, c.bad_version, c.bad_tag, c.unknown_session, c.bad_body),
+        (1, 1, 1, 1, 1, 1, 1)
+    );
+    assert!(h.replies.is_empty() && h.events.is_empty());
+    assert_eq!(h.s.state(), State::Active);
+}
+
+#[test]
+fn endless_fragments_keep_reassembly_memory_bounded() {
+    let mut h = Harness::established();
+    let limits = cldc::proto::ReassemblerLimits::default();
+    let chunk = vec![0xab; 1284];
+    for i in 0..3000u64 {
+        // First one message that grows beyond the size limit, then many that never complete.
+        let seq = if i < 1000 { 7 } else { i };
+        let meta = cldc::proto::PacketMeta {
+            kind: Kind::Event,
+            session: SID,
+            user: user(),
+            msg_seq: seq,
+            ack: cldc::proto::EventSeq(0),
+            epoch: h.server.epoch,
+        };
+        let mut next = h.server.next_packet;
+        let idx = (i % 1024) as u16;
+        let dg = fragment(&meta, idx, 1024, &chunk, &mut next);
+        h.server.next_packet = next;
+        h.deliver(1, &dg);
+        assert!(h.s.reassembly_bytes() <= limits.max_partial * limits.max_message);
+    }
+    assert!(h.s.counters().bad_fragment > 0, "the oversized message was refused");
+    assert!(h.s.counters().reassembly_evictions > 0, "old partial messages were evicted");
+    assert!(h.events.is_empty());
+}
+
+/// One signed fragment with an explicit index and count.
+fn fragment(
+    meta: &cldc::proto::PacketMeta,
+    index: u16,
+    count: u16,
+    payload: &[u8],
+    next: &mut cldc::proto::PacketSeq,
+) -> Vec<u8> {
+    let header = cldc::proto::Header {
+        kind: meta.kind,
+        session: meta.session,
+        user: meta.user,
+        packet_seq: *next,
+        msg_seq: meta.msg_seq,
+        ack: meta.ack,
+        epoch: meta.epoch,
+        frag_index: index,
+        frag_count: count,
+    };
+    *next = next.next();
+    let mut h = [0u8; cldc::proto::HEADER_LEN];
+    header.write(&mut h);
+    let mut dg = h.to_vec();
+    dg.extend_from_slice(payload);
+    let tag = cldc::proto::sign(&secret(), &dg);
+    dg.extend_from_slice(&tag);
+    dg
+}

@@ -1,0 +1,324 @@
+//! Property tests of the wire format: round-trips, hostile input, signatures, bounds.
+
+mod support;
+
+use cldc::core::{Config, Session, Time};
+use cldc::proto::*;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::{secret, user};
+
+fn text() -> impl Strategy<Value = String> {
+    "[a-z0-9/._-]{0,40}"
+}
+
+fn duration() -> impl Strategy<Value = Duration> {
+    (any::<u64>(), 0..1_000_000_000u32).prop_map(|(s, n)| Duration::new(s, n))
+}
+
+fn addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::from((ip, p))),
+        (any::<[u16; 8]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::from((ip, p))),
+    ]
+}
+
+fn lock_mode() -> impl Strategy<Value = LockMode> {
+    prop_oneof![Just(LockMode::Shared), Just(LockMode::Exclusive)]
+}
+
+fn meta() -> impl Strategy<Value = NodeMeta> {
+    (any::<[u64; 3]>(), duration(), duration(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
+        |(n, created, modified, size, checksum, flags)| NodeMeta {
+            instance: InstanceNumber(n[0]),
+            content_generation: ContentGeneration(n[1]),
+            lock_generation: LockGeneration(n[2]),
+            created,
+            modified,
+            size,
+            checksum,
+            flags: NodeFlags(flags),
+        },
+    )
+}
+
+fn sequencer() -> impl Strategy<Value = Sequencer> {
+    (text(), lock_mode(), any::<u64>(), any::<u64>()).prop_map(|(path, mode, g, i)| Sequencer {
+        path,
+        mode,
+        lock_generation: LockGeneration(g),
+        instance: InstanceNumber(i),
+    })
+}
+
+fn data() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), 0..3000)
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    let h = || any::<u64>().prop_map(HandleId);
+    prop_oneof![
+        Just(Request::NewSession),
+        Just(Request::EndSession),
+        (text(), any::<u32>(), any::<u32>()).prop_map(|(path, m, e)| Request::Open {
+            path,
+            mode: OpenMode(m),
+            events: EventMask(e)
+        }),
+        h().prop_map(|handle| Request::Close { handle }),
+        h().prop_map(|handle| Request::GetContentsAndStat { handle }),
+        text().prop_map(|path| Request::Stat { path }),
+        text().prop_map(|path| Request::ListDir { path }),
+        (h(), proptest::option::of(any::<u64>()), data()).prop_map(|(handle, cas, data)| {
+            Request::Put { handle, cas: cas.map(ContentGeneration), data }
+        }),
+        text().prop_map(|path| Request::Delete { path }),
+        (h(), lock_mode(), any::<bool>()).prop_map(|(handle, mode, wait)| Request::Lock {
+            handle,
+            mode,
+            wait
+        }),
+        h().prop_map(|handle| Request::Unlock { handle }),
+        h().prop_map(|handle| Request::GetSequencer { handle }),
+        sequencer().prop_map(|sequencer| Request::CheckSequencer { sequencer }),
+        Just(Request::Status),
+    ]
+}
+
+fn reply() -> impl Strategy<Value = Reply> {
+    let member = (any::<u64>(), addr(), any::<bool>(), any::<bool>(), any::<[u64; 2]>()).prop_map(
+        |(id, addr, is_master, reachable, ix)| MemberStatus {
+            id,
+            addr,
+            is_master,
+            reachable,
+            commit_index: ix[0],
+            applied_index: ix[1],
+        },
+    );
+    prop_oneof![
+        duration().prop_map(|lease| Reply::SessionCreated { lease }),
+        Just(Reply::SessionEnded),
+        (any::<u64>(), meta()).prop_map(|(h, meta)| Reply::Opened { handle: HandleId(h), meta }),
+        Just(Reply::Closed),
+        (meta(), data()).prop_map(|(meta, data)| Reply::Contents { meta, data }),
+        meta().prop_map(|meta| Reply::Stat { meta }),
+        vec((text(), meta()).prop_map(|(name, meta)| DirEntry { name, meta }), 0..20)
+            .prop_map(|entries| Reply::Listing { entries }),
+        meta().prop_map(|meta| Reply::Written { meta }),
+        Just(Reply::Deleted),
+        sequencer().prop_map(|sequencer| Reply::Locked { sequencer }),
+        Just(Reply::LockQueued),
+        Just(Reply::Unlocked),
+        sequencer().prop_map(|sequencer| Reply::Sequencer { sequencer }),
+        Just(Reply::SequencerValid),
+        (any::<u64>(), vec(member, 0..5), any::<u64>(), any::<u64>()).prop_map(
+            |(e, members, sessions, last)| Reply::Status(CellStatus {
+                epoch: Epoch(e),
+                members,
+                sessions,
+                last_request: RequestSeq(last),
+            })
+        ),
+    ]
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        reply().prop_map(Response::Ok),
+        any::<u16>().prop_map(|c| Response::Err(ErrorCode::from_code(c))),
+    ]
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    let h = || any::<u64>().prop_map(HandleId);
+    prop_oneof![
+        (h(), any::<u64>()).prop_map(|(handle, g)| Event::ContentsModified {
+            handle,
+            generation: ContentGeneration(g)
+        }),
+        (h(), text()).prop_map(|(handle, name)| Event::ChildAdded { handle, name }),
+        (h(), text()).prop_map(|(handle, name)| Event::ChildRemoved { handle, name }),
+        h().prop_map(|handle| Event::NodeDeleted { handle }),
+        (h(), sequencer()).prop_map(|(handle, sequencer)| Event::LockAcquired { handle, sequencer }),
+        h().prop_map(|handle| Event::LockConflict { handle }),
+        any::<u64>().prop_map(|e| Event::MasterFailover { epoch: Epoch(e) }),
+    ]
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    (1u8..=7).prop_map(|k| Kind::from_u8(k).expect("known kind"))
+}
+
+fn packet_meta() -> impl Strategy<Value = PacketMeta> {
+    (kind(), any::<[u64; 4]>()).prop_map(|(kind, n)| PacketMeta {
+        kind,
+        session: SessionId(n[0]),
+        user: user(),
+        msg_seq: n[1],
+        ack: EventSeq(n[2]),
+        epoch: Epoch(n[3]),
+    })
+}
+
+/// Packetizes `body`, shuffles the datagrams, checks each and reassembles.
+fn through_the_wire(meta: &PacketMeta, body: &[u8], max: usize, order: &[usize]) -> Vec<u8> {
+    let s = secret();
+    let mut dgs = encode_message(meta, body, max, &s, &mut PacketSeq(1)).expect("encodes");
+    let n = dgs.len();
+    for (i, j) in order.iter().enumerate() {
+        dgs.swap(i % n, j % n);
+    }
+    let mut r = Reassembler::new(ReassemblerLimits::default());
+    let mut out = None;
+    for dg in &dgs {
+        assert!(dg.len() <= max);
+        let p = open_packet(dg, max, |_| Some(&s)).expect("valid datagram");
+        if let Reassembled::Complete(b) = r.push(&p.header, p.payload).expect("fits") {
+            out = Some(b);
+        }
+    }
+    out.expect("message completes")
+}
+
+fn fresh_session() -> Session {
+    let cfg = Config::new(SessionId(9), user(), secret(), vec![support::addr(1)]);
+    Session::new(cfg, Time::default()).expect("valid config")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_request_round_trips_through_fragments(
+        req in request(), meta in packet_meta(), max in MIN_DATAGRAM..=1400usize,
+        order in vec(any::<usize>(), 0..8),
+    ) {
+        let body = encode_body(&req).expect("encodes");
+        let back = through_the_wire(&meta, &body, max, &order);
+        prop_assert_eq!(decode_body::<Request>(&back).expect("decodes"), req);
+    }
+
+    #[test]
+    fn every_response_round_trips(resp in response()) {
+        let body = encode_body(&resp).expect("encodes");
+        prop_assert_eq!(decode_body::<Response>(&body).expect("decodes"), resp);
+    }
+
+    #[test]
+    fn every_event_and_small_body_round_trips(ev in event(), lease in duration(), hint in proptest::option::of(addr())) {
+        prop_assert_eq!(decode_body::<Event>(&encode_body(&ev).expect("e")).expect("d"), ev);
+        let ka = KeepAliveReply { lease };
+        prop_assert_eq!(decode_body::<KeepAliveReply>(&encode_body(&ka).expect("e")).expect("d"), ka);
+        let nm = NotMaster { hint };
+        prop_assert_eq!(decode_body::<NotMaster>(&encode_body(&nm).expect("e")).expect("d"), nm);
+    }
+
+    #[test]
+    fn headers_round_trip(meta in packet_meta(), seq in any::<u64>(), count in 1..=MAX_FRAGMENTS, idx in any::<u16>()) {
+        let h = Header {
+            kind: meta.kind, session: meta.session, user: meta.user, packet_seq: PacketSeq(seq),
+            msg_seq: meta.msg_seq, ack: meta.ack, epoch: meta.epoch,
+            frag_index: idx % count, frag_count: count,
+        };
+        let mut b = [0u8; HEADER_LEN];
+        h.write(&mut b);
+        prop_assert_eq!(Header::read(&b), Ok(h));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_any_decoder(bytes in vec(any::<u8>(), 0..2000)) {
+        let s = secret();
+        let _ = open_packet(&bytes, 1400, |_| Some(&s));
+        let _ = decode_body::<Request>(&bytes);
+        let _ = decode_body::<Response>(&bytes);
+        let _ = decode_body::<Event>(&bytes);
+        let _ = decode_body::<KeepAliveReply>(&bytes);
+        let _ = decode_body::<NotMaster>(&bytes);
+        let _ = VersionReject::decode(&bytes);
+        if bytes.len() >= HEADER_LEN {
+            let mut h = [0u8; HEADER_LEN];
+            h.copy_from_slice(&bytes[..HEADER_LEN]);
+            let _ = Header::read(&h);
+        }
+        let mut session = fresh_session();
+        session.handle_datagram(Time::default(), support::addr(1), &bytes);
+        prop_assert_eq!(session.counters().datagrams_in, 1);
+    }
+
+    #[test]
+    fn signed_garbage_bodies_are_dropped_and_counted(
+        meta in packet_meta(), body in vec(any::<u8>(), 0..1200),
+    ) {
+        // Correctly signed datagrams for this session with arbitrary contents.
+        let meta = PacketMeta { session: SessionId(9), ..meta };
+        let mut session = fresh_session();
+        for dg in encode_message(&meta, &body, 1400, &secret(), &mut PacketSeq(1)).expect("fits") {
+            session.handle_datagram(Time::default(), support::addr(1), &dg);
+        }
+        while session.poll_output().is_some() {}
+        let c = session.counters();
+        prop_assert_eq!(c.bad_tag + c.unknown_session + c.bad_header, 0);
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_fails_the_check(req in request(), bit in any::<usize>()) {
+        let s = secret();
+        let body = encode_body(&req).expect("encodes");
+        let meta = PacketMeta { kind: Kind::Request, session: SessionId(1), user: user(),
+            msg_seq: 1, ack: EventSeq(0), epoch: Epoch(0) };
+        let mut dg = encode_message(&meta, &body, 1400, &s, &mut PacketSeq(1)).expect("fits").remove(0);
+        let bit = bit % (dg.len() * 8);
+        dg[bit / 8] ^= 1 << (bit % 8);
+        prop_assert!(open_packet(&dg, 1400, |_| Some(&s)).is_err());
+    }
+
+    #[test]
+    fn reassembly_memory_stays_within_its_limits(
+        frags in vec((0u64..8, any::<u16>(), 1u16..64, 0usize..1300), 0..400),
+    ) {
+        let limits = ReassemblerLimits { max_message: 20_000, max_partial: 3 };
+        let mut r = Reassembler::new(limits);
+        for (seq, idx, count, len) in frags {
+            let h = Header {
+                kind: Kind::Reply, session: SessionId(1), user: user(), packet_seq: PacketSeq(1),
+                msg_seq: seq, ack: EventSeq(0), epoch: Epoch(0),
+                frag_index: idx % count, frag_count: count,
+            };
+            if let Ok(Reassembled::Complete(b)) = r.push(&h, &vec![0u8; len]) {
+                prop_assert!(b.len() <= limits.max_message);
+            }
+            prop_assert!(r.bytes_held() <= limits.max_partial * limits.max_message);
+            prop_assert!(r.partial_count() <= limits.max_partial);
+        }
+    }
+}
+
+#[test]
+fn error_codes_are_distinct_and_round_trip() {
+    let mut seen = std::collections::BTreeSet::new();
+    for code in ErrorCode::ALL {
+        assert!(seen.insert(code.code()), "duplicate code {}", code.code());
+        assert_eq!(ErrorCode::from_code(code.code()), *code);
+        let body = encode_body(&Response::Err(*code)).expect("encodes");
+        assert_eq!(decode_body::<Response>(&body), Ok(Response::Err(*code)));
+    }
+    assert_eq!(ErrorCode::from_code(999), ErrorCode::Unrecognized(999));
+}
+
+#[test]
+fn trailing_bytes_after_a_body_are_refused() {
+    let mut body = encode_body(&Request::Status).expect("encodes");
+    body.push(0);
+    assert_eq!(decode_body::<Request>(&body), Err(DecodeError::BadBody));
+}
+
+#[test]
+fn version_reject_round_trips_and_is_not_a_packet() {
+    let v = VersionReject { min: 1, max: 1 };
+    let b = v.encode();
+    assert_eq!(VersionReject::decode(&b), Some(v));
+    assert_eq!(open_packet(&b, 1400, |_| None).err(), Some(DecodeError::BadVersion(0)));
+}
