@@ -21,7 +21,9 @@ fn meta() -> PacketMeta {
 
 fn bench_small_request(c: &mut Criterion) {
     let secret = Secret::new(b"bench-secret").expect("valid secret");
-    let req = Request::GetContentsAndStat { handle: HandleId(3) };
+    let req = Request::GetContentsAndStat {
+        handle: HandleId(3),
+    };
     c.bench_function("encode+sign small request", |b| {
         b.iter(|| {
             let body = encode_body(black_box(&req)).expect("encodes");
@@ -38,7 +40,11 @@ fn bench_small_request(c: &mut Criterion) {
 
 fn bench_large_put(c: &mut Criterion) {
     let secret = Secret::new(b"bench-secret").expect("valid secret");
-    let req = Request::Put { handle: HandleId(3), cas: None, data: vec![7u8; 128 * 1024] };
+    let req = Request::Put {
+        handle: HandleId(3),
+        cas: None,
+        data: vec![7u8; 128 * 1024],
+    };
     let body = encode_body(&req).expect("encodes");
     let dgs = encode_message(&meta(), &body, 1400, &secret, &mut PacketSeq(1)).expect("fits");
     c.bench_function("encode+sign 128 KiB put", |b| {

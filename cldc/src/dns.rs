@@ -116,7 +116,10 @@ pub fn order_srv<R: Rng>(mut records: Vec<SrvTarget>, rng: &mut R) -> Vec<SrvTar
     let mut out = Vec::with_capacity(records.len());
     let mut rest = records.as_slice();
     while let Some(first) = rest.first() {
-        let n = rest.iter().take_while(|r| r.priority == first.priority).count();
+        let n = rest
+            .iter()
+            .take_while(|r| r.priority == first.priority)
+            .count();
         let (group, tail) = rest.split_at(n);
         rest = tail;
         // Zero weights go first so that they can be picked only when the draw is 0.
@@ -176,7 +179,9 @@ pub async fn discover(q: &SrvQuery) -> Result<Vec<SocketAddr>, DiscoveryError> {
     }
     let mut members = Vec::new();
     for t in order_srv(available, &mut rand::rng()) {
-        let Ok(ips) = resolver.lookup_ip(t.target.as_str()).await else { continue };
+        let Ok(ips) = resolver.lookup_ip(t.target.as_str()).await else {
+            continue;
+        };
         for ip in ips.iter() {
             let addr = SocketAddr::new(ip, t.port);
             if !members.contains(&addr) {
@@ -212,13 +217,21 @@ fn unreachable_resolver() -> TokioResolver {
 
 fn classify(e: NetError, server: SocketAddr, name: &str) -> DiscoveryError {
     if e.is_no_records_found() || e.is_nx_domain() {
-        return DiscoveryError::NoRecords { name: name.to_string() };
+        return DiscoveryError::NoRecords {
+            name: name.to_string(),
+        };
     }
     match e {
         NetError::Timeout | NetError::Io(_) | NetError::NoConnections | NetError::Busy => {
-            DiscoveryError::Unreachable { server, detail: e.to_string() }
+            DiscoveryError::Unreachable {
+                server,
+                detail: e.to_string(),
+            }
         }
-        other => DiscoveryError::Lookup { name: name.to_string(), detail: other.to_string() },
+        other => DiscoveryError::Lookup {
+            name: name.to_string(),
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -240,14 +253,22 @@ mod tests {
     use rand::rngs::StdRng;
 
     fn t(priority: u16, weight: u16, name: &str) -> SrvTarget {
-        SrvTarget { priority, weight, port: 1, target: name.into() }
+        SrvTarget {
+            priority,
+            weight,
+            port: 1,
+            target: name.into(),
+        }
     }
 
     #[test]
     fn lower_priority_always_comes_first() {
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..50 {
-            let o = order_srv(vec![t(20, 100, "c"), t(10, 1, "a"), t(10, 1, "b")], &mut rng);
+            let o = order_srv(
+                vec![t(20, 100, "c"), t(10, 1, "a"), t(10, 1, "b")],
+                &mut rng,
+            );
             assert_eq!(o[2].target, "c");
         }
     }
@@ -263,7 +284,10 @@ mod tests {
             }
         }
         // Expected 1800 of 2000; the bounds are many standard deviations wide.
-        assert!((1650..=1950).contains(&heavy_first), "heavy first {heavy_first} times");
+        assert!(
+            (1650..=1950).contains(&heavy_first),
+            "heavy first {heavy_first} times"
+        );
     }
 
     #[test]

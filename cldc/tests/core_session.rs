@@ -4,8 +4,8 @@ mod support;
 
 use cldc::core::{CallError, CallId, Config, Output, Session, SessionEvent, State, Time};
 use cldc::proto::{
-    ContentGeneration, ErrorCode, Event, HandleId, InstanceNumber, Kind, LockGeneration,
-    NodeFlags, NodeMeta, Reply, Request, Response, SessionId,
+    ContentGeneration, ErrorCode, Event, HandleId, InstanceNumber, Kind, LockGeneration, NodeFlags,
+    NodeMeta, Reply, Request, Response, SessionId,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,7 +29,12 @@ struct Harness {
 
 impl Harness {
     fn new(members: &[u16]) -> Harness {
-        let cfg = Config::new(SID, user(), secret(), members.iter().map(|p| addr(*p)).collect());
+        let cfg = Config::new(
+            SID,
+            user(),
+            secret(),
+            members.iter().map(|p| addr(*p)).collect(),
+        );
         let s = Session::new(cfg, Time::default()).expect("valid config");
         let mut h = Harness {
             s,
@@ -113,7 +118,10 @@ impl Harness {
     }
 
     fn sends_to(&self, port: u16) -> usize {
-        self.sent.iter().filter(|(_, to, _)| *to == addr(port)).count()
+        self.sent
+            .iter()
+            .filter(|(_, to, _)| *to == addr(port))
+            .count()
     }
 }
 
@@ -210,10 +218,16 @@ fn duplicated_reply_completes_the_call_once() {
     let mut h = Harness::established();
     let call = h.submit(Request::Stat { path: "/a".into() });
     let r = h.last_received();
-    let dgs = h.server.reply(r.header.msg_seq, &Response::Ok(Reply::Stat { meta: meta(0) }));
+    let dgs = h.server.reply(
+        r.header.msg_seq,
+        &Response::Ok(Reply::Stat { meta: meta(0) }),
+    );
     h.deliver_all(1, &dgs);
     h.deliver_all(1, &dgs);
-    let again = h.server.reply(r.header.msg_seq, &Response::Ok(Reply::Stat { meta: meta(0) }));
+    let again = h.server.reply(
+        r.header.msg_seq,
+        &Response::Ok(Reply::Stat { meta: meta(0) }),
+    );
     h.deliver_all(1, &again);
     assert_eq!(h.replies.len(), 1);
     assert_eq!(h.replies[0], (call, Ok(Reply::Stat { meta: meta(0) })));
@@ -229,17 +243,27 @@ fn calls_go_one_at_a_time_in_order() {
     assert_eq!(h.sent.len(), 1);
     h.answer_last(&Response::Ok(Reply::Deleted), 1);
     assert_eq!(h.sent.len(), 2);
-    assert_eq!(h.last_received().request, Some(Request::Delete { path: "/b".into() }));
+    assert_eq!(
+        h.last_received().request,
+        Some(Request::Delete { path: "/b".into() })
+    );
     h.answer_last(&Response::Err(ErrorCode::NoSuchNode), 1);
     assert_eq!(h.replies[0], (a, Ok(Reply::Deleted)));
-    assert_eq!(h.replies[1], (b, Err(CallError::Server(ErrorCode::NoSuchNode))));
+    assert_eq!(
+        h.replies[1],
+        (b, Err(CallError::Server(ErrorCode::NoSuchNode)))
+    );
 }
 
 #[test]
 fn reordered_and_duplicated_events_are_delivered_once_in_order_and_acked() {
     let mut h = Harness::established();
-    let e1 = Event::NodeDeleted { handle: HandleId(1) };
-    let e2 = Event::LockConflict { handle: HandleId(2) };
+    let e1 = Event::NodeDeleted {
+        handle: HandleId(1),
+    };
+    let e2 = Event::LockConflict {
+        handle: HandleId(2),
+    };
     let d1 = h.server.event(1, &e1);
     let d2 = h.server.event(2, &e2);
     h.deliver_all(1, &d2);
@@ -247,7 +271,10 @@ fn reordered_and_duplicated_events_are_delivered_once_in_order_and_acked() {
     h.deliver_all(1, &d1);
     let d1_again = h.server.event(1, &e1);
     h.deliver_all(1, &d1_again);
-    assert_eq!(h.events, vec![SessionEvent::Server(e1), SessionEvent::Server(e2)]);
+    assert_eq!(
+        h.events,
+        vec![SessionEvent::Server(e1), SessionEvent::Server(e2)]
+    );
     assert_eq!(h.s.counters().duplicate_events, 1);
     let acks: Vec<u64> = h
         .sent
@@ -263,10 +290,15 @@ fn reordered_and_duplicated_events_are_delivered_once_in_order_and_acked() {
 #[test]
 fn lost_and_reordered_fragments_are_filled_in_by_the_server_resend() {
     let mut h = Harness::established();
-    let call = h.submit(Request::GetContentsAndStat { handle: HandleId(4) });
+    let call = h.submit(Request::GetContentsAndStat {
+        handle: HandleId(4),
+    });
     let seq = h.last_received().header.msg_seq;
     let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
-    let resp = Response::Ok(Reply::Contents { meta: meta(5000), data: data.clone() });
+    let resp = Response::Ok(Reply::Contents {
+        meta: meta(5000),
+        data: data.clone(),
+    });
     let first = h.server.reply(seq, &resp);
     assert_eq!(first.len(), 4);
     // Fragments 3, 1, 0 arrive; 2 is lost.
@@ -278,7 +310,16 @@ fn lost_and_reordered_fragments_are_filled_in_by_the_server_resend() {
     assert_eq!(h.s.counters().retransmissions, 1);
     let second = h.server.reply(seq, &resp);
     h.deliver(1, &second[2]);
-    assert_eq!(h.replies, vec![(call, Ok(Reply::Contents { meta: meta(5000), data }))]);
+    assert_eq!(
+        h.replies,
+        vec![(
+            call,
+            Ok(Reply::Contents {
+                meta: meta(5000),
+                data
+            })
+        )]
+    );
 }
 
 #[test]
@@ -310,7 +351,12 @@ fn lease_runs_out_into_jeopardy_then_a_keepalive_reply_makes_it_safe() {
     let before = h.sent.len();
     let call = h.submit(Request::Stat { path: "/x".into() });
     assert!(h.sent[before..].iter().all(|(_, _, dg)| {
-        ServerEnd::new(SID, 1).receive(dg).expect("whole").header.kind == Kind::KeepAlive
+        ServerEnd::new(SID, 1)
+            .receive(dg)
+            .expect("whole")
+            .header
+            .kind
+            == Kind::KeepAlive
     }));
     h.advance(ms(5000));
     let (_, to, dg) = h.sent.last().expect("keepalive").clone();
@@ -322,7 +368,10 @@ fn lease_runs_out_into_jeopardy_then_a_keepalive_reply_makes_it_safe() {
     assert_eq!(h.s.state(), State::Active);
     assert_eq!(h.events, vec![SessionEvent::Jeopardy, SessionEvent::Safe]);
     // The held call is released.
-    assert_eq!(h.last_received().request, Some(Request::Stat { path: "/x".into() }));
+    assert_eq!(
+        h.last_received().request,
+        Some(Request::Stat { path: "/x".into() })
+    );
     assert!(h.replies.iter().all(|(c, _)| *c != call));
 }
 
@@ -334,9 +383,15 @@ fn jeopardy_without_the_master_ends_in_expiry_after_the_grace_period() {
     assert_eq!(h.s.state(), State::Jeopardy);
     h.advance(ms(1));
     assert_eq!(h.s.state(), State::Expired);
-    assert_eq!(h.events, vec![SessionEvent::Jeopardy, SessionEvent::Expired]);
+    assert_eq!(
+        h.events,
+        vec![SessionEvent::Jeopardy, SessionEvent::Expired]
+    );
     assert!(h.replies.contains(&(call, Err(CallError::SessionExpired))));
-    assert_eq!(h.s.submit(h.now, &Request::Status), Err(CallError::SessionExpired));
+    assert_eq!(
+        h.s.submit(h.now, &Request::Status),
+        Err(CallError::SessionExpired)
+    );
     assert_eq!(h.s.poll_timeout(h.now), None);
     // Keepalives rotated through the members while looking for the master.
     assert!(h.sends_to(2) > 0 && h.sends_to(3) > 0);
@@ -348,7 +403,10 @@ fn unanswered_new_session_times_out_and_ends_the_session() {
     h.advance(ms(59_999));
     assert!(h.replies.is_empty());
     h.advance(ms(1));
-    assert_eq!(h.replies, vec![(Session::OPEN_CALL, Err(CallError::Timeout))]);
+    assert_eq!(
+        h.replies,
+        vec![(Session::OPEN_CALL, Err(CallError::Timeout))]
+    );
     assert_eq!(h.s.state(), State::Ended);
     assert_eq!(h.s.counters().call_timeouts, 1);
 }
@@ -366,11 +424,18 @@ fn unknown_session_reply_expires_the_session() {
 fn packets_from_an_older_epoch_are_dropped() {
     let mut h = Harness::established();
     h.server.epoch = cldc::proto::Epoch(5);
-    let e = Event::MasterFailover { epoch: cldc::proto::Epoch(5) };
+    let e = Event::MasterFailover {
+        epoch: cldc::proto::Epoch(5),
+    };
     let dgs = h.server.event(1, &e);
     h.deliver_all(1, &dgs);
     let mut old = ServerEnd::new(SID, 1);
-    let stale = old.event(2, &Event::NodeDeleted { handle: HandleId(1) });
+    let stale = old.event(
+        2,
+        &Event::NodeDeleted {
+            handle: HandleId(1),
+        },
+    );
     h.deliver_all(1, &stale);
     assert_eq!(h.events, vec![SessionEvent::Server(e)]);
     assert_eq!(h.s.counters().stale_epoch, 1);
@@ -384,13 +449,20 @@ fn end_session_reply_ends_the_session() {
     h.answer_last(&Response::Ok(Reply::SessionEnded), 1);
     assert_eq!(h.s.state(), State::Ended);
     assert_eq!(h.replies, vec![(call, Ok(Reply::SessionEnded))]);
-    assert_eq!(h.s.submit(h.now, &Request::Status), Err(CallError::SessionEnded));
+    assert_eq!(
+        h.s.submit(h.now, &Request::Status),
+        Err(CallError::SessionEnded)
+    );
 }
 
 #[test]
 fn retransmissions_alternate_fragment_order() {
     let mut h = Harness::established();
-    h.submit(Request::Put { handle: HandleId(1), cas: None, data: vec![1; 4000] });
+    h.submit(Request::Put {
+        handle: HandleId(1),
+        cas: None,
+        data: vec![1; 4000],
+    });
     h.advance(ms(250));
     let order: Vec<u16> = h
         .sent
@@ -422,11 +494,22 @@ fn bad_datagrams_are_dropped_and_counted_by_cause() {
     let mut other = ServerEnd::new(SessionId(1), 1);
     let foreign = other.reply(1, &Response::Ok(Reply::Deleted)).remove(0);
     h.deliver(1, &foreign);
-    let garbage = h.server.datagrams(Kind::Reply, 2, &[0xff, 0xff, 0xff]).remove(0);
+    let garbage = h
+        .server
+        .datagrams(Kind::Reply, 2, &[0xff, 0xff, 0xff])
+        .remove(0);
     h.deliver(1, &garbage);
     let c = h.s.counters();
     assert_eq!(
-        (c.too_short, c.too_long, c.bad_magic, c.bad_version, c.bad_tag, c.unknown_session, c.bad_body),
+        (
+            c.too_short,
+            c.too_long,
+            c.bad_magic,
+            c.bad_version,
+            c.bad_tag,
+            c.unknown_session,
+            c.bad_body
+        ),
         (1, 1, 1, 1, 1, 1, 1)
     );
     assert!(h.replies.is_empty() && h.events.is_empty());
@@ -456,8 +539,14 @@ fn endless_fragments_keep_reassembly_memory_bounded() {
         h.deliver(1, &dg);
         assert!(h.s.reassembly_bytes() <= limits.max_partial * limits.max_message);
     }
-    assert!(h.s.counters().bad_fragment > 0, "the oversized message was refused");
-    assert!(h.s.counters().reassembly_evictions > 0, "old partial messages were evicted");
+    assert!(
+        h.s.counters().bad_fragment > 0,
+        "the oversized message was refused"
+    );
+    assert!(
+        h.s.counters().reassembly_evictions > 0,
+        "old partial messages were evicted"
+    );
     assert!(h.events.is_empty());
 }
 

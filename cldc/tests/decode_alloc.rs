@@ -1,9 +1,7 @@
 //! Decoders allocate in proportion to their input, never from a length prefix: measured with
 //! a counting global allocator. One test in this binary, so nothing else allocates meanwhile.
 
-use cldc::proto::{
-    DirEntry, Event, NodeMeta, Reply, Request, Response, decode_body, encode_body,
-};
+use cldc::proto::{DirEntry, Event, NodeMeta, Reply, Request, Response, decode_body, encode_body};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -62,26 +60,46 @@ fn decoders_allocate_in_proportion_to_their_input() {
     dense_claim.extend(std::iter::repeat_n(0u8, 2000));
     for hostile in [&huge_bytes[..], &huge_list[..], &dense_claim[..]] {
         let peak = peak_while(|| decode_all(hostile));
-        assert!(peak <= budget(hostile.len()), "peak {peak} for {} bytes", hostile.len());
+        assert!(
+            peak <= budget(hostile.len()),
+            "peak {peak} for {} bytes",
+            hostile.len()
+        );
     }
     // Arbitrary bodies up to a full datagram and beyond.
-    let mut runner = TestRunner::new(Config { cases: 300, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        ..Config::default()
+    });
     runner
         .run(&proptest::collection::vec(any::<u8>(), 0..4000), |bytes| {
             let peak = peak_while(|| decode_all(&bytes));
-            prop_assert!(peak <= budget(bytes.len()), "peak {} for {} bytes", peak, bytes.len());
+            prop_assert!(
+                peak <= budget(bytes.len()),
+                "peak {} for {} bytes",
+                peak,
+                bytes.len()
+            );
             Ok(())
         })
         .expect("every input decodes within budget");
     // A legitimate, dense listing stays within the same budget.
     let meta = NodeMeta::default_for_tests();
-    let entries: Vec<DirEntry> =
-        (0..500).map(|i| DirEntry { name: format!("n{i}"), meta: meta.clone() }).collect();
+    let entries: Vec<DirEntry> = (0..500)
+        .map(|i| DirEntry {
+            name: format!("n{i}"),
+            meta: meta.clone(),
+        })
+        .collect();
     let body = encode_body(&Response::Ok(Reply::Listing { entries })).expect("encodes");
     let peak = peak_while(|| {
         let _ = decode_body::<Response>(&body);
     });
-    assert!(peak <= budget(body.len()), "peak {peak} for {} bytes", body.len());
+    assert!(
+        peak <= budget(body.len()),
+        "peak {peak} for {} bytes",
+        body.len()
+    );
 }
 
 trait TestMeta {

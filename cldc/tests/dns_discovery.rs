@@ -40,14 +40,24 @@ async fn dns_server(records: Vec<Record>) -> SocketAddr {
         ZoneType::Primary,
         AxfrPolicy::Deny,
     );
-    let soa = SOA::new(name("ns.cell.test."), name("admin.cell.test."), 1, 3600, 600, 86400, 60);
+    let soa = SOA::new(
+        name("ns.cell.test."),
+        name("admin.cell.test."),
+        1,
+        3600,
+        600,
+        86400,
+        60,
+    );
     zone.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1);
     for r in records {
         zone.upsert_mut(r, 1);
     }
     let mut catalog = Catalog::new();
     catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = socket.local_addr().expect("bound");
     let mut server = Server::new(catalog);
     server.register_socket(socket);
@@ -91,7 +101,10 @@ async fn missing_srv_record_is_reported_as_no_records() {
 #[tokio::test]
 async fn targets_without_addresses_are_reported() {
     let server = dns_server(vec![srv(10, 1, 7001, "ghost.cell.test.")]).await;
-    assert!(matches!(discover(&query(server)).await, Err(DiscoveryError::NoAddresses { .. })));
+    assert!(matches!(
+        discover(&query(server)).await,
+        Err(DiscoveryError::NoAddresses { .. })
+    ));
 }
 
 #[tokio::test]

@@ -30,8 +30,15 @@ fn lock_mode() -> impl Strategy<Value = LockMode> {
 }
 
 fn meta() -> impl Strategy<Value = NodeMeta> {
-    (any::<[u64; 3]>(), duration(), duration(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(
-        |(n, created, modified, size, checksum, flags)| NodeMeta {
+    (
+        any::<[u64; 3]>(),
+        duration(),
+        duration(),
+        any::<u32>(),
+        any::<u64>(),
+        any::<u32>(),
+    )
+        .prop_map(|(n, created, modified, size, checksum, flags)| NodeMeta {
             instance: InstanceNumber(n[0]),
             content_generation: ContentGeneration(n[1]),
             lock_generation: LockGeneration(n[2]),
@@ -40,8 +47,7 @@ fn meta() -> impl Strategy<Value = NodeMeta> {
             size,
             checksum,
             flags: NodeFlags(flags),
-        },
-    )
+        })
 }
 
 fn sequencer() -> impl Strategy<Value = Sequencer> {
@@ -72,7 +78,11 @@ fn request() -> impl Strategy<Value = Request> {
         text().prop_map(|path| Request::Stat { path }),
         text().prop_map(|path| Request::ListDir { path }),
         (h(), proptest::option::of(any::<u64>()), data()).prop_map(|(handle, cas, data)| {
-            Request::Put { handle, cas: cas.map(ContentGeneration), data }
+            Request::Put {
+                handle,
+                cas: cas.map(ContentGeneration),
+                data,
+            }
         }),
         text().prop_map(|path| Request::Delete { path }),
         (h(), lock_mode(), any::<bool>()).prop_map(|(handle, mode, wait)| Request::Lock {
@@ -88,25 +98,36 @@ fn request() -> impl Strategy<Value = Request> {
 }
 
 fn reply() -> impl Strategy<Value = Reply> {
-    let member = (any::<u64>(), addr(), any::<bool>(), any::<bool>(), any::<[u64; 2]>()).prop_map(
-        |(id, addr, is_master, reachable, ix)| MemberStatus {
+    let member = (
+        any::<u64>(),
+        addr(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<[u64; 2]>(),
+    )
+        .prop_map(|(id, addr, is_master, reachable, ix)| MemberStatus {
             id,
             addr,
             is_master,
             reachable,
             commit_index: ix[0],
             applied_index: ix[1],
-        },
-    );
+        });
     prop_oneof![
         duration().prop_map(|lease| Reply::SessionCreated { lease }),
         Just(Reply::SessionEnded),
-        (any::<u64>(), meta()).prop_map(|(h, meta)| Reply::Opened { handle: HandleId(h), meta }),
+        (any::<u64>(), meta()).prop_map(|(h, meta)| Reply::Opened {
+            handle: HandleId(h),
+            meta
+        }),
         Just(Reply::Closed),
         (meta(), data()).prop_map(|(meta, data)| Reply::Contents { meta, data }),
         meta().prop_map(|meta| Reply::Stat { meta }),
-        vec((text(), meta()).prop_map(|(name, meta)| DirEntry { name, meta }), 0..20)
-            .prop_map(|entries| Reply::Listing { entries }),
+        vec(
+            (text(), meta()).prop_map(|(name, meta)| DirEntry { name, meta }),
+            0..20
+        )
+        .prop_map(|entries| Reply::Listing { entries }),
         meta().prop_map(|meta| Reply::Written { meta }),
         Just(Reply::Deleted),
         sequencer().prop_map(|sequencer| Reply::Locked { sequencer }),
@@ -142,7 +163,8 @@ fn event() -> impl Strategy<Value = Event> {
         (h(), text()).prop_map(|(handle, name)| Event::ChildAdded { handle, name }),
         (h(), text()).prop_map(|(handle, name)| Event::ChildRemoved { handle, name }),
         h().prop_map(|handle| Event::NodeDeleted { handle }),
-        (h(), sequencer()).prop_map(|(handle, sequencer)| Event::LockAcquired { handle, sequencer }),
+        (h(), sequencer())
+            .prop_map(|(handle, sequencer)| Event::LockAcquired { handle, sequencer }),
         h().prop_map(|handle| Event::LockConflict { handle }),
         any::<u64>().prop_map(|e| Event::MasterFailover { epoch: Epoch(e) }),
     ]
@@ -320,5 +342,8 @@ fn version_reject_round_trips_and_is_not_a_packet() {
     let v = VersionReject { min: 1, max: 1 };
     let b = v.encode();
     assert_eq!(VersionReject::decode(&b), Some(v));
-    assert_eq!(open_packet(&b, 1400, |_| None).err(), Some(DecodeError::BadVersion(0)));
+    assert_eq!(
+        open_packet(&b, 1400, |_| None).err(),
+        Some(DecodeError::BadVersion(0))
+    );
 }

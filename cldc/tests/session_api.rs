@@ -19,11 +19,17 @@ fn creds() -> Credentials {
 }
 
 async fn session(cell: &FakeCell) -> Session {
-    Session::open(cell.addr, creds(), SessionOptions::default()).await.expect("session opens")
+    Session::open(cell.addr, creds(), SessionOptions::default())
+        .await
+        .expect("session opens")
 }
 
 fn puts(cell: &FakeCell) -> usize {
-    cell.seen().executed.iter().filter(|(_, _, r)| matches!(r, Request::Put { .. })).count()
+    cell.seen()
+        .executed
+        .iter()
+        .filter(|(_, _, r)| matches!(r, Request::Put { .. }))
+        .count()
 }
 
 #[tokio::test(start_paused = true)]
@@ -35,9 +41,18 @@ async fn put_then_get_returns_the_contents_and_new_generation() {
     let got = h.get().await.expect("get");
     assert_eq!(got.data, b"hello");
     assert_eq!(got.meta, written);
-    assert_eq!(got.meta.content_generation.0, h.meta_at_open().content_generation.0 + 1);
+    assert_eq!(
+        got.meta.content_generation.0,
+        h.meta_at_open().content_generation.0 + 1
+    );
     assert_eq!(s.stat("/f").await.expect("stat").size, 5);
-    let names: Vec<String> = s.list("/").await.expect("list").into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = s
+        .list("/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, vec!["f".to_string()]);
     h.close().await.expect("close");
     s.delete("/f").await.expect("delete");
@@ -79,7 +94,10 @@ async fn lost_and_duplicated_datagrams_still_execute_each_request_once() {
     assert_eq!(h.get().await.expect("get").data, b"x");
     assert_eq!(puts(&cell), 1);
     assert!(cell.seen().deduplicated >= 1);
-    assert!(s.stats().core.replayed >= 1, "duplicated datagrams are dropped and counted");
+    assert!(
+        s.stats().core.replayed >= 1,
+        "duplicated datagrams are dropped and counted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -112,9 +130,13 @@ async fn silent_first_member_makes_the_session_use_the_next() {
     let silent = FakeCell::start(LEASE).await;
     silent.faults(|f| f.silent = true);
     let live = FakeCell::start(LEASE).await;
-    let s = Session::open(vec![silent.addr, live.addr], creds(), SessionOptions::default())
-        .await
-        .expect("opens on the second member");
+    let s = Session::open(
+        vec![silent.addr, live.addr],
+        creds(),
+        SessionOptions::default(),
+    )
+    .await
+    .expect("opens on the second member");
     assert_eq!(s.stats().core.rotations, 1);
 }
 
@@ -126,16 +148,24 @@ async fn try_lock_conflicts_and_a_waiting_lock_is_granted_on_unlock() {
     let ha = a.open_node("/lock", LOCKING).await.expect("open a");
     let hb = b.open_node("/lock", LOCKING).await.expect("open b");
     let seq_a = ha.lock(LockMode::Exclusive).await.expect("a locks");
-    assert!(matches!(hb.try_lock(LockMode::Shared).await, Err(Error::LockConflict)));
+    assert!(matches!(
+        hb.try_lock(LockMode::Shared).await,
+        Err(Error::LockConflict)
+    ));
     let waiter = tokio::spawn(async move { (hb.lock(LockMode::Exclusive).await, hb) });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiter.is_finished());
-    a.check_sequencer(&seq_a).await.expect("a's sequencer is current");
+    a.check_sequencer(&seq_a)
+        .await
+        .expect("a's sequencer is current");
     ha.unlock().await.expect("unlock");
     let (got, hb) = waiter.await.expect("task");
     let seq_b = got.expect("b is granted the lock");
     assert!(seq_b.lock_generation > seq_a.lock_generation);
-    assert!(matches!(a.check_sequencer(&seq_a).await, Err(Error::StaleSequencer)));
+    assert!(matches!(
+        a.check_sequencer(&seq_a).await,
+        Err(Error::StaleSequencer)
+    ));
     assert_eq!(hb.sequencer().await.expect("sequencer"), seq_b);
 }
 
@@ -200,8 +230,14 @@ async fn invalid_paths_are_refused_before_sending() {
     let cell = FakeCell::start(LEASE).await;
     let s = session(&cell).await;
     let before = cell.seen().executed.len();
-    assert!(matches!(s.open_node("relative", RW).await, Err(Error::InvalidPath(PathError::NotAbsolute))));
-    assert!(matches!(s.delete("/a//b").await, Err(Error::InvalidPath(PathError::BadComponent))));
+    assert!(matches!(
+        s.open_node("relative", RW).await,
+        Err(Error::InvalidPath(PathError::NotAbsolute))
+    ));
+    assert!(matches!(
+        s.delete("/a//b").await,
+        Err(Error::InvalidPath(PathError::BadComponent))
+    ));
     assert_eq!(cell.seen().executed.len(), before);
 }
 
@@ -209,7 +245,10 @@ async fn invalid_paths_are_refused_before_sending() {
 async fn unreachable_cell_fails_open_with_timeout() {
     let silent = FakeCell::start(LEASE).await;
     silent.faults(|f| f.silent = true);
-    let opts = SessionOptions { call_timeout: Duration::from_secs(5), ..Default::default() };
+    let opts = SessionOptions {
+        call_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
     let got = Session::open(silent.addr, creds(), opts).await;
     assert!(matches!(got, Err(Error::Timeout)));
 }

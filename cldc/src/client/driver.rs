@@ -118,7 +118,7 @@ impl Driver {
                     self.transmit(to, &datagram).await;
                     sent += 1;
                     // Let other tasks (a co-located receiver) run during long bursts.
-                    if sent % 16 == 0 {
+                    if sent.is_multiple_of(16) {
                         tokio::task::yield_now().await;
                     }
                 }
@@ -169,7 +169,9 @@ impl Driver {
             SessionEvent::Server(Event::LockAcquired { handle, sequencer }) => {
                 match self.waiting_locks.remove(handle) {
                     Some(tx) => {
-                        let _ = tx.send(Ok(Reply::Locked { sequencer: sequencer.clone() }));
+                        let _ = tx.send(Ok(Reply::Locked {
+                            sequencer: sequencer.clone(),
+                        }));
                     }
                     None if self.has_pending_lock(*handle) => {
                         // The grant overtook the `LockQueued` reply.
@@ -196,7 +198,9 @@ impl Driver {
     }
 
     fn has_pending_lock(&self, handle: HandleId) -> bool {
-        self.pending.values().any(|p| matches!(p, Pending::Lock(h, _) if *h == handle))
+        self.pending
+            .values()
+            .any(|p| matches!(p, Pending::Lock(h, _) if *h == handle))
     }
 
     fn bump(&self, f: impl FnOnce(&mut Stats)) {

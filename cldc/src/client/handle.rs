@@ -4,9 +4,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::driver::Command;
 use super::{Error, call};
-use crate::proto::{
-    ContentGeneration, HandleId, LockMode, NodeMeta, Reply, Request, Sequencer,
-};
+use crate::proto::{ContentGeneration, HandleId, LockMode, NodeMeta, Reply, Request, Sequencer};
 
 /// A node's contents and metadata, as read together.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,8 +24,18 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub(crate) fn new(id: HandleId, path: String, meta: NodeMeta, commands: mpsc::Sender<Command>) -> Self {
-        Handle { id, path, meta, commands }
+    pub(crate) fn new(
+        id: HandleId,
+        path: String,
+        meta: NodeMeta,
+        commands: mpsc::Sender<Command>,
+    ) -> Self {
+        Handle {
+            id,
+            path,
+            meta,
+            commands,
+        }
     }
 
     /// The handle id.
@@ -47,7 +55,12 @@ impl Handle {
 
     /// Reads the whole contents and metadata (needs `READ`); checks the checksum.
     pub async fn get(&self) -> Result<Contents, Error> {
-        match call(&self.commands, Request::GetContentsAndStat { handle: self.id }).await? {
+        match call(
+            &self.commands,
+            Request::GetContentsAndStat { handle: self.id },
+        )
+        .await?
+        {
             Reply::Contents { meta, data } => {
                 if NodeMeta::checksum_of(&data) != meta.checksum {
                     return Err(Error::ChecksumMismatch);
@@ -65,7 +78,11 @@ impl Handle {
 
     /// Replaces the contents only if their generation is still `generation`
     /// (fails with [`Error::StaleCas`] otherwise).
-    pub async fn put_if(&self, generation: ContentGeneration, data: &[u8]) -> Result<NodeMeta, Error> {
+    pub async fn put_if(
+        &self,
+        generation: ContentGeneration,
+        data: &[u8],
+    ) -> Result<NodeMeta, Error> {
         self.write(Some(generation), data).await
     }
 
@@ -73,7 +90,11 @@ impl Handle {
         if data.len() > crate::proto::MAX_FILE_LIMIT {
             return Err(Error::TooLarge);
         }
-        let req = Request::Put { handle: self.id, cas, data: data.to_vec() };
+        let req = Request::Put {
+            handle: self.id,
+            cas,
+            data: data.to_vec(),
+        };
         match call(&self.commands, req).await? {
             Reply::Written { meta } => Ok(meta),
             _ => Err(Error::UnexpectedReply),
@@ -83,8 +104,15 @@ impl Handle {
     /// Takes the lock, waiting in the node's queue as long as it takes (needs `LOCK`).
     pub async fn lock(&self, mode: LockMode) -> Result<Sequencer, Error> {
         let (tx, rx) = oneshot::channel();
-        let req = Request::Lock { handle: self.id, mode, wait: true };
-        self.commands.send(Command::Lock(req, self.id, tx)).await.map_err(|_| Error::TaskStopped)?;
+        let req = Request::Lock {
+            handle: self.id,
+            mode,
+            wait: true,
+        };
+        self.commands
+            .send(Command::Lock(req, self.id, tx))
+            .await
+            .map_err(|_| Error::TaskStopped)?;
         match rx.await.map_err(|_| Error::TaskStopped)?? {
             Reply::Locked { sequencer } => Ok(sequencer),
             _ => Err(Error::UnexpectedReply),
@@ -93,7 +121,16 @@ impl Handle {
 
     /// Takes the lock if nobody holds a conflicting one ([`Error::LockConflict`] otherwise).
     pub async fn try_lock(&self, mode: LockMode) -> Result<Sequencer, Error> {
-        match call(&self.commands, Request::Lock { handle: self.id, mode, wait: false }).await? {
+        match call(
+            &self.commands,
+            Request::Lock {
+                handle: self.id,
+                mode,
+                wait: false,
+            },
+        )
+        .await?
+        {
             Reply::Locked { sequencer } => Ok(sequencer),
             _ => Err(Error::UnexpectedReply),
         }

@@ -78,7 +78,9 @@ impl Session {
             #[cfg(feature = "dns")]
             Cell::Srv(q) => crate::dns::discover(&q).await?,
         };
-        let first = *members.first().ok_or(Error::Config(core::ConfigError::NoMembers))?;
+        let first = *members
+            .first()
+            .ok_or(Error::Config(core::ConfigError::NoMembers))?;
         let bind = options.bind.unwrap_or(match first {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
@@ -131,7 +133,8 @@ impl Session {
     /// Opens `path` with `mode`, asking for no optional events. (Named `open_node` because
     /// Rust cannot overload [`Session::open`], the constructor.)
     pub async fn open_node(&self, path: &str, mode: OpenMode) -> Result<Handle, Error> {
-        self.open_node_with_events(path, mode, EventMask::NONE).await
+        self.open_node_with_events(path, mode, EventMask::NONE)
+            .await
     }
 
     /// Opens `path` with `mode` and the optional events in `events`.
@@ -142,11 +145,18 @@ impl Session {
         events: EventMask,
     ) -> Result<Handle, Error> {
         validate_path(path)?;
-        let req = Request::Open { path: path.into(), mode, events };
+        let req = Request::Open {
+            path: path.into(),
+            mode,
+            events,
+        };
         match call(&self.commands, req).await? {
-            Reply::Opened { handle, meta } => {
-                Ok(Handle::new(handle, path.into(), meta, self.commands.clone()))
-            }
+            Reply::Opened { handle, meta } => Ok(Handle::new(
+                handle,
+                path.into(),
+                meta,
+                self.commands.clone(),
+            )),
             _ => Err(Error::UnexpectedReply),
         }
     }
@@ -180,7 +190,9 @@ impl Session {
 
     /// Asks the cell whether `sequencer` still describes a held lock.
     pub async fn check_sequencer(&self, sequencer: &Sequencer) -> Result<(), Error> {
-        let req = Request::CheckSequencer { sequencer: sequencer.clone() };
+        let req = Request::CheckSequencer {
+            sequencer: sequencer.clone(),
+        };
         match call(&self.commands, req).await? {
             Reply::SequencerValid => Ok(()),
             _ => Err(Error::UnexpectedReply),
@@ -208,6 +220,9 @@ impl Session {
 /// Runs one request through the session task.
 pub(crate) async fn call(commands: &mpsc::Sender<Command>, req: Request) -> Result<Reply, Error> {
     let (tx, rx) = oneshot::channel();
-    commands.send(Command::Call(req, tx)).await.map_err(|_| Error::TaskStopped)?;
+    commands
+        .send(Command::Call(req, tx))
+        .await
+        .map_err(|_| Error::TaskStopped)?;
     Ok(rx.await.map_err(|_| Error::TaskStopped)??)
 }

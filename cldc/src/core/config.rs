@@ -60,7 +60,12 @@ pub enum ConfigError {
 
 impl Config {
     /// A configuration with the protocol's defaults (`docs/protocol.md` §10).
-    pub fn new(session: SessionId, user: UserName, secret: Secret, members: Vec<SocketAddr>) -> Self {
+    pub fn new(
+        session: SessionId,
+        user: UserName,
+        secret: Secret,
+        members: Vec<SocketAddr>,
+    ) -> Self {
         Config {
             session,
             user,

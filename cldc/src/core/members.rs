@@ -19,7 +19,11 @@ impl Members {
     pub(crate) fn new(addrs: Vec<SocketAddr>) -> Self {
         let mut addrs = addrs;
         addrs.truncate(MAX_MEMBERS);
-        Members { addrs, current: 0, silent_sends: 0 }
+        Members {
+            addrs,
+            current: 0,
+            silent_sends: 0,
+        }
     }
 
     /// The member requests go to.
@@ -45,7 +49,11 @@ impl Members {
             self.current = i;
         } else {
             if self.addrs.len() >= MAX_MEMBERS {
-                let victim = if self.current == self.addrs.len() - 1 { 0 } else { self.addrs.len() - 1 };
+                let victim = if self.current == self.addrs.len() - 1 {
+                    0
+                } else {
+                    self.addrs.len() - 1
+                };
                 self.addrs.remove(victim);
             }
             self.addrs.push(addr);

@@ -17,7 +17,12 @@ pub(crate) struct Backoff {
 impl Backoff {
     /// A backoff whose first retransmission is due `initial` after `now`.
     pub(crate) fn start(now: Time, initial: Duration, max: Duration) -> Self {
-        Backoff { initial, max, current: initial, due: now.plus(initial) }
+        Backoff {
+            initial,
+            max,
+            current: initial,
+            due: now.plus(initial),
+        }
     }
 
     /// Records a retransmission at `now`: doubles the timeout and sets the next due time.

@@ -155,7 +155,11 @@ impl Session {
             counters: Counters::default(),
         };
         let body = encode_body(&Request::NewSession).map_err(|_| ConfigError::NoMembers)?;
-        let call = Call { id: Self::OPEN_CALL, body, deadline: now.plus(s.cfg.call_timeout) };
+        let call = Call {
+            id: Self::OPEN_CALL,
+            body,
+            deadline: now.plus(s.cfg.call_timeout),
+        };
         s.start(now, call, true);
         Ok(s)
     }
@@ -207,7 +211,11 @@ impl Session {
         }
         let id = CallId(self.next_call);
         self.next_call += 1;
-        self.queue.push_back(Call { id, body, deadline: now.plus(self.cfg.call_timeout) });
+        self.queue.push_back(Call {
+            id,
+            body,
+            deadline: now.plus(self.cfg.call_timeout),
+        });
         self.pump(now);
         Ok(id)
     }
@@ -225,18 +233,18 @@ impl Session {
     }
 
     fn run_timers(&mut self, now: Time) {
-        if let (State::Active, Some(l)) = (self.state, &self.lease) {
-            if now >= l.deadline {
-                self.state = State::Jeopardy;
-                self.counters.jeopardies += 1;
-                self.out.push_back(Output::Event(SessionEvent::Jeopardy));
-            }
+        if let (State::Active, Some(l)) = (self.state, &self.lease)
+            && now >= l.deadline
+        {
+            self.state = State::Jeopardy;
+            self.counters.jeopardies += 1;
+            self.out.push_back(Output::Event(SessionEvent::Jeopardy));
         }
-        if let (State::Jeopardy, Some(l)) = (self.state, &self.lease) {
-            if now >= l.deadline.plus(self.cfg.grace) {
-                self.expire();
-                return;
-            }
+        if let (State::Jeopardy, Some(l)) = (self.state, &self.lease)
+            && now >= l.deadline.plus(self.cfg.grace)
+        {
+            self.expire();
+            return;
         }
         self.fail_overdue_queued(now);
         if let Some(f) = &self.in_flight {
@@ -419,7 +427,9 @@ impl Session {
 
     /// Completes the call in flight with `result` and applies what it means for the session.
     fn finish(&mut self, now: Time, result: Result<Reply, CallError>) {
-        let Some(f) = self.in_flight.take() else { return };
+        let Some(f) = self.in_flight.take() else {
+            return;
+        };
         if f.new_session {
             match &result {
                 Ok(Reply::SessionCreated { lease }) => {
@@ -434,7 +444,10 @@ impl Session {
         }
         let expired = matches!(result, Err(CallError::Server(ErrorCode::UnknownSession)));
         let ended = matches!(result, Ok(Reply::SessionEnded));
-        self.out.push_back(Output::Reply { call: f.call.id, result });
+        self.out.push_back(Output::Reply {
+            call: f.call.id,
+            result,
+        });
         if expired {
             self.expire();
         } else if ended {
@@ -467,8 +480,11 @@ impl Session {
     }
 
     fn event(&mut self, now: Time, from: SocketAddr, h: &Header, ev: Event) {
-        match self.inbox.arrive(crate::proto::EventSeq(h.msg_seq), ev, self.cfg.max_buffered_events)
-        {
+        match self.inbox.arrive(
+            crate::proto::EventSeq(h.msg_seq),
+            ev,
+            self.cfg.max_buffered_events,
+        ) {
             Arrival::Deliver(evs) => {
                 for e in evs {
                     self.out.push_back(Output::Event(SessionEvent::Server(e)));
@@ -518,7 +534,14 @@ impl Session {
         let seq = self.next_request;
         self.next_request = seq.next();
         let backoff = Backoff::start(now, self.cfg.initial_rto, self.cfg.max_rto);
-        self.in_flight = Some(InFlight { call, seq, new_session, first_sent: now, backoff, sends: 0 });
+        self.in_flight = Some(InFlight {
+            call,
+            seq,
+            new_session,
+            first_sent: now,
+            backoff,
+            sends: 0,
+        });
         self.send_in_flight(now);
     }
 
@@ -587,7 +610,10 @@ impl Session {
         while let Some(pos) = self.queue.iter().position(|c| now >= c.deadline) {
             if let Some(c) = self.queue.remove(pos) {
                 self.counters.call_timeouts += 1;
-                self.out.push_back(Output::Reply { call: c.id, result: Err(CallError::Timeout) });
+                self.out.push_back(Output::Reply {
+                    call: c.id,
+                    result: Err(CallError::Timeout),
+                });
             }
         }
     }
@@ -601,10 +627,16 @@ impl Session {
 
     fn fail_all(&mut self, err: CallError) {
         if let Some(f) = self.in_flight.take() {
-            self.out.push_back(Output::Reply { call: f.call.id, result: Err(err) });
+            self.out.push_back(Output::Reply {
+                call: f.call.id,
+                result: Err(err),
+            });
         }
         while let Some(c) = self.queue.pop_front() {
-            self.out.push_back(Output::Reply { call: c.id, result: Err(err) });
+            self.out.push_back(Output::Reply {
+                call: c.id,
+                result: Err(err),
+            });
         }
     }
 

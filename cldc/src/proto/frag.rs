@@ -22,7 +22,10 @@ pub struct ReassemblerLimits {
 
 impl Default for ReassemblerLimits {
     fn default() -> Self {
-        ReassemblerLimits { max_message: MAX_MESSAGE, max_partial: 4 }
+        ReassemblerLimits {
+            max_message: MAX_MESSAGE,
+            max_partial: 4,
+        }
     }
 }
 
@@ -66,7 +69,11 @@ pub struct Reassembler {
 impl Reassembler {
     /// An empty reassembler.
     pub fn new(limits: ReassemblerLimits) -> Self {
-        Reassembler { limits, partial: Vec::new(), evicted: 0 }
+        Reassembler {
+            limits,
+            partial: Vec::new(),
+            evicted: 0,
+        }
     }
 
     /// Adds one fragment (its header already authenticated).
@@ -78,7 +85,10 @@ impl Reassembler {
             return Ok(Reassembled::Complete(payload.to_vec()));
         }
         let count = h.frag_count as usize;
-        let pos = match self.partial.iter().position(|p| p.kind == h.kind && p.msg_seq == h.msg_seq)
+        let pos = match self
+            .partial
+            .iter()
+            .position(|p| p.kind == h.kind && p.msg_seq == h.msg_seq)
         {
             Some(pos) => pos,
             None => {

@@ -61,7 +61,10 @@ impl UserName {
         }
         let mut bytes = [0u8; MAX_USER];
         bytes[..b.len()].copy_from_slice(b);
-        Ok(UserName { bytes, len: b.len() as u8 })
+        Ok(UserName {
+            bytes,
+            len: b.len() as u8,
+        })
     }
 
     fn from_wire(field: &[u8; MAX_USER]) -> Result<UserName, HeaderError> {

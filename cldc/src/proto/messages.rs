@@ -424,6 +424,9 @@ impl VersionReject {
         if b.len() != Self::LEN || b[..4] != super::MAGIC || b[4] != 0 || b[7] != 0 {
             return None;
         }
-        Some(VersionReject { min: b[5], max: b[6] })
+        Some(VersionReject {
+            min: b[5],
+            max: b[6],
+        })
     }
 }

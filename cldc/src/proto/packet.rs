@@ -74,7 +74,9 @@ pub fn encode_message(
     }
     let mut out = Vec::with_capacity(count);
     for index in 0..count {
-        let chunk = body.get(index * room..body.len().min((index + 1) * room)).unwrap_or(&[]);
+        let chunk = body
+            .get(index * room..body.len().min((index + 1) * room))
+            .unwrap_or(&[]);
         let header = Header {
             kind: meta.kind,
             session: meta.session,
@@ -138,5 +140,8 @@ pub fn open_packet<'a, 's>(
     if !verify(secret, signed, tag) {
         return Err(DecodeError::BadTag);
     }
-    Ok(OpenedPacket { header, payload: &signed[HEADER_LEN..] })
+    Ok(OpenedPacket {
+        header,
+        payload: &signed[HEADER_LEN..],
+    })
 }

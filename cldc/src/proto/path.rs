@@ -34,7 +34,10 @@ pub fn validate_path(path: &str) -> Result<(), PathError> {
     if path == "/" {
         return Ok(());
     }
-    if path[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if path[1..]
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return Err(PathError::BadComponent);
     }
     Ok(())

@@ -4,10 +4,10 @@
 use super::{USER, secret};
 use cldc::proto::{
     CellStatus, ContentGeneration, DirEntry, Epoch, ErrorCode, Event, EventMask, EventSeq,
-    HandleId, InstanceNumber, KeepAliveReply, Kind, LockGeneration, LockMode, NodeFlags,
-    NodeMeta, NotMaster, OpenMode, PacketMeta, PacketSeq, Reassembled, Reassembler,
-    ReassemblerLimits, Reply, Request, RequestSeq, Response, Sequencer, SessionId, UserName,
-    decode_body, encode_body, encode_message, open_packet,
+    HandleId, InstanceNumber, KeepAliveReply, Kind, LockGeneration, LockMode, NodeFlags, NodeMeta,
+    NotMaster, OpenMode, PacketMeta, PacketSeq, Reassembled, Reassembler, ReassemblerLimits, Reply,
+    Request, RequestSeq, Response, Sequencer, SessionId, UserName, decode_body, encode_body,
+    encode_message, open_packet,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -101,7 +101,13 @@ impl FakeCell {
         let faults = Arc::new(Mutex::new(Faults::default()));
         let seen = Arc::new(Mutex::new(Seen::default()));
         let mut nodes = BTreeMap::new();
-        nodes.insert("/".to_string(), Node { meta: meta(1, NodeFlags::DIRECTORY, &[]), data: vec![] });
+        nodes.insert(
+            "/".to_string(),
+            Node {
+                meta: meta(1, NodeFlags::DIRECTORY, &[]),
+                data: vec![],
+            },
+        );
         let mut state = State {
             epoch: Epoch(1),
             lease,
@@ -116,7 +122,9 @@ impl FakeCell {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
             loop {
-                let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
                 let out = state.handle(&buf[..n], from, &f, &s);
                 for (to, dg) in out {
                     send(&socket, &f, to, dg).await;
@@ -244,7 +252,8 @@ impl State {
                     return vec![];
                 }
                 let body = encode_body(&KeepAliveReply { lease: self.lease }).expect("encodes");
-                let mut out = self.send_to_session(h.session, Kind::KeepAliveReply, h.msg_seq, &body);
+                let mut out =
+                    self.send_to_session(h.session, Kind::KeepAliveReply, h.msg_seq, &body);
                 out.extend(self.resend_events(h.session));
                 out
             }
@@ -255,7 +264,9 @@ impl State {
                 vec![]
             }
             Kind::Request => {
-                let Ok(req) = decode_body::<Request>(&body) else { return vec![] };
+                let Ok(req) = decode_body::<Request>(&body) else {
+                    return vec![];
+                };
                 let seq = h.msg_seq;
                 let last = sess.last_seq;
                 if seq < last {
@@ -267,9 +278,14 @@ impl State {
                     let mut seen = seen.lock().expect("seen");
                     seen.deduplicated += 1;
                     resend = seen.deduplicated % 2 == 1;
-                    sess.last_reply.clone().unwrap_or(Response::Err(ErrorCode::Internal))
+                    sess.last_reply
+                        .clone()
+                        .unwrap_or(Response::Err(ErrorCode::Internal))
                 } else {
-                    seen.lock().expect("seen").executed.push((h.session, seq, req.clone()));
+                    seen.lock()
+                        .expect("seen")
+                        .executed
+                        .push((h.session, seq, req.clone()));
                     let (resp, events) = self.execute(h.session, req);
                     if let Some(sess) = self.sessions.get_mut(&h.session) {
                         sess.last_seq = seq;
@@ -317,8 +333,16 @@ impl State {
             .collect()
     }
 
-    fn send_to_session(&mut self, sid: SessionId, kind: Kind, msg_seq: u64, body: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
-        let Some(sess) = self.sessions.get(&sid) else { return vec![] };
+    fn send_to_session(
+        &mut self,
+        sid: SessionId,
+        kind: Kind,
+        msg_seq: u64,
+        body: &[u8],
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let Some(sess) = self.sessions.get(&sid) else {
+            return vec![];
+        };
         let (to, mut next) = (sess.addr, sess.next_packet);
         let out = self.encode(sid, kind, msg_seq, body, &mut next, to);
         if let Some(sess) = self.sessions.get_mut(&sid) {
@@ -328,7 +352,9 @@ impl State {
     }
 
     fn post_event(&mut self, sid: SessionId, ev: Event) -> Vec<(SocketAddr, Vec<u8>)> {
-        let Some(sess) = self.sessions.get_mut(&sid) else { return vec![] };
+        let Some(sess) = self.sessions.get_mut(&sid) else {
+            return vec![];
+        };
         let seq = sess.next_event;
         sess.next_event += 1;
         sess.unacked.insert(seq, ev.clone());
@@ -359,10 +385,13 @@ impl State {
     fn execute(&mut self, sid: SessionId, req: Request) -> (Response, Vec<(SessionId, Event)>) {
         let mut events = vec![];
         let r = self.execute_inner(sid, req, &mut events);
-        (match r {
-            Ok(reply) => Response::Ok(reply),
-            Err(code) => Response::Err(code),
-        }, events)
+        (
+            match r {
+                Ok(reply) => Response::Ok(reply),
+                Err(code) => Response::Err(code),
+            },
+            events,
+        )
     }
 
     fn watchers(&self, path: &str, mask: EventMask) -> Vec<(SessionId, HandleId)> {
@@ -378,43 +407,77 @@ impl State {
 
     fn sequencer(&self, path: &str, mode: LockMode) -> Sequencer {
         let m = &self.nodes[path].meta;
-        Sequencer { path: path.into(), mode, lock_generation: m.lock_generation, instance: m.instance }
+        Sequencer {
+            path: path.into(),
+            mode,
+            lock_generation: m.lock_generation,
+            instance: m.instance,
+        }
     }
 
     fn grant(&mut self, path: &str, holder: Holder) -> Sequencer {
-        if holder.2 == LockMode::Exclusive {
-            if let Some(n) = self.nodes.get_mut(path) {
-                n.meta.lock_generation.0 += 1;
-            }
+        if holder.2 == LockMode::Exclusive
+            && let Some(n) = self.nodes.get_mut(path)
+        {
+            n.meta.lock_generation.0 += 1;
         }
-        self.locks.entry(path.into()).or_default().holders.push(holder);
+        self.locks
+            .entry(path.into())
+            .or_default()
+            .holders
+            .push(holder);
         self.sequencer(path, holder.2)
     }
 
-    fn release(&mut self, path: &str, sid: SessionId, h: HandleId, events: &mut Vec<(SessionId, Event)>) -> bool {
-        let Some(ls) = self.locks.get_mut(path) else { return false };
+    fn release(
+        &mut self,
+        path: &str,
+        sid: SessionId,
+        h: HandleId,
+        events: &mut Vec<(SessionId, Event)>,
+    ) -> bool {
+        let Some(ls) = self.locks.get_mut(path) else {
+            return false;
+        };
         let before = ls.holders.len() + ls.queue.len();
         ls.holders.retain(|x| !(x.0 == sid && x.1 == h));
         ls.queue.retain(|x| !(x.0 == sid && x.1 == h));
         let removed = before != ls.holders.len() + ls.queue.len();
-        loop {
-            let Some(ls) = self.locks.get_mut(path) else { break };
-            let Some(next) = ls.queue.front().copied() else { break };
+        while let Some(ls) = self.locks.get_mut(path) {
+            let Some(next) = ls.queue.front().copied() else {
+                break;
+            };
             if ls.holders.iter().any(|x| conflicts(x.2, next.2)) {
                 break;
             }
             ls.queue.pop_front();
             let sequencer = self.grant(path, next);
-            events.push((next.0, Event::LockAcquired { handle: next.1, sequencer }));
+            events.push((
+                next.0,
+                Event::LockAcquired {
+                    handle: next.1,
+                    sequencer,
+                },
+            ));
         }
         removed
     }
 
-    fn execute_inner(&mut self, sid: SessionId, req: Request, events: &mut Vec<(SessionId, Event)>) -> Result<Reply, ErrorCode> {
+    fn execute_inner(
+        &mut self,
+        sid: SessionId,
+        req: Request,
+        events: &mut Vec<(SessionId, Event)>,
+    ) -> Result<Reply, ErrorCode> {
         match req {
             Request::NewSession => Ok(Reply::SessionCreated { lease: self.lease }),
             Request::EndSession => {
-                let mine: Vec<HandleId> = self.handles.iter().filter(|(_, o)| o.session == sid).map(|(h, _)| *h).collect();
+                let mine: Vec<HandleId> = self
+                    .handles
+                    .iter()
+                    .filter(|(_, o)| o.session == sid)
+                    .map(|(h, _)| *h)
+                    .collect();
                 for h in mine {
                     if let Some(o) = self.handles.remove(&h) {
                         self.release(&o.path, sid, h, events);
@@ -422,7 +485,11 @@ impl State {
                 }
                 Ok(Reply::SessionEnded)
             }
-            Request::Open { path, mode, events: mask } => {
+            Request::Open {
+                path,
+                mode,
+                events: mask,
+            } => {
                 if !self.nodes.contains_key(&path) {
                     if !mode.contains(OpenMode::CREATE) {
                         return Err(ErrorCode::NoSuchNode);
@@ -430,15 +497,33 @@ impl State {
                     let p = parent(&path).to_string();
                     match self.nodes.get(&p) {
                         None => return Err(ErrorCode::NoParent),
-                        Some(n) if !n.meta.flags.contains(NodeFlags::DIRECTORY) => return Err(ErrorCode::NotADirectory),
+                        Some(n) if !n.meta.flags.contains(NodeFlags::DIRECTORY) => {
+                            return Err(ErrorCode::NotADirectory);
+                        }
                         _ => {}
                     }
-                    let flags = if mode.contains(OpenMode::DIRECTORY) { NodeFlags::DIRECTORY } else { NodeFlags::NONE };
+                    let flags = if mode.contains(OpenMode::DIRECTORY) {
+                        NodeFlags::DIRECTORY
+                    } else {
+                        NodeFlags::NONE
+                    };
                     self.next_instance += 1;
-                    self.nodes.insert(path.clone(), Node { meta: meta(self.next_instance, flags, &[]), data: vec![] });
+                    self.nodes.insert(
+                        path.clone(),
+                        Node {
+                            meta: meta(self.next_instance, flags, &[]),
+                            data: vec![],
+                        },
+                    );
                     let name = path.rsplit('/').next().unwrap_or("").to_string();
                     for (s, h) in self.watchers(&p, EventMask::CHILD_ADDED) {
-                        events.push((s, Event::ChildAdded { handle: h, name: name.clone() }));
+                        events.push((
+                            s,
+                            Event::ChildAdded {
+                                handle: h,
+                                name: name.clone(),
+                            },
+                        ));
                     }
                 } else if mode.contains(OpenMode::CREATE) && mode.contains(OpenMode::EXCLUSIVE) {
                     return Err(ErrorCode::Exists);
@@ -446,7 +531,15 @@ impl State {
                 let handle = HandleId(self.next_handle);
                 self.next_handle += 1;
                 let meta = self.nodes[&path].meta.clone();
-                self.handles.insert(handle, Open { session: sid, path, mode, events: mask });
+                self.handles.insert(
+                    handle,
+                    Open {
+                        session: sid,
+                        path,
+                        mode,
+                        events: mask,
+                    },
+                );
                 Ok(Reply::Opened { handle, meta })
             }
             Request::Close { handle } => {
@@ -461,19 +554,39 @@ impl State {
                     return Err(ErrorCode::ModeForbids);
                 }
                 let n = self.nodes.get(&o.path).ok_or(ErrorCode::NoSuchNode)?;
-                Ok(Reply::Contents { meta: n.meta.clone(), data: n.data.clone() })
+                Ok(Reply::Contents {
+                    meta: n.meta.clone(),
+                    data: n.data.clone(),
+                })
             }
-            Request::Stat { path } => self.nodes.get(&path).map(|n| Reply::Stat { meta: n.meta.clone() }).ok_or(ErrorCode::NoSuchNode),
+            Request::Stat { path } => self
+                .nodes
+                .get(&path)
+                .map(|n| Reply::Stat {
+                    meta: n.meta.clone(),
+                })
+                .ok_or(ErrorCode::NoSuchNode),
             Request::ListDir { path } => {
                 if !self.nodes.contains_key(&path) {
                     return Err(ErrorCode::NoSuchNode);
                 }
-                let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+                let prefix = if path == "/" {
+                    "/".to_string()
+                } else {
+                    format!("{path}/")
+                };
                 let entries = self
                     .nodes
                     .iter()
-                    .filter(|(k, _)| k.starts_with(&prefix) && k.len() > prefix.len() && !k[prefix.len()..].contains('/'))
-                    .map(|(k, n)| DirEntry { name: k[prefix.len()..].to_string(), meta: n.meta.clone() })
+                    .filter(|(k, _)| {
+                        k.starts_with(&prefix)
+                            && k.len() > prefix.len()
+                            && !k[prefix.len()..].contains('/')
+                    })
+                    .map(|(k, n)| DirEntry {
+                        name: k[prefix.len()..].to_string(),
+                        meta: n.meta.clone(),
+                    })
                     .collect();
                 Ok(Reply::Listing { entries })
             }
@@ -494,7 +607,13 @@ impl State {
                 let (meta, generation) = (n.meta.clone(), n.meta.content_generation);
                 for (s, h) in self.watchers(&path, EventMask::CONTENTS_MODIFIED) {
                     if h != handle {
-                        events.push((s, Event::ContentsModified { handle: h, generation }));
+                        events.push((
+                            s,
+                            Event::ContentsModified {
+                                handle: h,
+                                generation,
+                            },
+                        ));
                     }
                 }
                 Ok(Reply::Written { meta })
@@ -524,9 +643,12 @@ impl State {
                 if ls.queue.iter().any(|x| x.1 == handle) {
                     return Err(ErrorCode::LockPending);
                 }
-                let blocked = ls.holders.iter().any(|x| conflicts(x.2, mode)) || !ls.queue.is_empty();
+                let blocked =
+                    ls.holders.iter().any(|x| conflicts(x.2, mode)) || !ls.queue.is_empty();
                 if !blocked {
-                    return Ok(Reply::Locked { sequencer: self.grant(&path, (sid, handle, mode)) });
+                    return Ok(Reply::Locked {
+                        sequencer: self.grant(&path, (sid, handle, mode)),
+                    });
                 }
                 if !wait {
                     return Err(ErrorCode::LockConflict);
@@ -536,21 +658,40 @@ impl State {
             }
             Request::Unlock { handle } => {
                 let path = self.handle_of(sid, handle)?.path.clone();
-                if self.release(&path, sid, handle, events) { Ok(Reply::Unlocked) } else { Err(ErrorCode::NotLocked) }
+                if self.release(&path, sid, handle, events) {
+                    Ok(Reply::Unlocked)
+                } else {
+                    Err(ErrorCode::NotLocked)
+                }
             }
             Request::GetSequencer { handle } => {
                 let path = self.handle_of(sid, handle)?.path.clone();
-                let held = self.locks.get(&path).and_then(|l| l.holders.iter().find(|x| x.0 == sid && x.1 == handle).copied());
+                let held = self.locks.get(&path).and_then(|l| {
+                    l.holders
+                        .iter()
+                        .find(|x| x.0 == sid && x.1 == handle)
+                        .copied()
+                });
                 match held {
-                    Some(h) => Ok(Reply::Sequencer { sequencer: self.sequencer(&path, h.2) }),
+                    Some(h) => Ok(Reply::Sequencer {
+                        sequencer: self.sequencer(&path, h.2),
+                    }),
                     None => Err(ErrorCode::NotLocked),
                 }
             }
             Request::CheckSequencer { sequencer } => {
                 let current = self.nodes.get(&sequencer.path).is_some_and(|n| {
-                    n.meta.instance == sequencer.instance && n.meta.lock_generation == sequencer.lock_generation
-                }) && self.locks.get(&sequencer.path).is_some_and(|l| l.holders.iter().any(|x| x.2 == sequencer.mode));
-                if current { Ok(Reply::SequencerValid) } else { Err(ErrorCode::StaleSequencer) }
+                    n.meta.instance == sequencer.instance
+                        && n.meta.lock_generation == sequencer.lock_generation
+                }) && self
+                    .locks
+                    .get(&sequencer.path)
+                    .is_some_and(|l| l.holders.iter().any(|x| x.2 == sequencer.mode));
+                if current {
+                    Ok(Reply::SequencerValid)
+                } else {
+                    Err(ErrorCode::StaleSequencer)
+                }
             }
             Request::Status => Ok(Reply::Status(CellStatus {
                 epoch: self.epoch,

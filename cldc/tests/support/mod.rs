@@ -56,13 +56,20 @@ impl ServerEnd {
     pub fn receive(&mut self, dg: &[u8]) -> Option<Received> {
         let s = secret();
         let p = open_packet(dg, self.max_datagram, |_| Some(&s)).expect("client datagram is valid");
-        match self.reassembler.push(&p.header, p.payload).expect("fragment fits") {
+        match self
+            .reassembler
+            .push(&p.header, p.payload)
+            .expect("fragment fits")
+        {
             Reassembled::Complete(body) => {
                 let request = match p.header.kind {
                     Kind::Request => Some(decode_body::<Request>(&body).expect("request decodes")),
                     _ => None,
                 };
-                Some(Received { header: p.header, request })
+                Some(Received {
+                    header: p.header,
+                    request,
+                })
             }
             _ => None,
         }
@@ -77,8 +84,14 @@ impl ServerEnd {
             ack: EventSeq(0),
             epoch: self.epoch,
         };
-        encode_message(&meta, body, self.max_datagram, &secret(), &mut self.next_packet)
-            .expect("server message encodes")
+        encode_message(
+            &meta,
+            body,
+            self.max_datagram,
+            &secret(),
+            &mut self.next_packet,
+        )
+        .expect("server message encodes")
     }
 
     pub fn reply(&mut self, seq: u64, resp: &Response) -> Vec<Vec<u8>> {
