@@ -12,8 +12,9 @@ use crate::config::DbConfig;
 use crate::error::DbError;
 use crate::log_store::{COMPACTED_KEY, SledLogStore};
 use crate::namespace::Namespace;
-use crate::snapshot::{self, SnapshotFile, SnapshotInfo, SnapshotInstaller, SnapshotReader};
+use crate::snapshot::{self, SnapshotFile, SnapshotInfo};
 use crate::store::{self, DB_META_TREE, GENERATION_KEY, NsTrees};
+use crate::transfer::{SnapshotInstaller, SnapshotReader};
 
 /// The namespace, its sled database and its snapshots. The log store shares the database and
 /// is handed out by [`open`](Database::open) (the Paxos replica owns it).
@@ -24,6 +25,44 @@ pub struct Database {
     snapshot_dir: PathBuf,
     latest: Option<SnapshotInfo>,
     durable_applied: Slot,
+    counters: DbCounters,
+}
+
+/// Counts of the database's own failure paths (the namespace and log count theirs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbCounters {
+    /// Snapshot files found damaged at open and renamed to `corrupt-…` (each is also an
+    /// error the operator can read in the file name; the namespace in sled is unaffected).
+    pub corrupt_snapshots_set_aside: u64,
+    /// Snapshots taken.
+    pub snapshots_taken: u64,
+    /// Snapshots installed.
+    pub snapshots_installed: u64,
+    /// Installs refused (file failed verification, or not ahead).
+    pub installs_refused: u64,
+}
+
+/// The newest snapshot file that verifies. A damaged one is renamed `corrupt-<name>` (kept
+/// for inspection, never used) and counted, and the next older one is tried.
+fn newest_valid_snapshot(
+    dir: &Path,
+    counters: &mut DbCounters,
+) -> Result<Option<SnapshotInfo>, DbError> {
+    while let Some((_, path)) = snapshot::latest(dir)? {
+        match snapshot::verify(&path) {
+            Ok(info) => return Ok(Some(info)),
+            Err(_) => {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let aside = dir.join(format!("corrupt-{name}"));
+                std::fs::rename(&path, &aside).map_err(|e| DbError::snapshot_io(&path, e))?;
+                counters.corrupt_snapshots_set_aside += 1;
+            }
+        }
+    }
+    Ok(None)
 }
 
 impl Database {
@@ -44,10 +83,8 @@ impl Database {
         drop_stale_generations(&db)?;
         let namespace = Namespace::open(&db, config.limits.clone())?;
         let log = SledLogStore::open(&db)?.with_location(&sled_dir);
-        let latest = match snapshot::latest(&snapshot_dir)? {
-            None => None,
-            Some((_, path)) => Some(snapshot::verify(&path)?),
-        };
+        let mut counters = DbCounters::default();
+        let latest = newest_valid_snapshot(&snapshot_dir, &mut counters)?;
         let durable_applied = namespace.applied();
         Ok((
             Database {
@@ -57,9 +94,15 @@ impl Database {
                 snapshot_dir,
                 latest,
                 durable_applied,
+                counters,
             },
             log,
         ))
+    }
+
+    /// The database's counters.
+    pub fn counters(&self) -> &DbCounters {
+        &self.counters
     }
 
     /// The namespace.
@@ -119,6 +162,7 @@ impl Database {
     /// Writes a snapshot of the namespace now and prunes old ones.
     pub fn take_snapshot(&mut self) -> Result<SnapshotInfo, DbError> {
         let info = snapshot::write(&self.namespace, &self.snapshot_dir)?;
+        self.counters.snapshots_taken += 1;
         snapshot::prune(&self.snapshot_dir, self.config.keep_snapshots)?;
         self.latest = Some(info.clone());
         Ok(info)
@@ -152,6 +196,15 @@ impl Database {
     /// snapshot's index, then flushes. A crash before the switch leaves the old namespace; a
     /// failed check leaves everything as it was.
     pub fn install(&mut self, info: &SnapshotInfo) -> Result<Slot, DbError> {
+        let result = self.install_file(info);
+        match &result {
+            Ok(_) => self.counters.snapshots_installed += 1,
+            Err(_) => self.counters.installs_refused += 1,
+        }
+        result
+    }
+
+    fn install_file(&mut self, info: &SnapshotInfo) -> Result<Slot, DbError> {
         let mut file = SnapshotFile::open(&info.path)?;
         let applied = file.info.applied;
         if applied <= self.namespace.applied() {
@@ -266,6 +319,8 @@ fn fill(trees: &NsTrees, file: &mut SnapshotFile) -> Result<(), DbError> {
     flush_batches(trees, &mut batches)
 }
 
+/// Writes the pending batches and flushes, so sled does not hold the whole snapshot as dirty
+/// pages in memory while the install runs.
 fn flush_batches(trees: &NsTrees, batches: &mut [sled::Batch]) -> Result<(), DbError> {
     for (tag, batch) in store::TreeTag::ALL.iter().zip(batches.iter_mut()) {
         trees
@@ -273,6 +328,10 @@ fn flush_batches(trees: &NsTrees, batches: &mut [sled::Batch]) -> Result<(), DbE
             .apply_batch(std::mem::take(batch))
             .map_err(|e| DbError::sled("filling an installed namespace", e))?;
     }
+    trees
+        .tree(store::TreeTag::Meta)
+        .flush()
+        .map_err(|e| DbError::sled("flushing an installed namespace", e))?;
     Ok(())
 }
 

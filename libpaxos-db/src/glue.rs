@@ -15,7 +15,7 @@ use crate::command::{Applied, Command};
 use crate::database::Database;
 use crate::error::DbError;
 use crate::log_store::SledLogStore;
-use crate::snapshot::{SnapshotChunk, SnapshotInstaller, SnapshotReader};
+use crate::transfer::{SnapshotChunk, SnapshotInstaller, SnapshotReader};
 
 /// A failure while driving the replica. All are fatal for this replica instance: drop it,
 /// reopen the database, and start again (restart recovery replays the log).

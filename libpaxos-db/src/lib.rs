@@ -26,6 +26,7 @@ pub mod path;
 pub mod snapshot;
 mod state;
 mod store;
+mod transfer;
 pub mod types;
 
 pub use command::{
@@ -33,7 +34,7 @@ pub use command::{
     Reply, Response, Sequencer,
 };
 pub use config::{ConfigError, DbConfig, Limits};
-pub use database::Database;
+pub use database::{Database, DbCounters};
 pub use error::DbError;
 pub use glue::{DbReplica, GlueCounters, GlueError, Output};
 pub use lock::LockState;
@@ -42,7 +43,8 @@ pub use mode::{EventMask, LockMode, OpenMode};
 pub use namespace::{Dump, Namespace, NamespaceCounters, ReadError};
 pub use node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session};
 pub use path::PathError;
-pub use snapshot::{SnapshotChunk, SnapshotInfo, SnapshotInstaller, SnapshotReader};
+pub use snapshot::SnapshotInfo;
+pub use transfer::{SnapshotChunk, SnapshotInstaller, SnapshotReader};
 pub use types::{
     Checksum, ContentGeneration, HandleId, Instance, LockGeneration, RequestSeq, SessionId,
     WallTime,

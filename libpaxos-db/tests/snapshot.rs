@@ -398,3 +398,23 @@ fn a_corrupt_namespace_record_is_an_error_naming_tree_and_key() {
     assert!(message.contains("ns0.nodes"), "{message}");
     assert!(message.contains("/f1"), "{message}");
 }
+
+#[test]
+fn a_damaged_snapshot_found_at_open_is_set_aside_and_the_older_one_used() {
+    let dir = TempDir::new("aside");
+    let newest = {
+        let mut db = populated(&dir, 2);
+        db.take_snapshot().unwrap();
+        db.apply(&committed(6, 0, &Command::Noop)).unwrap();
+        db.take_snapshot().unwrap()
+    };
+    flip_byte(&newest.path, newest.len / 2);
+    let (db, _) = Database::open(config(&dir)).unwrap();
+    assert_eq!(db.latest_snapshot().map(|s| s.applied), Some(Slot(5)));
+    assert_eq!(db.counters().corrupt_snapshots_set_aside, 1);
+    assert!(
+        db.snapshot_dir()
+            .join("corrupt-snapshot-00000000000000000006.cld")
+            .exists()
+    );
+}
