@@ -347,3 +347,35 @@ fn version_reject_round_trips_and_is_not_a_packet() {
         Some(DecodeError::BadVersion(0))
     );
 }
+
+#[test]
+fn golden_datagram_matches_the_spec() {
+    // docs/protocol.md §16.
+    let secret = Secret::new(b"secret").expect("valid secret");
+    let meta = PacketMeta {
+        kind: Kind::Request,
+        session: SessionId(0x0102030405060708),
+        user: UserName::new("alice").expect("valid user"),
+        msg_seq: 1,
+        ack: EventSeq(0),
+        epoch: Epoch(0),
+    };
+    let body = encode_body(&Request::NewSession).expect("encodes");
+    let dg = encode_message(&meta, &body, 1400, &secret, &mut PacketSeq(1))
+        .expect("fits")
+        .remove(0);
+    let hex: String = dg.iter().map(|b| format!("{b:02x}")).collect();
+    let expected = concat!(
+        "434c447201010000",
+        "0807060504030201",
+        "616c696365000000000000000000000000000000000000000000000000000000",
+        "0100000000000000",
+        "0100000000000000",
+        "0000000000000000",
+        "0000000000000000",
+        "00000100",
+        "00",
+        "90c6e40b0d7bdd09e6ae245cceb9dd133e899c9dc6c6e7bf74440ced1a6241dc",
+    );
+    assert_eq!(hex, expected);
+}
