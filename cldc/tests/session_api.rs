@@ -252,3 +252,56 @@ async fn unreachable_cell_fails_open_with_timeout() {
     let got = Session::open(silent.addr, creds(), opts).await;
     assert!(matches!(got, Err(Error::Timeout)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn unlock_cancels_a_waiting_lock_on_the_same_handle() {
+    let cell = FakeCell::start(LEASE).await;
+    let a = session(&cell).await;
+    let b = session(&cell).await;
+    let ha = a.open_node("/q", LOCKING).await.expect("open a");
+    let hb = std::sync::Arc::new(b.open_node("/q", LOCKING).await.expect("open b"));
+    ha.lock(LockMode::Exclusive).await.expect("a locks");
+    let waiting = hb.clone();
+    let waiter = tokio::spawn(async move { waiting.lock(LockMode::Exclusive).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    hb.unlock().await.expect("cancel the queued request");
+    assert!(matches!(
+        waiter.await.expect("task"),
+        Err(Error::LockCancelled)
+    ));
+    ha.unlock().await.expect("unlock");
+    assert!(matches!(hb.sequencer().await, Err(Error::NotLocked)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_lost_in_a_fail_over_is_recovered_by_asking_the_new_master() {
+    let cell = FakeCell::start(LEASE).await;
+    let a = session(&cell).await;
+    let b = session(&cell).await;
+    let mut events = b.events().expect("events");
+    let ha = a.open_node("/fo", LOCKING).await.expect("open a");
+    let hb = b.open_node("/fo", LOCKING).await.expect("open b");
+    ha.lock(LockMode::Exclusive).await.expect("a locks");
+    let waiter = tokio::spawn(async move { hb.lock(LockMode::Exclusive).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cell.faults(|f| f.drop_events = true);
+    ha.unlock()
+        .await
+        .expect("unlock grants b, but the event is lost");
+    cell.faults(|f| {
+        f.drop_events = false;
+        f.epoch = Some(2);
+    });
+    let seq = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("b does not wait forever")
+        .expect("task")
+        .expect("b learns of its grant");
+    assert_eq!(seq.path, "/fo");
+    assert_eq!(
+        events.next().await,
+        Some(SessionEvent::Server(Event::MasterFailover {
+            epoch: cldc::proto::Epoch(2)
+        }))
+    );
+}

@@ -26,6 +26,8 @@ pub(crate) enum Command {
 enum Pending {
     Plain(ReplyTx),
     Lock(HandleId, ReplyTx),
+    /// A `GetSequencer` the driver sent itself after a fail-over, for a waiting lock.
+    Recheck(HandleId),
 }
 
 pub(crate) struct Driver {
@@ -94,19 +96,34 @@ impl Driver {
     }
 
     fn command(&mut self, cmd: Command) {
-        let now = self.now();
         let (req, pending) = match cmd {
             Command::Call(req, tx) => (req, Pending::Plain(tx)),
             Command::Lock(req, handle, tx) => (req, Pending::Lock(handle, tx)),
         };
-        match self.core.submit(now, &req) {
+        // Unlock and close end a queued request on the server: end its waiter here too.
+        if let Request::Unlock { handle } | Request::Close { handle } = &req
+            && let Some(tx) = self.waiting_locks.remove(handle)
+        {
+            let _ = tx.send(Err(CallError::Cancelled));
+        }
+        self.submit(req, pending);
+    }
+
+    fn submit(&mut self, req: Request, pending: Pending) {
+        match self.core.submit(self.now(), &req) {
             Ok(id) => {
                 self.pending.insert(id, pending);
             }
-            Err(e) => {
-                let (Pending::Plain(tx) | Pending::Lock(_, tx)) = pending;
-                let _ = tx.send(Err(e));
-            }
+            Err(e) => match pending {
+                Pending::Plain(tx) | Pending::Lock(_, tx) => {
+                    let _ = tx.send(Err(e));
+                }
+                Pending::Recheck(handle) => {
+                    if let Some(tx) = self.waiting_locks.remove(&handle) {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            },
         }
     }
 
@@ -160,6 +177,15 @@ impl Driver {
                     let _ = tx.send(other);
                 }
             },
+            Some(Pending::Recheck(handle)) => {
+                // Granted while the grant event may have been lost in the fail-over. If still
+                // queued (`NotLocked`) or the check failed, keep waiting for the event.
+                if let Ok(Reply::Sequencer { sequencer }) = result
+                    && let Some(tx) = self.waiting_locks.remove(&handle)
+                {
+                    let _ = tx.send(Ok(Reply::Locked { sequencer }));
+                }
+            }
             None => {}
         }
     }
@@ -183,6 +209,14 @@ impl Driver {
             SessionEvent::Server(Event::NodeDeleted { handle }) => {
                 if let Some(tx) = self.waiting_locks.remove(handle) {
                     let _ = tx.send(Err(CallError::Server(crate::proto::ErrorCode::NoSuchNode)));
+                }
+            }
+            SessionEvent::Server(Event::MasterFailover { .. }) => {
+                // Events not acknowledged before a fail-over may be lost, a grant among them:
+                // ask the new master about every waiting lock.
+                let waiting: Vec<HandleId> = self.waiting_locks.keys().copied().collect();
+                for handle in waiting {
+                    self.submit(Request::GetSequencer { handle }, Pending::Recheck(handle));
                 }
             }
             SessionEvent::Expired => {

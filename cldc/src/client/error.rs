@@ -94,6 +94,9 @@ pub enum Error {
     /// Too many calls are waiting.
     #[error("too many calls queued")]
     QueueFull,
+    /// A waiting `lock` was cancelled by `unlock` or `close` on its handle.
+    #[error("lock request cancelled")]
+    LockCancelled,
     /// The path breaks the path rules (checked before sending).
     #[error("invalid path: {0}")]
     InvalidPath(#[from] PathError),
@@ -166,6 +169,7 @@ impl From<CallError> for Error {
             CallError::SessionExpired => Error::SessionExpired,
             CallError::SessionEnded => Error::SessionClosed,
             CallError::QueueFull => Error::QueueFull,
+            CallError::Cancelled => Error::LockCancelled,
             CallError::TooLarge => Error::TooLarge,
         }
     }

@@ -38,6 +38,9 @@ pub enum CallError {
     /// Too many calls are already waiting.
     #[error("too many calls queued")]
     QueueFull,
+    /// The application cancelled the call (e.g. unlocked while a lock request waited).
+    #[error("call cancelled")]
+    Cancelled,
     /// The request is larger than any message may be.
     #[error("request too large")]
     TooLarge,
@@ -154,7 +157,7 @@ impl Session {
             out: VecDeque::new(),
             counters: Counters::default(),
         };
-        let body = encode_body(&Request::NewSession).map_err(|_| ConfigError::NoMembers)?;
+        let body = encode_body(&Request::NewSession).expect("a unit variant always encodes");
         let call = Call {
             id: Self::OPEN_CALL,
             body,

@@ -32,6 +32,11 @@ pub struct Faults {
     pub silent: bool,
     /// Do not answer keepalives.
     pub ignore_keepalives: bool,
+    /// Drop every event datagram to clients.
+    pub drop_events: bool,
+    /// Become the master of this epoch at the next datagram: unacknowledged events are lost,
+    /// numbering restarts, and every session gets a `MasterFailover` event.
+    pub epoch: Option<u64>,
 }
 
 /// What the cell saw.
@@ -146,6 +151,9 @@ impl FakeCell {
 async fn send(socket: &Arc<UdpSocket>, faults: &Arc<Mutex<Faults>>, to: SocketAddr, dg: Vec<u8>) {
     let (copies, delay) = {
         let mut f = faults.lock().expect("faults");
+        if f.drop_events && dg.get(5) == Some(&(Kind::Event as u8)) {
+            return;
+        }
         if f.drop_out > 0 {
             f.drop_out -= 1;
             return;
@@ -195,6 +203,39 @@ fn conflicts(a: LockMode, b: LockMode) -> bool {
 
 impl State {
     fn handle(
+        &mut self,
+        dg: &[u8],
+        from: SocketAddr,
+        faults: &Mutex<Faults>,
+        seen: &Mutex<Seen>,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = vec![];
+        let new_epoch = faults.lock().expect("faults").epoch;
+        if let Some(e) = new_epoch
+            && e > self.epoch.0
+        {
+            out = self.fail_over(Epoch(e));
+        }
+        out.extend(self.handle_packet(dg, from, faults, seen));
+        out
+    }
+
+    fn fail_over(&mut self, epoch: Epoch) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.epoch = epoch;
+        let sids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        let mut out = vec![];
+        for sid in sids {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.unacked.clear();
+                s.next_event = 1;
+                s.next_packet = PacketSeq(1);
+            }
+            out.extend(self.post_event(sid, Event::MasterFailover { epoch }));
+        }
+        out
+    }
+
+    fn handle_packet(
         &mut self,
         dg: &[u8],
         from: SocketAddr,
