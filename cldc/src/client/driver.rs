@@ -148,7 +148,8 @@ impl Driver {
     }
 
     async fn transmit(&mut self, to: SocketAddr, datagram: &[u8]) {
-        if self.socket.send_to(datagram, to).await.is_err() {
+        if let Err(e) = self.socket.send_to(datagram, to).await {
+            tracing::debug!(%to, error = %e, "cldc: send failed");
             self.bump(|s| s.send_errors += 1);
         }
     }
@@ -191,6 +192,19 @@ impl Driver {
     }
 
     fn event(&mut self, ev: SessionEvent) {
+        let session = self.core.counters();
+        match &ev {
+            SessionEvent::Jeopardy => tracing::warn!(
+                master = %self.core.master(),
+                jeopardies = session.jeopardies,
+                "cldc: session lease ran out, in jeopardy; looking for the master"
+            ),
+            SessionEvent::Safe => {
+                tracing::info!(master = %self.core.master(), "cldc: session safe again")
+            }
+            SessionEvent::Expired => tracing::warn!("cldc: session expired; its locks are lost"),
+            _ => {}
+        }
         match &ev {
             SessionEvent::Server(Event::LockAcquired { handle, sequencer }) => {
                 match self.waiting_locks.remove(handle) {
