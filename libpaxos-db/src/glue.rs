@@ -2,16 +2,17 @@
 //! without sockets or clocks. The server brings the transport and the time.
 //!
 //! One [`drive`](DbReplica::drive) performs one `Ready` in the order `ready.rs` requires:
-//! write the persist batch; apply the committed entries (they only need the batch written);
-//! one sync, which for the sled store also makes the namespace durable; then the messages
-//! that had to wait for it; then `on_persisted`. After applying, it takes a snapshot when one
-//! is due and asks the replica to compact the log to the trim point.
+//! write the persist batch and sync it (for the sled store that one flush also makes every
+//! earlier apply durable); hand out the messages, including those that waited for the sync;
+//! apply the committed entries, now that the log holds them durably; `on_persisted`. Then it
+//! takes a snapshot when one is due and asks the replica to compact the log to the trim point.
 
 use libpaxos::{
     Config, Envelope, Epoch, Event, LogStore, Message, NodeId, ProposeError, Replica, Slot, Time,
 };
 
 use crate::command::{Applied, Command};
+use crate::config::DbConfig;
 use crate::database::Database;
 use crate::error::DbError;
 use crate::log_store::SledLogStore;
@@ -44,6 +45,9 @@ pub struct Output {
     pub events: Vec<Event>,
     /// A snapshot taken during this drive, if one was due.
     pub snapshot: Option<Slot>,
+    /// Whether a Ready was performed; `false` means the replica had nothing to do. Call
+    /// `drive` again until it is `false`.
+    pub performed: bool,
 }
 
 /// Counts of the glue's work.
@@ -70,11 +74,26 @@ pub struct DbReplica<S: LogStore = SledLogStore> {
     db: Database,
     incoming: Option<SnapshotInstaller>,
     counters: GlueCounters,
+    /// The log's sync also flushes the namespace (same sled database).
+    shared_flush: bool,
+}
+
+impl DbReplica<SledLogStore> {
+    /// Opens the database in `db_config.dir` and starts a replica whose log is the sled store
+    /// in the same database: one flush per Ready makes the log and the namespace durable.
+    pub fn open(config: Config, db_config: DbConfig, now: Time) -> Result<DbReplica, GlueError> {
+        let (db, log) = Database::open(db_config)?;
+        let mut replica = DbReplica::new(config, db, log, now)?;
+        replica.shared_flush = true;
+        Ok(replica)
+    }
 }
 
 impl<S: LogStore> DbReplica<S> {
-    /// Starts a replica over an opened database and log. Committed entries after the
+    /// Starts a replica over an opened database and a log store. Committed entries after the
     /// namespace's applied index are handed out again and applied: that is restart recovery.
+    /// The namespace is flushed separately after each Ready that applied something; use
+    /// [`DbReplica::open`] for the sled store, where the log's flush covers both.
     pub fn new(config: Config, db: Database, log: S, now: Time) -> Result<DbReplica<S>, GlueError> {
         let applied = db.namespace().applied();
         let replica = Replica::new(config, log, now, applied)?;
@@ -83,6 +102,7 @@ impl<S: LogStore> DbReplica<S> {
             db,
             incoming: None,
             counters: GlueCounters::default(),
+            shared_flush: false,
         })
     }
 
@@ -124,38 +144,42 @@ impl<S: LogStore> DbReplica<S> {
             .is_some_and(|fence| fence <= self.db.namespace().applied())
     }
 
-    /// Performs one Ready batch. Call after every input until it returns an empty output.
+    /// Performs one Ready batch. Call after every input until `Output::performed` is false.
     pub fn drive(&mut self, now: Time) -> Result<Output, GlueError> {
         let ready = self.replica.ready();
         if ready.is_empty() {
             return Ok(Output::default());
         }
         self.counters.readies += 1;
-        let has_persist = !ready.persist.is_empty();
-        if has_persist {
+        if !ready.persist.is_empty() {
             self.replica.storage_mut().write(&ready.persist)?;
+            let applied_before = self.db.namespace().applied();
+            self.replica.storage_mut().sync()?;
+            self.counters.syncs += 1;
+            if self.shared_flush {
+                // The log's flush was the whole sled database's: every apply before it is
+                // durable now.
+                self.db.note_flushed(applied_before);
+            }
         }
         let mut out = Output {
             messages: ready.messages,
             events: ready.events,
+            performed: true,
             ..Output::default()
         };
+        out.messages.extend(ready.after_persist);
+        // Applied only once the log holds the entries durably, so the namespace never durably
+        // claims a slot the log could lose.
         for committed in &ready.committed {
             out.applied.push(self.db.apply(committed)?);
         }
         if let Some(last) = ready.committed.last() {
             self.replica.on_applied(last.slot);
-        }
-        if has_persist || !ready.committed.is_empty() {
-            if has_persist {
-                self.replica.storage_mut().sync()?;
-                self.counters.syncs += 1;
+            if !self.shared_flush {
+                self.db.flush()?;
             }
-            // For the sled store this flush finds nothing left to write; for other stores it is
-            // what makes the namespace durable.
-            self.db.flush()?;
         }
-        out.messages.extend(ready.after_persist);
         self.replica.on_persisted(now, ready.number)?;
         if self.db.snapshot_due() {
             let info = self.db.take_snapshot()?;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{CREATE_RW, TempDir};
 use libpaxos::{Config, Envelope, Event, NodeId, Role, Time};
 use libpaxos_db::{
-    Applied, ClientOp, ClientRequest, Command, Database, DbConfig, DbReplica, EventMask,
-    RequestSeq, Response, SessionId, WallTime,
+    Applied, ClientOp, ClientRequest, Command, DbConfig, DbReplica, EventMask, RequestSeq,
+    Response, SessionId, WallTime,
 };
 
 struct Member {
@@ -61,10 +61,12 @@ impl Cell {
 
     fn start(&mut self, id: u64) {
         let member = &mut self.members[id as usize - 1];
-        let (db, log) = Database::open((self.db_config)(&member.dir)).expect("open database");
         let mut config = Config::new(NodeId(id), ids());
         config.seed = id * 7919;
-        member.replica = Some(DbReplica::new(config, db, log, self.now).expect("start replica"));
+        member.replica = Some(
+            DbReplica::open(config, (self.db_config)(&member.dir), self.now)
+                .expect("start replica"),
+        );
     }
 
     fn stop(&mut self, id: u64) {
@@ -102,10 +104,7 @@ impl Cell {
                 };
                 loop {
                     let out = replica.drive(now).expect("drive");
-                    let quiet = out.messages.is_empty()
-                        && out.applied.is_empty()
-                        && out.events.is_empty()
-                        && out.snapshot.is_none();
+                    let quiet = !out.performed;
                     mail.extend(out.messages.into_iter().map(|m| (id, m)));
                     self.applied.extend(out.applied);
                     for event in out.events {
@@ -279,4 +278,54 @@ fn a_restarted_replica_recovers_and_catches_up() {
     cell.start(other);
     cell.tick(300);
     assert_eq!(cell.digest(other), cell.digest(master));
+}
+
+#[test]
+fn with_another_log_store_the_namespace_is_flushed_after_every_apply_and_never_ahead_of_the_log() {
+    let dir = TempDir::new("glue-mem");
+    let (db, _sled_log) = libpaxos_db::Database::open(DbConfig::new(dir.path())).expect("open");
+    let config = Config::new(NodeId(1), vec![NodeId(1)]);
+    let mut node =
+        DbReplica::new(config, db, libpaxos::MemStorage::new(), Time::ZERO).expect("start replica");
+    let mut now = Time::ZERO;
+    let mut applied = Vec::new();
+    let mut pump = |node: &mut DbReplica<libpaxos::MemStorage>, now: Time| loop {
+        let out = node.drive(now).expect("drive");
+        if !out.performed {
+            break;
+        }
+        applied.extend(out.applied);
+    };
+    while !matches!(node.replica().role(), Role::Master { .. }) {
+        now = now + Duration::from_millis(10);
+        node.on_tick(now).expect("tick");
+        pump(&mut node, now);
+        assert!(now < Time(Duration::from_secs(5)), "no election");
+    }
+    node.propose(
+        now,
+        &request(
+            1,
+            1,
+            ClientOp::NewSession {
+                user: "u".into(),
+                lease: Duration::from_secs(1),
+            },
+        ),
+    )
+    .expect("propose");
+    pump(&mut node, now);
+    assert!(
+        applied
+            .iter()
+            .any(|a| a.reply == Ok(Response::SessionCreated)),
+        "the command was applied"
+    );
+    let namespace_applied = node.database().namespace().applied();
+    assert_eq!(node.database().durable_applied(), namespace_applied);
+    let log = node.replica().storage();
+    assert!(
+        log.durable_entry(namespace_applied).is_some(),
+        "the log durably holds every slot the namespace applied"
+    );
 }
