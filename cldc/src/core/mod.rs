@@ -13,7 +13,6 @@ mod counters;
 mod events;
 mod lease;
 mod members;
-mod replay;
 mod retransmit;
 mod session;
 

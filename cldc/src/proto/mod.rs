@@ -15,6 +15,7 @@ mod ids;
 mod messages;
 mod packet;
 mod path;
+mod replay;
 
 pub use auth::{MAX_SECRET, Secret, SecretError, sign, verify};
 pub use error::{DecodeError, ErrorCode};
@@ -32,6 +33,7 @@ pub use packet::{
     EncodeError, OpenedPacket, PacketMeta, decode_body, encode_body, encode_message, open_packet,
 };
 pub use path::{PathError, validate_path};
+pub use replay::ReplayWindow;
 
 /// The 4 bytes every datagram starts with: ASCII `CLDr`.
 pub const MAGIC: [u8; 4] = *b"CLDr";

@@ -1,17 +1,18 @@
-//! Anti-replay window over the server's packet seqs (64 packets, like IPsec's).
+//! Anti-replay window over a peer's packet seqs (64 packets, like IPsec's); used by both
+//! ends (docs/protocol.md §9.1).
 
-use crate::proto::PacketSeq;
+use super::PacketSeq;
 
 /// Remembers the highest packet seq seen and which of the 64 below it were seen.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ReplayWindow {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayWindow {
     highest: u64,
     seen: u64,
 }
 
 impl ReplayWindow {
     /// True (and remembers it) if `seq` is new; false for a replay or one too old to judge.
-    pub(crate) fn accept(&mut self, seq: PacketSeq) -> bool {
+    pub fn accept(&mut self, seq: PacketSeq) -> bool {
         let s = seq.0;
         if s == 0 {
             return false;
