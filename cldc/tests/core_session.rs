@@ -578,3 +578,16 @@ fn fragment(
     dg.extend_from_slice(&tag);
     dg
 }
+
+#[test]
+fn a_not_master_error_reply_moves_the_request_to_the_next_member() {
+    let mut h = Harness::established();
+    let call = h.submit(Request::Status);
+    h.answer_last(&Response::Err(ErrorCode::NotMaster), 1);
+    assert!(h.replies.is_empty(), "the call is not failed");
+    assert_eq!(h.sent.last().expect("resent").1, addr(2));
+    h.server.epoch = cldc::proto::Epoch(2);
+    let status = Reply::Deleted;
+    h.answer_last(&Response::Ok(status.clone()), 2);
+    assert_eq!(h.replies, vec![(call, Ok(status))]);
+}

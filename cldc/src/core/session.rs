@@ -395,7 +395,7 @@ impl Session {
     fn dispatch(&mut self, now: Time, from: SocketAddr, h: &Header, body: &[u8]) {
         match h.kind {
             Kind::Reply => match decode_body::<Response>(body) {
-                Ok(resp) => self.reply(now, h.msg_seq, resp),
+                Ok(resp) => self.reply(now, from, h.msg_seq, resp),
                 Err(e) => self.count_decode_error(e),
             },
             Kind::KeepAliveReply => match decode_body::<KeepAliveReply>(body) {
@@ -411,13 +411,19 @@ impl Session {
         }
     }
 
-    fn reply(&mut self, now: Time, msg_seq: u64, resp: Response) {
+    fn reply(&mut self, now: Time, from: SocketAddr, msg_seq: u64, resp: Response) {
         match &self.in_flight {
             Some(f) if f.seq.0 == msg_seq => {}
             _ => {
                 self.counters.stray_replies += 1;
                 return;
             }
+        }
+        if resp == Response::Err(ErrorCode::NotMaster) {
+            // The reserved code, from a server that does not use the NotMaster packet: the
+            // request did not run there, so it is redirected, not failed.
+            self.not_master(now, from, NotMaster { hint: None });
+            return;
         }
         self.redirect_burst = 0;
         let result = match resp {
