@@ -360,3 +360,18 @@ fn directories_can_be_locked() {
     );
     assert!(f.lock(1, h, Exclusive, false).reply.is_ok());
 }
+
+#[test]
+fn withdrawing_a_queued_request_grants_nothing_while_an_exclusive_holder_remains() {
+    let mut f = Fixture::new();
+    let h = lockers(&mut f, 3);
+    f.lock(1, h[0], Exclusive, false).reply.unwrap();
+    f.lock(2, h[1], Exclusive, true).reply.unwrap();
+    f.lock(3, h[2], Shared, true).reply.unwrap();
+    let applied = f.unlock(2, h[1]);
+    assert_eq!(applied.reply, Ok(Response::Unlocked));
+    assert_eq!(acquired(&applied.events), Vec::<u64>::new());
+    let lock = f.ns.dump().unwrap().locks["/l"].clone();
+    assert!(lock.shared.is_empty());
+    assert_eq!(lock.waiters.len(), 1);
+}

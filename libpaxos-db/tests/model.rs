@@ -70,10 +70,10 @@ fn committed(slot: u64, command: &Option<Command>, epoch: u64) -> Committed {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn sled_namespace_matches_the_reference_model(steps in history::history(120)) {
+    fn sled_namespace_matches_the_reference_model(steps in history::history(200)) {
         let db = temp_db();
         let mut ns = Namespace::open(&db, history::limits()).unwrap();
         let mut reference = reference::Model::new(history::limits());

@@ -51,8 +51,12 @@ const PATHS: &[&str] = &[
     "/", "/a", "/b", "/d", "/d/x", "/d/y", "/a/z", "bad", "/d/", "/d//x",
 ];
 
+/// Mostly `/a` (the contended lock), sometimes anything.
 fn path() -> impl Strategy<Value = String> {
-    prop::sample::select(PATHS).prop_map(String::from)
+    prop_oneof![
+        2 => Just("/a".to_string()),
+        3 => prop::sample::select(PATHS).prop_map(String::from),
+    ]
 }
 
 fn mode() -> impl Strategy<Value = OpenMode> {
@@ -85,8 +89,9 @@ fn lock_mode() -> impl Strategy<Value = LockMode> {
     prop_oneof![Just(LockMode::Shared), Just(LockMode::Exclusive)]
 }
 
+/// Mostly handle 1 (every session's prelude handle on `/a`), sometimes others.
 fn handle() -> impl Strategy<Value = HandleId> {
-    (1u64..=6).prop_map(HandleId)
+    prop_oneof![3 => Just(HandleId(1)), 2 => (1u64..=5).prop_map(HandleId)]
 }
 
 fn op() -> impl Strategy<Value = ClientOp> {
@@ -106,9 +111,9 @@ fn op() -> impl Strategy<Value = ClientOp> {
                 cas: cas.map(ContentGeneration),
             }),
         2 => path().prop_map(|path| ClientOp::Delete { path }),
-        5 => (handle(), lock_mode(), any::<bool>())
+        8 => (handle(), lock_mode(), any::<bool>())
             .prop_map(|(handle, mode, wait)| ClientOp::Lock { handle, mode, wait }),
-        3 => handle().prop_map(|handle| ClientOp::Unlock { handle }),
+        5 => handle().prop_map(|handle| ClientOp::Unlock { handle }),
         1 => (path(), 1u64..10, lock_mode(), 0u64..4).prop_map(|(path, i, mode, g)| {
             ClientOp::CheckSequencer {
                 sequencer: Sequencer {
@@ -144,7 +149,37 @@ pub fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// A history of up to `max` steps.
+/// Sessions 1 to 3 created, each with handle 1 on `/a` opened for locking and writing and
+/// watching everything, so that lock contention, queues and events are common.
+pub fn prelude() -> Vec<Step> {
+    let mut steps = Vec::new();
+    for session in 1..=3 {
+        steps.push(Step::Client {
+            session,
+            seq: SeqChoice::Next,
+            epoch: 3,
+            op: ClientOp::NewSession {
+                user: "u".into(),
+                lease: Duration::from_secs(10),
+            },
+        });
+    }
+    for session in 1..=3 {
+        steps.push(Step::Client {
+            session,
+            seq: SeqChoice::Next,
+            epoch: 3,
+            op: ClientOp::Open {
+                path: "/a".into(),
+                mode: OpenMode::READ | OpenMode::WRITE | OpenMode::LOCK | OpenMode::CREATE,
+                events: EventMask::MODIFIED | EventMask::CHILDREN | EventMask::LOCK_CONFLICT,
+            },
+        });
+    }
+    steps
+}
+
+/// The prelude followed by up to `max` random steps.
 pub fn history(max: usize) -> impl Strategy<Value = Vec<Step>> {
-    prop::collection::vec(step(), 1..max)
+    prop::collection::vec(step(), 1..max).prop_map(|random| [prelude(), random].concat())
 }
