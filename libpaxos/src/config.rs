@@ -24,7 +24,9 @@ pub struct Config {
     /// The bound on how much any clock's rate may differ from true time, as a fraction (0.01 is
     /// 1 %). The master shortens its lease so that it expires before any follower's promise.
     pub max_drift: f64,
-    /// Seeds election jitter; give each replica a different seed.
+    /// Seeds election jitter. Give each replica, and each restart of it, a different seed
+    /// (for example the node id mixed with a boot counter), or a restarted replica repeats its
+    /// previous jitter.
     pub seed: u64,
     /// At most this many entries in one Accept, Promise or CatchUp message.
     pub max_batch_entries: usize,
@@ -111,6 +113,17 @@ impl Config {
         if !self.members.contains(&self.id) {
             return Err(ConfigError::NotAMember(self.id));
         }
+        let hour = Duration::from_secs(3600);
+        if self.lease > hour || self.election_timeout > hour {
+            return Err(ConfigError::Timing(
+                "lease and election timeout must be at most an hour",
+            ));
+        }
+        if self.max_inflight > 1 << 20 {
+            return Err(ConfigError::Timing(
+                "max_inflight must be at most 2^20 slots",
+            ));
+        }
         if self.lease.is_zero() || self.heartbeat_interval.is_zero() {
             return Err(ConfigError::Timing(
                 "lease and heartbeat interval must be positive",
@@ -140,6 +153,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// How far above its commit index (or the master's) an acceptor accepts entries:
+    /// `4 * max_inflight`. An honest master never proposes beyond its commit index plus
+    /// `max_inflight`, so the margin only absorbs a follower's lag.
+    pub fn accept_window(&self) -> u64 {
+        self.max_inflight.saturating_mul(4)
     }
 
     /// How many members make a majority.

@@ -16,6 +16,10 @@ pub struct Counters {
     pub refused_while_quiet: u64,
     /// Messages that do not apply to this replica's role (a promise to a non-candidate, ...).
     pub unexpected: u64,
+    /// Pre-votes this replica refused (it owed a lease, was quiet, or promised higher).
+    pub prevotes_refused: u64,
+    /// Pre-vote rounds this replica started.
+    pub prevotes_started: u64,
     /// Elections this replica started.
     pub elections_started: u64,
     /// Times this replica became master.

@@ -10,7 +10,7 @@ use crate::message::Message;
 use crate::replica::{Replica, RoleState};
 use crate::replication::Master;
 use crate::storage::Storage;
-use crate::types::{Ballot, Entry, NodeId, Payload, Slot, Time, Value};
+use crate::types::{Ballot, Entry, Epoch, NodeId, Payload, Slot, Time, Value};
 
 /// A replica running phase 1.
 pub(crate) struct Candidate {
@@ -50,9 +50,92 @@ impl<S: Storage> Replica<S> {
         true
     }
 
+    /// The round a new candidacy would use: above every ballot promised or seen.
+    fn next_round(&self) -> u64 {
+        // Rounds are validated below MAX_ROUND on arrival, so this cannot overflow.
+        self.promised
+            .round
+            .max(self.highest_seen.round)
+            .saturating_add(1)
+    }
+
+    /// Asks the cell whether it would promise us, before raising any ballot.
+    pub(crate) fn start_prevote(&mut self, now: Time) -> Result<(), Error> {
+        let round = self.next_round();
+        self.counters.prevotes_started += 1;
+        self.reset_election_timer(now);
+        let mut granted = alloc::collections::BTreeSet::new();
+        granted.insert(self.config.id);
+        self.prevote = Some((round, granted));
+        let commit = self.commit;
+        for peer in self.peers() {
+            self.send(peer, Message::PreVote { round, commit });
+        }
+        self.maybe_win_prevote(now)
+    }
+
+    fn maybe_win_prevote(&mut self, now: Time) -> Result<(), Error> {
+        let won = self
+            .prevote
+            .as_ref()
+            .is_some_and(|(_, granted)| granted.len() >= self.config.quorum());
+        if won {
+            self.prevote = None;
+            self.start_election(now)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn on_prevote(&mut self, now: Time, from: NodeId, round: u64) {
+        if round >= Ballot::MAX_ROUND {
+            self.counters.malformed += 1;
+            return;
+        }
+        let ballot = Ballot { round, node: from };
+        let leased_elsewhere = self
+            .lease_granted
+            .is_some_and(|(held, until)| now < until && held.node != from);
+        let granted = ballot > self.promised && now >= self.quiet_until && !leased_elsewhere;
+        if !granted {
+            self.counters.prevotes_refused += 1;
+        }
+        let promised = self.promised;
+        self.send(
+            from,
+            Message::PreVoteReply {
+                round,
+                granted,
+                promised,
+            },
+        );
+    }
+
+    pub(crate) fn on_prevote_reply(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        round: u64,
+        granted: bool,
+        promised: Ballot,
+    ) -> Result<(), Error> {
+        self.note_ballot(promised);
+        match &mut self.prevote {
+            Some((asked, votes)) if *asked == round => {
+                if granted {
+                    votes.insert(from);
+                }
+            }
+            _ => {
+                self.counters.unexpected += 1;
+                return Ok(());
+            }
+        }
+        self.maybe_win_prevote(now)
+    }
+
     /// Stands for election with a ballot above every ballot seen.
     pub(crate) fn start_election(&mut self, now: Time) -> Result<(), Error> {
-        let round = self.promised.round.max(self.highest_seen.round) + 1;
+        let round = self.next_round();
         let ballot = Ballot {
             round,
             node: self.config.id,
@@ -80,14 +163,9 @@ impl<S: Storage> Replica<S> {
     fn promise_message(&self, ballot: Ballot, from: Slot) -> Result<Message, Error> {
         let lowest = from.max(self.commit.next());
         let last = self.last_slot()?;
-        let mut entries = Vec::new();
-        let mut slot = lowest;
-        while slot <= last {
-            if let Some(entry) = self.read_entry(slot)? {
-                entries.push(entry);
-            }
-            slot = slot.next();
-        }
+        // The accept window bounds what an acceptor holds above its commit index.
+        let max = usize::try_from(self.config.accept_window()).unwrap_or(usize::MAX);
+        let entries = self.read_entries(lowest, last, max)?;
         Ok(Message::Promise {
             ballot,
             commit: self.commit,
@@ -119,6 +197,7 @@ impl<S: Storage> Replica<S> {
         // Read the log before changing anything, so a storage error leaves no trace.
         let promise = self.promise_message(ballot, slot)?;
         self.raise_promise(ballot);
+        self.prevote = None;
         if !matches!(self.role, RoleState::Follower) {
             self.master = None;
             self.set_role(RoleState::Follower);
@@ -137,7 +216,12 @@ impl<S: Storage> Replica<S> {
         commit: Slot,
         entries: Vec<Entry>,
     ) -> Result<(), Error> {
-        if !entries_sorted(&entries) || entries.iter().any(|e| e.slot <= commit) {
+        let limit = Slot(commit.0.saturating_add(self.config.accept_window()));
+        if !entries_sorted(&entries)
+            || entries
+                .iter()
+                .any(|e| e.slot <= commit || e.slot > limit || e.ballot >= ballot)
+        {
             self.counters.malformed += 1;
             return Ok(());
         }
@@ -212,7 +296,9 @@ impl<S: Storage> Replica<S> {
     pub(crate) fn maybe_finish_recovery(&mut self, now: Time) -> Result<(), Error> {
         match &self.role {
             RoleState::Recovering(r) if self.commit >= r.target => self.finish_recovery(now),
-            RoleState::Recovering(r) if now.since(r.since) >= self.config.election_timeout * 2 => {
+            RoleState::Recovering(r)
+                if now.since(r.since) >= self.config.election_timeout.saturating_mul(2) =>
+            {
                 // The replica that knows the chosen prefix does not answer: ask a new majority.
                 self.start_election(now)
             }
@@ -245,10 +331,13 @@ impl<S: Storage> Replica<S> {
         let mut proposals = Vec::new();
         let mut slot = first;
         while slot <= last_reported {
+            // A hole no majority member accepted anything in: fill it with a no-op of the zero
+            // epoch, which never raises the state machine's epoch (the take-office no-op
+            // after every re-proposed value does that).
             let value = match recovering.values.get(&slot) {
                 Some(entry) => entry.value.clone(),
                 None => Value {
-                    epoch,
+                    epoch: Epoch::default(),
                     payload: Payload::Noop,
                 },
             };

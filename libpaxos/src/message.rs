@@ -17,6 +17,25 @@ pub struct Envelope {
 /// Everything replicas say to each other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
+    /// Before a follower raises its ballot it asks: "would you promise me `round`?" Nothing is
+    /// persisted on either side, so a replica cut off from the cell cannot raise its ballot by
+    /// standing alone and disrupt a healthy master when it returns.
+    PreVote {
+        /// The round the sender would stand with.
+        round: u64,
+        /// The sender's commit index (informational).
+        commit: Slot,
+    },
+    /// The answer to a [`Message::PreVote`].
+    PreVoteReply {
+        /// The round asked about.
+        round: u64,
+        /// Whether the sender would promise it now (it owes no master a lease and has
+        /// promised nothing higher).
+        granted: bool,
+        /// The highest ballot the sender has promised, so a refused asker can go above it.
+        promised: Ballot,
+    },
     /// Phase 1a: "promise me `ballot` for every slot from `from` on".
     Prepare {
         /// The candidate's ballot.
@@ -96,9 +115,36 @@ pub enum Message {
 }
 
 impl Message {
+    /// Every ballot the message carries, entries' included, for validation.
+    pub fn ballots(&self) -> impl Iterator<Item = Ballot> + '_ {
+        let (own, second, entries): (Option<Ballot>, Option<Ballot>, &[Entry]) = match self {
+            Message::Prepare { ballot, .. }
+            | Message::Accepted { ballot, .. }
+            | Message::Heartbeat { ballot, .. }
+            | Message::HeartbeatAck { ballot, .. } => (Some(*ballot), None, &[]),
+            Message::Promise {
+                ballot, entries, ..
+            }
+            | Message::Accept {
+                ballot, entries, ..
+            } => (Some(*ballot), None, entries),
+            Message::Reject { ballot, promised } => (Some(*ballot), Some(*promised), &[]),
+            Message::PreVoteReply { promised, .. } => (Some(*promised), None, &[]),
+            Message::CatchUp { entries, .. } => (None, None, entries),
+            Message::CatchUpRequest { .. }
+            | Message::SnapshotNeeded { .. }
+            | Message::PreVote { .. } => (None, None, &[]),
+        };
+        own.into_iter()
+            .chain(second)
+            .chain(entries.iter().map(|e| e.ballot))
+    }
+
     /// A short name for counters and traces.
     pub fn kind(&self) -> &'static str {
         match self {
+            Message::PreVote { .. } => "pre_vote",
+            Message::PreVoteReply { .. } => "pre_vote_reply",
             Message::Prepare { .. } => "prepare",
             Message::Promise { .. } => "promise",
             Message::Reject { .. } => "reject",

@@ -78,14 +78,17 @@ pub enum Event {
 
 /// One batch of work. Perform it in field order:
 /// 1. write `persist` to storage (before calling the core again), and sync it;
-/// 2. send `after_persist`, only once that sync has completed;
+/// 2. send `after_persist`, only once this Ready's sync *and every earlier Ready's* has
+///    completed (even when this Ready's own `persist` is empty);
 /// 3. `messages` may be sent at once, even before the sync;
-/// 4. apply `committed` (after step 1 has been *written*);
+/// 4. apply `committed`, once this Ready is durable (a state machine must never durably claim
+///    a slot the log does not durably hold);
 /// 5. act on `events`;
 /// 6. call `Replica::on_persisted(number)` once the sync is done.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
-    /// Identifies this batch for `on_persisted`; increases by one per non-empty persist.
+    /// Identifies this batch for `on_persisted`; increases by one per non-empty Ready (0 for an
+    /// empty one).
     pub number: u64,
     /// What to write, in one fsync.
     pub persist: Persist,

@@ -95,8 +95,10 @@ pub struct Replica<S: Storage> {
     pub(crate) last_heard: Time,
     /// When a follower stands for election if nothing is heard.
     pub(crate) election_deadline: Time,
+    /// A pre-vote in progress: the round asked about and who would grant it.
+    pub(crate) prevote: Option<(u64, alloc::collections::BTreeSet<NodeId>)>,
     /// A catch-up request in flight: the slot asked for and when.
-    pub(crate) catch_up_sent: Option<(Slot, Time)>,
+    pub(crate) catch_up_sent: Option<crate::catchup::CatchUpRequest>,
     /// A snapshot install asked of the driver and not yet done.
     pub(crate) snapshot_wanted: Option<(Slot, Time)>,
     pub(crate) outbox: Outbox,
@@ -148,6 +150,7 @@ impl<S: Storage> Replica<S> {
             quiet_until: now + quiet,
             last_heard: now,
             election_deadline: now,
+            prevote: None,
             catch_up_sent: None,
             snapshot_wanted: None,
             outbox: Outbox::default(),
@@ -265,6 +268,10 @@ impl<S: Storage> Replica<S> {
             self.counters.unknown_sender += 1;
             return Ok(());
         }
+        if !msg.ballots().all(Ballot::is_valid) {
+            self.counters.malformed += 1;
+            return Ok(());
+        }
         self.handle(now, from, msg)
     }
 
@@ -280,7 +287,7 @@ impl<S: Storage> Replica<S> {
             }
             RoleState::Candidate(_) | RoleState::Follower => {
                 if now >= self.election_deadline && self.may_promise(now, self.config.id) {
-                    self.start_election(now)?;
+                    self.start_prevote(now)?;
                 }
             }
         }
@@ -327,18 +334,24 @@ impl<S: Storage> Replica<S> {
         {
             self.snapshot_wanted = None;
         }
-        if slot <= self.commit {
+        if slot <= self.applied {
+            // The driver should not install what it has already applied; nothing to do.
             return Ok(());
         }
-        self.commit = slot;
+        if self.is_leading() {
+            // Only a replica that does not propose learns from another's state.
+            self.master = None;
+            self.set_role(RoleState::Follower);
+            self.reset_election_timer(now);
+        }
+        self.commit = self.commit.max(slot);
         self.applied = slot;
         self.delivered = slot;
-        self.set_compacted(slot);
-        self.catch_up_sent = None;
-        if let RoleState::Master(m) = &mut self.role {
-            m.forget_through(slot);
+        if slot > self.compacted {
+            self.set_compacted(slot);
         }
-        self.maybe_finish_recovery(now)
+        self.catch_up_sent = None;
+        Ok(())
     }
 
     /// Linearizable reads may be served locally once the state machine has applied the
@@ -388,6 +401,26 @@ impl<S: Storage> Replica<S> {
             }
         }
         ready
+    }
+
+    /// Reads the entries in `from..=to` as written (outbox included), holes skipped, at most
+    /// `max` of them.
+    pub(crate) fn read_entries(
+        &self,
+        from: Slot,
+        to: Slot,
+        max: usize,
+    ) -> Result<Vec<Entry>, Error> {
+        let from = from.max(self.compacted.next());
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let stored = self.storage.entries(from, to, max)?;
+        let mut merged: BTreeMap<Slot, Entry> = stored.into_iter().map(|e| (e.slot, e)).collect();
+        for (slot, entry) in self.outbox.entries.range(from..=to) {
+            merged.insert(*slot, entry.clone());
+        }
+        Ok(merged.into_values().take(max).collect())
     }
 
     /// Reads an entry as written, including entries still in the outbox.
@@ -523,6 +556,15 @@ impl<S: Storage> Replica<S> {
 
     fn handle(&mut self, now: Time, from: NodeId, msg: Message) -> Result<(), Error> {
         match msg {
+            Message::PreVote { round, .. } => {
+                self.on_prevote(now, from, round);
+                Ok(())
+            }
+            Message::PreVoteReply {
+                round,
+                granted,
+                promised,
+            } => self.on_prevote_reply(now, from, round, granted, promised),
             Message::Prepare { ballot, from: slot } => self.on_prepare(now, from, ballot, slot),
             Message::Promise {
                 ballot,

@@ -43,12 +43,6 @@ impl Master {
             lease,
         }
     }
-
-    /// A snapshot installed through `slot`: nothing at or below it is in flight any more.
-    pub(crate) fn forget_through(&mut self, slot: Slot) {
-        self.inflight.retain(|&s, _| s > slot);
-        self.next_slot = self.next_slot.max(slot.next());
-    }
 }
 
 impl<S: Storage> Replica<S> {
@@ -162,6 +156,14 @@ impl<S: Storage> Replica<S> {
             self.send(from, Message::Reject { ballot, promised });
             return Ok(());
         }
+        let window = self.config.accept_window();
+        let limit = Slot(self.commit.0.max(commit.0).saturating_add(window));
+        if entries.last().is_some_and(|e| e.slot > limit) {
+            // Beyond any window an honest master uses: a replica this far behind learns
+            // through catch-up instead, and a slot near u64::MAX never enters the log.
+            self.counters.malformed += 1;
+            return Ok(());
+        }
         self.follow(now, from, ballot);
         let mut slots = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -180,6 +182,7 @@ impl<S: Storage> Replica<S> {
     /// A message from the master of `ballot` (at least our promise) arrived: follow it.
     pub(crate) fn follow(&mut self, now: Time, from: NodeId, ballot: Ballot) {
         self.raise_promise(ballot);
+        self.prevote = None;
         if self.leading_ballot() != Some(ballot) {
             if !matches!(self.role, RoleState::Follower) || self.master != Some((from, ballot)) {
                 self.master = Some((from, ballot));
@@ -261,7 +264,7 @@ impl<S: Storage> Replica<S> {
         debug_assert!(commit >= self.commit, "the commit index never decreases");
         if commit > self.commit {
             self.commit = commit;
-            if self.catch_up_sent.is_some_and(|(slot, _)| slot <= commit) {
+            if self.catch_up_sent.is_some_and(|sent| sent.slot <= commit) {
                 self.catch_up_sent = None;
             }
         }

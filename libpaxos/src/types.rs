@@ -69,6 +69,16 @@ impl Ballot {
         node: NodeId(0),
     };
 
+    /// Rounds stop below this, so that a round always fits an [`Epoch`] and `round + 1` never
+    /// overflows; a message with a larger round is malformed.
+    pub const MAX_ROUND: u64 = 1 << 47;
+
+    /// Whether the round is within [`Ballot::MAX_ROUND`] and the node id within
+    /// [`NodeId::LIMIT`].
+    pub fn is_valid(self) -> bool {
+        self.round < Ballot::MAX_ROUND && self.node.0 < NodeId::LIMIT
+    }
+
     /// The epoch of the master term this ballot opens.
     pub fn epoch(self) -> Epoch {
         Epoch(self.round.saturating_mul(NodeId::LIMIT) | (self.node.0 & (NodeId::LIMIT - 1)))

@@ -144,7 +144,7 @@ macro_rules! mutation_test {
     ($name:ident, $fault:expr) => {
         #[test]
         fn $name() {
-            let budget = env_u64("SIM_MUTATION_SEEDS", 1000);
+            let budget = env_u64("SIM_MUTATION_SEEDS", 3000);
             let caught = seeds_to_catch($fault, budget);
             eprintln!("{:?}: caught after {caught:?} seeds", $fault);
             assert!(caught.is_some(), "{:?} survived {budget} seeds", $fault);

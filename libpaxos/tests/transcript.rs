@@ -68,11 +68,29 @@ fn noop(epoch: Epoch) -> Value {
 /// Far enough for any randomized election deadline and the restart quiet period.
 const ELECTION: u64 = 2000;
 
+/// Ticks past the election deadline and wins the pre-vote with n2's grant: the replica is
+/// now a candidate whose self-promise is durable.
+fn stand(r: &mut Replica<MemStorage>, now: Time) {
+    r.on_tick(now).unwrap();
+    drive(r);
+    let round = r.promised().round + 1;
+    r.on_message(
+        now,
+        N2,
+        Message::PreVoteReply {
+            round,
+            granted: true,
+            promised: Ballot::ZERO,
+        },
+    )
+    .unwrap();
+    drive_persisted(r, now);
+}
+
 /// Makes n1 master of a 3-node cell with n2's promise; returns n1 and its ballot.
 fn elected_master() -> (Replica<MemStorage>, Ballot) {
     let mut r = replica(N1);
-    r.on_tick(at(ELECTION)).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    stand(&mut r, at(ELECTION));
     let b = ballot(1, N1);
     r.on_message(
         at(ELECTION),
@@ -89,17 +107,41 @@ fn elected_master() -> (Replica<MemStorage>, Ballot) {
 }
 
 #[test]
-fn a_follower_that_hears_nothing_stands_for_election() {
+fn a_follower_that_hears_nothing_asks_for_pre_votes_then_stands_for_election() {
     let mut r = replica(N1);
     r.on_tick(at(100)).unwrap();
     assert!(drive(&mut r).is_empty(), "no election before the timeout");
 
     r.on_tick(at(ELECTION)).unwrap();
-    let b = ballot(1, N1);
+    let pre_vote = Message::PreVote {
+        round: 1,
+        commit: Slot::ZERO,
+    };
     assert_eq!(
         drive(&mut r),
         Ready {
             number: 1,
+            messages: vec![to(N2, pre_vote.clone()), to(N3, pre_vote)],
+            ..Ready::default()
+        },
+        "a pre-vote persists nothing"
+    );
+
+    r.on_message(
+        at(ELECTION),
+        N3,
+        Message::PreVoteReply {
+            round: 1,
+            granted: true,
+            promised: Ballot::ZERO,
+        },
+    )
+    .unwrap();
+    let b = ballot(1, N1);
+    assert_eq!(
+        drive(&mut r),
+        Ready {
+            number: 2,
             persist: Persist {
                 hard_state: Some(HardState { promised: b }),
                 ..Persist::default()
@@ -128,10 +170,93 @@ fn a_follower_that_hears_nothing_stands_for_election() {
 }
 
 #[test]
+fn a_replica_cut_off_alone_never_raises_its_ballot() {
+    let mut r = replica(N1);
+    for step in 1..=5 {
+        r.on_tick(at(ELECTION * step)).unwrap();
+        drive(&mut r);
+        r.on_message(
+            at(ELECTION * step),
+            N2,
+            Message::PreVoteReply {
+                round: 1,
+                granted: false,
+                promised: Ballot::ZERO,
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        r.promised(),
+        Ballot::ZERO,
+        "refused pre-votes persist nothing"
+    );
+    assert_eq!(r.counters().prevotes_started, 5);
+    assert_eq!(r.counters().elections_started, 0);
+}
+
+#[test]
+fn a_follower_that_heard_the_master_refuses_pre_votes() {
+    let mut r = replica(N2);
+    let master = ballot(1, N1);
+    r.on_message(
+        at(500),
+        N1,
+        Message::Heartbeat {
+            ballot: master,
+            seq: 1,
+            commit: Slot::ZERO,
+        },
+    )
+    .unwrap();
+    drive(&mut r);
+    r.on_message(
+        at(600),
+        N3,
+        Message::PreVote {
+            round: 2,
+            commit: Slot::ZERO,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        drive(&mut r).messages,
+        vec![to(
+            N3,
+            Message::PreVoteReply {
+                round: 2,
+                granted: false,
+                promised: master
+            }
+        )]
+    );
+    r.on_message(
+        at(1000),
+        N3,
+        Message::PreVote {
+            round: 2,
+            commit: Slot::ZERO,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        drive(&mut r).messages,
+        vec![to(
+            N3,
+            Message::PreVoteReply {
+                round: 2,
+                granted: true,
+                promised: master
+            }
+        )]
+    );
+    assert_eq!(r.promised(), master, "granting a pre-vote promises nothing");
+}
+
+#[test]
 fn a_majority_of_promises_makes_a_master_that_proposes_a_noop() {
     let mut r = replica(N1);
-    r.on_tick(at(ELECTION)).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    stand(&mut r, at(ELECTION));
     let b = ballot(1, N1);
 
     r.on_message(
@@ -157,7 +282,7 @@ fn a_majority_of_promises_makes_a_master_that_proposes_a_noop() {
     assert_eq!(
         drive(&mut r),
         Ready {
-            number: 2,
+            number: 3,
             persist: Persist {
                 entries: vec![noop_entry],
                 ..Persist::default()
@@ -503,8 +628,7 @@ fn a_stale_ballot_is_rejected_with_the_promise_held() {
 #[test]
 fn phase_one_recovers_accepted_values_and_fills_holes_with_noops() {
     let mut r = replica(N1);
-    r.on_tick(at(ELECTION)).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    stand(&mut r, at(ELECTION));
     let b = ballot(1, N1);
     let old = ballot(0, N2);
     let lost = Entry {
@@ -537,7 +661,7 @@ fn phase_one_recovers_accepted_values_and_fills_holes_with_noops() {
         Entry {
             slot: Slot(2),
             ballot: b,
-            value: noop(b.epoch()),
+            value: noop(Epoch::default()),
         },
         Entry {
             slot: Slot(3),
@@ -581,8 +705,7 @@ fn phase_one_keeps_the_value_of_the_highest_ballot() {
     )
     .unwrap();
     drive(&mut r);
-    r.on_tick(at(ELECTION)).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    stand(&mut r, at(ELECTION));
     let b = ballot(3, N1);
     let theirs = Entry {
         slot: Slot(1),
@@ -731,7 +854,29 @@ fn compaction_trims_the_log_and_sends_laggards_to_a_snapshot() {
 #[test]
 fn a_follower_told_to_install_a_snapshot_asks_its_driver_then_resumes() {
     let mut r = replica(N2);
-    r.on_message(at(500), N1, Message::SnapshotNeeded { slot: Slot(40) })
+    let b = ballot(1, N1);
+    r.on_message(
+        at(500),
+        N1,
+        Message::Heartbeat {
+            ballot: b,
+            seq: 1,
+            commit: Slot(50),
+        },
+    )
+    .unwrap();
+    assert!(
+        drive(&mut r)
+            .messages
+            .contains(&to(N1, Message::CatchUpRequest { from: Slot(1) }))
+    );
+    // Only the peer that was asked may send us to a snapshot.
+    r.on_message(at(505), N3, Message::SnapshotNeeded { slot: Slot(40) })
+        .unwrap();
+    assert!(drive(&mut r).events.is_empty());
+    assert_eq!(r.counters().unexpected, 1);
+
+    r.on_message(at(510), N1, Message::SnapshotNeeded { slot: Slot(40) })
         .unwrap();
     assert_eq!(
         drive(&mut r).events,
@@ -740,8 +885,9 @@ fn a_follower_told_to_install_a_snapshot_asks_its_driver_then_resumes() {
             slot: Slot(40)
         }]
     );
-    r.on_snapshot_installed(at(510), Slot(40)).unwrap();
+    r.on_snapshot_installed(at(520), Slot(40)).unwrap();
     assert_eq!(r.commit(), Slot(40));
+    assert_eq!(r.applied(), Slot(40));
     assert_eq!(drive(&mut r).persist.compact_through, Some(Slot(40)));
 }
 
@@ -917,8 +1063,7 @@ fn a_too_large_or_excess_proposal_is_refused() {
     let mut c = config(N1);
     c.max_inflight = 2;
     let mut r = Replica::new(c, MemStorage::new(), at(0), Slot::ZERO).unwrap();
-    r.on_tick(at(ELECTION)).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    stand(&mut r, at(ELECTION));
     r.on_message(
         at(ELECTION),
         N2,

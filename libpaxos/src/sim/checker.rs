@@ -25,6 +25,11 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// Records a violation found by the harness itself.
+    pub fn fail_at(&mut self, now: Duration, what: String) {
+        self.fail(now, what);
+    }
+
     fn fail(&mut self, now: Duration, what: String) {
         if self.violation.is_none() {
             self.violation = Some(format!("at t={:.3}s: {what}", now.as_secs_f64()));

@@ -13,7 +13,7 @@ use super::network::{Network, NetworkConfig, chance};
 use crate::Persist;
 use crate::config::Config;
 use crate::mem_storage::MemStorage;
-use crate::message::Envelope;
+use crate::message::{Envelope, Message};
 use crate::ready::{Committed, Event, Role};
 use crate::replica::Replica;
 use crate::rng::SplitMix64;
@@ -69,9 +69,11 @@ impl SimConfig {
                 max_delay: Duration::from_millis(8),
                 loss: 0.05,
                 duplicate: 0.02,
+                slow: 0.01,
+                slow_delay: Duration::from_millis(1500),
             },
             crash_rate: 0.3,
-            partition_rate: 0.5,
+            partition_rate: 1.0,
             sync_chance: 0.4,
             propose_rate: 150.0,
             compact_every: 64,
@@ -108,6 +110,10 @@ pub struct SimNode {
     down_until: Option<Duration>,
     /// Role last reported, for the trace and the leadership history.
     pub role: Role,
+    /// Lease promises this replica made, as the outside world saw them (its heartbeat acks):
+    /// per master, until when in this replica's clock. Kept across its crashes, which is the
+    /// point: the replica forgets them, the checker does not.
+    grants: BTreeMap<NodeId, (crate::types::Ballot, Time)>,
 }
 
 /// A client proposal waiting to be applied by the replica it was sent to.
@@ -162,6 +168,7 @@ impl Cluster {
                 incarnation: 0,
                 down_until: None,
                 role: Role::Follower { master: None },
+                grants: BTreeMap::new(),
             });
         }
         let mut cluster = Cluster {
@@ -427,11 +434,21 @@ impl Cluster {
                     Duration::from_millis(50 + self.rng.below(1500))
                 };
                 self.crash(i, down_for);
+                // Correlated failure: what took the replica down (a switch, a rack) often cuts
+                // it off from the master too, so it comes back unable to hear the master.
+                if chance(&mut self.rng, 0.5)
+                    && let Some(master) = self.master()
+                {
+                    self.partition(&[i], &[master]);
+                }
                 return;
             }
         }
         if chance(&mut self.rng, self.config.partition_rate * dt) {
-            self.net.heal();
+            // Half the time the new cut adds to what is already cut: failures compound.
+            if chance(&mut self.rng, 0.5) {
+                self.net.heal();
+            }
             if chance(&mut self.rng, 0.3) {
                 // A partial partition: one link down, everything else up (not transitive).
                 let n = self.nodes.len() as u64;
@@ -472,6 +489,28 @@ impl Cluster {
                 return;
             }
             let id = self.nodes[i].id;
+            let local = self.local_time(i);
+            let lease = self.config.lease;
+            // Following a ballot (acking its heartbeat or accepts) proves it won phase 1, which
+            // a majority granted only after every older master's lease had run out: older
+            // grants are void from then on. Acking a heartbeat grants its master a lease.
+            for envelope in ready.messages.iter().chain(&ready.after_persist) {
+                if let Message::HeartbeatAck { ballot, .. } | Message::Accepted { ballot, .. } =
+                    envelope.msg
+                {
+                    let grants = &mut self.nodes[i].grants;
+                    grants.retain(|_, (granted, _)| *granted >= ballot);
+                    if matches!(envelope.msg, Message::HeartbeatAck { .. }) {
+                        let entry = grants.entry(ballot.node).or_insert((ballot, local));
+                        *entry = (ballot, entry.1.max(local + lease));
+                    }
+                }
+            }
+            for envelope in ready.after_persist.iter() {
+                if let Message::Promise { ballot, .. } = envelope.msg {
+                    self.check_promise(i, ballot, local);
+                }
+            }
             for envelope in ready.messages {
                 self.net
                     .send(&mut self.rng, self.now, id, envelope.to, envelope.msg);
@@ -494,8 +533,32 @@ impl Cluster {
         }
     }
 
+    /// A replica promises `ballot` at its local time `local`: it must not owe a lease to any
+    /// other master then (DESIGN §3: a replica that heard a master promises not to promise any
+    /// other ballot for a lease, even across a restart).
+    fn check_promise(&mut self, i: usize, ballot: crate::types::Ballot, local: Time) {
+        let node = &self.nodes[i];
+        let owed = node
+            .grants
+            .iter()
+            .find(|(master, (_, until))| **master != ballot.node && local < *until)
+            .map(|(master, _)| *master);
+        if let Some(master) = owed {
+            let what = format!(
+                "{} promised ballot {ballot} while it owed {master} a lease",
+                node.id
+            );
+            let now = self.now;
+            self.checker.fail_at(now, what);
+        }
+    }
+
     fn on_event(&mut self, i: usize, event: Event) -> bool {
         let id = self.nodes[i].id;
+        if let Event::RoleChanged(Role::Candidate { ballot }) = event {
+            let local = self.local_time(i);
+            self.check_promise(i, ballot, local);
+        }
         match event {
             Event::RoleChanged(role) => {
                 self.nodes[i].role = role;

@@ -20,6 +20,10 @@ pub struct NetworkConfig {
     pub loss: f64,
     /// Chance that a message is delivered twice.
     pub duplicate: f64,
+    /// Chance that a message takes the slow path (a retransmission deep in some queue).
+    pub slow: f64,
+    /// Longest delay on the slow path.
+    pub slow_delay: Duration,
 }
 
 impl Default for NetworkConfig {
@@ -29,6 +33,8 @@ impl Default for NetworkConfig {
             max_delay: Duration::from_millis(5),
             loss: 0.0,
             duplicate: 0.0,
+            slow: 0.0,
+            slow_delay: Duration::ZERO,
         }
     }
 }
@@ -103,7 +109,11 @@ impl Network {
         for _ in 0..copies {
             let span = self.config.max_delay.saturating_sub(self.config.min_delay);
             let span_us = u64::try_from(span.as_micros()).unwrap_or(u64::MAX);
-            let delay = self.config.min_delay + Duration::from_micros(rng.below(span_us + 1));
+            let mut delay = self.config.min_delay + Duration::from_micros(rng.below(span_us + 1));
+            if chance(rng, self.config.slow) {
+                let slow_us = u64::try_from(self.config.slow_delay.as_micros()).unwrap_or(0);
+                delay += Duration::from_micros(rng.below(slow_us + 1));
+            }
             self.next_seq += 1;
             self.queue.push(Reverse(InFlight {
                 deliver_at: now + delay,
@@ -153,10 +163,11 @@ impl Network {
         !self.cut.is_empty()
     }
 
-    /// Sets loss and duplication.
+    /// Sets loss and duplication, and turns the slow path off.
     pub fn set_faults(&mut self, loss: f64, duplicate: f64) {
         self.config.loss = loss;
         self.config.duplicate = duplicate;
+        self.config.slow = 0.0;
     }
 }
 
