@@ -10,6 +10,27 @@
 //!   datagrams, replies and events out; time comes in as an argument.
 //! - feature `tokio` (default): [`Session`], an async API that owns the socket and the timers.
 //! - feature `dns`: [`dns`], cell discovery from `_cld._udp.<domain>` SRV records.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn demo() -> Result<(), cldc::Error> {
+//! use cldc::proto::{LockMode, OpenMode};
+//! use cldc::{Credentials, Session, SessionOptions};
+//!
+//! let members = vec!["10.0.0.1:8081".parse().unwrap(), "10.0.0.2:8081".parse().unwrap()];
+//! let session = Session::open(members, Credentials::new("alice", b"s3cret")?, SessionOptions::default()).await?;
+//! let leader = session.open_node("/svc/leader", OpenMode::READ | OpenMode::WRITE | OpenMode::LOCK | OpenMode::CREATE).await?;
+//! let sequencer = leader.lock(LockMode::Exclusive).await?; // waits in the queue
+//! leader.put(b"host-a:9000").await?;
+//! // Hand `sequencer` to downstream services; they fence stale leaders with CheckSequencer.
+//! # let _ = sequencer;
+//! let mut events = session.events().expect("first call");
+//! while let Some(event) = events.next().await {
+//!     println!("{event:?}"); // Jeopardy, Safe, Expired and the server's events
+//! }
+//! session.close().await
+//! # }
+//! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 

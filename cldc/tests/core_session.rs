@@ -591,3 +591,13 @@ fn a_not_master_error_reply_moves_the_request_to_the_next_member() {
     h.answer_last(&Response::Ok(status.clone()), 2);
     assert_eq!(h.replies, vec![(call, Ok(status))]);
 }
+
+#[test]
+fn a_version_reject_is_counted_and_changes_nothing() {
+    let mut h = Harness::new(&[1]);
+    let reject = cldc::proto::VersionReject { min: 2, max: 3 }.encode();
+    h.deliver(1, &reject);
+    assert_eq!(h.s.counters().version_rejects, 1);
+    assert_eq!(h.s.state(), State::Connecting);
+    assert!(h.replies.is_empty());
+}
