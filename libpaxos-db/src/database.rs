@@ -12,7 +12,7 @@ use crate::config::DbConfig;
 use crate::error::DbError;
 use crate::log_store::{COMPACTED_KEY, SledLogStore};
 use crate::namespace::Namespace;
-use crate::snapshot::{self, SnapshotFile, SnapshotInfo};
+use crate::snapshot::{self, SnapshotFile, SnapshotInfo, SnapshotJob};
 use crate::store::{self, DB_META_TREE, GENERATION_KEY, NsTrees};
 use crate::transfer::{SnapshotInstaller, SnapshotReader};
 
@@ -36,6 +36,8 @@ pub struct DbCounters {
     pub corrupt_snapshots_set_aside: u64,
     /// Snapshots taken.
     pub snapshots_taken: u64,
+    /// Snapshot writes that failed.
+    pub snapshot_failures: u64,
     /// Snapshots installed.
     pub snapshots_installed: u64,
     /// Installs refused (file failed verification, or not ahead).
@@ -161,7 +163,29 @@ impl Database {
 
     /// Writes a snapshot of the namespace now and prunes old ones.
     pub fn take_snapshot(&mut self) -> Result<SnapshotInfo, DbError> {
-        let info = snapshot::write(&self.namespace, &self.snapshot_dir)?;
+        let result = snapshot::write(&self.namespace, &self.snapshot_dir);
+        self.snapshot_written(result)
+    }
+
+    /// A snapshot of the namespace as it is now, to be written by [`SnapshotJob::run`],
+    /// possibly on another thread. Apply nothing until it has run and its result was handed to
+    /// [`snapshot_written`](Self::snapshot_written).
+    pub fn snapshot_job(&self) -> SnapshotJob {
+        SnapshotJob::new(&self.namespace, &self.snapshot_dir)
+    }
+
+    /// Records a snapshot written by a [`SnapshotJob`] (or its failure) and prunes old ones.
+    pub fn snapshot_written(
+        &mut self,
+        result: Result<SnapshotInfo, DbError>,
+    ) -> Result<SnapshotInfo, DbError> {
+        let info = match result {
+            Ok(info) => info,
+            Err(err) => {
+                self.counters.snapshot_failures += 1;
+                return Err(err);
+            }
+        };
         self.counters.snapshots_taken += 1;
         snapshot::prune(&self.snapshot_dir, self.config.keep_snapshots)?;
         self.latest = Some(info.clone());

@@ -130,6 +130,10 @@ pub enum DbError {
         /// The namespace's applied index.
         applied: Slot,
     },
+    /// A snapshot is being written from the namespace trees; installing now would pull them
+    /// from under it. Retry the transfer once it has finished.
+    #[error("a snapshot is being written; install refused until it finishes")]
+    SnapshotInProgress,
     /// No snapshot has been taken yet.
     #[error("no snapshot exists yet")]
     NoSnapshot,

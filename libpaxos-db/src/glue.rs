@@ -16,6 +16,7 @@ use crate::config::DbConfig;
 use crate::database::Database;
 use crate::error::DbError;
 use crate::log_store::SledLogStore;
+use crate::snapshot::SnapshotJob;
 use crate::transfer::{SnapshotChunk, SnapshotInstaller, SnapshotReader};
 
 /// A failure while driving the replica. All are fatal for this replica instance: drop it,
@@ -48,6 +49,12 @@ pub struct Output {
     /// Whether a Ready was performed; `false` means the replica had nothing to do. Call
     /// `drive` again until it is `false`.
     pub performed: bool,
+    /// With background snapshots: a snapshot to write off the replica loop. Until its result
+    /// is handed to [`DbReplica::snapshot_finished`], committed entries are not applied (they
+    /// stay in the log), while persistence, messages and leases carry on.
+    pub snapshot_job: Option<SnapshotJob>,
+    /// A snapshot write that failed (counted; the replica carries on without it).
+    pub snapshot_failed: Option<DbError>,
 }
 
 /// Counts of the glue's work.
@@ -63,6 +70,10 @@ pub struct GlueCounters {
     pub snapshots_installed: u64,
     /// Snapshot chunks refused (out of order, wrong snapshot, bad file).
     pub chunks_refused: u64,
+    /// Committed entries whose apply waited for a background snapshot.
+    pub deferred_applies: u64,
+    /// Snapshot writes that failed.
+    pub snapshot_failures: u64,
 }
 
 /// A replica of the cell with its database. Generic over the log store so simulations can
@@ -76,6 +87,12 @@ pub struct DbReplica<S: LogStore = SledLogStore> {
     counters: GlueCounters,
     /// The log's sync also flushes the namespace (same sled database).
     shared_flush: bool,
+    /// Snapshots are handed out as jobs instead of written inline.
+    background_snapshots: bool,
+    /// The applied index of a snapshot job handed out and not yet finished.
+    snapshot_pending: Option<Slot>,
+    /// The highest committed slot handed out by the replica (applied or deferred).
+    delivered: Slot,
 }
 
 impl DbReplica<SledLogStore> {
@@ -103,6 +120,9 @@ impl<S: LogStore> DbReplica<S> {
             incoming: None,
             counters: GlueCounters::default(),
             shared_flush: false,
+            background_snapshots: false,
+            snapshot_pending: None,
+            delivered: applied,
         })
     }
 
@@ -169,25 +189,103 @@ impl<S: LogStore> DbReplica<S> {
             ..Output::default()
         };
         out.messages.extend(ready.after_persist);
-        // Applied only once the log holds the entries durably, so the namespace never durably
-        // claims a slot the log could lose.
-        for committed in &ready.committed {
-            out.applied.push(self.db.apply(committed)?);
-        }
         if let Some(last) = ready.committed.last() {
+            self.delivered = self.delivered.max(last.slot);
+        }
+        if self.snapshot_pending.is_some() {
+            // The entries are durable in the log; `snapshot_finished` applies them from there.
+            self.counters.deferred_applies += ready.committed.len() as u64;
+        } else {
+            // Applied only once the log holds the entries durably, so the namespace never
+            // durably claims a slot the log could lose.
+            for committed in &ready.committed {
+                out.applied.push(self.db.apply(committed)?);
+            }
+            if let Some(last) = ready.committed.last() {
+                self.replica.on_applied(last.slot);
+                if !self.shared_flush {
+                    self.db.flush()?;
+                }
+            }
+        }
+        self.replica.on_persisted(now, ready.number)?;
+        if self.snapshot_pending.is_none() && self.db.snapshot_due() {
+            if self.background_snapshots {
+                let job = self.db.snapshot_job();
+                self.snapshot_pending = Some(job.applied());
+                out.snapshot_job = Some(job);
+            } else {
+                match self.db.take_snapshot() {
+                    Ok(info) => {
+                        self.counters.snapshots_taken += 1;
+                        out.snapshot = Some(info.applied);
+                    }
+                    Err(err) => {
+                        self.counters.snapshot_failures += 1;
+                        out.snapshot_failed = Some(err);
+                    }
+                }
+            }
+        }
+        if let Some(upto) = self.db.trim_point() {
+            self.replica.compact(upto);
+        }
+        Ok(out)
+    }
+
+    /// Hand out snapshots as [`SnapshotJob`]s (in `Output::snapshot_job`) for the server to run
+    /// off the replica loop, instead of writing them inside `drive`.
+    pub fn set_background_snapshots(&mut self, on: bool) {
+        self.background_snapshots = on;
+    }
+
+    /// The applied index of the snapshot job in progress, if any.
+    pub fn snapshot_in_progress(&self) -> Option<Slot> {
+        self.snapshot_pending
+    }
+
+    /// Takes the result of a [`SnapshotJob`] handed out by `drive`, then applies the committed
+    /// entries that waited for it, reading them back from the log. The output carries their
+    /// replies and events; a failed snapshot is reported in `Output::snapshot_failed` and
+    /// counted, and the replica carries on.
+    pub fn snapshot_finished(
+        &mut self,
+        result: Result<crate::SnapshotInfo, DbError>,
+    ) -> Result<Output, GlueError> {
+        self.snapshot_pending = None;
+        let mut out = Output::default();
+        match self.db.snapshot_written(result) {
+            Ok(info) => {
+                self.counters.snapshots_taken += 1;
+                out.snapshot = Some(info.applied);
+            }
+            Err(err) => {
+                self.counters.snapshot_failures += 1;
+                out.snapshot_failed = Some(err);
+            }
+        }
+        while self.db.namespace().applied() < self.delivered {
+            let from = self.db.namespace().applied().next();
+            let entries = self.replica.storage().entries(from, self.delivered, 1024)?;
+            if entries.is_empty() {
+                return Err(DbError::ReplayHole(from).into());
+            }
+            for entry in entries {
+                let expected = self.db.namespace().applied().next();
+                if entry.slot != expected {
+                    return Err(DbError::ReplayHole(expected).into());
+                }
+                out.applied.push(self.db.apply(&libpaxos::Committed {
+                    slot: entry.slot,
+                    value: entry.value,
+                })?);
+            }
+        }
+        if let Some(last) = out.applied.last() {
             self.replica.on_applied(last.slot);
             if !self.shared_flush {
                 self.db.flush()?;
             }
-        }
-        self.replica.on_persisted(now, ready.number)?;
-        if self.db.snapshot_due() {
-            let info = self.db.take_snapshot()?;
-            self.counters.snapshots_taken += 1;
-            out.snapshot = Some(info.applied);
-        }
-        if let Some(upto) = self.db.trim_point() {
-            self.replica.compact(upto);
         }
         Ok(out)
     }
@@ -223,6 +321,11 @@ impl<S: LogStore> DbReplica<S> {
         if !installer.is_complete() {
             return Ok(None);
         }
+        if self.snapshot_pending.is_some() {
+            self.incoming = None;
+            self.counters.chunks_refused += 1;
+            return Err(DbError::SnapshotInProgress.into());
+        }
         let Some(installer) = self.incoming.take() else {
             return Ok(None);
         };
@@ -230,6 +333,7 @@ impl<S: LogStore> DbReplica<S> {
             .finish()
             .inspect_err(|_| self.counters.chunks_refused += 1)?;
         let slot = self.db.install(&info)?;
+        self.delivered = self.delivered.max(slot);
         self.counters.snapshots_installed += 1;
         self.replica.on_snapshot_installed(now, slot)?;
         Ok(Some(slot))

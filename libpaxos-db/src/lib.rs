@@ -43,7 +43,7 @@ pub use mode::{EventMask, LockMode, OpenMode};
 pub use namespace::{Dump, Namespace, NamespaceCounters, ReadError};
 pub use node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session};
 pub use path::PathError;
-pub use snapshot::SnapshotInfo;
+pub use snapshot::{SnapshotInfo, SnapshotJob};
 pub use transfer::{SnapshotChunk, SnapshotInstaller, SnapshotReader};
 pub use types::{
     Checksum, ContentGeneration, HandleId, Instance, LockGeneration, RequestSeq, SessionId,

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::DbError;
 use crate::namespace::Namespace;
-use crate::store::{self, TreeTag};
+use crate::store::{self, NsTrees, TreeTag};
 
 /// The first 8 bytes of every snapshot file.
 pub const MAGIC: &[u8; 8] = b"CLDSNAP1";
@@ -77,7 +77,55 @@ impl<W: Write> HashingWriter<W> {
 
 /// Writes a snapshot of `ns` into `dir` (temp file, fsync, rename, fsync of the directory).
 pub fn write(ns: &Namespace, dir: &Path) -> Result<SnapshotInfo, DbError> {
-    let applied = ns.applied();
+    write_trees(ns.trees(), ns.applied(), ns.epoch(), dir)
+}
+
+/// A snapshot to be written, possibly on another thread, while nothing is applied to the
+/// namespace (see `DbReplica::set_background_snapshots`). It holds handles to the namespace
+/// trees, not a copy: applying while it runs would make the snapshot inconsistent.
+pub struct SnapshotJob {
+    trees: NsTrees,
+    applied: Slot,
+    epoch: Epoch,
+    dir: PathBuf,
+}
+
+impl core::fmt::Debug for SnapshotJob {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SnapshotJob")
+            .field("applied", &self.applied)
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl SnapshotJob {
+    pub(crate) fn new(ns: &Namespace, dir: &Path) -> SnapshotJob {
+        SnapshotJob {
+            trees: ns.trees().clone(),
+            applied: ns.applied(),
+            epoch: ns.epoch(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The applied index the snapshot captures.
+    pub fn applied(&self) -> Slot {
+        self.applied
+    }
+
+    /// Writes the snapshot file (the slow part: run it off the replica loop).
+    pub fn run(self) -> Result<SnapshotInfo, DbError> {
+        write_trees(&self.trees, self.applied, self.epoch, &self.dir)
+    }
+}
+
+fn write_trees(
+    trees: &NsTrees,
+    applied: Slot,
+    epoch: Epoch,
+    dir: &Path,
+) -> Result<SnapshotInfo, DbError> {
     let path = dir.join(file_name(applied));
     let tmp = dir.join(format!(".tmp-{}", file_name(applied)));
     let fail = |e: std::io::Error| DbError::snapshot_io(&tmp, e);
@@ -89,11 +137,11 @@ pub fn write(ns: &Namespace, dir: &Path) -> Result<SnapshotInfo, DbError> {
     out.put(MAGIC).map_err(fail)?;
     out.put(&VERSION.to_le_bytes()).map_err(fail)?;
     out.put(&applied.0.to_le_bytes()).map_err(fail)?;
-    out.put(&ns.epoch().0.to_le_bytes()).map_err(fail)?;
+    out.put(&epoch.0.to_le_bytes()).map_err(fail)?;
     let mut count: u64 = 0;
     let mut buf = Vec::new();
     for tag in TreeTag::ALL {
-        for item in ns.trees().tree(tag).iter() {
+        for item in trees.tree(tag).iter() {
             let (key, value) = item.map_err(|e| DbError::sled("reading for a snapshot", e))?;
             buf.clear();
             let record = Record {
@@ -122,7 +170,7 @@ pub fn write(ns: &Namespace, dir: &Path) -> Result<SnapshotInfo, DbError> {
     Ok(SnapshotInfo {
         path,
         applied,
-        epoch: ns.epoch(),
+        epoch,
         len,
     })
 }

@@ -24,6 +24,8 @@ struct Cell {
     cut_off: BTreeSet<u64>,
     applied: Vec<Applied>,
     db_config: fn(&TempDir) -> DbConfig,
+    /// Hand snapshots out as jobs, run them after the drive that produced them.
+    background: bool,
 }
 
 fn ids() -> Vec<NodeId> {
@@ -50,6 +52,7 @@ impl Cell {
             cut_off: BTreeSet::new(),
             applied: Vec::new(),
             db_config,
+            background: false,
         };
         for id in ids() {
             let dir = TempDir::new(&format!("glue-n{}", id.0));
@@ -63,10 +66,10 @@ impl Cell {
         let member = &mut self.members[id as usize - 1];
         let mut config = Config::new(NodeId(id), ids());
         config.seed = id * 7919;
-        member.replica = Some(
-            DbReplica::open(config, (self.db_config)(&member.dir), self.now)
-                .expect("start replica"),
-        );
+        let mut replica = DbReplica::open(config, (self.db_config)(&member.dir), self.now)
+            .expect("start replica");
+        replica.set_background_snapshots(self.background);
+        member.replica = Some(replica);
     }
 
     fn stop(&mut self, id: u64) {
@@ -107,6 +110,11 @@ impl Cell {
                     let quiet = !out.performed;
                     mail.extend(out.messages.into_iter().map(|m| (id, m)));
                     self.applied.extend(out.applied);
+                    if let Some(job) = out.snapshot_job {
+                        let finished = replica.snapshot_finished(job.run()).expect("finish");
+                        assert!(finished.snapshot_failed.is_none());
+                        self.applied.extend(finished.applied);
+                    }
                     for event in out.events {
                         if let Event::SnapshotNeeded { from, .. } = event {
                             wanted.push((id, from.0));
@@ -268,6 +276,25 @@ fn a_replica_cut_off_past_the_trim_point_catches_up_from_a_snapshot() {
 }
 
 #[test]
+fn with_background_snapshots_a_cut_off_replica_still_catches_up_from_a_snapshot() {
+    let mut cell = Cell::new(small_snapshots);
+    cell.background = true;
+    for id in 1..=3 {
+        cell.node(id).set_background_snapshots(true);
+    }
+    let master = cell.elect();
+    let lagger = if master == 3 { 2 } else { 3 };
+    cell.cut_off.insert(lagger);
+    workload(&mut cell, 1, 60);
+    cell.tick(20);
+    assert!(cell.node(master).counters().snapshots_taken > 0);
+    cell.cut_off.clear();
+    cell.tick(300);
+    assert_eq!(cell.node(lagger).counters().snapshots_installed, 1);
+    assert_eq!(cell.digest(lagger), cell.digest(master));
+}
+
+#[test]
 fn a_restarted_replica_recovers_and_catches_up() {
     let mut cell = Cell::new(default_db);
     let master = cell.elect();
@@ -328,4 +355,105 @@ fn with_another_log_store_the_namespace_is_flushed_after_every_apply_and_never_a
         log.durable_entry(namespace_applied).is_some(),
         "the log durably holds every slot the namespace applied"
     );
+}
+
+/// Drives until idle, returning every output.
+fn pump_all<S: libpaxos::LogStore>(node: &mut DbReplica<S>, now: Time) -> Vec<libpaxos_db::Output> {
+    let mut outs = Vec::new();
+    loop {
+        let out = node.drive(now).expect("drive");
+        if !out.performed {
+            return outs;
+        }
+        outs.push(out);
+    }
+}
+
+#[test]
+fn background_snapshots_defer_applies_until_the_job_finishes_then_catch_up_from_the_log() {
+    let dir = TempDir::new("glue-bg");
+    let mut db_config = DbConfig::new(dir.path());
+    db_config.snapshot_every = 5;
+    db_config.keep_tail = 2;
+    let mut node = DbReplica::open(
+        Config::new(NodeId(1), vec![NodeId(1)]),
+        db_config,
+        Time::ZERO,
+    )
+    .expect("start replica");
+    node.set_background_snapshots(true);
+    let mut now = Time::ZERO;
+    let tick = |node: &mut DbReplica, now: &mut Time| {
+        *now = *now + Duration::from_millis(10);
+        node.on_tick(*now).expect("tick");
+        pump_all(node, *now)
+    };
+    while !matches!(node.replica().role(), Role::Master { .. }) {
+        tick(&mut node, &mut now);
+    }
+    for _ in 0..5 {
+        tick(&mut node, &mut now);
+    }
+    assert!(
+        node.can_read(now),
+        "precondition: the master holds its lease"
+    );
+    let mut seq = 0;
+    let mut job = None;
+    while job.is_none() {
+        seq += 1;
+        let op = if seq == 1 {
+            ClientOp::NewSession {
+                user: "u".into(),
+                lease: Duration::from_secs(1),
+            }
+        } else {
+            ClientOp::Open {
+                path: format!("/f{seq}"),
+                mode: CREATE_RW,
+                events: EventMask::NONE,
+            }
+        };
+        node.propose(now, &request(1, seq, op)).expect("propose");
+        job = pump_all(&mut node, now)
+            .into_iter()
+            .find_map(|out| out.snapshot_job);
+    }
+    let job = job.expect("a snapshot job");
+    let frozen = node.database().namespace().applied();
+    assert_eq!(job.applied(), frozen);
+    assert_eq!(node.snapshot_in_progress(), Some(frozen));
+    for _ in 0..4 {
+        seq += 1;
+        let op = ClientOp::Open {
+            path: format!("/f{seq}"),
+            mode: CREATE_RW,
+            events: EventMask::NONE,
+        };
+        node.propose(now, &request(1, seq, op)).expect("propose");
+        let outs = pump_all(&mut node, now);
+        assert!(outs.iter().all(|o| o.applied.is_empty()), "applies wait");
+    }
+    tick(&mut node, &mut now);
+    assert_eq!(node.database().namespace().applied(), frozen);
+    assert!(!node.can_read(now), "reads wait for the deferred applies");
+    let out = node.snapshot_finished(job.run()).expect("finish");
+    assert_eq!(out.snapshot, Some(frozen));
+    assert_eq!(out.applied.len(), 4);
+    assert!(out.applied.iter().all(|a| a.reply.is_ok()));
+    assert_eq!(
+        node.database().namespace().applied(),
+        node.replica().commit()
+    );
+    let info = node
+        .database()
+        .latest_snapshot()
+        .expect("snapshot recorded");
+    assert_eq!(
+        libpaxos_db::snapshot::verify(&info.path)
+            .expect("valid")
+            .applied,
+        frozen
+    );
+    assert!(node.can_read(now));
 }
