@@ -149,7 +149,8 @@ fn run_until_killed(dir: &TempDir, kill_after: u64) -> u64 {
     let mut synced = 0;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read child output");
-        if let Some(n) = line.strip_prefix("synced ") {
+        // The harness prints "test NAME ... " before the first line without a newline.
+        if let Some((_, n)) = line.rsplit_once("synced ") {
             synced = n.parse().expect("slot number");
             if synced >= kill_after {
                 break;
