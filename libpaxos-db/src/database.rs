@@ -127,6 +127,12 @@ impl Database {
         self.namespace.apply(committed)
     }
 
+    /// Applies consecutive committed slots in one sled transaction (see
+    /// [`Namespace::apply_batch`]).
+    pub fn apply_batch(&mut self, batch: &[Committed]) -> Result<Vec<Applied>, DbError> {
+        self.namespace.apply_batch(batch)
+    }
+
     /// Flushes sled (the fsync) and records the applied index it made durable.
     pub fn flush(&mut self) -> Result<(), DbError> {
         let applied = self.namespace.applied();

@@ -19,6 +19,31 @@ use crate::log_store::SledLogStore;
 use crate::snapshot::SnapshotJob;
 use crate::transfer::{SnapshotChunk, SnapshotInstaller, SnapshotReader};
 
+/// At most this many committed entries share one sled transaction.
+const GROUP_ENTRIES: usize = 256;
+/// At most about this many command bytes share one sled transaction (bounds its memory).
+const GROUP_BYTES: usize = 4 << 20;
+
+/// Splits committed entries into runs applied with one sled transaction each.
+fn apply_groups(committed: &[libpaxos::Committed]) -> Vec<&[libpaxos::Committed]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, c) in committed.iter().enumerate() {
+        let size = c.value.size_hint();
+        if i > start && (i - start >= GROUP_ENTRIES || bytes + size > GROUP_BYTES) {
+            groups.push(&committed[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < committed.len() {
+        groups.push(&committed[start..]);
+    }
+    groups
+}
+
 /// A failure while driving the replica. All are fatal for this replica instance: drop it,
 /// reopen the database, and start again (restart recovery replays the log).
 #[derive(Debug, thiserror::Error)]
@@ -198,8 +223,8 @@ impl<S: LogStore> DbReplica<S> {
         } else {
             // Applied only once the log holds the entries durably, so the namespace never
             // durably claims a slot the log could lose.
-            for committed in &ready.committed {
-                out.applied.push(self.db.apply(committed)?);
+            for group in apply_groups(&ready.committed) {
+                out.applied.extend(self.db.apply_batch(group)?);
             }
             if let Some(last) = ready.committed.last() {
                 self.replica.on_applied(last.slot);
@@ -270,15 +295,20 @@ impl<S: LogStore> DbReplica<S> {
             if entries.is_empty() {
                 return Err(DbError::ReplayHole(from).into());
             }
+            let mut expected = from;
+            let mut batch = Vec::with_capacity(entries.len());
             for entry in entries {
-                let expected = self.db.namespace().applied().next();
                 if entry.slot != expected {
                     return Err(DbError::ReplayHole(expected).into());
                 }
-                out.applied.push(self.db.apply(&libpaxos::Committed {
+                expected = expected.next();
+                batch.push(libpaxos::Committed {
                     slot: entry.slot,
                     value: entry.value,
-                })?);
+                });
+            }
+            for group in apply_groups(&batch) {
+                out.applied.extend(self.db.apply_batch(group)?);
             }
         }
         if let Some(last) = out.applied.last() {
@@ -337,5 +367,32 @@ impl<S: LogStore> DbReplica<S> {
         self.counters.snapshots_installed += 1;
         self.replica.on_snapshot_installed(now, slot)?;
         Ok(Some(slot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libpaxos::{Committed, Payload, Value};
+
+    fn entry(slot: u64, bytes: usize) -> Committed {
+        Committed {
+            slot: Slot(slot),
+            value: Value {
+                epoch: Epoch(0),
+                payload: Payload::Command(vec![0; bytes]),
+            },
+        }
+    }
+
+    #[test]
+    fn apply_groups_are_bounded_by_count_and_bytes_and_cover_everything() {
+        let many: Vec<_> = (1..=600).map(|s| entry(s, 10)).collect();
+        let sizes: Vec<usize> = apply_groups(&many).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [256, 256, 88]);
+        let big: Vec<_> = (1..=5).map(|s| entry(s, 2 << 20)).collect();
+        let sizes: Vec<usize> = apply_groups(&big).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [1, 1, 1, 1, 1]);
+        assert!(apply_groups(&[]).is_empty());
     }
 }

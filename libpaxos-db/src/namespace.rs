@@ -12,7 +12,7 @@ use crate::error::DbError;
 use crate::lock::LockState;
 use crate::mode::{LockMode, OpenMode};
 use crate::node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session};
-use crate::state::{State, Tx};
+use crate::state::{Dirty, State, Tx};
 use crate::store::{self, NsTrees, TreeTag};
 use crate::types::{HandleId, SessionId};
 
@@ -152,56 +152,80 @@ impl Namespace {
     /// Applies the next committed slot: executes its command and writes the changes with the
     /// new applied index in one sled transaction. Slots must come in order without gaps.
     pub fn apply(&mut self, committed: &Committed) -> Result<Applied, DbError> {
+        let mut applied = self.apply_batch(std::slice::from_ref(committed))?;
+        Ok(applied
+            .pop()
+            .expect("apply_batch returns one result per slot"))
+    }
+
+    /// Applies consecutive committed slots, executing each in order, and writes all their
+    /// changes with the last slot as the applied index in one sled transaction: the namespace
+    /// on disk moves from one applied index to the other with nothing in between. A batch
+    /// that does not continue the applied index without gaps is refused before anything runs.
+    pub fn apply_batch(&mut self, batch: &[Committed]) -> Result<Vec<Applied>, DbError> {
         if self.poisoned {
             return Err(DbError::Poisoned);
         }
-        let expected = self.state.meta.applied.next();
-        if committed.slot != expected {
-            return Err(DbError::ApplyOutOfOrder {
-                expected,
-                got: committed.slot,
+        let mut expected = self.state.meta.applied.next();
+        for committed in batch {
+            if committed.slot != expected {
+                return Err(DbError::ApplyOutOfOrder {
+                    expected,
+                    got: committed.slot,
+                });
+            }
+            expected = expected.next();
+        }
+        let mut dirty = Dirty::default();
+        let mut out = Vec::with_capacity(batch.len());
+        for committed in batch {
+            let mut tx = Tx::new(&mut self.state, &self.limits);
+            let executed = match &committed.value.payload {
+                Payload::Noop => {
+                    if committed.value.epoch > tx.st.meta.epoch {
+                        tx.st.meta.epoch = committed.value.epoch;
+                    }
+                    Executed {
+                        request: None,
+                        reply: Ok(Response::Noop),
+                        duplicate: false,
+                    }
+                }
+                Payload::Command(bytes) => match Command::decode(bytes) {
+                    Ok(command) => execute(&mut tx, command, committed.value.epoch),
+                    Err(_) => Executed {
+                        request: None,
+                        reply: Err(CmdError::MalformedCommand),
+                        duplicate: false,
+                    },
+                },
+            };
+            tx.st.meta.applied = committed.slot;
+            let Tx {
+                dirty: changed,
+                events,
+                ..
+            } = tx;
+            dirty.merge(changed);
+            self.counters.applied += 1;
+            if executed.duplicate {
+                self.counters.duplicates += 1;
+            } else if let Err(err) = &executed.reply {
+                *self.counters.errors.entry(error_name(err)).or_default() += 1;
+            }
+            out.push(Applied {
+                slot: committed.slot,
+                request: executed.request,
+                reply: executed.reply,
+                events,
             });
         }
-        let mut tx = Tx::new(&mut self.state, &self.limits);
-        let executed = match &committed.value.payload {
-            Payload::Noop => {
-                if committed.value.epoch > tx.st.meta.epoch {
-                    tx.st.meta.epoch = committed.value.epoch;
-                }
-                Executed {
-                    request: None,
-                    reply: Ok(Response::Noop),
-                    duplicate: false,
-                }
-            }
-            Payload::Command(bytes) => match Command::decode(bytes) {
-                Ok(command) => execute(&mut tx, command, committed.value.epoch),
-                Err(_) => Executed {
-                    request: None,
-                    reply: Err(CmdError::MalformedCommand),
-                    duplicate: false,
-                },
-            },
-        };
-        tx.st.meta.applied = committed.slot;
-        let Tx { dirty, events, .. } = tx;
         if let Err(err) = self.trees.commit(&self.state, &dirty) {
             self.poisoned = true;
             self.counters.commit_failures += 1;
             return Err(err);
         }
-        self.counters.applied += 1;
-        if executed.duplicate {
-            self.counters.duplicates += 1;
-        } else if let Err(err) = &executed.reply {
-            *self.counters.errors.entry(error_name(err)).or_default() += 1;
-        }
-        Ok(Applied {
-            slot: committed.slot,
-            request: executed.request,
-            reply: executed.reply,
-            events,
-        })
+        Ok(out)
     }
 
     /// A node's metadata by path.

@@ -130,6 +130,17 @@ pub(crate) struct Dirty {
     pub locks: BTreeSet<String>,
 }
 
+impl Dirty {
+    /// Adds a later command's changes (its contents win where both wrote).
+    pub fn merge(&mut self, later: Dirty) {
+        self.nodes.extend(later.nodes);
+        self.data.extend(later.data);
+        self.sessions.extend(later.sessions);
+        self.handles.extend(later.handles);
+        self.locks.extend(later.locks);
+    }
+}
+
 /// One command's view of the state: mutations go through here so every change is recorded in
 /// [`Dirty`] and the derived indexes stay right.
 pub(crate) struct Tx<'a> {

@@ -128,3 +128,57 @@ fn different_histories_give_different_digests() {
         b.namespace().digest().unwrap()
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn applying_in_batches_gives_the_same_replies_events_and_bytes_as_one_by_one(
+        steps in history::history(150),
+        cuts in prop::collection::vec(1usize..40, 1..20),
+    ) {
+        let (a_dir, b_dir) = (TempDir::new("batch-a"), TempDir::new("batch-b"));
+        let (mut a, mut b) = (database(&a_dir), database(&b_dir));
+        let committed = to_committed(&steps, 1);
+        let one_by_one: Vec<_> = committed.iter().map(|c| a.apply(c).unwrap()).collect();
+        let mut batched = Vec::new();
+        let mut rest = committed.as_slice();
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (group, tail) = rest.split_at((*cut).min(rest.len()));
+            batched.extend(b.apply_batch(group).unwrap());
+            rest = tail;
+        }
+        prop_assert_eq!(one_by_one, batched);
+        prop_assert_eq!(a.namespace().digest().unwrap(), b.namespace().digest().unwrap());
+    }
+}
+
+#[test]
+fn a_batch_with_a_gap_is_refused_before_anything_runs() {
+    let dir = TempDir::new("batch-gap");
+    let mut db = database(&dir);
+    let noop = |slot| Committed {
+        slot: Slot(slot),
+        value: Value {
+            epoch: Epoch(7),
+            payload: Payload::Noop,
+        },
+    };
+    let err = db.apply_batch(&[noop(1), noop(3)]).expect_err("gap");
+    assert!(matches!(
+        err,
+        libpaxos_db::DbError::ApplyOutOfOrder {
+            expected: Slot(2),
+            got: Slot(3)
+        }
+    ));
+    assert_eq!(db.namespace().applied(), Slot(0));
+    assert_eq!(
+        db.namespace().epoch(),
+        Epoch(0),
+        "the first entry did not run either"
+    );
+}
