@@ -84,6 +84,21 @@ fn apply(c: &mut Criterion) {
             black_box(ns.apply(&c).expect("apply"))
         })
     });
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("put_1KiB_batch64", |b| {
+        b.iter(|| {
+            let batch: Vec<Committed> = (0..64)
+                .map(|_| {
+                    d.committed(ClientOp::Put {
+                        handle,
+                        data: data.clone(),
+                        cas: None,
+                    })
+                })
+                .collect();
+            black_box(ns.apply_batch(&batch).expect("apply"))
+        })
+    });
     group.throughput(Throughput::Elements(1));
     group.bench_function("lock_unlock_pair", |b| {
         b.iter(|| {
