@@ -67,6 +67,29 @@ fn newest_valid_snapshot(
     Ok(None)
 }
 
+/// Opens a sled database, waiting up to a second for its file lock.
+///
+/// sled 0.34 finishes writing a segment on a pool thread that keeps the files (and their
+/// exclusive lock) open for a moment after the last `Db` handle is dropped, so opening the same
+/// directory right after closing it can fail with "could not acquire lock". A second *process*
+/// holding the database still fails, after the second.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(io)) if is_lock_conflict(&io) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_lock_conflict(error: &std::io::Error) -> bool {
+    error.to_string().contains("could not acquire lock")
+}
+
 impl Database {
     /// Opens (or creates) the database in `config.dir`. The namespace comes back at its
     /// durable applied index; replay the log from there (the replica does, given
@@ -77,11 +100,12 @@ impl Database {
         let snapshot_dir = config.dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)
             .map_err(|e| DbError::snapshot_io(&snapshot_dir, e))?;
-        let db = sled::Config::new()
-            .path(&sled_dir)
-            .cache_capacity(config.cache_bytes)
-            .open()
-            .map_err(|e| DbError::sled("opening the database", e))?;
+        let db = open_sled(
+            &sled::Config::new()
+                .path(&sled_dir)
+                .cache_capacity(config.cache_bytes),
+        )
+        .map_err(|e| DbError::sled("opening the database", e))?;
         drop_stale_generations(&db)?;
         let namespace = Namespace::open(&db, config.limits.clone())?;
         let log = SledLogStore::open(&db)?.with_location(&sled_dir);

@@ -34,7 +34,7 @@ pub use command::{
     Reply, Response, Sequencer,
 };
 pub use config::{ConfigError, DbConfig, Limits};
-pub use database::{Database, DbCounters};
+pub use database::{Database, DbCounters, open_sled};
 pub use error::DbError;
 pub use glue::{DbReplica, GlueCounters, GlueError, Output};
 pub use lock::LockState;

@@ -17,10 +17,8 @@ struct SledHarness {
 
 impl SledHarness {
     fn open(&self) -> SledLogStore {
-        let db = sled::Config::new()
-            .path(&self.current)
-            .open()
-            .expect("open sled");
+        let db =
+            libpaxos_db::open_sled(&sled::Config::new().path(&self.current)).expect("open sled");
         SledLogStore::open(&db)
             .expect("open log store")
             .with_location(&self.current)
@@ -62,7 +60,7 @@ fn sled_log_store_passes_the_libpaxos_conformance_suite() {
 }
 
 fn store_with_entries(dir: &TempDir) -> (sled::Db, SledLogStore) {
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let db = libpaxos_db::open_sled(&sled::Config::new().path(dir.path())).unwrap();
     let mut store = SledLogStore::open(&db).unwrap().with_location(dir.path());
     store
         .write(&Persist {

@@ -98,7 +98,7 @@ fn a_new_session_request_retried_gets_its_cached_reply() {
 #[test]
 fn the_reply_cache_survives_a_restart() {
     let dir = TempDir::new("cache");
-    let open = || sled::Config::new().path(dir.path()).open().unwrap();
+    let open = || libpaxos_db::open_sled(&sled::Config::new().path(dir.path())).unwrap();
     let first;
     {
         let db = open();

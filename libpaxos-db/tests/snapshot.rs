@@ -351,10 +351,8 @@ fn namespace_trees_left_by_an_interrupted_install_are_dropped_at_open() {
         db.namespace().digest().unwrap()
     };
     {
-        let sled_db = sled::Config::new()
-            .path(dir.path().join("sled"))
-            .open()
-            .unwrap();
+        let sled_db =
+            libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
         sled_db
             .open_tree("ns1.nodes")
             .unwrap()
@@ -365,10 +363,8 @@ fn namespace_trees_left_by_an_interrupted_install_are_dropped_at_open() {
     let (db, _) = Database::open(config(&dir)).unwrap();
     assert_eq!(db.namespace().digest().unwrap(), digest);
     drop(db);
-    let reopened = sled::Config::new()
-        .path(dir.path().join("sled"))
-        .open()
-        .unwrap();
+    let reopened =
+        libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
     assert!(
         !reopened
             .tree_names()
@@ -383,10 +379,8 @@ fn a_corrupt_namespace_record_is_an_error_naming_tree_and_key() {
     let dir = TempDir::new("corrupt-ns");
     drop(populated(&dir, 2));
     {
-        let sled_db = sled::Config::new()
-            .path(dir.path().join("sled"))
-            .open()
-            .unwrap();
+        let sled_db =
+            libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
         sled_db
             .open_tree("ns0.nodes")
             .unwrap()
