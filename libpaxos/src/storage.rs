@@ -35,6 +35,10 @@ pub enum StorageError {
 
 /// Read access to the durable log, as the core needs it.
 ///
+/// What the core guarantees in return: every slot above `compacted_through()` and at or below
+/// the replica's commit index holds the value chosen for it, so a driver may re-read committed
+/// entries from here. Entries above the commit index may still be replaced.
+///
 /// Every method reads what has been *written* through [`LogStore::write`], whether or not it has
 /// been synced yet: the core relies on seeing its own writes. Durability is the driver's business
 /// and is reported to the core through `Replica::on_persisted`.
