@@ -155,9 +155,10 @@ impl Config {
         Ok(())
     }
 
-    /// How far above its commit index (or the master's) an acceptor accepts entries:
-    /// `4 * max_inflight`. An honest master never proposes beyond its commit index plus
-    /// `max_inflight`, so the margin only absorbs a follower's lag.
+    /// How far above its own commit index an acceptor accepts entries: `4 * max_inflight`.
+    /// An honest master never has more than `max_inflight` new slots in flight (plus, right
+    /// after taking office, the previous terms' open slots, themselves within a window), so
+    /// the margin only absorbs a follower's lag. It bounds what a promise must carry.
     pub fn accept_window(&self) -> u64 {
         self.max_inflight.saturating_mul(4)
     }

@@ -153,6 +153,7 @@ fn hard_state_round_trips<H: Harness>(h: &mut H) {
             round: 7,
             node: NodeId(3),
         },
+        commit: Slot(5),
     };
     write(
         rule,
@@ -235,6 +236,7 @@ fn synced_writes_survive_a_crash<H: Harness>(h: &mut H) {
             round: 2,
             node: NodeId(1),
         },
+        commit: Slot(1),
     };
     write(
         rule,

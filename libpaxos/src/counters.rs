@@ -8,6 +8,9 @@ pub struct Counters {
     /// Messages whose contents break the protocol's shape (unsorted slots, slot 0, an entry
     /// whose ballot differs from its message's).
     pub malformed: u64,
+    /// Accept messages with entries beyond this replica's accept window (it lags; they are
+    /// taken once it has caught up).
+    pub beyond_accept_window: u64,
     /// Messages carrying a ballot below what this replica promised.
     pub stale_ballot: u64,
     /// Prepares ignored because this replica still owes a master its lease.

@@ -1,7 +1,7 @@
 //! Phase 1 and taking office: standing for election, promising, and recovering the previous
 //! terms' open slots before proposing anything new.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use crate::error::Error;
@@ -11,6 +11,13 @@ use crate::replica::{Replica, RoleState};
 use crate::replication::Master;
 use crate::storage::Storage;
 use crate::types::{Ballot, Entry, Epoch, NodeId, Payload, Slot, Time, Value};
+
+/// A pre-vote under way.
+pub(crate) struct PreVote {
+    attempt: u64,
+    round: u64,
+    granted: BTreeSet<NodeId>,
+}
 
 /// A replica running phase 1.
 pub(crate) struct Candidate {
@@ -63,13 +70,26 @@ impl<S: Storage> Replica<S> {
     pub(crate) fn start_prevote(&mut self, now: Time) -> Result<(), Error> {
         let round = self.next_round();
         self.counters.prevotes_started += 1;
+        self.prevote_attempts += 1;
+        let attempt = self.prevote_attempts;
         self.reset_election_timer(now);
-        let mut granted = alloc::collections::BTreeSet::new();
+        let mut granted = BTreeSet::new();
         granted.insert(self.config.id);
-        self.prevote = Some((round, granted));
+        self.prevote = Some(PreVote {
+            attempt,
+            round,
+            granted,
+        });
         let commit = self.commit;
         for peer in self.peers() {
-            self.send(peer, Message::PreVote { round, commit });
+            self.send(
+                peer,
+                Message::PreVote {
+                    attempt,
+                    round,
+                    commit,
+                },
+            );
         }
         self.maybe_win_prevote(now)
     }
@@ -78,15 +98,16 @@ impl<S: Storage> Replica<S> {
         let won = self
             .prevote
             .as_ref()
-            .is_some_and(|(_, granted)| granted.len() >= self.config.quorum());
-        if won {
+            .is_some_and(|p| p.granted.len() >= self.config.quorum());
+        // Only a replica that does not lead stands; a pre-vote that outlived its role is void.
+        if won && matches!(self.role, RoleState::Follower | RoleState::Candidate(_)) {
             self.prevote = None;
             self.start_election(now)?;
         }
         Ok(())
     }
 
-    pub(crate) fn on_prevote(&mut self, now: Time, from: NodeId, round: u64) {
+    pub(crate) fn on_prevote(&mut self, now: Time, from: NodeId, attempt: u64, round: u64) {
         if round >= Ballot::MAX_ROUND {
             self.counters.malformed += 1;
             return;
@@ -103,6 +124,7 @@ impl<S: Storage> Replica<S> {
         self.send(
             from,
             Message::PreVoteReply {
+                attempt,
                 round,
                 granted,
                 promised,
@@ -114,15 +136,16 @@ impl<S: Storage> Replica<S> {
         &mut self,
         now: Time,
         from: NodeId,
+        attempt: u64,
         round: u64,
         granted: bool,
         promised: Ballot,
     ) -> Result<(), Error> {
         self.note_ballot(promised);
         match &mut self.prevote {
-            Some((asked, votes)) if *asked == round => {
+            Some(p) if p.attempt == attempt && p.round == round => {
                 if granted {
-                    votes.insert(from);
+                    p.granted.insert(from);
                 }
             }
             _ => {
@@ -163,9 +186,10 @@ impl<S: Storage> Replica<S> {
     fn promise_message(&self, ballot: Ballot, from: Slot) -> Result<Message, Error> {
         let lowest = from.max(self.commit.next());
         let last = self.last_slot()?;
-        // The accept window bounds what an acceptor holds above its commit index.
-        let max = usize::try_from(self.config.accept_window()).unwrap_or(usize::MAX);
-        let entries = self.read_entries(lowest, last, max)?;
+        // Every accepted entry above the commit index, never fewer: a promise that left one
+        // out could let the new master overwrite a chosen value. The accept window bounds how
+        // many there are.
+        let entries = self.read_entries(lowest, last, usize::MAX)?;
         Ok(Message::Promise {
             ballot,
             commit: self.commit,
@@ -216,7 +240,14 @@ impl<S: Storage> Replica<S> {
         commit: Slot,
         entries: Vec<Entry>,
     ) -> Result<(), Error> {
-        let limit = Slot(commit.0.saturating_add(self.config.accept_window()));
+        // An honest acceptor holds nothing beyond its commit index plus the accept window
+        // (a master's take-office no-op may sit one further).
+        let limit = Slot(
+            commit
+                .0
+                .saturating_add(self.config.accept_window())
+                .saturating_add(1),
+        );
         if !entries_sorted(&entries)
             || entries
                 .iter()

@@ -10,6 +10,18 @@ pub enum Error {
     /// The configuration was refused.
     #[error("invalid replica configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The driver's state machine is behind the log's snapshot: it must install that snapshot
+    /// before the replica can start.
+    #[error(
+        "the state machine applied only through {applied} but the log is compacted through \
+         {compacted}: install the snapshot first"
+    )]
+    AppliedBehindSnapshot {
+        /// What the driver said it applied.
+        applied: crate::types::Slot,
+        /// What the log is compacted through.
+        compacted: crate::types::Slot,
+    },
     /// Reading the log failed.
     #[error("reading the log failed: {0}")]
     Storage(#[from] StorageError),

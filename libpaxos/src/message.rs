@@ -21,6 +21,8 @@ pub enum Message {
     /// persisted on either side, so a replica cut off from the cell cannot raise its ballot by
     /// standing alone and disrupt a healthy master when it returns.
     PreVote {
+        /// Numbers the sender's pre-vote attempts, so late answers to an old one are ignored.
+        attempt: u64,
         /// The round the sender would stand with.
         round: u64,
         /// The sender's commit index (informational).
@@ -28,6 +30,8 @@ pub enum Message {
     },
     /// The answer to a [`Message::PreVote`].
     PreVoteReply {
+        /// The attempt answered.
+        attempt: u64,
         /// The round asked about.
         round: u64,
         /// Whether the sender would promise it now (it owes no master a lease and has

@@ -96,7 +96,9 @@ pub struct Replica<S: Storage> {
     /// When a follower stands for election if nothing is heard.
     pub(crate) election_deadline: Time,
     /// A pre-vote in progress: the round asked about and who would grant it.
-    pub(crate) prevote: Option<(u64, alloc::collections::BTreeSet<NodeId>)>,
+    pub(crate) prevote: Option<crate::election::PreVote>,
+    /// Pre-vote attempts made, to tell their answers apart.
+    pub(crate) prevote_attempts: u64,
     /// A catch-up request in flight: the slot asked for and when.
     pub(crate) catch_up_sent: Option<crate::catchup::CatchUpRequest>,
     /// A snapshot install asked of the driver and not yet done.
@@ -125,7 +127,12 @@ impl<S: Storage> Replica<S> {
             hard_state
         };
         let compacted = storage.compacted_through()?;
-        let commit = applied.max(compacted);
+        if applied < compacted {
+            return Err(Error::AppliedBehindSnapshot { applied, compacted });
+        }
+        // Entries up to the durable commit index are chosen: hand them out again from
+        // `applied` on (a state machine kept in memory restarts from its snapshot).
+        let commit = applied.max(compacted).max(hard_state.commit);
         let quiet = config.lease;
         #[cfg(feature = "fault-injection")]
         let quiet = if config.fault == Some(crate::Fault::NoQuietAfterRestart) {
@@ -142,8 +149,8 @@ impl<S: Storage> Replica<S> {
             promised: hard_state.promised,
             highest_seen: hard_state.promised,
             commit,
-            applied: commit,
-            delivered: commit,
+            applied,
+            delivered: applied,
             compacted,
             master: None,
             lease_granted: None,
@@ -151,6 +158,7 @@ impl<S: Storage> Replica<S> {
             last_heard: now,
             election_deadline: now,
             prevote: None,
+            prevote_attempts: 0,
             catch_up_sent: None,
             snapshot_wanted: None,
             outbox: Outbox::default(),
@@ -338,20 +346,24 @@ impl<S: Storage> Replica<S> {
             // The driver should not install what it has already applied; nothing to do.
             return Ok(());
         }
-        if self.is_leading() {
-            // Only a replica that does not propose learns from another's state.
+        if matches!(self.role, RoleState::Master(_)) {
+            // A master proposes; it does not learn from another replica's state.
             self.master = None;
             self.set_role(RoleState::Follower);
             self.reset_election_timer(now);
         }
-        self.commit = self.commit.max(slot);
         self.applied = slot;
-        self.delivered = slot;
+        // Entries handed out before, above the snapshot, are the driver's to apply still.
+        self.delivered = self.delivered.max(slot);
         if slot > self.compacted {
             self.set_compacted(slot);
         }
         self.catch_up_sent = None;
-        Ok(())
+        if slot > self.commit {
+            self.commit = slot;
+            self.write_hard_state();
+        }
+        self.maybe_finish_recovery(now)
     }
 
     /// Linearizable reads may be served locally once the state machine has applied the
@@ -454,9 +466,17 @@ impl<S: Storage> Replica<S> {
         debug_assert!(ballot >= self.promised, "a promise never decreases");
         if ballot > self.promised {
             self.promised = ballot;
-            self.outbox.hard_state = Some(HardState { promised: ballot });
+            self.write_hard_state();
         }
         self.note_ballot(ballot);
+    }
+
+    /// Queues the hard state (promise and commit index) for the next Ready.
+    pub(crate) fn write_hard_state(&mut self) {
+        self.outbox.hard_state = Some(HardState {
+            promised: self.promised,
+            commit: self.commit,
+        });
     }
 
     pub(crate) fn note_ballot(&mut self, ballot: Ballot) {
@@ -486,6 +506,8 @@ impl<S: Storage> Replica<S> {
     }
 
     pub(crate) fn set_role(&mut self, role: RoleState) {
+        // Whatever pre-vote was under way belongs to the role being left.
+        self.prevote = None;
         let was_leading = self.is_leading();
         self.role = role;
         if was_leading && !self.is_leading() && self.lease_reported {
@@ -556,15 +578,16 @@ impl<S: Storage> Replica<S> {
 
     fn handle(&mut self, now: Time, from: NodeId, msg: Message) -> Result<(), Error> {
         match msg {
-            Message::PreVote { round, .. } => {
-                self.on_prevote(now, from, round);
+            Message::PreVote { attempt, round, .. } => {
+                self.on_prevote(now, from, attempt, round);
                 Ok(())
             }
             Message::PreVoteReply {
+                attempt,
                 round,
                 granted,
                 promised,
-            } => self.on_prevote_reply(now, from, round, granted, promised),
+            } => self.on_prevote_reply(now, from, attempt, round, granted, promised),
             Message::Prepare { ballot, from: slot } => self.on_prepare(now, from, ballot, slot),
             Message::Promise {
                 ballot,

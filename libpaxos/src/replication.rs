@@ -156,15 +156,16 @@ impl<S: Storage> Replica<S> {
             self.send(from, Message::Reject { ballot, promised });
             return Ok(());
         }
-        let window = self.config.accept_window();
-        let limit = Slot(self.commit.0.max(commit.0).saturating_add(window));
-        if entries.last().is_some_and(|e| e.slot > limit) {
-            // Beyond any window an honest master uses: a replica this far behind learns
-            // through catch-up instead, and a slot near u64::MAX never enters the log.
-            self.counters.malformed += 1;
-            return Ok(());
-        }
         self.follow(now, from, ballot);
+        // An acceptor holds at most `accept_window` entries above its own commit index, which
+        // bounds its promises. Entries beyond wait for a re-send once this replica's commit
+        // index has caught up (through heartbeats or catch-up).
+        let limit = Slot(self.commit.0.saturating_add(self.config.accept_window()));
+        let before = entries.len();
+        let entries: Vec<Entry> = entries.into_iter().filter(|e| e.slot <= limit).collect();
+        if entries.len() < before {
+            self.counters.beyond_accept_window += 1;
+        }
         let mut slots = Vec::with_capacity(entries.len());
         for entry in entries {
             slots.push(entry.slot);
@@ -264,6 +265,7 @@ impl<S: Storage> Replica<S> {
         debug_assert!(commit >= self.commit, "the commit index never decreases");
         if commit > self.commit {
             self.commit = commit;
+            self.write_hard_state();
             if self.catch_up_sent.is_some_and(|sent| sent.slot <= commit) {
                 self.catch_up_sent = None;
             }

@@ -9,11 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::ready::Persist;
 use crate::types::{Ballot, Entry, Slot};
 
-/// The state an acceptor must never forget: the highest ballot it promised.
+/// The state an acceptor must never forget: the highest ballot it promised, and how far it
+/// knows the log to be chosen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HardState {
     /// No ballot below this one may be accepted or promised, ever, even after a crash.
     pub promised: Ballot,
+    /// Every slot up to here is chosen and held in this log (or compacted). Written in the
+    /// same batch as the entries it covers, so it is never ahead of what is durable. Kept so
+    /// that a restarted replica knows which of its entries are settled: it promises (and so
+    /// reports) only the entries above it, which bounds a promise.
+    pub commit: Slot,
 }
 
 /// A storage failure, reported to the driver as is. The core's in-memory state is unchanged by

@@ -12,7 +12,7 @@ use libpaxos::Fault;
 use libpaxos::sim::{self, SimConfig};
 
 const FAULTY: Duration = Duration::from_secs(4);
-const LIVENESS_BOUND: Duration = Duration::from_secs(6);
+const LIVENESS_BOUND: Duration = Duration::from_secs(3);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -32,6 +32,10 @@ fn replay_command(nodes: usize, seed: u64, fault: Option<Fault>) -> String {
 
 fn config(nodes: usize, seed: u64, fault: Option<Fault>) -> SimConfig {
     let mut config = SimConfig::new(nodes, seed);
+    // One seed in four runs with a tiny proposal window, so replicas hit the accept window.
+    if seed % 4 == 3 {
+        config.max_inflight = 4;
+    }
     config.fault = fault;
     config
 }

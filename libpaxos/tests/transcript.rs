@@ -78,6 +78,7 @@ fn stand(r: &mut Replica<MemStorage>, now: Time) {
         now,
         N2,
         Message::PreVoteReply {
+            attempt: r.counters().prevotes_started,
             round,
             granted: true,
             promised: Ballot::ZERO,
@@ -114,6 +115,7 @@ fn a_follower_that_hears_nothing_asks_for_pre_votes_then_stands_for_election() {
 
     r.on_tick(at(ELECTION)).unwrap();
     let pre_vote = Message::PreVote {
+        attempt: 1,
         round: 1,
         commit: Slot::ZERO,
     };
@@ -131,6 +133,7 @@ fn a_follower_that_hears_nothing_asks_for_pre_votes_then_stands_for_election() {
         at(ELECTION),
         N3,
         Message::PreVoteReply {
+            attempt: 1,
             round: 1,
             granted: true,
             promised: Ballot::ZERO,
@@ -143,7 +146,10 @@ fn a_follower_that_hears_nothing_asks_for_pre_votes_then_stands_for_election() {
         Ready {
             number: 2,
             persist: Persist {
-                hard_state: Some(HardState { promised: b }),
+                hard_state: Some(HardState {
+                    promised: b,
+                    commit: Slot::ZERO
+                }),
                 ..Persist::default()
             },
             after_persist: vec![
@@ -179,6 +185,7 @@ fn a_replica_cut_off_alone_never_raises_its_ballot() {
             at(ELECTION * step),
             N2,
             Message::PreVoteReply {
+                attempt: step,
                 round: 1,
                 granted: false,
                 promised: Ballot::ZERO,
@@ -214,6 +221,7 @@ fn a_follower_that_heard_the_master_refuses_pre_votes() {
         at(600),
         N3,
         Message::PreVote {
+            attempt: 1,
             round: 2,
             commit: Slot::ZERO,
         },
@@ -224,6 +232,7 @@ fn a_follower_that_heard_the_master_refuses_pre_votes() {
         vec![to(
             N3,
             Message::PreVoteReply {
+                attempt: 1,
                 round: 2,
                 granted: false,
                 promised: master
@@ -234,6 +243,7 @@ fn a_follower_that_heard_the_master_refuses_pre_votes() {
         at(1000),
         N3,
         Message::PreVote {
+            attempt: 2,
             round: 2,
             commit: Slot::ZERO,
         },
@@ -244,6 +254,7 @@ fn a_follower_that_heard_the_master_refuses_pre_votes() {
         vec![to(
             N3,
             Message::PreVoteReply {
+                attempt: 2,
                 round: 2,
                 granted: true,
                 promised: master
@@ -547,7 +558,10 @@ fn a_follower_bound_by_a_lease_ignores_other_candidates_until_it_runs_out() {
     let ready = drive(&mut r);
     assert_eq!(
         ready.persist.hard_state,
-        Some(HardState { promised: rival })
+        Some(HardState {
+            promised: rival,
+            commit: Slot::ZERO
+        })
     );
     assert_eq!(
         ready.after_persist,

@@ -20,6 +20,8 @@ pub struct Checker {
     pub acked_through: Slot,
     /// Reads checked.
     pub reads: u64,
+    /// Every value ever seen durably chosen, by slot: a later sample may not contradict it.
+    durably_chosen: BTreeMap<Slot, Value>,
     /// Instants at which two masters held a lease (should be none).
     pub violation: Option<String>,
 }
@@ -141,7 +143,6 @@ impl Checker {
                     .push(&entry.value);
             }
         }
-        let mut chosen: BTreeMap<Slot, Value> = BTreeMap::new();
         let mut failure = None;
         for ((slot, ballot), values) in &votes {
             if values.len() < quorum {
@@ -154,7 +155,7 @@ impl Checker {
                 break;
             }
             let value = values[0].clone();
-            if let Some(held) = chosen.get(slot).filter(|held| **held != value) {
+            if let Some(held) = self.durably_chosen.get(slot).filter(|held| **held != value) {
                 failure = Some(format!(
                     "slot {slot} has two durably chosen values: {held:?} and {value:?}"
                 ));
@@ -166,7 +167,7 @@ impl Checker {
                 ));
                 break;
             }
-            chosen.insert(*slot, value);
+            self.durably_chosen.insert(*slot, value);
         }
         if let Some(what) = failure {
             self.fail(now, what);

@@ -49,6 +49,11 @@ pub struct SimConfig {
     pub compact_every: u64,
     /// Keep this many slots below the applied index when compacting.
     pub keep_tail: u64,
+    /// `Config::max_inflight` of every replica; small values exercise the accept window.
+    pub max_inflight: u64,
+    /// Chance that a restarted replica's state machine comes back from its snapshot only (as
+    /// one kept in memory would), so committed entries above it are handed out again.
+    pub restart_from_snapshot: f64,
     /// Keep the full text of the trace (for determinism checks and printing), not only its hash.
     pub record_trace: bool,
     /// A deliberately broken behaviour for every replica.
@@ -78,6 +83,8 @@ impl SimConfig {
             propose_rate: 150.0,
             compact_every: 64,
             keep_tail: 16,
+            max_inflight: 256,
+            restart_from_snapshot: 0.3,
             record_trace: false,
             #[cfg(feature = "fault-injection")]
             fault: None,
@@ -246,7 +253,7 @@ impl Cluster {
         let mut config = Config::new(node.id, members).with_lease(self.config.lease);
         config.max_drift = self.config.max_drift;
         config.seed = self.config.seed ^ (node.id.0 << 32) ^ node.incarnation;
-        config.max_inflight = 256;
+        config.max_inflight = self.config.max_inflight;
         #[cfg(feature = "fault-injection")]
         {
             config.fault = self.config.fault;
@@ -260,7 +267,13 @@ impl Cluster {
         let Some(storage) = self.nodes[i].parked.take() else {
             return;
         };
-        let applied = self.nodes[i].durable_applied;
+        let compacted = storage.compacted_through().unwrap_or(Slot::ZERO);
+        if self.nodes[i].incarnation > 0 && chance(&mut self.rng, self.config.restart_from_snapshot)
+        {
+            // The state machine lost what it applied after its snapshot.
+            self.nodes[i].durable_applied = compacted;
+        }
+        let applied = self.nodes[i].durable_applied.max(compacted);
         match Replica::new(config, storage, now, applied) {
             Ok(replica) => {
                 let node = &mut self.nodes[i];
@@ -684,6 +697,8 @@ impl Cluster {
         }
     }
 
+    /// A committed slot must be durably held by a majority (or compacted by it, which it does
+    /// only for applied slots): a master counts an accept only after its sender's fsync.
     fn check_commit_majority(&mut self, i: usize, committed: &Committed) {
         let holders = self
             .nodes
@@ -698,16 +713,13 @@ impl Cluster {
                     .compacted_through()
                     .is_ok_and(|c| c >= committed.slot)
                     || storage
-                        .entry(committed.slot)
-                        .ok()
-                        .flatten()
+                        .durable_entry(committed.slot)
                         .is_some_and(|e| e.value == committed.value)
             })
             .count();
         let (now, id, quorum) = (self.now, self.nodes[i].id, self.quorum());
-        // The entry may sit in this Ready's own persist, already written: count it as held.
         self.checker
-            .check_majority(now, id, committed.slot, holders.max(1), quorum);
+            .check_majority(now, id, committed.slot, holders, quorum);
     }
 
     fn check(&mut self) {
@@ -752,6 +764,13 @@ impl Cluster {
             .collect();
         let (now, quorum) = (self.now, self.quorum());
         self.checker.check_durably_chosen(now, &logs, quorum);
+    }
+
+    /// Whether every replica is up and has committed through `slot`.
+    pub fn converged(&self, slot: Slot) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| n.replica.as_ref().is_some_and(|r| r.commit() >= slot))
     }
 
     /// A one-line summary for reports.

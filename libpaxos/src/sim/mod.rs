@@ -61,10 +61,14 @@ pub fn run(
                 cluster.summary()
             ));
         }
-        if cluster.acked > first_new
+        if recovery.is_none()
+            && cluster.acked > first_new
             && let Some((at, _)) = cluster.last_ack
         {
             recovery = Some(at - healed_at);
+        }
+        // Done when a new write committed and every replica has caught up with it.
+        if recovery.is_some() && cluster.converged(cluster.checker.acked_through) {
             break;
         }
     }
@@ -75,9 +79,10 @@ pub fn run(
             cluster.summary()
         ));
     }
+    let recovery = recovery.filter(|_| cluster.converged(cluster.checker.acked_through));
     let Some(recovery) = recovery else {
         return Err(format!(
-            "liveness: no write committed within {:?} of healing ({})",
+            "liveness: no write committed within {:?} of healing, or a replica never caught up ({})",
             liveness_bound,
             cluster.summary()
         ));
