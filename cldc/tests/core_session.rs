@@ -601,3 +601,84 @@ fn a_version_reject_is_counted_and_changes_nothing() {
     assert_eq!(h.s.state(), State::Connecting);
     assert!(h.replies.is_empty());
 }
+
+/// The request seq (or keepalive nonce) of the last datagram the client sent, and where to.
+fn last_sent(h: &mut Harness) -> (SocketAddr, u64) {
+    let (_, to, dg) = h.sent.last().expect("something was sent").clone();
+    let r = h.server.receive(&dg).expect("single-datagram message");
+    (to, r.header.msg_seq)
+}
+
+#[test]
+fn a_redirect_loop_between_two_members_still_reaches_the_third() {
+    let mut h = Harness::new(&[1, 2, 3]);
+    // Members 1 and 2 each name the other as master; 3 is the master and never hinted.
+    let mut steps = 0;
+    while h.sent.last().expect("sent").1 != addr(3) {
+        steps += 1;
+        assert!(steps < 100, "the client never tried member 3");
+        let before = h.sent.len();
+        let (to, seq) = last_sent(&mut h);
+        let other = if to == addr(1) { 2 } else { 1 };
+        let nm = h.server.not_master(seq, Some(addr(other)));
+        h.deliver(to.port(), &nm);
+        if h.sent.len() == before {
+            h.advance(ms(2000));
+        }
+    }
+    assert!(h.now.0 < ms(60_000), "reached before the call timeout");
+    h.answer_last(&Response::Ok(Reply::SessionCreated { lease: LEASE }), 3);
+    assert_eq!(h.s.state(), State::Active);
+    assert_eq!(h.s.master(), addr(3));
+}
+
+#[test]
+fn a_not_master_that_answers_nothing_in_flight_is_ignored() {
+    let mut h = Harness::established();
+    // A late or replayed redirect: no request and no keepalive is outstanding.
+    let nm = h.server.not_master(1, Some(addr(2)));
+    h.deliver(1, &nm);
+    assert_eq!(h.s.master(), addr(1));
+    assert!(h.sent.is_empty());
+    assert_eq!(h.s.counters().stray_redirects, 1);
+}
+
+#[test]
+fn a_not_master_from_a_member_already_left_is_ignored() {
+    let mut h = Harness::established();
+    h.submit(Request::Status);
+    let (_, seq) = last_sent(&mut h);
+    // Member 1 stays silent; after three sends the request moves to member 2.
+    h.advance(ms(1800));
+    assert_eq!(h.sent.last().expect("sent").1, addr(2));
+    // Member 1's late redirect for the first transmission must not pull the client away.
+    let nm = h.server.not_master(seq, Some(addr(3)));
+    h.deliver(1, &nm);
+    assert_eq!(h.s.master(), addr(2));
+    assert_eq!(h.s.counters().stray_redirects, 1);
+}
+
+#[test]
+fn unknown_session_answer_to_a_keepalive_expires_the_session() {
+    let mut h = Harness::established();
+    h.advance(ms(4000));
+    let (to, nonce) = last_sent(&mut h);
+    assert_eq!(h.last_received().header.kind, Kind::KeepAlive);
+    let dgs = h
+        .server
+        .reply(nonce, &Response::Err(ErrorCode::UnknownSession));
+    h.deliver_all(to.port(), &dgs);
+    assert_eq!(h.s.state(), State::Expired);
+    assert_eq!(h.events, vec![SessionEvent::Expired]);
+}
+
+#[test]
+fn unknown_session_reply_to_a_nonce_never_sent_changes_nothing() {
+    let mut h = Harness::established();
+    let dgs = h
+        .server
+        .reply(77, &Response::Err(ErrorCode::UnknownSession));
+    h.deliver_all(1, &dgs);
+    assert_eq!(h.s.state(), State::Active);
+    assert_eq!(h.s.counters().stray_replies, 1);
+}

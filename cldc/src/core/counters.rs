@@ -49,6 +49,9 @@ pub struct Counters {
     pub keepalives: u64,
     /// `NotMaster` redirects followed.
     pub redirects: u64,
+    /// Dropped: `NotMaster` from a member the client is no longer talking to, or echoing
+    /// neither the request in flight nor an outstanding keepalive (late or replayed).
+    pub stray_redirects: u64,
     /// Times the client moved to the next member because the current one was silent.
     pub rotations: u64,
     /// Calls failed with `Timeout`.

@@ -61,6 +61,11 @@ impl Lease {
         !self.outstanding.is_empty()
     }
 
+    /// True if the keepalive with `nonce` is awaiting its reply.
+    pub(crate) fn is_outstanding(&self, nonce: u64) -> bool {
+        self.outstanding.iter().any(|(n, _)| *n == nonce)
+    }
+
     /// A keepalive reply for `nonce` granting `length`; false if the nonce is unknown.
     pub(crate) fn reply(&mut self, nonce: u64, length: Duration, margin: Duration) -> bool {
         let Some(i) = self.outstanding.iter().position(|(n, _)| *n == nonce) else {

@@ -42,7 +42,7 @@ impl Session {
         if h.kind == Kind::NotMaster {
             // Non-masters have their own epochs and packet numbering: no window applies.
             match decode_body::<NotMaster>(packet.payload) {
-                Ok(nm) => self.not_master(now, from, nm),
+                Ok(nm) => self.not_master(now, from, h.msg_seq, nm),
                 Err(e) => self.count_decode_error(e),
             }
             return;
@@ -101,6 +101,14 @@ impl Session {
     fn reply(&mut self, now: Time, from: SocketAddr, msg_seq: u64, resp: Response) {
         match &self.in_flight {
             Some(f) if f.seq.0 == msg_seq => {}
+            // A master that no longer knows the session answers a keepalive this way
+            // (docs/protocol.md §10): waiting out the grace period would only delay the news.
+            _ if resp == Response::Err(ErrorCode::UnknownSession)
+                && self.keepalive_outstanding(msg_seq) =>
+            {
+                self.expire();
+                return;
+            }
             _ => {
                 self.counters.stray_replies += 1;
                 return;
@@ -109,7 +117,7 @@ impl Session {
         if resp == Response::Err(ErrorCode::NotMaster) {
             // The reserved code, from a server that does not use the NotMaster packet: the
             // request did not run there, so it is redirected, not failed.
-            self.not_master(now, from, NotMaster { hint: None });
+            self.not_master(now, from, msg_seq, NotMaster { hint: None });
             return;
         }
         self.redirect_burst = 0;
@@ -158,18 +166,31 @@ impl Session {
         self.send(from, Kind::Ack, 0, &[]);
     }
 
-    fn not_master(&mut self, now: Time, from: SocketAddr, nm: NotMaster) {
-        self.counters.redirects += 1;
-        match nm.hint {
-            Some(hint) if hint != from => self.members.redirect(hint),
-            _ if from == self.members.current() => self.members.rotate(),
-            _ => {}
-        }
-        // A redirect loop must not become a packet storm: after a burst, wait for timers.
-        if self.redirect_burst >= 2 * self.members.len() {
+    fn not_master(&mut self, now: Time, from: SocketAddr, msg_seq: u64, nm: NotMaster) {
+        // Only a redirect from the member the client talks to, answering what it has
+        // outstanding, may move it: a late one (the client already moved on) or a replayed
+        // one (NotMaster is exempt from the replay window) would pull it off the master.
+        let answers_request = self.in_flight.as_ref().is_some_and(|f| f.seq.0 == msg_seq);
+        if from != self.members.current()
+            || !(answers_request || self.keepalive_outstanding(msg_seq))
+        {
+            self.counters.stray_redirects += 1;
             return;
         }
-        self.redirect_burst += 1;
+        self.counters.redirects += 1;
+        let hops = self.redirect_burst;
+        self.redirect_burst = hops.saturating_add(1);
+        // Hints are followed for at most one hop per member in a row; past that they may
+        // form a loop (A names B, B names A) that never reaches the real master, so the
+        // client goes round the list instead.
+        match nm.hint {
+            Some(hint) if hint != from && hops < self.members.len() => self.members.redirect(hint),
+            _ => self.members.rotate(),
+        }
+        // A redirect loop must not become a packet storm: after a burst, wait for timers.
+        if hops >= 2 * self.members.len() {
+            return;
+        }
         if self.in_flight.is_some() {
             self.send_in_flight(now);
             if let Some(f) = &mut self.in_flight {
@@ -179,6 +200,10 @@ impl Session {
         if self.lease.as_ref().is_some_and(|l| l.awaiting_reply()) {
             self.send_keepalive(now);
         }
+    }
+
+    fn keepalive_outstanding(&self, nonce: u64) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.is_outstanding(nonce))
     }
 
     fn count_decode_error(&mut self, e: DecodeError) {
