@@ -305,3 +305,28 @@ async fn a_grant_lost_in_a_fail_over_is_recovered_by_asking_the_new_master() {
         }))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_stream_ends_after_expiry_even_while_handles_live() {
+    let cell = FakeCell::start(LEASE).await;
+    let s = session(&cell).await;
+    let _h = s.open_node("/e", RW).await.expect("open");
+    let mut events = s.events().expect("events");
+    cell.faults(|f| f.silent = true);
+    assert_eq!(events.next().await, Some(SessionEvent::Jeopardy));
+    assert_eq!(events.next().await, Some(SessionEvent::Expired));
+    let end = tokio::time::timeout(Duration::from_secs(600), events.next()).await;
+    assert_eq!(end, Ok(None), "the stream ends instead of waiting forever");
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_stream_ends_after_close() {
+    let cell = FakeCell::start(LEASE).await;
+    let s = session(&cell).await;
+    let h = s.open_node("/e", RW).await.expect("open");
+    let mut events = s.events().expect("events");
+    s.close().await.expect("close");
+    let end = tokio::time::timeout(Duration::from_secs(600), events.next()).await;
+    assert_eq!(end, Ok(None), "the stream ends instead of waiting forever");
+    assert!(matches!(h.get().await, Err(Error::SessionClosed)));
+}

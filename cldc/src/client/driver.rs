@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::Stats;
-use crate::core::{CallError, CallId, Output, Session as Core, SessionEvent, Time};
+use crate::core::{CallError, CallId, Output, Session as Core, SessionEvent, State, Time};
 use crate::proto::{Event, HandleId, Reply, Request, Sequencer};
 
 /// A reply channel for one call.
@@ -35,7 +35,8 @@ pub(crate) struct Driver {
     pub(crate) socket: UdpSocket,
     pub(crate) start: Instant,
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) events: mpsc::Sender<SessionEvent>,
+    /// `None` once the session is over, so that [`super::Events::next`] ends.
+    pub(crate) events: Option<mpsc::Sender<SessionEvent>>,
     pub(crate) stats: Arc<Mutex<Stats>>,
     pub(crate) opened: Option<ReplyTx>,
     pending: HashMap<CallId, Pending>,
@@ -58,7 +59,7 @@ impl Driver {
             socket,
             start,
             commands,
-            events,
+            events: Some(events),
             stats,
             opened: Some(opened),
             pending: HashMap::new(),
@@ -145,6 +146,11 @@ impl Driver {
         }
         let core = self.core.counters();
         self.bump(|s| s.core = core);
+        // The task lives on while handles exist (their calls fail at once), but no event can
+        // follow an expired or ended session: end the stream after what is buffered.
+        if matches!(self.core.state(), State::Expired | State::Ended) {
+            self.events = None;
+        }
     }
 
     async fn transmit(&mut self, to: SocketAddr, datagram: &[u8]) {
@@ -240,7 +246,11 @@ impl Driver {
             }
             _ => {}
         }
-        if self.events.try_send(ev).is_err() {
+        let delivered = self
+            .events
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(ev).is_ok());
+        if !delivered {
             self.bump(|s| s.events_dropped += 1);
         }
     }

@@ -45,7 +45,8 @@ pub struct Events {
 }
 
 impl Events {
-    /// The next event; `None` once the session task has stopped.
+    /// The next event; `None` after the last one, once the session has expired or ended
+    /// (or its task has stopped).
     pub async fn next(&mut self) -> Option<SessionEvent> {
         self.rx.recv().await
     }
