@@ -82,7 +82,7 @@ impl Config {
             seed: id.0,
             max_batch_entries: 256,
             max_batch_bytes: 256 * 1024,
-            max_inflight: 4096,
+            max_inflight: 1024,
             max_apply_batch: 1024,
             #[cfg(feature = "fault-injection")]
             fault: None,
