@@ -5,7 +5,7 @@ use libpaxos::Epoch;
 
 use crate::apply_lock::{promote, release};
 use crate::apply_node::remove_node;
-use crate::command::{ClientOp, ClientRequest, CmdError, Command, Reply, Response};
+use crate::command::{ClientOp, ClientRequest, CmdError, Command, MAX_USER_NAME, Reply, Response};
 use crate::node::Session;
 use crate::state::Tx;
 use crate::types::{HandleId, RequestSeq, SessionId};
@@ -57,6 +57,13 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
         duplicate,
     };
     if let Some(session) = tx.st.sessions.get(&req.session) {
+        // A NewSession naming another user is not a retry of this session's creation, whatever
+        // its seq: answering it from the cache would hand the session to that user.
+        if let ClientOp::NewSession { user, .. } = &req.op
+            && *user != session.user
+        {
+            return done(Err(CmdError::SessionExists(req.session)), false);
+        }
         if req.seq == session.last_seq {
             return done(session.last_reply.clone(), true);
         }
@@ -67,6 +74,9 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
     }
     let reply = match req.op {
         ClientOp::NewSession { user, lease } => {
+            if !valid_user_name(&user) {
+                return done(Err(CmdError::BadUserName), false);
+            }
             if tx.st.sessions.contains_key(&req.session) {
                 return done(Err(CmdError::SessionExists(req.session)), false);
             }
@@ -114,6 +124,13 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
         tx.set_session(req.session, session);
     }
     done(reply, false)
+}
+
+/// 1 to [`MAX_USER_NAME`] bytes without NUL, as the wire protocol allows. Checked here too so
+/// that a session record stays small whatever the front end passes (it goes into snapshot
+/// records, which have a size limit).
+fn valid_user_name(user: &str) -> bool {
+    !user.is_empty() && user.len() <= MAX_USER_NAME && !user.contains('\0')
 }
 
 /// Ends a session: deletes its ephemeral nodes (telling other handles on them), closes its

@@ -13,6 +13,10 @@ use crate::types::{
 };
 use libpaxos::Slot;
 
+/// The longest user name `NewSession` accepts (CLD's `CLD_MAX_USERNAME`, and the wire
+/// protocol's user field).
+pub const MAX_USER_NAME: usize = 32;
+
 /// One replicated command, postcard-encoded into `libpaxos::Payload::Command`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -214,9 +218,12 @@ pub enum CmdError {
     /// No such session.
     #[error("session {0} does not exist")]
     UnknownSession(SessionId),
-    /// NewSession for a session that exists.
+    /// NewSession for a session that exists (for a retry: under another user).
     #[error("session {0} already exists")]
     SessionExists(SessionId),
+    /// NewSession's user name is empty, longer than 32 bytes, or contains NUL.
+    #[error("user name must be 1 to 32 bytes without NUL")]
+    BadUserName,
     /// The request number is older than the session's last one, whose reply is all we keep.
     #[error("request {seq} is older than the last one executed ({last}); its reply is gone")]
     RequestTooOld {

@@ -77,6 +77,7 @@ fn error_name(err: &CmdError) -> &'static str {
         CmdError::StaleEpoch { .. } => "stale_epoch",
         CmdError::UnknownSession(_) => "unknown_session",
         CmdError::SessionExists(_) => "session_exists",
+        CmdError::BadUserName => "bad_user_name",
         CmdError::RequestTooOld { .. } => "request_too_old",
         CmdError::TooManySessions(_) => "too_many_sessions",
         CmdError::TooManyHandles(_) => "too_many_handles",

@@ -140,3 +140,57 @@ fn the_reply_cache_survives_a_restart() {
     assert_eq!(ns.apply(&committed(3, 0, &retry)).unwrap().reply, first);
     assert_eq!(ns.dump().unwrap().handles.len(), 1, "not opened twice");
 }
+
+#[test]
+fn a_new_session_from_another_user_for_a_taken_id_is_refused_even_with_the_cached_seq() {
+    let mut f = Fixture::new();
+    let lease = std::time::Duration::from_secs(3);
+    let alice = ClientOp::NewSession {
+        user: "alice".into(),
+        lease,
+    };
+    let mallory = ClientOp::NewSession {
+        user: "mallory".into(),
+        lease,
+    };
+    assert_eq!(
+        f.request_seq(1, 1, alice).reply,
+        Ok(Response::SessionCreated)
+    );
+    let theft = f.request_seq(1, 1, mallory);
+    assert_eq!(theft.reply, Err(CmdError::SessionExists(SessionId(1))));
+    assert_eq!(
+        f.ns.session(SessionId(1)).map(|s| s.user.as_str()),
+        Some("alice")
+    );
+    assert_eq!(f.ns.counters().duplicates, 0, "not answered from the cache");
+}
+
+#[test]
+fn a_new_session_with_a_user_name_outside_1_to_32_bytes_or_with_nul_is_refused() {
+    let mut f = Fixture::new();
+    let lease = std::time::Duration::from_secs(3);
+    for (s, user) in [
+        (1, String::new()),
+        (2, "x".repeat(33)),
+        (3, "a\0b".to_string()),
+    ] {
+        let reply = f
+            .request_seq(s, 1, ClientOp::NewSession { user, lease })
+            .reply;
+        assert_eq!(reply, Err(CmdError::BadUserName), "session {s}");
+        assert!(f.ns.session(SessionId(s)).is_none());
+    }
+    let longest = "x".repeat(32);
+    let reply = f
+        .request_seq(
+            4,
+            1,
+            ClientOp::NewSession {
+                user: longest,
+                lease,
+            },
+        )
+        .reply;
+    assert_eq!(reply, Ok(Response::SessionCreated));
+}

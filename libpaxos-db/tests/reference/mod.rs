@@ -149,6 +149,11 @@ impl Model {
     fn client(&mut self, req: &libpaxos_db::ClientRequest) -> Reply {
         let sid = req.session;
         if let Some(s) = self.session(sid) {
+            if let ClientOp::NewSession { user, .. } = &req.op
+                && *user != s.user
+            {
+                return Err(CmdError::SessionExists(sid));
+            }
             if req.seq == s.last_seq {
                 return s.last_reply.clone();
             }
@@ -160,6 +165,9 @@ impl Model {
             }
         }
         if let ClientOp::NewSession { user, lease } = &req.op {
+            if user.is_empty() || user.len() > 32 || user.contains('\0') {
+                return Err(CmdError::BadUserName);
+            }
             if self.session(sid).is_some() {
                 return Err(CmdError::SessionExists(sid));
             }
