@@ -330,3 +330,27 @@ async fn events_stream_ends_after_close() {
     assert_eq!(end, Ok(None), "the stream ends instead of waiting forever");
     assert!(matches!(h.get().await, Err(Error::SessionClosed)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_call_dropped_while_queued_releases_the_later_grant() {
+    let cell = FakeCell::start(LEASE).await;
+    let a = session(&cell).await;
+    let b = session(&cell).await;
+    let ha = a.open_node("/d", LOCKING).await.expect("open a");
+    let hb = std::sync::Arc::new(b.open_node("/d", LOCKING).await.expect("open b"));
+    ha.lock(LockMode::Exclusive).await.expect("a locks");
+    let waiting = hb.clone();
+    let waiter = tokio::spawn(async move { waiting.lock(LockMode::Exclusive).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The application gives up on the lock (a timeout around lock(), a cancelled task).
+    waiter.abort();
+    let _ = waiter.await;
+    ha.unlock().await.expect("unlock grants b's queued request");
+    // Nobody in b wants the lock any more: it must not stay held by b.
+    let relocked = tokio::time::timeout(Duration::from_secs(30), ha.lock(LockMode::Exclusive))
+        .await
+        .expect("a gets the lock back")
+        .expect("lock");
+    assert_eq!(relocked.path, "/d");
+    assert_eq!(b.stats().abandoned_grants, 1);
+}

@@ -28,6 +28,8 @@ enum Pending {
     Lock(HandleId, ReplyTx),
     /// A `GetSequencer` the driver sent itself after a fail-over, for a waiting lock.
     Recheck(HandleId),
+    /// An `Unlock` the driver sent itself for a grant nobody waits for any more.
+    Release,
 }
 
 pub(crate) struct Driver {
@@ -110,6 +112,17 @@ impl Driver {
         self.submit(req, pending);
     }
 
+    /// Completes a lock call. If its caller has gone (the `lock()` future was dropped, e.g.
+    /// by a timeout around it), nobody believes in a granted lock: release it at once rather
+    /// than hold it, unseen, until the session ends.
+    fn finish_lock(&mut self, handle: HandleId, tx: ReplyTx, result: Result<Reply, CallError>) {
+        let granted = matches!(result, Ok(Reply::Locked { .. }));
+        if tx.send(result).is_err() && granted {
+            self.bump(|s| s.abandoned_grants += 1);
+            self.submit(Request::Unlock { handle }, Pending::Release);
+        }
+    }
+
     fn submit(&mut self, req: Request, pending: Pending) {
         match self.core.submit(self.now(), &req) {
             Ok(id) => {
@@ -124,6 +137,7 @@ impl Driver {
                         let _ = tx.send(Err(e));
                     }
                 }
+                Pending::Release => {}
             },
         }
     }
@@ -174,15 +188,13 @@ impl Driver {
             Some(Pending::Lock(handle, tx)) => match result {
                 Ok(Reply::LockQueued) => match self.early_grants.remove(&handle) {
                     Some(sequencer) => {
-                        let _ = tx.send(Ok(Reply::Locked { sequencer }));
+                        self.finish_lock(handle, tx, Ok(Reply::Locked { sequencer }));
                     }
                     None => {
                         self.waiting_locks.insert(handle, tx);
                     }
                 },
-                other => {
-                    let _ = tx.send(other);
-                }
+                other => self.finish_lock(handle, tx, other),
             },
             Some(Pending::Recheck(handle)) => {
                 // Granted while the grant event may have been lost in the fail-over. If still
@@ -190,10 +202,10 @@ impl Driver {
                 if let Ok(Reply::Sequencer { sequencer }) = result
                     && let Some(tx) = self.waiting_locks.remove(&handle)
                 {
-                    let _ = tx.send(Ok(Reply::Locked { sequencer }));
+                    self.finish_lock(handle, tx, Ok(Reply::Locked { sequencer }));
                 }
             }
-            None => {}
+            Some(Pending::Release) | None => {}
         }
     }
 
@@ -215,9 +227,10 @@ impl Driver {
             SessionEvent::Server(Event::LockAcquired { handle, sequencer }) => {
                 match self.waiting_locks.remove(handle) {
                     Some(tx) => {
-                        let _ = tx.send(Ok(Reply::Locked {
+                        let granted = Ok(Reply::Locked {
                             sequencer: sequencer.clone(),
-                        }));
+                        });
+                        self.finish_lock(*handle, tx, granted);
                     }
                     None if self.has_pending_lock(*handle) => {
                         // The grant overtook the `LockQueued` reply.

@@ -102,35 +102,30 @@ impl Handle {
     }
 
     /// Takes the lock, waiting in the node's queue as long as it takes (needs `LOCK`).
+    ///
+    /// Dropping the returned future before it completes gives the lock up: a grant that
+    /// arrives later is released at once (counted in [`super::Stats::abandoned_grants`]).
     pub async fn lock(&self, mode: LockMode) -> Result<Sequencer, Error> {
+        self.lock_request(mode, true).await
+    }
+
+    /// Takes the lock if nobody holds a conflicting one ([`Error::LockConflict`] otherwise).
+    pub async fn try_lock(&self, mode: LockMode) -> Result<Sequencer, Error> {
+        self.lock_request(mode, false).await
+    }
+
+    async fn lock_request(&self, mode: LockMode, wait: bool) -> Result<Sequencer, Error> {
         let (tx, rx) = oneshot::channel();
         let req = Request::Lock {
             handle: self.id,
             mode,
-            wait: true,
+            wait,
         };
         self.commands
             .send(Command::Lock(req, self.id, tx))
             .await
             .map_err(|_| Error::TaskStopped)?;
         match rx.await.map_err(|_| Error::TaskStopped)?? {
-            Reply::Locked { sequencer } => Ok(sequencer),
-            _ => Err(Error::UnexpectedReply),
-        }
-    }
-
-    /// Takes the lock if nobody holds a conflicting one ([`Error::LockConflict`] otherwise).
-    pub async fn try_lock(&self, mode: LockMode) -> Result<Sequencer, Error> {
-        match call(
-            &self.commands,
-            Request::Lock {
-                handle: self.id,
-                mode,
-                wait: false,
-            },
-        )
-        .await?
-        {
             Reply::Locked { sequencer } => Ok(sequencer),
             _ => Err(Error::UnexpectedReply),
         }

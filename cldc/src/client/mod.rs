@@ -37,6 +37,8 @@ pub struct Stats {
     pub send_errors: u64,
     /// Socket receive errors.
     pub receive_errors: u64,
+    /// Locks granted after their `lock()`/`try_lock()` call was dropped, and released at once.
+    pub abandoned_grants: u64,
 }
 
 /// The session's events, in order: server events, then jeopardy, safe and expired.
