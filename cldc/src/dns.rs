@@ -16,6 +16,8 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use rand::Rng;
 
+use crate::core::MAX_MEMBERS;
+
 /// What to look up, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SrvQuery {
@@ -179,12 +181,17 @@ pub async fn discover(q: &SrvQuery) -> Result<Vec<SocketAddr>, DiscoveryError> {
     }
     let mut members = Vec::new();
     for t in order_srv(available, &mut rand::rng()) {
+        // A session remembers no more members than this; a zone with hundreds of targets
+        // must not cost hundreds of address lookups (each up to timeout x attempts).
+        if members.len() >= MAX_MEMBERS {
+            break;
+        }
         let Ok(ips) = resolver.lookup_ip(t.target.as_str()).await else {
             continue;
         };
         for ip in ips.iter() {
             let addr = SocketAddr::new(ip, t.port);
-            if !members.contains(&addr) {
+            if !members.contains(&addr) && members.len() < MAX_MEMBERS {
                 members.push(addr);
             }
         }

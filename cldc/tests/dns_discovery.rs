@@ -135,3 +135,16 @@ async fn session_opens_on_a_cell_found_through_srv() {
         .expect("session over SRV");
     s.stat("/").await.expect("stat root");
 }
+
+#[tokio::test]
+async fn discovery_stops_at_the_sixteen_members_a_session_remembers() {
+    let mut records = vec![];
+    for i in 0..24u8 {
+        let host = format!("m{i}.cell.test.");
+        records.push(srv(10, 1, 7000 + u16::from(i), &host));
+        records.push(a(&host, [127, 0, 1, i]));
+    }
+    let server = dns_server(records).await;
+    let members = discover(&query(server)).await.expect("discovered");
+    assert_eq!(members.len(), 16);
+}

@@ -3,8 +3,9 @@
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-/// Most members remembered (the configured ones plus redirect targets).
-pub(crate) const MAX_MEMBERS: usize = 16;
+/// Most members a session remembers (the configured ones plus redirect targets); further
+/// configured members are ignored and discovery stops there.
+pub const MAX_MEMBERS: usize = 16;
 
 /// The cell's members and the one currently believed to be master.
 #[derive(Clone, Debug)]

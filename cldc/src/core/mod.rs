@@ -18,6 +18,7 @@ mod session;
 
 pub use config::{Config, ConfigError};
 pub use counters::Counters;
+pub use members::MAX_MEMBERS;
 pub use session::{CallError, CallId, Output, Session, SessionEvent, State};
 
 use core::time::Duration;
