@@ -354,3 +354,39 @@ async fn a_lock_call_dropped_while_queued_releases_the_later_grant() {
     assert_eq!(relocked.path, "/d");
     assert_eq!(b.stats().abandoned_grants, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn closing_the_session_fails_a_waiting_lock() {
+    let cell = FakeCell::start(LEASE).await;
+    let a = session(&cell).await;
+    let b = session(&cell).await;
+    let ha = a.open_node("/w", LOCKING).await.expect("open a");
+    let hb = b.open_node("/w", LOCKING).await.expect("open b");
+    ha.lock(LockMode::Exclusive).await.expect("a locks");
+    let waiter = tokio::spawn(async move { hb.lock(LockMode::Exclusive).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.close().await.expect("close b");
+    let got = tokio::time::timeout(Duration::from_secs(600), waiter)
+        .await
+        .expect("the waiting lock does not hang after close")
+        .expect("task");
+    assert!(matches!(got, Err(Error::SessionClosed)), "{got:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_fails_a_waiting_lock() {
+    let cell = FakeCell::start(LEASE).await;
+    let a = session(&cell).await;
+    let b = session(&cell).await;
+    let ha = a.open_node("/x", LOCKING).await.expect("open a");
+    let hb = b.open_node("/x", LOCKING).await.expect("open b");
+    ha.lock(LockMode::Exclusive).await.expect("a locks");
+    let waiter = tokio::spawn(async move { hb.lock(LockMode::Exclusive).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cell.faults(|f| f.silent = true);
+    let got = tokio::time::timeout(Duration::from_secs(600), waiter)
+        .await
+        .expect("the waiting lock does not hang after expiry")
+        .expect("task");
+    assert!(matches!(got, Err(Error::SessionExpired)), "{got:?}");
+}

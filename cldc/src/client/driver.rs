@@ -160,10 +160,20 @@ impl Driver {
         }
         let core = self.core.counters();
         self.bump(|s| s.core = core);
-        // The task lives on while handles exist (their calls fail at once), but no event can
-        // follow an expired or ended session: end the stream after what is buffered.
-        if matches!(self.core.state(), State::Expired | State::Ended) {
+        // The task lives on while handles exist (their calls fail at once), but nothing can
+        // follow an expired or ended session: end the event stream after what is buffered,
+        // and fail the lock calls that wait for a grant event (they would wait forever).
+        let over = match self.core.state() {
+            State::Expired => Some(CallError::SessionExpired),
+            State::Ended => Some(CallError::SessionEnded),
+            _ => None,
+        };
+        if let Some(err) = over {
             self.events = None;
+            for (_, tx) in self.waiting_locks.drain() {
+                let _ = tx.send(Err(err));
+            }
+            self.early_grants.clear();
         }
     }
 
@@ -250,11 +260,6 @@ impl Driver {
                 let waiting: Vec<HandleId> = self.waiting_locks.keys().copied().collect();
                 for handle in waiting {
                     self.submit(Request::GetSequencer { handle }, Pending::Recheck(handle));
-                }
-            }
-            SessionEvent::Expired => {
-                for (_, tx) in self.waiting_locks.drain() {
-                    let _ = tx.send(Err(CallError::SessionExpired));
                 }
             }
             _ => {}
