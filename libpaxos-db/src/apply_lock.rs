@@ -45,6 +45,9 @@ pub(crate) fn lock(
         return Err(CmdError::AlreadyWaiting);
     }
     if lock.grantable(mode) {
+        if mode == LockMode::Shared && lock.shared.len() as u64 >= tx.limits.max_holders_per_lock {
+            return Err(CmdError::TooManyHolders(tx.limits.max_holders_per_lock));
+        }
         lock.grant(who, mode);
         if mode == LockMode::Exclusive {
             bump_generation(tx, &path);
@@ -103,7 +106,7 @@ pub(crate) fn promote(tx: &mut Tx<'_>, path: &str) {
     let Some(mut lock) = tx.st.locks.get(path).cloned() else {
         return;
     };
-    let granted = lock.promote();
+    let granted = lock.promote(tx.limits.max_holders_per_lock);
     if granted.is_empty() {
         return;
     }

@@ -299,6 +299,9 @@ pub enum CmdError {
     /// The per-node wait queue is full.
     #[error("too many waiters on this lock (limit {0})")]
     TooManyWaiters(u64),
+    /// A shared grant would exceed the per-node holder limit.
+    #[error("too many shared holders on this lock (limit {0})")]
+    TooManyHolders(u64),
     /// Unlock of a handle that neither holds nor waits.
     #[error("this handle holds no lock and waits for none")]
     NotLocked,

@@ -5,6 +5,11 @@ use std::path::PathBuf;
 /// The largest file size the limit may be raised to.
 pub const MAX_FILE_SIZE_CEILING: u64 = 256 * 1024;
 
+/// The largest `max_waiters_per_lock` and `max_holders_per_lock` may be raised to: with both at
+/// the ceiling, a lock record (its holders and its queue) still fits one snapshot record
+/// ([`MAX_RECORD`](crate::snapshot::MAX_RECORD)), so every snapshot can be read back.
+pub const LOCK_PARTIES_CEILING: u64 = 15_000;
+
 /// Limits every replica must agree on (they decide replies, so they are part of the replicated
 /// state machine's definition: change them only on every member at once).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,8 +20,11 @@ pub struct Limits {
     pub max_sessions: u64,
     /// Most open handles per session. Default 10 000.
     pub max_handles_per_session: u64,
-    /// Most queued lock requests per node. Default 10 000.
+    /// Most queued lock requests per node. Default 10 000, at most 15 000.
     pub max_waiters_per_lock: u64,
+    /// Most shared holders of one node's lock: a request beyond it is refused, a queued one
+    /// waits for a holder to leave. Default 10 000, at most 15 000.
+    pub max_holders_per_lock: u64,
 }
 
 impl Default for Limits {
@@ -26,6 +34,7 @@ impl Default for Limits {
             max_sessions: 100_000,
             max_handles_per_session: 10_000,
             max_waiters_per_lock: 10_000,
+            max_holders_per_lock: 10_000,
         }
     }
 }
@@ -36,6 +45,16 @@ pub enum ConfigError {
     /// `max_file_size` is above 256 KiB.
     #[error("max_file_size {0} is above the ceiling of 262144 bytes")]
     FileSizeCeiling(u64),
+    /// A lock limit is above [`LOCK_PARTIES_CEILING`].
+    #[error(
+        "{name} {value} is above the ceiling of 15000 (a lock record must fit a snapshot record)"
+    )]
+    LockPartiesCeiling {
+        /// The limit.
+        name: &'static str,
+        /// Its configured value.
+        value: u64,
+    },
     /// A limit or interval is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -59,9 +78,18 @@ impl Limits {
             ("max_sessions", self.max_sessions),
             ("max_handles_per_session", self.max_handles_per_session),
             ("max_waiters_per_lock", self.max_waiters_per_lock),
+            ("max_holders_per_lock", self.max_holders_per_lock),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, value) in [
+            ("max_waiters_per_lock", self.max_waiters_per_lock),
+            ("max_holders_per_lock", self.max_holders_per_lock),
+        ] {
+            if value > LOCK_PARTIES_CEILING {
+                return Err(ConfigError::LockPartiesCeiling { name, value });
             }
         }
         Ok(())

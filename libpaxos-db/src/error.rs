@@ -98,6 +98,19 @@ pub enum DbError {
         /// What is wrong.
         reason: String,
     },
+    /// A namespace record is larger than a snapshot record may be, so no reader would accept
+    /// the snapshot; the write is abandoned.
+    #[error(
+        "namespace record in tree {tree} at key {key} is {len} bytes, above the snapshot record limit"
+    )]
+    SnapshotRecordTooLarge {
+        /// The sled tree.
+        tree: String,
+        /// The key, printed.
+        key: String,
+        /// The encoded record's length.
+        len: usize,
+    },
     /// A transfer chunk arrived out of order or does not belong to this transfer.
     #[error("snapshot chunk at offset {got} does not follow offset {expected}")]
     ChunkOutOfOrder {

@@ -3,7 +3,8 @@
 //! Rules (and the CLD bugs they avoid, reference §6): exclusive conflicts with any holder,
 //! shared with an exclusive holder; a request also waits if anyone is already queued, so
 //! writers are not starved; every release runs [`LockState::promote`], which grants the head
-//! of the queue and, if it is shared, every consecutive shared waiter, never past an exclusive.
+//! of the queue and, if it is shared, every consecutive shared waiter, never past an exclusive
+//! and never past the shared holder limit (which bounds a lock record's size).
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -101,12 +102,13 @@ impl LockState {
     }
 
     /// Grants waiters from the head of the queue while they are compatible: the head, and if it
-    /// is shared every consecutive shared waiter; never past an exclusive one. Returns the
-    /// grants in order.
-    pub fn promote(&mut self) -> Vec<Waiter> {
+    /// is shared every consecutive shared waiter, while fewer than `max_shared` hold it; never
+    /// past an exclusive one. Returns the grants in order.
+    pub fn promote(&mut self, max_shared: u64) -> Vec<Waiter> {
         let mut granted = Vec::new();
         while let Some(head) = self.waiters.front().copied() {
-            if !self.compatible(head.mode) {
+            let full = head.mode == LockMode::Shared && self.shared.len() as u64 >= max_shared;
+            if full || !self.compatible(head.mode) {
                 break;
             }
             self.waiters.pop_front();
@@ -146,7 +148,7 @@ mod tests {
         use LockMode::*;
         let mut lock = queued(&[Shared, Shared, Exclusive, Shared]);
         lock.release(h(0));
-        let granted: Vec<_> = lock.promote().iter().map(|w| w.who).collect();
+        let granted: Vec<_> = lock.promote(u64::MAX).iter().map(|w| w.who).collect();
         assert_eq!(granted, vec![h(1), h(2)]);
         assert_eq!(lock.waiters.len(), 2);
     }
@@ -156,9 +158,34 @@ mod tests {
         use LockMode::*;
         let mut lock = queued(&[Exclusive, Shared]);
         lock.release(h(0));
-        let granted: Vec<_> = lock.promote().iter().map(|w| w.who).collect();
+        let granted: Vec<_> = lock.promote(u64::MAX).iter().map(|w| w.who).collect();
         assert_eq!(granted, vec![h(1)]);
         assert_eq!(lock.exclusive, Some(h(1)));
+    }
+
+    #[test]
+    fn the_largest_lock_the_limits_allow_fits_one_snapshot_record() {
+        let ceiling = crate::config::LOCK_PARTIES_CEILING;
+        // Ids as large as they come: every varint at its longest.
+        let far = |n: u64| HandleRef {
+            session: SessionId(u64::MAX - n),
+            handle: HandleId(u64::MAX - n),
+        };
+        let mut lock = LockState::default();
+        for n in 0..ceiling {
+            lock.shared.insert(far(n));
+            lock.waiters.push_back(Waiter {
+                who: far(ceiling + n),
+                mode: LockMode::Exclusive,
+            });
+        }
+        let value = crate::codec::encode(&lock);
+        // Framing: tree tag, two length varints, and a key of at most 256 bytes.
+        let record = value.len() + crate::path::MAX_PATH_LEN + 16;
+        assert!(
+            record <= crate::snapshot::MAX_RECORD as usize,
+            "{record} bytes"
+        );
     }
 
     #[test]

@@ -98,6 +98,7 @@ fn error_name(err: &CmdError) -> &'static str {
         CmdError::AlreadyHeld => "already_held",
         CmdError::AlreadyWaiting => "already_waiting",
         CmdError::TooManyWaiters(_) => "too_many_waiters",
+        CmdError::TooManyHolders(_) => "too_many_holders",
         CmdError::NotLocked => "not_locked",
         CmdError::StaleSequencer => "stale_sequencer",
     }

@@ -151,6 +151,15 @@ fn write_trees(
             };
             buf = postcard::to_extend(&record, std::mem::take(&mut buf))
                 .map_err(|e| DbError::snapshot_io(&tmp, e))?;
+            if buf.len() > MAX_RECORD as usize {
+                drop(out);
+                let _ = fs::remove_file(&tmp);
+                return Err(DbError::SnapshotRecordTooLarge {
+                    tree: store::tree_name(trees.generation, tag),
+                    key: store::show_key(&key),
+                    len: buf.len(),
+                });
+            }
             out.put(&(buf.len() as u32).to_le_bytes()).map_err(fail)?;
             out.put(&buf).map_err(fail)?;
             count += 1;

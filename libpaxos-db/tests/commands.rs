@@ -668,3 +668,35 @@ fn delete_tells_every_handle_on_the_node_regardless_of_mask() {
             .all(|n| n.event == EventKind::NodeDeleted)
     );
 }
+
+#[test]
+fn lock_limits_that_could_outgrow_a_snapshot_record_are_refused() {
+    let waiters = Limits {
+        max_waiters_per_lock: 15_001,
+        ..Limits::default()
+    };
+    assert_eq!(
+        waiters.validate(),
+        Err(libpaxos_db::ConfigError::LockPartiesCeiling {
+            name: "max_waiters_per_lock",
+            value: 15_001
+        })
+    );
+    let holders = Limits {
+        max_holders_per_lock: 15_001,
+        ..Limits::default()
+    };
+    assert_eq!(
+        holders.validate(),
+        Err(libpaxos_db::ConfigError::LockPartiesCeiling {
+            name: "max_holders_per_lock",
+            value: 15_001
+        })
+    );
+    let largest = Limits {
+        max_waiters_per_lock: 15_000,
+        max_holders_per_lock: 15_000,
+        ..Limits::default()
+    };
+    assert_eq!(largest.validate(), Ok(()));
+}

@@ -375,3 +375,44 @@ fn withdrawing_a_queued_request_grants_nothing_while_an_exclusive_holder_remains
     assert!(lock.shared.is_empty());
     assert_eq!(lock.waiters.len(), 1);
 }
+
+#[test]
+fn shared_holders_per_lock_are_bounded() {
+    let mut f = Fixture::with_limits(Limits {
+        max_holders_per_lock: 2,
+        ..Limits::default()
+    });
+    let h = lockers(&mut f, 3);
+    assert!(f.lock(1, h[0], Shared, false).reply.is_ok());
+    assert!(f.lock(2, h[1], Shared, true).reply.is_ok());
+    assert_eq!(
+        f.lock(3, h[2], Shared, true).reply,
+        Err(CmdError::TooManyHolders(2))
+    );
+    let lock = f.ns.dump().unwrap().locks["/l"].clone();
+    assert_eq!(lock.shared.len(), 2);
+    assert!(lock.waiters.is_empty(), "the refused request is not queued");
+}
+
+#[test]
+fn promotion_stops_at_the_shared_holder_limit_and_resumes_when_a_holder_leaves() {
+    let mut f = Fixture::with_limits(Limits {
+        max_holders_per_lock: 2,
+        ..Limits::default()
+    });
+    let h = lockers(&mut f, 4);
+    assert!(f.lock(1, h[0], Exclusive, false).reply.is_ok());
+    for s in 2..=4 {
+        assert_eq!(
+            f.lock(s, h[s as usize - 1], Shared, true).reply,
+            Ok(Response::LockQueued)
+        );
+    }
+    let released = f.unlock(1, h[0]);
+    assert_eq!(acquired(&released.events), vec![2, 3]);
+    let lock = f.ns.dump().unwrap().locks["/l"].clone();
+    assert_eq!(lock.shared.len(), 2, "never more holders than the limit");
+    assert_eq!(lock.waiters.len(), 1);
+    let released = f.unlock(2, h[1]);
+    assert_eq!(acquired(&released.events), vec![4]);
+}

@@ -412,3 +412,24 @@ fn a_damaged_snapshot_found_at_open_is_set_aside_and_the_older_one_used() {
             .exists()
     );
 }
+
+#[test]
+fn a_record_too_large_to_read_back_fails_the_snapshot_write_and_leaves_no_file() {
+    let dir = TempDir::new("snap-huge");
+    let db = common::temp_db();
+    let ns = libpaxos_db::Namespace::open(&db, Default::default()).unwrap();
+    // No command can make a record this large; a damaged or foreign tree could, and the writer
+    // must not produce a file that every reader refuses.
+    let huge = libpaxos_db::codec::encode(&vec![7u8; libpaxos_db::snapshot::MAX_RECORD as usize]);
+    db.open_tree("ns0.data")
+        .unwrap()
+        .insert("/big", huge)
+        .unwrap();
+    let err = libpaxos_db::snapshot::write(&ns, dir.path()).expect_err("record too large");
+    assert!(
+        matches!(&err, DbError::SnapshotRecordTooLarge { tree, key, .. } if tree == "ns0.data" && key == "/big"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "no snapshot or temp file left: {left:?}");
+}

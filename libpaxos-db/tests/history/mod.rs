@@ -44,6 +44,7 @@ pub fn limits() -> Limits {
         max_sessions: 3,
         max_handles_per_session: 5,
         max_waiters_per_lock: 2,
+        max_holders_per_lock: 2,
     }
 }
 

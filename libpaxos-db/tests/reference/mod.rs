@@ -509,6 +509,9 @@ impl Model {
                 LockMode::Shared => ex.is_none(),
             };
         if free {
+            if mode == LockMode::Shared && sh.len() as u64 >= self.limits.max_holders_per_lock {
+                return Err(CmdError::TooManyHolders(self.limits.max_holders_per_lock));
+            }
             match mode {
                 LockMode::Exclusive => {
                     self.locks[i].1 = Some(who);
@@ -589,7 +592,9 @@ impl Model {
             };
             let ok = match mode {
                 LockMode::Exclusive => l.1.is_none() && l.2.is_empty(),
-                LockMode::Shared => l.1.is_none(),
+                LockMode::Shared => {
+                    l.1.is_none() && (l.2.len() as u64) < self.limits.max_holders_per_lock
+                }
             };
             if !ok {
                 break;
