@@ -421,3 +421,29 @@ fn golden_datagram_matches_the_spec() {
     );
     assert_eq!(hex, expected);
 }
+
+#[test]
+fn reassembler_refuses_headers_built_by_hand_with_impossible_fragment_numbers() {
+    // Header::read never yields these, but Header has public fields and the server reuses
+    // the Reassembler: it must refuse, not index out of bounds or allocate 65535 slots.
+    let mut r = Reassembler::new(ReassemblerLimits::default());
+    let h = |index: u16, count: u16| Header {
+        kind: Kind::Request,
+        session: SessionId(1),
+        user: user(),
+        packet_seq: PacketSeq(1),
+        msg_seq: 1,
+        ack: EventSeq(0),
+        epoch: Epoch(0),
+        frag_index: index,
+        frag_count: count,
+    };
+    assert_eq!(r.push(&h(0, 3), b"a"), Ok(Reassembled::Incomplete));
+    assert_eq!(r.push(&h(5, 3), b"b"), Err(ReassembleError::BadFragment));
+    assert_eq!(r.push(&h(0, 0), b"c"), Err(ReassembleError::BadFragment));
+    assert_eq!(
+        r.push(&h(0, MAX_FRAGMENTS + 1), b"d"),
+        Err(ReassembleError::BadFragment)
+    );
+    assert_eq!(r.partial_count(), 1);
+}

@@ -9,7 +9,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{Header, Kind, MAX_MESSAGE};
+use super::{Header, Kind, MAX_FRAGMENTS, MAX_MESSAGE};
 
 /// Bounds of one [`Reassembler`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,10 @@ pub enum ReassembleError {
     /// The fragment's count disagrees with earlier fragments of the same message.
     #[error("fragment count disagrees with earlier fragments")]
     CountMismatch,
+    /// The fragment count is 0 or above [`super::MAX_FRAGMENTS`], or the index is not below
+    /// it (only possible for a [`Header`] built by hand: [`Header::read`] refuses these).
+    #[error("fragment index or count out of range")]
+    BadFragment,
 }
 
 struct Partial {
@@ -78,6 +82,9 @@ impl Reassembler {
 
     /// Adds one fragment (its header already authenticated).
     pub fn push(&mut self, h: &Header, payload: &[u8]) -> Result<Reassembled, ReassembleError> {
+        if h.frag_count == 0 || h.frag_count > MAX_FRAGMENTS || h.frag_index >= h.frag_count {
+            return Err(ReassembleError::BadFragment);
+        }
         if payload.len() > self.limits.max_message {
             return Err(ReassembleError::TooLarge);
         }

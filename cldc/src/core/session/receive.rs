@@ -71,7 +71,11 @@ impl Session {
         let body = match pushed {
             Ok(Reassembled::Complete(body)) => body,
             Ok(_) => return,
-            Err(ReassembleError::TooLarge | ReassembleError::CountMismatch) => {
+            Err(
+                ReassembleError::TooLarge
+                | ReassembleError::CountMismatch
+                | ReassembleError::BadFragment,
+            ) => {
                 self.counters.bad_fragment += 1;
                 return;
             }
