@@ -1,6 +1,6 @@
 //! The background task that owns the socket, the timers and the session core.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -41,9 +41,11 @@ pub(crate) struct Driver {
     pub(crate) events: Option<mpsc::Sender<SessionEvent>>,
     pub(crate) stats: Arc<Mutex<Stats>>,
     pub(crate) opened: Option<ReplyTx>,
-    pending: HashMap<CallId, Pending>,
-    waiting_locks: HashMap<HandleId, ReplyTx>,
-    early_grants: HashMap<HandleId, Sequencer>,
+    // Ordered maps: the fail-over recheck sends one request per waiting lock, and the order
+    // of those requests must not depend on hashing (deterministic simulation).
+    pending: BTreeMap<CallId, Pending>,
+    waiting_locks: BTreeMap<HandleId, ReplyTx>,
+    early_grants: BTreeMap<HandleId, Sequencer>,
 }
 
 impl Driver {
@@ -64,9 +66,9 @@ impl Driver {
             events: Some(events),
             stats,
             opened: Some(opened),
-            pending: HashMap::new(),
-            waiting_locks: HashMap::new(),
-            early_grants: HashMap::new(),
+            pending: BTreeMap::new(),
+            waiting_locks: BTreeMap::new(),
+            early_grants: BTreeMap::new(),
         }
     }
 
