@@ -1,10 +1,11 @@
 //! [`DbReplica`]: drives a `libpaxos` replica with this crate's log store and namespace,
 //! without sockets or clocks. The server brings the transport and the time.
 //!
-//! One [`drive`](DbReplica::drive) performs one `Ready` in the order `ready.rs` requires:
-//! write the persist batch and sync it (for the sled store that one flush also makes every
-//! earlier apply durable); hand out the messages, including those that waited for the sync;
-//! apply the committed entries, now that the log holds them durably; `on_persisted`. Then it
+//! One [`drive_sending`](DbReplica::drive_sending) performs one `Ready` in the order
+//! `docs/libpaxos.md` requires: write the persist batch; send the messages that need no
+//! durability; sync (for the sled store that one flush also makes every earlier apply
+//! durable); hand out the messages that waited for the sync; apply the committed entries, now
+//! that the log holds them durably; `on_persisted`. Then it
 //! takes a snapshot when one is due and asks the replica to compact the log to the trim point.
 
 use libpaxos::{
@@ -62,7 +63,8 @@ pub enum GlueError {
 /// What one [`DbReplica::drive`] produced for the server.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Messages to send now (the durable-only ones are included: the sync already happened).
+    /// Messages to send now. From [`DbReplica::drive_sending`]: those that had to wait for the
+    /// sync (it has happened); from [`DbReplica::drive`]: every message of the Ready.
     pub messages: Vec<Envelope>,
     /// The slots applied, with replies and events for clients.
     pub applied: Vec<Applied>,
@@ -190,14 +192,40 @@ impl<S: LogStore> DbReplica<S> {
     }
 
     /// Performs one Ready batch. Call after every input until `Output::performed` is false.
+    ///
+    /// Every message comes back in `Output::messages`, so those that need no sync (accepts to
+    /// followers, heartbeats) wait behind this replica's fsync too; a server should use
+    /// [`drive_sending`](Self::drive_sending), which lets them leave before it.
     pub fn drive(&mut self, now: Time) -> Result<Output, GlueError> {
-        let ready = self.replica.ready();
+        let mut early = Vec::new();
+        let mut out = self.drive_sending(now, &mut |envelope| early.push(envelope))?;
+        early.append(&mut out.messages);
+        out.messages = early;
+        Ok(out)
+    }
+
+    /// Performs one Ready batch as `docs/libpaxos.md` orders it: write the persist batch; hand
+    /// the messages that need no durability to `send_now` (so heartbeats and the master's
+    /// accepts never wait behind the disk); sync once; then `Output::messages` holds those that
+    /// could leave only after the sync, and the committed entries are applied. Call after
+    /// every input until `Output::performed` is false.
+    pub fn drive_sending(
+        &mut self,
+        now: Time,
+        send_now: &mut dyn FnMut(Envelope),
+    ) -> Result<Output, GlueError> {
+        let mut ready = self.replica.ready();
         if ready.is_empty() {
             return Ok(Output::default());
         }
         self.counters.readies += 1;
         if !ready.persist.is_empty() {
             self.replica.storage_mut().write(&ready.persist)?;
+        }
+        for envelope in ready.messages.drain(..) {
+            send_now(envelope);
+        }
+        if !ready.persist.is_empty() {
             let applied_before = self.db.namespace().applied();
             self.replica.storage_mut().sync()?;
             self.counters.syncs += 1;
@@ -208,12 +236,11 @@ impl<S: LogStore> DbReplica<S> {
             }
         }
         let mut out = Output {
-            messages: ready.messages,
+            messages: ready.after_persist,
             events: ready.events,
             performed: true,
             ..Output::default()
         };
-        out.messages.extend(ready.after_persist);
         if let Some(last) = ready.committed.last() {
             self.delivered = self.delivered.max(last.slot);
         }

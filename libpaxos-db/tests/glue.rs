@@ -457,3 +457,126 @@ fn background_snapshots_defer_applies_until_the_job_finishes_then_catch_up_from_
     );
     assert!(node.can_read(now));
 }
+
+/// A log store that notes each write and sync in a journal the test reads.
+struct Journaled {
+    inner: libpaxos::MemStorage,
+    journal: std::rc::Rc<std::cell::RefCell<Vec<&'static str>>>,
+}
+
+impl libpaxos::Storage for Journaled {
+    fn hard_state(&self) -> Result<libpaxos::HardState, libpaxos::StorageError> {
+        self.inner.hard_state()
+    }
+    fn compacted_through(&self) -> Result<libpaxos::Slot, libpaxos::StorageError> {
+        self.inner.compacted_through()
+    }
+    fn last_slot(&self) -> Result<libpaxos::Slot, libpaxos::StorageError> {
+        self.inner.last_slot()
+    }
+    fn entry(
+        &self,
+        slot: libpaxos::Slot,
+    ) -> Result<Option<libpaxos::Entry>, libpaxos::StorageError> {
+        self.inner.entry(slot)
+    }
+    fn entries(
+        &self,
+        from: libpaxos::Slot,
+        to: libpaxos::Slot,
+        max: usize,
+    ) -> Result<Vec<libpaxos::Entry>, libpaxos::StorageError> {
+        self.inner.entries(from, to, max)
+    }
+}
+
+impl libpaxos::LogStore for Journaled {
+    fn write(&mut self, batch: &libpaxos::Persist) -> Result<(), libpaxos::StorageError> {
+        self.journal.borrow_mut().push("write");
+        self.inner.write(batch)
+    }
+    fn sync(&mut self) -> Result<(), libpaxos::StorageError> {
+        self.journal.borrow_mut().push("sync");
+        self.inner.sync()
+    }
+}
+
+#[test]
+fn messages_that_need_no_sync_leave_before_the_sync() {
+    // Two members of three: a master's accepts go to the other while its own disk syncs.
+    let dirs = [TempDir::new("glue-order-1"), TempDir::new("glue-order-2")];
+    let journals: Vec<_> = (0..2)
+        .map(|_| std::rc::Rc::new(std::cell::RefCell::new(Vec::new())))
+        .collect();
+    let mut nodes: Vec<DbReplica<Journaled>> = (0..2)
+        .map(|i| {
+            let (db, _) = libpaxos_db::Database::open(DbConfig::new(dirs[i].path())).expect("open");
+            let mut config = Config::new(NodeId(i as u64 + 1), ids());
+            config.seed = i as u64 * 7919 + 1;
+            let store = Journaled {
+                inner: libpaxos::MemStorage::new(),
+                journal: journals[i].clone(),
+            };
+            DbReplica::new(config, db, store, Time::ZERO).expect("start")
+        })
+        .collect();
+    let mut now = Time::ZERO;
+    let master = loop {
+        now = now + Duration::from_millis(10);
+        assert!(now < Time(Duration::from_secs(10)), "no master elected");
+        let mut mail = Vec::new();
+        for (i, node) in nodes.iter_mut().enumerate() {
+            node.on_tick(now).expect("tick");
+            loop {
+                let mut early = Vec::new();
+                let out = node
+                    .drive_sending(now, &mut |e| early.push(e))
+                    .expect("drive");
+                mail.extend(early.into_iter().chain(out.messages).map(|e| (i, e)));
+                if !out.performed {
+                    break;
+                }
+            }
+        }
+        for (from, envelope) in mail {
+            let to = envelope.to.0 as usize - 1;
+            if to < nodes.len() {
+                nodes[to]
+                    .on_message(now, NodeId(from as u64 + 1), envelope.msg)
+                    .expect("message");
+            }
+        }
+        if let Some(i) = nodes
+            .iter()
+            .position(|n| matches!(n.replica().role(), Role::Master { .. }))
+        {
+            break i;
+        }
+    };
+    let journal = journals[master].clone();
+    journal.borrow_mut().clear();
+    let node = &mut nodes[master];
+    node.propose(
+        now,
+        &request(
+            1,
+            1,
+            ClientOp::NewSession {
+                user: "u".into(),
+                lease: Duration::from_secs(1),
+            },
+        ),
+    )
+    .expect("propose");
+    let out = node
+        .drive_sending(now, &mut |_| journal.borrow_mut().push("send"))
+        .expect("drive");
+    assert!(out.performed);
+    let order = journal.borrow().clone();
+    let first_send = order.iter().position(|e| *e == "send");
+    let sync = order.iter().position(|e| *e == "sync");
+    assert!(
+        matches!((first_send, sync), (Some(send), Some(sync)) if send < sync),
+        "the accepts leave before the master's own sync: {order:?}"
+    );
+}
