@@ -172,7 +172,7 @@ impl Driver {
         };
         if let Some(err) = over {
             self.events = None;
-            for (_, tx) in self.waiting_locks.drain() {
+            for (_, tx) in std::mem::take(&mut self.waiting_locks) {
                 let _ = tx.send(Err(err));
             }
             self.early_grants.clear();
