@@ -9,7 +9,8 @@
 //! takes a snapshot when one is due and asks the replica to compact the log to the trim point.
 
 use libpaxos::{
-    Config, Envelope, Epoch, Event, LogStore, Message, NodeId, ProposeError, Replica, Slot, Time,
+    Config, Envelope, Epoch, Event, LogStore, Message, NodeId, Persist, ProposeError, Replica,
+    Slot, Time,
 };
 
 use crate::command::{Applied, Command};
@@ -390,6 +391,18 @@ impl<S: LogStore> DbReplica<S> {
             .finish()
             .inspect_err(|_| self.counters.chunks_refused += 1)?;
         let slot = self.db.install(&info)?;
+        if !self.shared_flush {
+            // The namespace is durably at `slot` now, but this log store was not part of the
+            // install's transaction: until it too is compacted through `slot`, a crash would
+            // leave slots up to it neither held nor compacted. Close that window at once
+            // instead of waiting for the replica's own compaction in a later Ready.
+            let log = self.replica.storage_mut();
+            log.write(&Persist {
+                compact_through: Some(slot),
+                ..Persist::default()
+            })?;
+            log.sync()?;
+        }
         self.delivered = self.delivered.max(slot);
         self.counters.snapshots_installed += 1;
         self.replica.on_snapshot_installed(now, slot)?;

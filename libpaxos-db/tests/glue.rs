@@ -492,7 +492,10 @@ impl libpaxos::Storage for Journaled {
 
 impl libpaxos::LogStore for Journaled {
     fn write(&mut self, batch: &libpaxos::Persist) -> Result<(), libpaxos::StorageError> {
-        self.journal.borrow_mut().push("write");
+        self.journal.borrow_mut().push(match batch.compact_through {
+            Some(_) => "compact",
+            None => "write",
+        });
         self.inner.write(batch)
     }
     fn sync(&mut self) -> Result<(), libpaxos::StorageError> {
@@ -578,5 +581,49 @@ fn messages_that_need_no_sync_leave_before_the_sync() {
     assert!(
         matches!((first_send, sync), (Some(send), Some(sync)) if send < sync),
         "the accepts leave before the master's own sync: {order:?}"
+    );
+}
+
+#[test]
+fn with_another_log_store_a_snapshot_install_compacts_the_log_durably_before_returning() {
+    // A peer's database with a snapshot at slot 1.
+    let peer_dir = TempDir::new("glue-install-peer");
+    let (mut peer, _) = libpaxos_db::Database::open(DbConfig::new(peer_dir.path())).expect("open");
+    let new_session = request(
+        1,
+        1,
+        ClientOp::NewSession {
+            user: "u".into(),
+            lease: Duration::from_secs(1),
+        },
+    );
+    peer.apply(&common::committed(1, 0, &new_session))
+        .expect("apply");
+    peer.take_snapshot().expect("snapshot");
+    // A replica whose log is another store than the namespace's sled database.
+    let dir = TempDir::new("glue-install");
+    let (db, _) = libpaxos_db::Database::open(DbConfig::new(dir.path())).expect("open");
+    let journal = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let store = Journaled {
+        inner: libpaxos::MemStorage::new(),
+        journal: journal.clone(),
+    };
+    let config = Config::new(NodeId(1), ids());
+    let mut node = DbReplica::new(config, db, store, Time::ZERO).expect("start");
+    let mut reader = peer.snapshot_reader().expect("reader");
+    let mut installed = None;
+    while let Some(chunk) = reader.next_chunk().expect("chunk") {
+        installed = node
+            .receive_snapshot_chunk(Time::ZERO, &chunk)
+            .expect("install");
+    }
+    assert_eq!(installed, Some(libpaxos::Slot(1)));
+    assert_eq!(node.database().namespace().applied(), libpaxos::Slot(1));
+    // The namespace is durably at the snapshot: a crash now must find the log compacted
+    // through it too, not missing slots it neither holds nor has compacted.
+    assert_eq!(
+        *journal.borrow(),
+        ["compact", "sync"],
+        "the log's compaction is synced before the install returns"
     );
 }
