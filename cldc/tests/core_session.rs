@@ -682,3 +682,44 @@ fn unknown_session_reply_to_a_nonce_never_sent_changes_nothing() {
     assert_eq!(h.s.state(), State::Active);
     assert_eq!(h.s.counters().stray_replies, 1);
 }
+
+#[test]
+fn the_lease_counts_from_the_send_of_the_keepalive_that_was_answered() {
+    let mut h = Harness::established();
+    h.advance(ms(4000));
+    let (_, first) = last_sent(&mut h);
+    h.advance(ms(250));
+    let (to, second) = last_sent(&mut h);
+    assert_ne!(first, second, "a resent keepalive takes a new nonce");
+    // The server got only the resend (at 4250 ms) and answers it much later.
+    h.advance(ms(1000));
+    let dgs = h.server.keepalive_reply(second, LEASE);
+    h.deliver_all(to.port(), &dgs);
+    assert_eq!(h.s.lease_deadline(), Some(Time(ms(4250) + LEASE - ms(250))));
+    // A late answer to the first keepalive can no longer move anything.
+    let dgs = h.server.keepalive_reply(first, LEASE);
+    h.deliver_all(to.port(), &dgs);
+    assert_eq!(h.s.lease_deadline(), Some(Time(ms(4250) + LEASE - ms(250))));
+    assert_eq!(h.s.counters().stray_keepalive_replies, 1);
+}
+
+#[test]
+fn a_keepalive_reply_whose_renewal_already_ran_out_leaves_the_session_in_jeopardy() {
+    let mut h = Harness::established();
+    h.advance(ms(4250));
+    let (to, old) = last_sent(&mut h);
+    // The keepalive resent at 4250 ms is answered only when its own renewal
+    // (4250 + 12000 - 250 = 16000 ms) has run out.
+    h.advance_to(Time(ms(16_000)));
+    assert_eq!(h.s.state(), State::Jeopardy);
+    let dgs = h.server.keepalive_reply(old, LEASE);
+    h.deliver_all(to.port(), &dgs);
+    assert_eq!(
+        h.s.counters().stray_keepalive_replies,
+        0,
+        "the reply was taken"
+    );
+    assert_eq!(h.s.lease_deadline(), Some(Time(ms(16_000))));
+    assert_eq!(h.s.state(), State::Jeopardy);
+    assert_eq!(h.events, vec![SessionEvent::Jeopardy]);
+}
