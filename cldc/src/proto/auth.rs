@@ -11,9 +11,26 @@ type HmacSha256 = Hmac<Sha256>;
 /// Longest secret accepted, in bytes.
 pub const MAX_SECRET: usize = 128;
 
-/// A user's shared secret: 1 to [`MAX_SECRET`] arbitrary bytes.
-#[derive(Clone, PartialEq, Eq)]
+/// A user's shared secret: 1 to [`MAX_SECRET`] arbitrary bytes. Equality is checked in
+/// time independent of where the bytes differ; `Debug` does not print them.
+#[derive(Clone)]
 pub struct Secret(Vec<u8>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        if self.0.len() != other.0.len() {
+            return false;
+        }
+        let diff = self
+            .0
+            .iter()
+            .zip(&other.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        core::hint::black_box(diff) == 0
+    }
+}
+
+impl Eq for Secret {}
 
 /// Why a secret was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -62,4 +79,26 @@ pub fn verify(secret: &Secret, data: &[u8], tag: &[u8]) -> bool {
     let mut mac = secret.mac();
     mac.update(data);
     mac.verify_slice(tag).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_equal_exactly_when_their_bytes_are() {
+        let s = |b: &[u8]| Secret::new(b).expect("valid secret");
+        assert_eq!(s(b"abc"), s(b"abc"));
+        assert_ne!(s(b"abc"), s(b"abd"));
+        assert_ne!(s(b"abc"), s(b"abcd"));
+    }
+
+    #[test]
+    fn a_tag_of_the_wrong_length_never_verifies() {
+        let k = Secret::new(b"k").expect("valid secret");
+        let tag = sign(&k, b"data");
+        assert!(verify(&k, b"data", &tag));
+        assert!(!verify(&k, b"data", &tag[..16]));
+        assert!(!verify(&k, b"data", &[]));
+    }
 }
