@@ -250,15 +250,32 @@ impl Database {
     /// snapshot's index, then flushes. A crash before the switch leaves the old namespace; a
     /// failed check leaves everything as it was.
     pub fn install(&mut self, info: &SnapshotInfo) -> Result<Slot, DbError> {
-        let result = self.install_file(info);
-        match &result {
-            Ok(_) => self.counters.snapshots_installed += 1,
-            Err(_) => self.counters.installs_refused += 1,
-        }
-        result
+        self.install_or_refuse(info).and_then(|installed| installed)
     }
 
-    fn install_file(&mut self, info: &SnapshotInfo) -> Result<Slot, DbError> {
+    /// [`install`](Self::install), telling the two kinds of failure apart: the inner error is
+    /// a refusal before the switch (bad file, not ahead, the new generation could not be
+    /// filled), after which everything is as it was and the replica may carry on; the outer
+    /// one a failure after the switch, after which the database must be reopened.
+    pub(crate) fn install_or_refuse(
+        &mut self,
+        info: &SnapshotInfo,
+    ) -> Result<Result<Slot, DbError>, DbError> {
+        let (file, new) = match self.stage(info) {
+            Ok(staged) => staged,
+            Err(err) => {
+                self.counters.installs_refused += 1;
+                return Ok(Err(err));
+            }
+        };
+        let slot = self.switch(info, file, new)?;
+        self.counters.snapshots_installed += 1;
+        Ok(Ok(slot))
+    }
+
+    /// Fills a fresh namespace generation from the file and flushes it; the live namespace
+    /// and the log are untouched. Returns the file (for its header) and the new generation.
+    fn stage(&mut self, info: &SnapshotInfo) -> Result<(SnapshotFile, u64), DbError> {
         let mut file = SnapshotFile::open(&info.path)?;
         let applied = file.info.applied;
         if applied <= self.namespace.applied() {
@@ -280,6 +297,19 @@ impl Database {
         self.db
             .flush()
             .map_err(|e| DbError::sled("flushing an installed namespace", e))?;
+        Ok((file, new))
+    }
+
+    /// Switches to the staged generation and compacts the log through the snapshot in one
+    /// transaction, flushes, reloads the namespace and drops what the switch made garbage.
+    fn switch(
+        &mut self,
+        info: &SnapshotInfo,
+        file: SnapshotFile,
+        new: u64,
+    ) -> Result<Slot, DbError> {
+        let applied = file.info.applied;
+        let old = self.namespace.trees().generation;
         let db_meta = self
             .db
             .open_tree(DB_META_TREE)

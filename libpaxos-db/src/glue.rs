@@ -46,10 +46,15 @@ fn apply_groups(committed: &[libpaxos::Committed]) -> Vec<&[libpaxos::Committed]
     groups
 }
 
-/// A failure while driving the replica. All are fatal for this replica instance: drop it,
-/// reopen the database, and start again (restart recovery replays the log).
+/// A failure while driving the replica. All but [`SnapshotRefused`](Self::SnapshotRefused)
+/// are fatal for this replica instance: drop it, reopen the database, and start again (restart
+/// recovery replays the log). See [`is_fatal`](Self::is_fatal).
 #[derive(Debug, thiserror::Error)]
 pub enum GlueError {
+    /// A snapshot chunk or a received snapshot was refused; nothing changed and the replica
+    /// carries on (the core asks for a snapshot again later).
+    #[error("snapshot transfer refused: {0}")]
+    SnapshotRefused(DbError),
     /// The Paxos core refused an input (configuration or storage read failure).
     #[error("paxos core: {0}")]
     Paxos(#[from] libpaxos::Error),
@@ -59,6 +64,13 @@ pub enum GlueError {
     /// The namespace or a snapshot failed.
     #[error("database: {0}")]
     Db(#[from] DbError),
+}
+
+impl GlueError {
+    /// Whether the replica instance must be dropped and the database reopened.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, GlueError::SnapshotRefused(_))
+    }
 }
 
 /// What one [`DbReplica::drive`] produced for the server.
@@ -96,7 +108,8 @@ pub struct GlueCounters {
     pub snapshots_taken: u64,
     /// Snapshots installed from peers.
     pub snapshots_installed: u64,
-    /// Snapshot chunks refused (out of order, wrong snapshot, bad file).
+    /// Snapshot chunks or received snapshots refused (out of order, wrong snapshot, bad file,
+    /// not ahead, a background snapshot running, the receive file not creatable).
     pub chunks_refused: u64,
     /// Committed entries whose apply waited for a background snapshot.
     pub deferred_applies: u64,
@@ -356,41 +369,49 @@ impl<S: LogStore> DbReplica<S> {
     /// Takes one chunk of a snapshot from a peer. Chunks must come in order; a chunk at
     /// offset 0 starts a new transfer (abandoning any other). When the last chunk arrives the
     /// file is verified and installed, the replica is told, and the installed slot returned.
+    ///
+    /// A chunk or snapshot that cannot be used (out of order, another transfer's, a file
+    /// that fails verification, a snapshot not ahead, a background snapshot running) is
+    /// refused with [`GlueError::SnapshotRefused`] and counted: nothing changed, the replica
+    /// carries on and asks again. Any other error is fatal, like those of `drive`.
     pub fn receive_snapshot_chunk(
         &mut self,
         now: Time,
         chunk: &SnapshotChunk,
     ) -> Result<Option<Slot>, GlueError> {
         if chunk.offset == 0 {
-            self.incoming = Some(self.db.receive_snapshot(chunk.applied, chunk.total)?);
+            self.incoming = None;
+            match self.db.receive_snapshot(chunk.applied, chunk.total) {
+                Ok(installer) => self.incoming = Some(installer),
+                Err(err) => return Err(self.refuse(err)),
+            }
         }
         let Some(installer) = self.incoming.as_mut() else {
-            self.counters.chunks_refused += 1;
-            return Err(DbError::ChunkOutOfOrder {
+            return Err(self.refuse(DbError::ChunkOutOfOrder {
                 expected: 0,
                 got: chunk.offset,
-            }
-            .into());
+            }));
         };
         if let Err(err) = installer.accept(chunk) {
-            self.counters.chunks_refused += 1;
-            return Err(err.into());
+            return Err(self.refuse(err));
         }
         if !installer.is_complete() {
             return Ok(None);
         }
-        if self.snapshot_pending.is_some() {
-            self.incoming = None;
-            self.counters.chunks_refused += 1;
-            return Err(DbError::SnapshotInProgress.into());
-        }
         let Some(installer) = self.incoming.take() else {
             return Ok(None);
         };
-        let info = installer
-            .finish()
-            .inspect_err(|_| self.counters.chunks_refused += 1)?;
-        let slot = self.db.install(&info)?;
+        if self.snapshot_pending.is_some() {
+            return Err(self.refuse(DbError::SnapshotInProgress));
+        }
+        let info = match installer.finish() {
+            Ok(info) => info,
+            Err(err) => return Err(self.refuse(err)),
+        };
+        let slot = match self.db.install_or_refuse(&info)? {
+            Ok(slot) => slot,
+            Err(err) => return Err(self.refuse(err)),
+        };
         if !self.shared_flush {
             // The namespace is durably at `slot` now, but this log store was not part of the
             // install's transaction: until it too is compacted through `slot`, a crash would
@@ -407,6 +428,11 @@ impl<S: LogStore> DbReplica<S> {
         self.counters.snapshots_installed += 1;
         self.replica.on_snapshot_installed(now, slot)?;
         Ok(Some(slot))
+    }
+
+    fn refuse(&mut self, err: DbError) -> GlueError {
+        self.counters.chunks_refused += 1;
+        GlueError::SnapshotRefused(err)
     }
 }
 

@@ -627,3 +627,90 @@ fn with_another_log_store_a_snapshot_install_compacts_the_log_durably_before_ret
         "the log's compaction is synced before the install returns"
     );
 }
+
+#[test]
+fn a_refused_snapshot_transfer_leaves_the_replica_running_and_a_later_one_installs() {
+    let peer_dir = TempDir::new("glue-refuse-peer");
+    let mut peer_config = DbConfig::new(peer_dir.path());
+    peer_config.chunk_size = 64;
+    let (mut peer, _) = libpaxos_db::Database::open(peer_config).expect("open");
+    let new_session = request(
+        1,
+        1,
+        ClientOp::NewSession {
+            user: "u".into(),
+            lease: Duration::from_secs(1),
+        },
+    );
+    peer.apply(&common::committed(1, 0, &new_session))
+        .expect("apply");
+    peer.take_snapshot().expect("snapshot");
+    let chunks = |peer: &libpaxos_db::Database| {
+        let mut reader = peer.snapshot_reader().expect("reader");
+        let mut all = Vec::new();
+        while let Some(chunk) = reader.next_chunk().expect("chunk") {
+            all.push(chunk);
+        }
+        all
+    };
+    let good = chunks(&peer);
+    assert!(good.len() > 2, "several chunks");
+    let dir = TempDir::new("glue-refuse");
+    let mut node = DbReplica::open(
+        Config::new(NodeId(1), vec![NodeId(1)]),
+        DbConfig::new(dir.path()),
+        Time::ZERO,
+    )
+    .expect("start");
+    let refused = |result: Result<Option<libpaxos::Slot>, libpaxos_db::GlueError>| match result {
+        Err(err) => {
+            assert!(!err.is_fatal(), "{err}");
+            assert!(
+                matches!(err, libpaxos_db::GlueError::SnapshotRefused(_)),
+                "{err}"
+            );
+        }
+        Ok(slot) => panic!("accepted: {slot:?}"),
+    };
+    // A chunk that starts nothing.
+    refused(node.receive_snapshot_chunk(Time::ZERO, &good[1]));
+    // A whole transfer whose file fails verification.
+    let mut damaged = good.clone();
+    damaged[1].data[0] ^= 0x40;
+    let (last, init) = damaged.split_last().expect("chunks");
+    for chunk in init {
+        assert_eq!(
+            node.receive_snapshot_chunk(Time::ZERO, chunk)
+                .expect("chunk"),
+            None
+        );
+    }
+    refused(node.receive_snapshot_chunk(Time::ZERO, last));
+    assert_eq!(node.database().namespace().applied(), libpaxos::Slot(0));
+    // A good transfer installs.
+    let mut installed = None;
+    for chunk in &good {
+        installed = node
+            .receive_snapshot_chunk(Time::ZERO, chunk)
+            .expect("chunk");
+    }
+    assert_eq!(installed, Some(libpaxos::Slot(1)));
+    // The same snapshot again is not ahead: refused, nothing changes.
+    let (last, init) = good.split_last().expect("chunks");
+    for chunk in init {
+        node.receive_snapshot_chunk(Time::ZERO, chunk)
+            .expect("chunk");
+    }
+    refused(node.receive_snapshot_chunk(Time::ZERO, last));
+    assert_eq!(node.counters().chunks_refused, 3);
+    assert_eq!(node.counters().snapshots_installed, 1);
+    assert!(
+        node.database()
+            .namespace()
+            .session(libpaxos_db::SessionId(1))
+            .is_some()
+    );
+    node.on_tick(Time(Duration::from_millis(10)))
+        .expect("the replica carries on");
+    node.drive(Time(Duration::from_millis(10))).expect("drive");
+}
