@@ -700,3 +700,52 @@ fn lock_limits_that_could_outgrow_a_snapshot_record_are_refused() {
     };
     assert_eq!(largest.validate(), Ok(()));
 }
+
+#[test]
+fn a_stale_expiry_changes_nothing_but_the_applied_index() {
+    let mut f = Fixture::new();
+    f.session(1);
+    let h = f.open(
+        1,
+        "/e",
+        CREATE_RW.union(OpenMode::EPHEMERAL),
+        EventMask::NONE,
+    );
+    f.put(1, h, b"x").unwrap();
+    f.noop(5);
+    f.epoch = 4;
+    let before = f.ns.dump().unwrap();
+    let applied = f.command(&Command::ExpireSession {
+        session: SessionId(1),
+        time: WallTime(9),
+    });
+    assert_eq!(
+        applied.reply,
+        Err(CmdError::StaleEpoch {
+            command: 4,
+            current: 5
+        })
+    );
+    assert!(applied.events.is_empty());
+    let after = f.ns.dump().unwrap();
+    assert_eq!(after.applied, before.applied.next());
+    assert_eq!(
+        libpaxos_db::Dump {
+            applied: after.applied,
+            ..before
+        },
+        after
+    );
+}
+
+#[test]
+fn a_zero_epoch_hole_filler_neither_raises_nor_lowers_the_epoch() {
+    let mut f = Fixture::new();
+    f.noop(0);
+    assert_eq!(f.ns.epoch(), Epoch(0), "does not raise");
+    f.noop(7);
+    f.noop(0);
+    assert_eq!(f.ns.epoch(), Epoch(7), "does not lower");
+    f.epoch = 7;
+    f.session(1);
+}

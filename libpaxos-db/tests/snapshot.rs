@@ -433,3 +433,49 @@ fn a_record_too_large_to_read_back_fails_the_snapshot_write_and_leaves_no_file()
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "no snapshot or temp file left: {left:?}");
 }
+
+#[test]
+fn a_retry_after_a_snapshot_install_gets_the_cached_reply_without_executing() {
+    let (a_dir, b_dir) = (TempDir::new("retry-a"), TempDir::new("retry-b"));
+    let mut a = populated(&a_dir, 2);
+    a.take_snapshot().unwrap();
+    let (mut b, _) = Database::open(config(&b_dir)).unwrap();
+    let received = transfer(&a, &b).unwrap();
+    assert_eq!(b.install(&received).unwrap(), Slot(5));
+    // Seq 5 was the Put of "contents of file 1" through handle 2; the retry carries other
+    // bytes, which must not be written.
+    let retry = Command::Client(ClientRequest {
+        session: SessionId(1),
+        seq: RequestSeq(5),
+        time: WallTime(99),
+        op: ClientOp::Put {
+            handle: libpaxos_db::HandleId(2),
+            data: b"executed twice".to_vec(),
+            cas: None,
+        },
+    });
+    let first = a.apply(&committed(6, 0, &retry)).unwrap().reply;
+    let again = b.apply(&committed(6, 0, &retry)).unwrap().reply;
+    assert!(
+        matches!(again, Ok(libpaxos_db::Response::Written { .. })),
+        "{again:?}"
+    );
+    assert_eq!(
+        again, first,
+        "the installed replica answers as the source does"
+    );
+    assert_eq!(b.namespace().counters().duplicates, 1);
+    let (_, data) = b.namespace().dump().unwrap().nodes["/f1"].clone();
+    assert_eq!(data, b"contents of file 1");
+    let stale = Command::Client(ClientRequest {
+        seq: RequestSeq(4),
+        ..match retry {
+            Command::Client(req) => req,
+            _ => unreachable!(),
+        }
+    });
+    assert!(matches!(
+        b.apply(&committed(7, 0, &stale)).unwrap().reply,
+        Err(libpaxos_db::CmdError::RequestTooOld { .. })
+    ));
+}
