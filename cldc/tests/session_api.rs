@@ -390,3 +390,20 @@ async fn expiry_fails_a_waiting_lock() {
         .expect("task");
     assert!(matches!(got, Err(Error::SessionExpired)), "{got:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_session_the_cell_forgot_expires_at_the_next_keepalive_not_after_the_grace() {
+    let cell = FakeCell::start(LEASE).await;
+    let s = session(&cell).await;
+    let mut events = s.events().expect("events");
+    let start = tokio::time::Instant::now();
+    cell.faults(|f| f.forget_sessions = true);
+    assert_eq!(events.next().await, Some(SessionEvent::Expired));
+    // The next keepalive (lease/3 = 4 s) brings the news; no jeopardy, no 45 s grace.
+    assert!(
+        start.elapsed() < LEASE,
+        "expired after {:?}",
+        start.elapsed()
+    );
+    assert!(matches!(s.stat("/").await, Err(Error::SessionExpired)));
+}

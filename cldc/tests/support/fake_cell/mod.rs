@@ -36,6 +36,8 @@ pub struct Faults {
     pub ignore_keepalives: bool,
     /// Drop every event datagram to clients.
     pub drop_events: bool,
+    /// Forget every session at the next datagram (as after their expiry at the server).
+    pub forget_sessions: bool,
     /// Become the master of this epoch at the next datagram: unacknowledged events are lost,
     /// numbering restarts, and every session gets a `MasterFailover` event.
     pub epoch: Option<u64>,
@@ -91,6 +93,9 @@ struct State {
     locks: HashMap<String, LockState>,
     next_handle: u64,
     next_instance: u64,
+    /// Numbers the answers to unknown sessions: far above any session's own numbering, so
+    /// that they are fresh for the client's replay window (docs/protocol.md §10).
+    stateless_packet: PacketSeq,
 }
 
 /// A running fake cell member.
@@ -124,6 +129,7 @@ impl FakeCell {
             locks: HashMap::new(),
             next_handle: 2,
             next_instance: 2,
+            stateless_packet: PacketSeq(1 << 40),
         };
         let (f, s) = (faults.clone(), seen.clone());
         tokio::spawn(async move {
@@ -248,6 +254,10 @@ impl State {
             faults.lock().expect("faults").drop_in -= 1;
             return vec![];
         }
+        if f.forget_sessions {
+            faults.lock().expect("faults").forget_sessions = false;
+            self.sessions.clear();
+        }
         if let Some(hint) = f.not_master {
             let body = encode_body(&NotMaster { hint }).expect("encodes");
             let mut seq = PacketSeq(1);
@@ -269,8 +279,10 @@ impl State {
         }
         let Some(sess) = self.sessions.get_mut(&h.session) else {
             let body = encode_body(&Response::Err(ErrorCode::UnknownSession)).expect("encodes");
-            let mut seq = PacketSeq(1);
-            return self.encode(h.session, Kind::Reply, h.msg_seq, &body, &mut seq, from);
+            let mut seq = self.stateless_packet;
+            let out = self.encode(h.session, Kind::Reply, h.msg_seq, &body, &mut seq, from);
+            self.stateless_packet = seq;
+            return out;
         };
         sess.addr = from;
         let body = match sess.reassembler.push(&h, p.payload) {
