@@ -447,3 +447,38 @@ fn reassembler_refuses_headers_built_by_hand_with_impossible_fragment_numbers() 
     );
     assert_eq!(r.partial_count(), 1);
 }
+
+#[test]
+fn reassembly_limit_above_the_protocol_maximum_is_clamped_to_it() {
+    let mut r = Reassembler::new(ReassemblerLimits {
+        max_message: usize::MAX,
+        max_partial: 1,
+    });
+    let h = |index: u16| Header {
+        kind: Kind::Reply,
+        session: SessionId(1),
+        user: user(),
+        packet_seq: PacketSeq(1),
+        msg_seq: 1,
+        ack: EventSeq(0),
+        epoch: Epoch(0),
+        frag_index: index,
+        frag_count: MAX_FRAGMENTS,
+    };
+    let chunk = vec![0u8; 1284];
+    let mut refused = false;
+    for i in 0..MAX_FRAGMENTS {
+        match r.push(&h(i), &chunk) {
+            Err(ReassembleError::TooLarge) => {
+                refused = true;
+                break;
+            }
+            other => assert_eq!(other, Ok(Reassembled::Incomplete)),
+        }
+        assert!(r.bytes_held() <= MAX_MESSAGE);
+    }
+    assert!(
+        refused,
+        "a message above MAX_MESSAGE is refused whatever the configuration"
+    );
+}

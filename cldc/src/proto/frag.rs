@@ -71,8 +71,13 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
-    /// An empty reassembler.
+    /// An empty reassembler. A `max_message` above the protocol's [`MAX_MESSAGE`] is
+    /// lowered to it: no peer may send more, so holding more only serves an attacker.
     pub fn new(limits: ReassemblerLimits) -> Self {
+        let limits = ReassemblerLimits {
+            max_message: limits.max_message.min(MAX_MESSAGE),
+            ..limits
+        };
         Reassembler {
             limits,
             partial: Vec::new(),
