@@ -723,3 +723,28 @@ fn a_keepalive_reply_whose_renewal_already_ran_out_leaves_the_session_in_jeopard
     assert_eq!(h.s.state(), State::Jeopardy);
     assert_eq!(h.events, vec![SessionEvent::Jeopardy]);
 }
+
+#[test]
+fn a_request_retried_across_a_fail_over_keeps_its_request_seq() {
+    let mut h = Harness::established();
+    let call = h.submit(Request::Delete { path: "/a".into() });
+    let (_, seq) = last_sent(&mut h);
+    // Member 1 dies; the client moves on by itself and member 2 (the new master) answers.
+    h.advance(ms(2000));
+    let resent: Vec<(SocketAddr, u64)> = h
+        .sent
+        .clone()
+        .iter()
+        .map(|(_, to, dg)| (*to, h.server.receive(dg).expect("whole").header.msg_seq))
+        .collect();
+    assert!(resent.iter().any(|(to, _)| *to == addr(2)));
+    assert!(resent.iter().all(|(_, s)| *s == seq), "{resent:?}");
+    let mut new_master = ServerEnd::new(SID, 2);
+    let dgs = new_master.reply(seq, &Response::Ok(Reply::Deleted));
+    h.deliver_all(2, &dgs);
+    assert_eq!(h.replies, vec![(call, Ok(Reply::Deleted))]);
+    assert_eq!(h.s.epoch(), cldc::proto::Epoch(2));
+    // The next request takes the next seq.
+    h.submit(Request::Status);
+    assert_eq!(last_sent(&mut h), (addr(2), seq + 1));
+}
