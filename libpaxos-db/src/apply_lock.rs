@@ -59,7 +59,13 @@ pub(crate) fn lock(
     if wait && lock.waiters.len() as u64 >= tx.limits.max_waiters_per_lock {
         return Err(CmdError::TooManyWaiters(tx.limits.max_waiters_per_lock));
     }
-    for holder in lock.holders() {
+    // Only holders the request conflicts with hear of it: a shared request that waits
+    // merely behind the queue does not conflict with shared holders.
+    let conflicting = match mode {
+        LockMode::Exclusive => lock.holders(),
+        LockMode::Shared => lock.exclusive.into_iter().collect(),
+    };
+    for holder in conflicting {
         let wants = tx
             .st
             .handles

@@ -416,3 +416,22 @@ fn promotion_stops_at_the_shared_holder_limit_and_resumes_when_a_holder_leaves()
     let released = f.unlock(2, h[1]);
     assert_eq!(acquired(&released.events), vec![4]);
 }
+
+#[test]
+fn a_shared_request_queued_behind_a_waiter_tells_no_shared_holder_of_a_conflict() {
+    let mut f = Fixture::new();
+    let mut h = Vec::new();
+    for s in 1..=3 {
+        f.session(s);
+        h.push(f.open(s, "/l", LOCKER, EventMask::LOCK_CONFLICT));
+    }
+    f.lock(1, h[0], Shared, false).reply.unwrap();
+    // An exclusive request conflicts with the shared holder, who hears of it.
+    let queued = f.lock(2, h[1], Exclusive, true);
+    assert_eq!(queued.reply, Ok(Response::LockQueued));
+    assert_eq!(targets(&queued.events), [(1, h[0].0)]);
+    // A shared request waits only because of the queue: it conflicts with no holder.
+    let queued = f.lock(3, h[2], Shared, true);
+    assert_eq!(queued.reply, Ok(Response::LockQueued));
+    assert!(queued.events.is_empty(), "{:?}", queued.events);
+}

@@ -527,9 +527,11 @@ impl Model {
             return Err(CmdError::TooManyWaiters(self.limits.max_waiters_per_lock));
         }
         let mut holders: Vec<HandleRef> = ex.into_iter().collect();
-        let mut shared = sh.clone();
-        shared.sort();
-        holders.extend(shared);
+        if mode == LockMode::Exclusive {
+            let mut shared = sh.clone();
+            shared.sort();
+            holders.extend(shared);
+        }
         for holder in holders {
             if self
                 .handle(holder)
