@@ -136,29 +136,23 @@ impl SnapshotInstaller {
 
     /// Checks that everything arrived, syncs, verifies the file (every record and the
     /// SHA-256 trailer) and moves it into place. Install it with `Database::install`.
-    pub fn finish(self) -> Result<SnapshotInfo, DbError> {
+    pub fn finish(mut self) -> Result<SnapshotInfo, DbError> {
         if self.received != self.total {
             return Err(DbError::ChunkLength {
                 received: self.received,
                 total: self.total,
             });
         }
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|e| DbError::snapshot_io(&self.tmp, e.into_error()))?;
-        file.sync_all()
+        // On every failure below, dropping `self` removes the temp file.
+        self.file
+            .flush()
             .map_err(|e| DbError::snapshot_io(&self.tmp, e))?;
-        drop(file);
-        let info = match verify(&self.tmp) {
-            Ok(info) => info,
-            Err(err) => {
-                let _ = fs::remove_file(&self.tmp);
-                return Err(err);
-            }
-        };
+        self.file
+            .get_ref()
+            .sync_all()
+            .map_err(|e| DbError::snapshot_io(&self.tmp, e))?;
+        let info = verify(&self.tmp)?;
         if info.applied != self.applied {
-            let _ = fs::remove_file(&self.tmp);
             return Err(DbError::ChunkWrongSnapshot {
                 expected: self.applied,
                 got: info.applied,
@@ -168,5 +162,14 @@ impl SnapshotInstaller {
         fs::rename(&self.tmp, &path).map_err(|e| DbError::snapshot_io(&self.tmp, e))?;
         sync_dir(&self.dir)?;
         Ok(SnapshotInfo { path, ..info })
+    }
+}
+
+impl Drop for SnapshotInstaller {
+    /// An abandoned or failed transfer removes its temp file (after a successful `finish` it
+    /// has been renamed and there is nothing to remove), so retried transfers cannot fill the
+    /// disk with partial snapshots between restarts.
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
     }
 }

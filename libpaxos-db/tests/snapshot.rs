@@ -479,3 +479,38 @@ fn a_retry_after_a_snapshot_install_gets_the_cached_reply_without_executing() {
         Err(libpaxos_db::CmdError::RequestTooOld { .. })
     ));
 }
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".tmp-"))
+        .collect()
+}
+
+#[test]
+fn an_abandoned_or_failed_transfer_leaves_no_temp_file() {
+    let dir = TempDir::new("abandon");
+    let (db, _) = Database::open(config(&dir)).unwrap();
+    let snapshots = db.snapshot_dir().to_path_buf();
+    let chunk = SnapshotChunk {
+        applied: Slot(5),
+        total: 300,
+        offset: 0,
+        data: vec![0; 100],
+    };
+    let mut installer = db.receive_snapshot(Slot(5), 300).unwrap();
+    installer.accept(&chunk).unwrap();
+    assert_eq!(temp_files(&snapshots).len(), 1, "precondition: receiving");
+    drop(installer);
+    assert_eq!(temp_files(&snapshots), Vec::<String>::new(), "abandoned");
+    let mut installer = db.receive_snapshot(Slot(5), 100).unwrap();
+    installer
+        .accept(&SnapshotChunk {
+            total: 100,
+            ..chunk
+        })
+        .unwrap();
+    assert!(installer.finish().is_err(), "zeros are no snapshot");
+    assert_eq!(temp_files(&snapshots), Vec::<String>::new(), "failed");
+}
