@@ -11,6 +11,9 @@ pub const MAX_MEMBERS: usize = 16;
 #[derive(Clone, Debug)]
 pub(crate) struct Members {
     addrs: Vec<SocketAddr>,
+    /// The first `configured` addresses are the configured members; the rest are redirect
+    /// targets, oldest first.
+    configured: usize,
     current: usize,
     /// Sends to the current member since it was last heard from.
     pub(crate) silent_sends: u32,
@@ -21,6 +24,7 @@ impl Members {
         let mut addrs = addrs;
         addrs.truncate(MAX_MEMBERS);
         Members {
+            configured: addrs.len(),
             addrs,
             current: 0,
             silent_sends: 0,
@@ -43,16 +47,19 @@ impl Members {
         self.silent_sends = 0;
     }
 
-    /// Moves to `addr`, remembering it if it is new (the oldest extra member is forgotten when
-    /// the list is full, never the current one).
+    /// Moves to `addr`, remembering it if it is new (when the list is full the oldest
+    /// redirect target is forgotten, a configured member only if every slot is configured).
     pub(crate) fn redirect(&mut self, addr: SocketAddr) {
         if let Some(i) = self.addrs.iter().position(|a| *a == addr) {
             self.current = i;
         } else {
             if self.addrs.len() >= MAX_MEMBERS {
-                let victim = if self.current == self.addrs.len() - 1 {
-                    0
+                // The oldest redirect target goes first; the newest configured member only
+                // when every slot is configured. (`current` is replaced below.)
+                let victim = if self.configured < self.addrs.len() {
+                    self.configured
                 } else {
+                    self.configured -= 1;
                     self.addrs.len() - 1
                 };
                 self.addrs.remove(victim);
@@ -68,5 +75,35 @@ impl Members {
         if addr == self.current() {
             self.silent_sends = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_full_list_forgets_the_oldest_redirect_target_never_a_configured_member_first() {
+        let mut m = Members::new((1..=15).map(a).collect());
+        m.redirect(a(100)); // list now full: 15 configured + 1 extra
+        m.redirect(a(101)); // must forget 100 (the oldest extra), not a configured member
+        m.redirect(a(102)); // must forget 101
+        let mut seen = alloc::vec![m.current()];
+        for _ in 1..m.len() {
+            m.rotate();
+            seen.push(m.current());
+        }
+        assert_eq!(m.len(), MAX_MEMBERS);
+        for port in 1..=15 {
+            assert!(
+                seen.contains(&a(port)),
+                "configured member {port} was forgotten"
+            );
+        }
+        assert!(seen.contains(&a(102)));
     }
 }
