@@ -128,6 +128,7 @@ fn a_process_killed_during_install_recovers_one_whole_namespace() {
             .expect("spawn child");
         let target = format!("installing {}", round % snaps.len());
         let stdout = process.stdout.take().expect("piped stdout");
+        let mut reached = false;
         for line in BufReader::new(stdout).lines() {
             // The harness prints "test NAME ... " before the first line without a newline.
             let line = line.expect("child output");
@@ -136,9 +137,13 @@ fn a_process_killed_during_install_recovers_one_whole_namespace() {
                 "round {round}: {target} never came"
             );
             if line.ends_with(&target) {
+                reached = true;
                 break;
             }
         }
+        // A child that died early (its output ended) would leave a state that trivially
+        // passes the checks below.
+        assert!(reached, "round {round}: the child stopped before {target}");
         std::thread::sleep(Duration::from_millis(delay_ms));
         process.kill().expect("kill child");
         process.wait().expect("reap child");
