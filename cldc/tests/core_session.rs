@@ -748,3 +748,22 @@ fn a_request_retried_across_a_fail_over_keeps_its_request_seq() {
     h.submit(Request::Status);
     assert_eq!(last_sent(&mut h), (addr(2), seq + 1));
 }
+
+#[test]
+fn an_unbounded_event_buffer_setting_does_not_overflow_the_gap_check() {
+    let mut cfg = Config::new(SID, user(), secret(), vec![addr(1)]);
+    cfg.max_buffered_events = usize::MAX;
+    let mut s = Session::new(cfg, Time::default()).expect("valid config");
+    let mut server = ServerEnd::new(SID, 1);
+    while s.poll_output().is_some() {}
+    for dg in server.reply(1, &Response::Ok(Reply::SessionCreated { lease: LEASE })) {
+        s.handle_datagram(Time::default(), addr(1), &dg);
+    }
+    let ev = Event::NodeDeleted {
+        handle: HandleId(1),
+    };
+    for dg in server.event(3, &ev) {
+        s.handle_datagram(Time::default(), addr(1), &dg);
+    }
+    assert_eq!(s.counters().events_overflow, 0, "held, waiting for 1 and 2");
+}

@@ -43,7 +43,10 @@ impl EventInbox {
             return Arrival::Duplicate;
         }
         if s != self.delivered.0 + 1 {
-            if self.held.len() >= max_held || s - self.delivered.0 > max_held as u64 + 1 {
+            let reach = u64::try_from(max_held)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            if self.held.len() >= max_held || s - self.delivered.0 > reach {
                 return Arrival::Overflow;
             }
             self.held.insert(s, event);
