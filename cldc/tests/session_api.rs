@@ -407,3 +407,16 @@ async fn a_session_the_cell_forgot_expires_at_the_next_keepalive_not_after_the_g
     );
     assert!(matches!(s.stat("/").await, Err(Error::SessionExpired)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_event_buffer_option_does_not_panic_the_open() {
+    let cell = FakeCell::start(LEASE).await;
+    let opts = SessionOptions {
+        event_buffer: usize::MAX,
+        ..Default::default()
+    };
+    let s = Session::open(cell.addr, creds(), opts)
+        .await
+        .expect("session opens");
+    s.stat("/").await.expect("stat");
+}

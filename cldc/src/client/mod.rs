@@ -25,6 +25,8 @@ use driver::{Command, Driver};
 
 /// Commands queued to the session task before callers wait.
 const COMMAND_QUEUE: usize = 256;
+/// Largest [`SessionOptions::event_buffer`] honoured (tokio's channels refuse huge bounds).
+const MAX_EVENT_BUFFER: usize = 1 << 20;
 
 /// Counters of a session: the core's plus the transport's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,7 +103,7 @@ impl Session {
         let start = tokio::time::Instant::now();
         let core = core::Session::new(cfg, core::Time::default())?;
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer.max(1));
+        let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer.clamp(1, MAX_EVENT_BUFFER));
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (open_tx, open_rx) = oneshot::channel();
         let driver = Driver::new(core, socket, start, cmd_rx, ev_tx, stats.clone(), open_tx);

@@ -64,7 +64,8 @@ pub struct SessionOptions {
     pub grace: Duration,
     /// Safety margin subtracted from each lease grant.
     pub lease_margin: Duration,
-    /// Events buffered for [`super::Events`] before new ones are dropped (and counted).
+    /// Events buffered for [`super::Events`] before new ones are dropped (and counted);
+    /// taken as 1 to 2^20.
     pub event_buffer: usize,
 }
 
