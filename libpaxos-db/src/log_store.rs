@@ -29,10 +29,12 @@ pub struct LogCounters {
     pub entries_written: u64,
     /// Syncs (flushes) done.
     pub syncs: u64,
-    /// Writes or syncs that failed.
+    /// Writes or syncs that failed (any cause, corrupt reads during a write included).
     pub io_failures: u64,
     /// Records that failed their checksum or did not decode.
     pub corrupt_reads: u64,
+    /// Reads that sled failed (I/O).
+    pub read_failures: u64,
 }
 
 /// The sled implementation of libpaxos's [`Storage`] and [`LogStore`].
@@ -42,6 +44,7 @@ pub struct SledLogStore {
     meta: Tree,
     location: PathBuf,
     counters: std::cell::Cell<u64>,
+    read_failures: std::cell::Cell<u64>,
     stats: LogCounters,
 }
 
@@ -68,6 +71,7 @@ impl SledLogStore {
             meta,
             location: PathBuf::from("(unnamed sled db)"),
             counters: std::cell::Cell::new(0),
+            read_failures: std::cell::Cell::new(0),
             stats: LogCounters::default(),
         })
     }
@@ -83,11 +87,18 @@ impl SledLogStore {
         &self.db
     }
 
-    /// The counters (corrupt reads are counted even through `&self`).
+    /// The counters (reads are counted even through `&self`).
     pub fn counters(&self) -> LogCounters {
         let mut stats = self.stats.clone();
         stats.corrupt_reads = self.counters.get();
+        stats.read_failures = self.read_failures.get();
         stats
+    }
+
+    /// A failed sled read, counted.
+    fn read_io(&self, doing: &str, err: impl core::fmt::Display) -> StorageError {
+        self.read_failures.set(self.read_failures.get() + 1);
+        io(doing, err)
     }
 
     pub(crate) fn meta_tree(&self) -> &Tree {
@@ -135,7 +146,7 @@ impl Storage for SledLogStore {
         match self
             .meta
             .get(HARD_STATE_KEY)
-            .map_err(|e| io("reading the hard state", e))?
+            .map_err(|e| self.read_io("reading the hard state", e))?
         {
             None => Ok(HardState::default()),
             Some(bytes) => codec::decode(&bytes)
@@ -147,7 +158,7 @@ impl Storage for SledLogStore {
         match self
             .meta
             .get(COMPACTED_KEY)
-            .map_err(|e| io("reading the compaction point", e))?
+            .map_err(|e| self.read_io("reading the compaction point", e))?
         {
             None => Ok(Slot::ZERO),
             Some(bytes) => codec::decode(&bytes)
@@ -160,7 +171,7 @@ impl Storage for SledLogStore {
         let last = match self
             .log
             .last()
-            .map_err(|e| io("reading the last entry", e))?
+            .map_err(|e| self.read_io("reading the last entry", e))?
         {
             None => Slot::ZERO,
             Some((key, value)) => self.decode_entry(&key, &value)?.slot,
@@ -173,7 +184,11 @@ impl Storage for SledLogStore {
             return Ok(None);
         }
         let key = slot_key(slot);
-        match self.log.get(key).map_err(|e| io("reading an entry", e))? {
+        match self
+            .log
+            .get(key)
+            .map_err(|e| self.read_io("reading an entry", e))?
+        {
             None => Ok(None),
             Some(value) => self.decode_entry(&key, &value).map(Some),
         }
@@ -186,7 +201,7 @@ impl Storage for SledLogStore {
         }
         let mut out = Vec::new();
         for item in self.log.range(slot_key(from)..=slot_key(to)) {
-            let (key, value) = item.map_err(|e| io("scanning the log", e))?;
+            let (key, value) = item.map_err(|e| self.read_io("scanning the log", e))?;
             out.push(self.decode_entry(&key, &value)?);
             if out.len() == max {
                 break;
@@ -198,6 +213,30 @@ impl Storage for SledLogStore {
 
 impl LogStore for SledLogStore {
     fn write(&mut self, batch: &Persist) -> Result<(), StorageError> {
+        let result = self.write_batch(batch);
+        if result.is_err() {
+            self.stats.io_failures += 1;
+        }
+        result
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        match self.db.flush() {
+            Ok(_) => {
+                self.stats.syncs += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.io_failures += 1;
+                Err(io("flushing sled", e))
+            }
+        }
+    }
+}
+
+impl SledLogStore {
+    /// The body of [`LogStore::write`]; every error it returns is counted there.
+    fn write_batch(&mut self, batch: &Persist) -> Result<(), StorageError> {
         let compacted = self.compacted_through()?;
         let through = batch.compact_through.unwrap_or(compacted).max(compacted);
         let mut log_batch = Batch::default();
@@ -227,26 +266,8 @@ impl LogStore for SledLogStore {
                 self.stats.entries_written += written;
                 Ok(())
             }
-            Err(e) => {
-                self.stats.io_failures += 1;
-                Err(match e {
-                    TransactionError::Storage(e) => io("writing a persist batch", e),
-                    TransactionError::Abort(()) => io("writing a persist batch", "aborted"),
-                })
-            }
-        }
-    }
-
-    fn sync(&mut self) -> Result<(), StorageError> {
-        match self.db.flush() {
-            Ok(_) => {
-                self.stats.syncs += 1;
-                Ok(())
-            }
-            Err(e) => {
-                self.stats.io_failures += 1;
-                Err(io("flushing sled", e))
-            }
+            Err(TransactionError::Storage(e)) => Err(io("writing a persist batch", e)),
+            Err(TransactionError::Abort(())) => Err(io("writing a persist batch", "aborted")),
         }
     }
 }

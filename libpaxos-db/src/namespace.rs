@@ -28,6 +28,8 @@ pub struct NamespaceCounters {
     pub duplicates: u64,
     /// Commits to sled that failed (each poisons the namespace).
     pub commit_failures: u64,
+    /// Batches refused before anything ran: out of order, or the namespace poisoned.
+    pub refused_batches: u64,
 }
 
 /// A read failed: either the request was bad (`Cmd`) or the disk was (`Db`).
@@ -166,11 +168,13 @@ impl Namespace {
     /// that does not continue the applied index without gaps is refused before anything runs.
     pub fn apply_batch(&mut self, batch: &[Committed]) -> Result<Vec<Applied>, DbError> {
         if self.poisoned {
+            self.counters.refused_batches += 1;
             return Err(DbError::Poisoned);
         }
         let mut expected = self.state.meta.applied.next();
         for committed in batch {
             if committed.slot != expected {
+                self.counters.refused_batches += 1;
                 return Err(DbError::ApplyOutOfOrder {
                     expected,
                     got: committed.slot,

@@ -551,6 +551,8 @@ fn slots_must_be_applied_in_order() {
             got: Slot(2)
         }
     ));
+    assert_eq!(f.ns.counters().refused_batches, 1, "the refusal is counted");
+    assert_eq!(f.ns.counters().applied, 0);
 }
 
 #[test]
