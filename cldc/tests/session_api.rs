@@ -420,3 +420,17 @@ async fn an_absurd_event_buffer_option_does_not_panic_the_open() {
         .expect("session opens");
     s.stat("/").await.expect("stat");
 }
+
+#[tokio::test(start_paused = true)]
+async fn unbounded_timeouts_in_the_options_do_not_crash_the_session_task() {
+    let cell = FakeCell::start(LEASE).await;
+    let opts = SessionOptions {
+        call_timeout: Duration::MAX,
+        grace: Duration::MAX,
+        ..Default::default()
+    };
+    let s = Session::open(cell.addr, creds(), opts)
+        .await
+        .expect("session opens");
+    s.stat("/").await.expect("stat");
+}

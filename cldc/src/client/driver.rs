@@ -82,7 +82,8 @@ impl Driver {
             self.flush().await;
             let wake = self.core.poll_timeout(self.now());
             self.flush().await;
-            let wake = wake.map(|t| self.start + t.0);
+            // A deadline too far out to be an Instant (Duration::MAX options) is "never".
+            let wake = wake.and_then(|t| self.start.checked_add(t.0));
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
