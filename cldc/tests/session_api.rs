@@ -434,3 +434,16 @@ async fn unbounded_timeouts_in_the_options_do_not_crash_the_session_task() {
         .expect("session opens");
     s.stat("/").await.expect("stat");
 }
+
+#[tokio::test(start_paused = true)]
+async fn close_during_an_in_flight_call_lets_the_call_finish_first() {
+    let cell = FakeCell::start(LEASE).await;
+    let s = session(&cell).await;
+    let h = s.open_node("/c", RW).await.expect("open");
+    cell.faults(|f| f.delay_out = Some(Duration::from_millis(500)));
+    let get = tokio::spawn(async move { h.put(b"x").await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    s.close().await.expect("close after the put");
+    let put = get.await.expect("task");
+    assert!(put.is_ok(), "{put:?}");
+}
