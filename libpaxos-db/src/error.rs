@@ -127,6 +127,14 @@ pub enum DbError {
         /// The chunk's.
         got: Slot,
     },
+    /// A transfer chunk announces another total length than the transfer's first chunk.
+    #[error("snapshot chunk announces {got} bytes in all, the transfer announced {expected}")]
+    ChunkTotalMismatch {
+        /// The transfer's announced length.
+        expected: u64,
+        /// The chunk's.
+        got: u64,
+    },
     /// A transfer ended before all bytes arrived, or more bytes arrived than announced.
     #[error("snapshot transfer has {received} bytes of {total}")]
     ChunkLength {

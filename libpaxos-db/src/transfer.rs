@@ -120,8 +120,14 @@ impl SnapshotInstaller {
                 got: chunk.offset,
             });
         }
+        if chunk.total != self.total {
+            return Err(DbError::ChunkTotalMismatch {
+                expected: self.total,
+                got: chunk.total,
+            });
+        }
         let end = self.received + chunk.data.len() as u64;
-        if end > self.total || chunk.total != self.total {
+        if end > self.total {
             return Err(DbError::ChunkLength {
                 received: end,
                 total: self.total,

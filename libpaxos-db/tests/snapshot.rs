@@ -514,3 +514,29 @@ fn an_abandoned_or_failed_transfer_leaves_no_temp_file() {
     assert!(installer.finish().is_err(), "zeros are no snapshot");
     assert_eq!(temp_files(&snapshots), Vec::<String>::new(), "failed");
 }
+
+#[test]
+fn a_chunk_announcing_another_total_length_is_refused_as_such() {
+    let dir = TempDir::new("total");
+    let (db, _) = Database::open(config(&dir)).unwrap();
+    let mut installer = db.receive_snapshot(Slot(5), 300).unwrap();
+    let err = installer
+        .accept(&SnapshotChunk {
+            applied: Slot(5),
+            total: 200,
+            offset: 0,
+            data: vec![0; 100],
+        })
+        .expect_err("another total");
+    assert!(
+        matches!(
+            err,
+            DbError::ChunkTotalMismatch {
+                expected: 300,
+                got: 200
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(installer.received(), 0, "nothing written");
+}
