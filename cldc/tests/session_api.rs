@@ -447,3 +447,39 @@ async fn close_during_an_in_flight_call_lets_the_call_finish_first() {
     let put = get.await.expect("task");
     assert!(put.is_ok(), "{put:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn jeopardy_is_not_lost_when_the_application_reads_events_late() {
+    let cell = FakeCell::start(LEASE).await;
+    let opts = SessionOptions {
+        event_buffer: 1,
+        ..Default::default()
+    };
+    let watcher = Session::open(cell.addr, creds(), opts)
+        .await
+        .expect("session opens");
+    let writer = session(&cell).await;
+    let mut events = watcher.events().expect("events");
+    let _w = watcher
+        .open_node_with_events("/late", RW, EventMask::CONTENTS_MODIFIED)
+        .await
+        .expect("open");
+    let h = writer.open_node("/late", RW).await.expect("open");
+    h.put(b"1").await.expect("put");
+    h.put(b"2").await.expect("put");
+    // The application is busy: the buffer of 1 holds the first event, the second is dropped.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cell.faults(|f| f.silent = true);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Now it reads: it must learn that its lease ran out, whatever was dropped before.
+    assert!(matches!(
+        events.next().await,
+        Some(SessionEvent::Server(Event::ContentsModified { .. }))
+    ));
+    assert_eq!(events.next().await, Some(SessionEvent::Jeopardy));
+    assert!(watcher.stats().events_dropped >= 1);
+    // Expiry follows, and then the stream ends.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(events.next().await, Some(SessionEvent::Expired));
+    assert_eq!(events.next().await, None);
+}

@@ -46,6 +46,10 @@ pub(crate) struct Driver {
     pending: BTreeMap<CallId, Pending>,
     waiting_locks: BTreeMap<HandleId, ReplyTx>,
     early_grants: BTreeMap<HandleId, Sequencer>,
+    /// The latest jeopardy/safe/expired event the application's full buffer had no room
+    /// for: never dropped (the application must learn that its lease ran out), delivered as
+    /// soon as there is room, and nothing overtakes it.
+    held_state: Option<SessionEvent>,
 }
 
 impl Driver {
@@ -69,6 +73,7 @@ impl Driver {
             pending: BTreeMap::new(),
             waiting_locks: BTreeMap::new(),
             early_grants: BTreeMap::new(),
+            held_state: None,
         }
     }
 
@@ -84,7 +89,18 @@ impl Driver {
             self.flush().await;
             // A deadline too far out to be an Instant (Duration::MAX options) is "never".
             let wake = wake.and_then(|t| self.start.checked_add(t.0));
+            let held_tx = self.held_state.as_ref().and(self.events.clone());
             tokio::select! {
+                permit = reserve(held_tx) => match (permit, self.held_state.take()) {
+                    (Some(permit), Some(ev)) => {
+                        permit.send(ev);
+                    }
+                    // The application dropped its Events: nobody will read it.
+                    _ => {
+                        self.events = None;
+                        self.bump(|s| s.events_dropped += 1);
+                    }
+                },
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => return,
@@ -172,7 +188,10 @@ impl Driver {
             _ => None,
         };
         if let Some(err) = over {
-            self.events = None;
+            // A held Expired must still reach the application before the stream ends.
+            if self.held_state.is_none() {
+                self.events = None;
+            }
             for (_, tx) in std::mem::take(&mut self.waiting_locks) {
                 let _ = tx.send(Err(err));
             }
@@ -267,12 +286,27 @@ impl Driver {
             }
             _ => {}
         }
-        let delivered = self
-            .events
-            .as_ref()
-            .is_some_and(|tx| tx.try_send(ev).is_ok());
-        if !delivered {
+        let is_state = matches!(
+            ev,
+            SessionEvent::Jeopardy | SessionEvent::Safe | SessionEvent::Expired
+        );
+        let Some(tx) = &self.events else {
             self.bump(|s| s.events_dropped += 1);
+            return;
+        };
+        if self.held_state.is_some() {
+            // Keep the order: a newer state event replaces the held one (the application
+            // learns the current state), anything else is dropped.
+            if is_state {
+                self.held_state = Some(ev);
+            }
+            self.bump(|s| s.events_dropped += 1);
+            return;
+        }
+        match tx.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) if is_state => self.held_state = Some(ev),
+            Err(_) => self.bump(|s| s.events_dropped += 1),
         }
     }
 
@@ -286,6 +320,16 @@ impl Driver {
         if let Ok(mut s) = self.stats.lock() {
             f(&mut s);
         }
+    }
+}
+
+/// Room for one event in the application's buffer; never ready without a sender.
+async fn reserve(
+    tx: Option<mpsc::Sender<SessionEvent>>,
+) -> Option<mpsc::OwnedPermit<SessionEvent>> {
+    match tx {
+        Some(tx) => tx.reserve_owned().await.ok(),
+        None => std::future::pending().await,
     }
 }
 

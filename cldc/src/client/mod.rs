@@ -33,7 +33,8 @@ const MAX_EVENT_BUFFER: usize = 1 << 20;
 pub struct Stats {
     /// The session core's counters.
     pub core: Counters,
-    /// Events dropped because the application did not read [`Events`] fast enough.
+    /// Events dropped because the application did not read [`Events`] fast enough (server
+    /// events, and jeopardy/safe superseded by a later state before there was room).
     pub events_dropped: u64,
     /// Datagrams the socket failed to send.
     pub send_errors: u64,

@@ -64,8 +64,9 @@ pub struct SessionOptions {
     pub grace: Duration,
     /// Safety margin subtracted from each lease grant.
     pub lease_margin: Duration,
-    /// Events buffered for [`super::Events`] before new ones are dropped (and counted);
-    /// taken as 1 to 2^20.
+    /// Events buffered for [`super::Events`] before new server events are dropped (and
+    /// counted); taken as 1 to 2^20. Jeopardy, safe and expired are never dropped: the
+    /// latest of them waits for room, and nothing overtakes it.
     pub event_buffer: usize,
 }
 
