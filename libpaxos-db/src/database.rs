@@ -42,6 +42,8 @@ pub struct DbCounters {
     pub snapshots_installed: u64,
     /// Installs refused (file failed verification, or not ahead).
     pub installs_refused: u64,
+    /// Installs that failed after the generation switch (the database must be reopened).
+    pub install_failures: u64,
 }
 
 /// The newest snapshot file that verifies. A damaged one is renamed `corrupt-<name>` (kept
@@ -268,7 +270,9 @@ impl Database {
                 return Ok(Err(err));
             }
         };
-        let slot = self.switch(info, file, new)?;
+        let slot = self
+            .switch(info, file, new)
+            .inspect_err(|_| self.counters.install_failures += 1)?;
         self.counters.snapshots_installed += 1;
         Ok(Ok(slot))
     }

@@ -135,7 +135,10 @@ fn a_killed_replica_restarts_with_every_applied_command() {
                 "log compacted to {compacted} past {applied}"
             );
             if kill_after >= 150 {
-                assert!(compacted.0 > 0, "precondition: snapshots and compaction ran");
+                assert!(
+                    compacted.0 > 0,
+                    "precondition: snapshots and compaction ran"
+                );
             }
         }
         // Replica::new refuses a log compacted past the namespace, so starting is a check.
