@@ -767,3 +767,53 @@ fn an_unbounded_event_buffer_setting_does_not_overflow_the_gap_check() {
     }
     assert_eq!(s.counters().events_overflow, 0, "held, waiting for 1 and 2");
 }
+
+#[test]
+fn a_client_with_small_datagrams_still_accepts_full_size_server_datagrams() {
+    let mut cfg = Config::new(SID, user(), secret(), vec![addr(1)]);
+    cfg.max_datagram = cldc::proto::MIN_DATAGRAM;
+    let mut s = Session::new(cfg, Time::default()).expect("valid config");
+    while s.poll_output().is_some() {}
+    // The server does not know the client's setting and sends 1400-byte fragments.
+    let mut server = ServerEnd::new(SID, 1);
+    let dgs = server.reply(1, &Response::Ok(Reply::SessionCreated { lease: LEASE }));
+    for dg in dgs {
+        s.handle_datagram(Time::default(), addr(1), &dg);
+    }
+    assert_eq!(s.state(), State::Active);
+    let data = vec![7u8; 3000];
+    let resp = Response::Ok(Reply::Contents {
+        meta: meta(3000),
+        data: data.clone(),
+    });
+    let call = s
+        .submit(
+            Time::default(),
+            &Request::GetContentsAndStat {
+                handle: HandleId(1),
+            },
+        )
+        .expect("accepted");
+    let dgs = server.reply(2, &resp);
+    assert!(dgs[0].len() > cldc::proto::MIN_DATAGRAM);
+    for dg in dgs {
+        s.handle_datagram(Time::default(), addr(1), &dg);
+    }
+    let mut got = None;
+    while let Some(o) = s.poll_output() {
+        if let Output::Reply { call: c, result } = o {
+            got = Some((c, result));
+        }
+    }
+    assert_eq!(
+        got,
+        Some((
+            call,
+            Ok(Reply::Contents {
+                meta: meta(3000),
+                data
+            })
+        ))
+    );
+    assert_eq!(s.counters().too_long, 0);
+}

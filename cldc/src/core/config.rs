@@ -19,7 +19,8 @@ pub struct Config {
     pub secret: Secret,
     /// The cell's members' client addresses, in the order to try them.
     pub members: Vec<SocketAddr>,
-    /// Largest datagram sent and accepted.
+    /// Largest datagram sent; datagrams up to this or the protocol default (1400),
+    /// whichever is larger, are accepted.
     pub max_datagram: usize,
     /// First retransmission timeout.
     pub initial_rto: Duration,

@@ -6,8 +6,9 @@ use super::{CallError, Output, Session, SessionEvent, State};
 use crate::core::Time;
 use crate::core::events::Arrival;
 use crate::proto::{
-    DecodeError, ErrorCode, Event, EventSeq, Header, KeepAliveReply, Kind, NotMaster,
-    ReassembleError, Reassembled, ReplayWindow, Response, VersionReject, decode_body, open_packet,
+    DEFAULT_MAX_DATAGRAM, DecodeError, ErrorCode, Event, EventSeq, Header, KeepAliveReply, Kind,
+    NotMaster, ReassembleError, Reassembled, ReplayWindow, Response, VersionReject, decode_body,
+    open_packet,
 };
 
 impl Session {
@@ -20,7 +21,10 @@ impl Session {
         }
         let (session, user) = (self.cfg.session, self.cfg.user);
         let secret = &self.cfg.secret;
-        let opened = open_packet(datagram, self.cfg.max_datagram, |h| {
+        // The server does not know this client's `max_datagram`: a smaller setting limits
+        // what the client sends, never what it accepts below the protocol default.
+        let accept = self.cfg.max_datagram.max(DEFAULT_MAX_DATAGRAM);
+        let opened = open_packet(datagram, accept, |h| {
             (h.session == session && h.user == user).then_some(secret)
         });
         let packet = match opened {
