@@ -817,3 +817,45 @@ fn a_client_with_small_datagrams_still_accepts_full_size_server_datagrams() {
     );
     assert_eq!(s.counters().too_long, 0);
 }
+
+#[test]
+fn a_zero_lease_from_the_server_does_not_turn_keepalives_into_a_storm() {
+    let mut h = Harness::new(&[1]);
+    h.answer_last(
+        &Response::Ok(Reply::SessionCreated {
+            lease: Duration::ZERO,
+        }),
+        1,
+    );
+    let mut keepalives = 0;
+    for _ in 0..10_000 {
+        let next = h.s.poll_timeout(h.now);
+        h.drain();
+        // The server answers every keepalive at once, again with a zero lease; like the
+        // driver, the loop then asks for the next timeout again before time moves.
+        let mut answered = false;
+        for (_, to, dg) in std::mem::take(&mut h.sent) {
+            let r = h.server.receive(&dg).expect("whole");
+            if r.header.kind == Kind::KeepAlive {
+                keepalives += 1;
+                answered = true;
+                let dgs = h.server.keepalive_reply(r.header.msg_seq, Duration::ZERO);
+                h.deliver_all(to.port(), &dgs);
+            }
+        }
+        if answered {
+            continue;
+        }
+        match next {
+            Some(n) if n > h.now => h.now = n,
+            Some(_) => {}
+            None => break,
+        }
+        if h.now >= Time(ms(10_000)) {
+            break;
+        }
+    }
+    assert!(h.now >= Time(ms(10_000)), "time stood still at {:?}", h.now);
+    // At most one keepalive per initial_rto (250 ms).
+    assert!(keepalives <= 41, "{keepalives} keepalives in 10 s");
+}

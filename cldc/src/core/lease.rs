@@ -20,6 +20,8 @@ pub(crate) struct Lease {
     pub(crate) next_keepalive: Time,
     next_nonce: u64,
     outstanding: Vec<(u64, Time)>,
+    /// When the last keepalive was sent.
+    last_sent: Option<Time>,
 }
 
 impl Lease {
@@ -31,6 +33,7 @@ impl Lease {
             next_keepalive: sent,
             next_nonce: 1,
             outstanding: Vec::new(),
+            last_sent: None,
         };
         l.extend(sent, length, margin);
         l
@@ -53,7 +56,15 @@ impl Lease {
             self.outstanding.remove(0);
         }
         self.outstanding.push((nonce, now));
+        self.last_sent = Some(now);
         nonce
+    }
+
+    /// The earliest time the next keepalive may go out: `spacing` after the last one, so that
+    /// a lease too short to be useful (or a reply that renews nothing) cannot make the
+    /// client send a keepalive per round trip.
+    pub(crate) fn earliest_next(&self, spacing: core::time::Duration) -> Time {
+        self.last_sent.map_or(Time::default(), |t| t.plus(spacing))
     }
 
     /// True if a keepalive is awaiting its reply.

@@ -48,9 +48,10 @@ impl Session {
 
     fn keepalive_timer(&mut self, now: Time) {
         let Some(lease) = &self.lease else { return };
+        let spaced = now >= lease.earliest_next(self.cfg.initial_rto);
         let due = match &self.keepalive_retry {
             Some(b) if lease.awaiting_reply() => now >= b.due,
-            _ => now >= lease.next_keepalive || self.state == State::Jeopardy,
+            _ => spaced && (now >= lease.next_keepalive || self.state == State::Jeopardy),
         };
         if !due {
             return;
@@ -95,9 +96,11 @@ impl Session {
             consider(c.deadline);
         }
         if let Some(l) = &self.lease {
+            let earliest = l.earliest_next(self.cfg.initial_rto);
             match &self.keepalive_retry {
                 Some(b) if l.awaiting_reply() => consider(b.due),
-                _ => consider(l.next_keepalive),
+                _ if self.state == State::Jeopardy => consider(earliest),
+                _ => consider(l.next_keepalive.max(earliest)),
             }
         }
         next
