@@ -328,6 +328,24 @@ proptest! {
     }
 
     #[test]
+    fn replay_window_matches_a_model_of_seen_seqs(
+        seqs in vec(prop_oneof![0u64..200, (u64::MAX - 200)..=u64::MAX], 0..300),
+    ) {
+        // Model: accept a non-zero seq never seen before that is at most 63 below the highest.
+        let mut w = ReplayWindow::default();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut highest = 0u64;
+        for s in seqs {
+            let fresh = s != 0 && !seen.contains(&s) && s.saturating_add(63) >= highest;
+            prop_assert_eq!(w.accept(PacketSeq(s)), fresh, "seq {}", s);
+            if fresh {
+                seen.insert(s);
+                highest = highest.max(s);
+            }
+        }
+    }
+
+    #[test]
     fn a_flipped_bit_anywhere_fails_the_check(req in request(), bit in any::<usize>()) {
         let s = secret();
         let body = encode_body(&req).expect("encodes");
