@@ -483,3 +483,23 @@ async fn jeopardy_is_not_lost_when_the_application_reads_events_late() {
     assert_eq!(events.next().await, Some(SessionEvent::Expired));
     assert_eq!(events.next().await, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_session_and_its_handles_stops_its_keepalives() {
+    let cell = FakeCell::start(LEASE).await;
+    let s = session(&cell).await;
+    let h = s.open_node("/gone", RW).await.expect("open");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let alive = cell.seen().keepalives;
+    assert!(alive >= 2, "keepalives flow while the session lives");
+    drop(s);
+    // A handle alone keeps the task (and the session) alive...
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(cell.seen().keepalives > alive);
+    drop(h);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let at_drop = cell.seen().keepalives;
+    // ...and without it the task stops: no more keepalives.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(cell.seen().keepalives, at_drop);
+}
