@@ -859,3 +859,18 @@ fn a_zero_lease_from_the_server_does_not_turn_keepalives_into_a_storm() {
     // At most one keepalive per initial_rto (250 ms).
     assert!(keepalives <= 41, "{keepalives} keepalives in 10 s");
 }
+
+#[test]
+fn end_session_answered_unknown_session_counts_as_ended() {
+    // The first EndSession ran and the cell forgot the session, but its reply was lost:
+    // the retransmission finds no session. What EndSession asked for is done.
+    let mut h = Harness::established();
+    let call = h.submit(Request::EndSession);
+    h.answer_last(&Response::Err(ErrorCode::UnknownSession), 1);
+    assert_eq!(h.replies, vec![(call, Ok(Reply::SessionEnded))]);
+    assert_eq!(h.s.state(), State::Ended);
+    assert!(
+        h.events.is_empty(),
+        "no Expired event for a session the client ended"
+    );
+}

@@ -101,6 +101,8 @@ struct Call {
     id: CallId,
     body: Vec<u8>,
     deadline: Time,
+    /// The request is `EndSession`.
+    ends_session: bool,
 }
 
 struct InFlight {
@@ -164,6 +166,7 @@ impl Session {
             id: Self::OPEN_CALL,
             body,
             deadline: now.plus(s.cfg.call_timeout),
+            ends_session: false,
         };
         s.start(now, call, true);
         Ok(s)
@@ -220,6 +223,7 @@ impl Session {
             id,
             body,
             deadline: now.plus(self.cfg.call_timeout),
+            ends_session: matches!(request, Request::EndSession),
         });
         self.pump(now);
         Ok(id)
@@ -234,6 +238,14 @@ impl Session {
     fn finish(&mut self, now: Time, result: Result<Reply, CallError>) {
         let Some(f) = self.in_flight.take() else {
             return;
+        };
+        // A retransmitted EndSession whose first copy ran (and whose reply was lost) finds
+        // the session already forgotten: what it asked for is done.
+        let result = match result {
+            Err(CallError::Server(ErrorCode::UnknownSession)) if f.call.ends_session => {
+                Ok(Reply::SessionEnded)
+            }
+            other => other,
         };
         if f.new_session {
             match &result {
