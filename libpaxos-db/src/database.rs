@@ -38,6 +38,8 @@ pub struct DbCounters {
     pub snapshots_taken: u64,
     /// Snapshot writes that failed.
     pub snapshot_failures: u64,
+    /// Removals of old snapshot files that failed (the new snapshot is in force regardless).
+    pub prune_failures: u64,
     /// Snapshots installed.
     pub snapshots_installed: u64,
     /// Installs refused (file failed verification, or not ahead).
@@ -219,8 +221,12 @@ impl Database {
             }
         };
         self.counters.snapshots_taken += 1;
-        snapshot::prune(&self.snapshot_dir, self.config.keep_snapshots)?;
         self.latest = Some(info.clone());
+        // The snapshot is written and in force; failing to delete old ones must not make the
+        // caller think otherwise (it would write a full snapshot again at every drive).
+        if snapshot::prune(&self.snapshot_dir, self.config.keep_snapshots).is_err() {
+            self.counters.prune_failures += 1;
+        }
         Ok(info)
     }
 

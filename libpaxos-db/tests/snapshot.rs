@@ -540,3 +540,20 @@ fn a_chunk_announcing_another_total_length_is_refused_as_such() {
     );
     assert_eq!(installer.received(), 0, "nothing written");
 }
+
+#[test]
+fn a_snapshot_whose_pruning_fails_is_still_recorded_and_not_taken_again() {
+    let dir = TempDir::new("prune-fails");
+    let mut db = populated(&dir, 5);
+    // Something prune cannot remove: a directory with an old snapshot's name.
+    std::fs::create_dir(db.snapshot_dir().join("snapshot-00000000000000000001.cld")).unwrap();
+    db.take_snapshot().unwrap();
+    db.apply(&committed(12, 0, &Command::Noop)).unwrap();
+    // Three candidates for two places: prune must remove the directory, and cannot.
+    let info = db.take_snapshot().expect("the snapshot itself was written");
+    assert_eq!(info.applied, Slot(12));
+    assert_eq!(db.latest_snapshot().map(|s| s.applied), Some(Slot(12)));
+    assert!(!db.snapshot_due(), "no snapshot again at once");
+    assert_eq!(db.counters().prune_failures, 1);
+    assert_eq!(db.counters().snapshot_failures, 0);
+}
