@@ -51,8 +51,9 @@ fn apply_groups(committed: &[libpaxos::Committed]) -> Vec<&[libpaxos::Committed]
 /// recovery replays the log). See [`is_fatal`](Self::is_fatal).
 #[derive(Debug, thiserror::Error)]
 pub enum GlueError {
-    /// A snapshot chunk or a received snapshot was refused; nothing changed and the replica
-    /// carries on (the core asks for a snapshot again later).
+    /// A snapshot transfer could not go ahead: a chunk or a received snapshot was refused, or
+    /// this replica has no snapshot to send. Nothing changed and the replica carries on (the
+    /// core asks for a snapshot again later).
     #[error("snapshot transfer refused: {0}")]
     SnapshotRefused(DbError),
     /// The Paxos core refused an input (configuration or storage read failure).
@@ -361,9 +362,13 @@ impl<S: LogStore> DbReplica<S> {
         Ok(out)
     }
 
-    /// A reader for sending this replica's newest snapshot to a peer that needs it.
+    /// A reader for sending this replica's newest snapshot to a peer that needs it. Failing
+    /// (no snapshot yet, the file unreadable) is [`GlueError::SnapshotRefused`]: this replica
+    /// carries on, and the peer asks again or asks another.
     pub fn snapshot_reader(&self) -> Result<SnapshotReader, GlueError> {
-        Ok(self.db.snapshot_reader()?)
+        self.db
+            .snapshot_reader()
+            .map_err(GlueError::SnapshotRefused)
     }
 
     /// Takes one chunk of a snapshot from a peer. Chunks must come in order; a chunk at

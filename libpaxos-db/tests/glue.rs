@@ -672,6 +672,12 @@ fn a_refused_snapshot_transfer_leaves_the_replica_running_and_a_later_one_instal
         }
         Ok(slot) => panic!("accepted: {slot:?}"),
     };
+    // Nothing to send yet.
+    let no_snapshot = node
+        .snapshot_reader()
+        .map(|_| ())
+        .expect_err("no snapshot yet");
+    assert!(!no_snapshot.is_fatal(), "{no_snapshot}");
     // A chunk that starts nothing.
     refused(node.receive_snapshot_chunk(Time::ZERO, &good[1]));
     // A whole transfer whose file fails verification.
