@@ -25,6 +25,8 @@ pub struct Database {
     snapshot_dir: PathBuf,
     latest: Option<SnapshotInfo>,
     durable_applied: Slot,
+    /// After a failed snapshot write: no new attempt before this applied index.
+    snapshot_retry_at: Option<Slot>,
     counters: DbCounters,
 }
 
@@ -124,6 +126,7 @@ impl Database {
                 snapshot_dir,
                 latest,
                 durable_applied,
+                snapshot_retry_at: None,
                 counters,
             },
             log,
@@ -189,8 +192,16 @@ impl Database {
         self.latest.as_ref()
     }
 
-    /// Whether `snapshot_every` entries have been applied since the newest snapshot.
+    /// Whether `snapshot_every` entries have been applied since the newest snapshot. After a
+    /// failed write, not again before a quarter of that interval has been applied: a broken
+    /// or full disk must not cost a whole snapshot write at every call.
     pub fn snapshot_due(&self) -> bool {
+        if self
+            .snapshot_retry_at
+            .is_some_and(|at| self.namespace.applied() < at)
+        {
+            return false;
+        }
         let since = self.latest.as_ref().map_or(Slot::ZERO, |s| s.applied);
         self.namespace.applied().0.saturating_sub(since.0) >= self.config.snapshot_every
     }
@@ -217,9 +228,13 @@ impl Database {
             Ok(info) => info,
             Err(err) => {
                 self.counters.snapshot_failures += 1;
+                let wait = (self.config.snapshot_every / 4).max(1);
+                self.snapshot_retry_at =
+                    Some(Slot(self.namespace.applied().0.saturating_add(wait)));
                 return Err(err);
             }
         };
+        self.snapshot_retry_at = None;
         self.counters.snapshots_taken += 1;
         self.latest = Some(info.clone());
         // The snapshot is written and in force; failing to delete old ones must not make the

@@ -557,3 +557,30 @@ fn a_snapshot_whose_pruning_fails_is_still_recorded_and_not_taken_again() {
     assert_eq!(db.counters().prune_failures, 1);
     assert_eq!(db.counters().snapshot_failures, 0);
 }
+
+#[test]
+fn after_a_failed_snapshot_the_next_attempt_waits_a_quarter_interval() {
+    let dir = TempDir::new("snap-fails");
+    let mut db = populated(&dir, 5);
+    assert!(db.snapshot_due(), "precondition: 11 applied, interval 10");
+    // Make writing impossible: the snapshot directory becomes a file.
+    let snapshots = db.snapshot_dir().to_path_buf();
+    std::fs::remove_dir_all(&snapshots).unwrap();
+    std::fs::write(&snapshots, b"not a directory").unwrap();
+    assert!(db.take_snapshot().is_err());
+    assert_eq!(db.counters().snapshot_failures, 1);
+    assert!(
+        !db.snapshot_due(),
+        "a failing disk is not retried at every apply (a full write each time)"
+    );
+    db.apply(&committed(12, 0, &Command::Noop)).unwrap();
+    assert!(!db.snapshot_due());
+    db.apply(&committed(13, 0, &Command::Noop)).unwrap();
+    assert!(
+        db.snapshot_due(),
+        "due again a quarter interval (2 entries of 10, rounded down) later"
+    );
+    std::fs::remove_file(&snapshots).unwrap();
+    std::fs::create_dir(&snapshots).unwrap();
+    assert_eq!(db.take_snapshot().unwrap().applied, Slot(13));
+}
