@@ -126,10 +126,25 @@ fn write_trees(
     epoch: Epoch,
     dir: &Path,
 ) -> Result<SnapshotInfo, DbError> {
-    let path = dir.join(file_name(applied));
     let tmp = dir.join(format!(".tmp-{}", file_name(applied)));
-    let fail = |e: std::io::Error| DbError::snapshot_io(&tmp, e);
-    let file = File::create(&tmp).map_err(fail)?;
+    let written = write_file(trees, applied, epoch, dir, &tmp);
+    if written.is_err() {
+        // A partial file on a full disk would only make it fuller until the next open.
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_file(
+    trees: &NsTrees,
+    applied: Slot,
+    epoch: Epoch,
+    dir: &Path,
+    tmp: &Path,
+) -> Result<SnapshotInfo, DbError> {
+    let path = dir.join(file_name(applied));
+    let fail = |e: std::io::Error| DbError::snapshot_io(tmp, e);
+    let file = File::create(tmp).map_err(fail)?;
     let mut out = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, file),
         hasher: Sha256::new(),
@@ -150,10 +165,8 @@ fn write_trees(
                 value: &value,
             };
             buf = postcard::to_extend(&record, std::mem::take(&mut buf))
-                .map_err(|e| DbError::snapshot_io(&tmp, e))?;
+                .map_err(|e| DbError::snapshot_io(tmp, e))?;
             if buf.len() > MAX_RECORD as usize {
-                drop(out);
-                let _ = fs::remove_file(&tmp);
                 return Err(DbError::SnapshotRecordTooLarge {
                     tree: store::tree_name(trees.generation, tag),
                     key: store::show_key(&key),
@@ -174,7 +187,7 @@ fn write_trees(
     file.sync_all().map_err(fail)?;
     let len = file.metadata().map_err(fail)?.len();
     drop(file);
-    fs::rename(&tmp, &path).map_err(fail)?;
+    fs::rename(tmp, &path).map_err(fail)?;
     sync_dir(dir)?;
     Ok(SnapshotInfo {
         path,
