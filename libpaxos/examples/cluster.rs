@@ -113,7 +113,8 @@ fn role_name(role: libpaxos::Role) -> String {
     }
 }
 
-/// Every live replica's committed log (above its compaction point) holds the chosen values.
+/// Every live replica's log, from its compaction point through what it applied, holds the
+/// values applied everywhere (slots committed but not yet applied are still in flight).
 fn logs_agree(cell: &Cluster) -> bool {
     let mut ok = true;
     for (i, node) in cell.nodes.iter().enumerate() {
@@ -122,7 +123,7 @@ fn logs_agree(cell: &Cluster) -> bool {
         let from = storage.compacted_through().unwrap_or(Slot::ZERO).next();
         let mut checked = 0;
         let mut slot = from;
-        while slot <= r.commit() {
+        while slot <= node.applied.min(r.commit()) {
             let held = storage.entry(slot).ok().flatten().map(|e| e.value);
             if held.as_ref() != cell.checker.chosen.get(&slot) {
                 println!("{} disagrees at slot {slot}", node.id);
@@ -132,7 +133,7 @@ fn logs_agree(cell: &Cluster) -> bool {
             slot = slot.next();
         }
         println!(
-            "  {} log checked: {checked} committed slots above its snapshot at {} match the chosen values",
+            "  {} log checked: {checked} applied slots above its snapshot at {} match the chosen values",
             node.id,
             from.prev().0
         );
