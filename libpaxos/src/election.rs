@@ -12,6 +12,9 @@ use crate::replication::Master;
 use crate::storage::Storage;
 use crate::types::{Ballot, Entry, Epoch, NodeId, Payload, Slot, Time, Value};
 
+/// How far beyond the accept window a promise's entries may reach (see `on_promise`).
+const RECOVERY_SLACK: u64 = 1 << 16;
+
 /// A pre-vote under way.
 pub(crate) struct PreVote {
     attempt: u64,
@@ -240,13 +243,17 @@ impl<S: Storage> Replica<S> {
         commit: Slot,
         entries: Vec<Entry>,
     ) -> Result<(), Error> {
-        // An honest acceptor holds nothing beyond its commit index plus the accept window
-        // (a master's take-office no-op may sit one further).
+        // An acceptor takes nothing beyond its commit index plus the accept window, but a
+        // master that won phase 1 and then committed nothing leaves its take-office no-op one
+        // slot beyond what it recovered, and a chain of such failed terms pushes the last
+        // entry further each time. Refusing those promises would wedge the cell, so the bound
+        // only stops absurd slots (a term needs an election, so the slack is hours of failed
+        // terms in a row).
         let limit = Slot(
             commit
                 .0
                 .saturating_add(self.config.accept_window())
-                .saturating_add(1),
+                .saturating_add(RECOVERY_SLACK),
         );
         if !entries_sorted(&entries)
             || entries

@@ -167,6 +167,13 @@ impl<S: Storage> Replica<S> {
             persisted_number: 0,
             lease_reported: false,
         };
+        if hard_state.commit < applied && applied > compacted {
+            // The state machine is ahead of the log's own commit index: it installed a
+            // snapshot whose log compaction did not become durable (a crash between the two
+            // with a separate log store). The log at or below `applied` may hold values that
+            // were never chosen; the snapshot covers those slots, so drop them.
+            replica.set_compacted(applied);
+        }
         replica.reset_election_timer(now);
         Ok(replica)
     }
