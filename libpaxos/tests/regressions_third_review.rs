@@ -134,7 +134,7 @@ fn a_chain_of_failed_terms_does_not_wedge_the_cell() {
     }
     // n2 wins with n3's promise, then everything either leader sends is lost.
     let c = |net: &Net, f: usize, _: usize, _: &Message| {
-        !(f == 1 && leads(net.r(1))) && !(f == 2 && leads(net.r(2)))
+        !((f == 1 && leads(net.r(1))) || (f == 2 && leads(net.r(2))))
     };
     for _ in 0..60 {
         n.adv(100);
