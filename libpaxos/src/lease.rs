@@ -143,10 +143,7 @@ impl<S: Storage> Replica<S> {
             self.counters.malformed += 1;
             return Ok(());
         }
-        if ballot < self.promised {
-            self.counters.stale_ballot += 1;
-            let promised = self.promised;
-            self.send(from, Message::Reject { ballot, promised });
+        if self.reject_if_stale(from, ballot) {
             return Ok(());
         }
         self.follow(now, from, ballot);

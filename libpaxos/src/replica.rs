@@ -486,6 +486,18 @@ impl<S: Storage> Replica<S> {
         });
     }
 
+    /// Answers a message of a ballot below our promise with `Reject` (so its sender learns
+    /// the higher ballot) and counts it; true if it was stale.
+    pub(crate) fn reject_if_stale(&mut self, from: NodeId, ballot: Ballot) -> bool {
+        if ballot >= self.promised {
+            return false;
+        }
+        self.counters.stale_ballot += 1;
+        let promised = self.promised;
+        self.send(from, Message::Reject { ballot, promised });
+        true
+    }
+
     pub(crate) fn note_ballot(&mut self, ballot: Ballot) {
         self.highest_seen = self.highest_seen.max(ballot);
     }
