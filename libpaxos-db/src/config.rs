@@ -114,6 +114,9 @@ pub struct DbConfig {
     pub keep_snapshots: usize,
     /// sled's page cache, in bytes. Default 64 MiB.
     pub cache_bytes: u64,
+    /// The largest snapshot accepted from a peer, in bytes: a transfer announcing more is
+    /// refused before anything is written. Default 4 GiB; at least 1.
+    pub max_snapshot_size: u64,
 }
 
 impl DbConfig {
@@ -127,6 +130,7 @@ impl DbConfig {
             chunk_size: 256 * 1024,
             keep_snapshots: 2,
             cache_bytes: 64 * 1024 * 1024,
+            max_snapshot_size: 4 << 30,
         }
     }
 
@@ -141,6 +145,9 @@ impl DbConfig {
         }
         if self.keep_snapshots == 0 {
             return Err(ConfigError::Zero("keep_snapshots"));
+        }
+        if self.max_snapshot_size == 0 {
+            return Err(ConfigError::Zero("max_snapshot_size"));
         }
         if self.keep_tail >= self.snapshot_every {
             return Err(ConfigError::TailTooLong {

@@ -259,12 +259,19 @@ impl Database {
         SnapshotReader::open(info, self.config.chunk_size)
     }
 
-    /// Starts receiving a snapshot from a peer.
+    /// Starts receiving a snapshot from a peer. A transfer announcing more than
+    /// `max_snapshot_size` bytes is refused (`SnapshotTooLarge`) before any file is created.
     pub fn receive_snapshot(
         &self,
         applied: Slot,
         total: u64,
     ) -> Result<SnapshotInstaller, DbError> {
+        if total > self.config.max_snapshot_size {
+            return Err(DbError::SnapshotTooLarge {
+                total,
+                max: self.config.max_snapshot_size,
+            });
+        }
         SnapshotInstaller::new(&self.snapshot_dir, applied, total)
     }
 

@@ -143,6 +143,14 @@ pub enum DbError {
         /// Bytes announced.
         total: u64,
     },
+    /// A transfer announces a snapshot larger than `DbConfig::max_snapshot_size`.
+    #[error("snapshot transfer announces {total} bytes, above the limit of {max}")]
+    SnapshotTooLarge {
+        /// Bytes announced.
+        total: u64,
+        /// The configured limit.
+        max: u64,
+    },
     /// Installing a snapshot that is not ahead of the namespace.
     #[error("snapshot at {snapshot} is not ahead of the namespace (applied {applied})")]
     SnapshotBehind {

@@ -112,6 +112,9 @@ pub struct GlueCounters {
     /// Snapshot chunks or received snapshots refused (out of order, wrong snapshot, bad file,
     /// not ahead, a background snapshot running, the receive file not creatable).
     pub chunks_refused: u64,
+    /// Transfers refused because they announced a snapshot above `max_snapshot_size` (also
+    /// counted in `chunks_refused`).
+    pub snapshots_too_large: u64,
     /// Committed entries whose apply waited for a background snapshot.
     pub deferred_applies: u64,
     /// Snapshot writes that failed.
@@ -437,6 +440,9 @@ impl<S: LogStore> DbReplica<S> {
 
     fn refuse(&mut self, err: DbError) -> GlueError {
         self.counters.chunks_refused += 1;
+        if matches!(err, DbError::SnapshotTooLarge { .. }) {
+            self.counters.snapshots_too_large += 1;
+        }
         GlueError::SnapshotRefused(err)
     }
 }

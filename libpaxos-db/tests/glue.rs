@@ -720,3 +720,57 @@ fn a_refused_snapshot_transfer_leaves_the_replica_running_and_a_later_one_instal
         .expect("the replica carries on");
     node.drive(Time(Duration::from_millis(10))).expect("drive");
 }
+
+#[test]
+fn a_transfer_announcing_a_snapshot_above_the_limit_is_refused_before_anything_is_written() {
+    let dir = TempDir::new("glue-too-large");
+    let mut db_config = DbConfig::new(dir.path());
+    assert_eq!(db_config.max_snapshot_size, 4 << 30, "default 4 GiB");
+    db_config.max_snapshot_size = 1000;
+    let mut node = DbReplica::open(
+        Config::new(NodeId(1), vec![NodeId(1)]),
+        db_config,
+        Time::ZERO,
+    )
+    .expect("start");
+    let chunk = libpaxos_db::SnapshotChunk {
+        applied: libpaxos::Slot(7),
+        total: u64::MAX,
+        offset: 0,
+        data: vec![0; 16],
+    };
+    match node.receive_snapshot_chunk(Time::ZERO, &chunk) {
+        Err(libpaxos_db::GlueError::SnapshotRefused(libpaxos_db::DbError::SnapshotTooLarge {
+            total,
+            max,
+        })) => assert_eq!((total, max), (u64::MAX, 1000)),
+        other => panic!("not refused as too large: {other:?}"),
+    }
+    assert_eq!(node.counters().snapshots_too_large, 1);
+    assert_eq!(node.counters().chunks_refused, 1);
+    let leftovers: Vec<_> = std::fs::read_dir(node.database().snapshot_dir())
+        .expect("dir")
+        .collect();
+    assert!(leftovers.is_empty(), "no receive file: {leftovers:?}");
+    // At the limit is fine.
+    let at_limit = libpaxos_db::SnapshotChunk {
+        total: 1000,
+        ..chunk
+    };
+    assert_eq!(
+        node.receive_snapshot_chunk(Time::ZERO, &at_limit)
+            .expect("accepted"),
+        None
+    );
+}
+
+#[test]
+fn a_zero_max_snapshot_size_is_refused() {
+    let dir = TempDir::new("glue-zero-max");
+    let mut db_config = DbConfig::new(dir.path());
+    db_config.max_snapshot_size = 0;
+    assert_eq!(
+        db_config.validate(),
+        Err(libpaxos_db::ConfigError::Zero("max_snapshot_size"))
+    );
+}
