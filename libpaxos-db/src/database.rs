@@ -36,6 +36,9 @@ pub struct DbCounters {
     /// Snapshot files found damaged at open and renamed to `corrupt-…` (each is also an
     /// error the operator can read in the file name; the namespace in sled is unaffected).
     pub corrupt_snapshots_set_aside: u64,
+    /// Set-aside `corrupt-…` files removed at open beyond the newest
+    /// [`KEEP_CORRUPT_SNAPSHOTS`], so repeated damage cannot fill the disk.
+    pub corrupt_snapshots_pruned: u64,
     /// Snapshots taken.
     pub snapshots_taken: u64,
     /// Snapshot writes that failed.
@@ -50,8 +53,14 @@ pub struct DbCounters {
     pub install_failures: u64,
 }
 
+/// How many set-aside `corrupt-…` snapshot files are kept for inspection (the newest, by the
+/// index in their name); older ones are removed at open.
+pub const KEEP_CORRUPT_SNAPSHOTS: usize = 2;
+
 /// The newest snapshot file that verifies. A damaged one is renamed `corrupt-<name>` (kept
-/// for inspection, never used) and counted, and the next older one is tried.
+/// for inspection, never used) and counted, and the next older one is tried. Then all but the
+/// newest [`KEEP_CORRUPT_SNAPSHOTS`] set-aside files are removed (counted; a failed removal
+/// counts as a prune failure).
 fn newest_valid_snapshot(
     dir: &Path,
     counters: &mut DbCounters,
@@ -71,6 +80,17 @@ fn newest_valid_snapshot(
         }
     }
     Ok(None)
+}
+
+fn newest_valid_snapshot_and_prune(
+    dir: &Path,
+    counters: &mut DbCounters,
+) -> Result<Option<SnapshotInfo>, DbError> {
+    let found = newest_valid_snapshot(dir, counters)?;
+    let (removed, failed) = snapshot::prune_corrupt(dir, KEEP_CORRUPT_SNAPSHOTS)?;
+    counters.corrupt_snapshots_pruned += removed;
+    counters.prune_failures += failed;
+    Ok(found)
 }
 
 /// Opens a sled database, waiting up to a second for its file lock.
@@ -116,7 +136,7 @@ impl Database {
         let namespace = Namespace::open(&db, config.limits.clone())?;
         let log = SledLogStore::open(&db)?.with_location(&sled_dir);
         let mut counters = DbCounters::default();
-        let latest = newest_valid_snapshot(&snapshot_dir, &mut counters)?;
+        let latest = newest_valid_snapshot_and_prune(&snapshot_dir, &mut counters)?;
         let durable_applied = namespace.applied();
         Ok((
             Database {

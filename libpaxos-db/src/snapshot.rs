@@ -416,3 +416,28 @@ pub fn prune(dir: &Path, keep: usize) -> Result<(), DbError> {
     }
     Ok(())
 }
+
+/// Deletes all but the `keep` newest set-aside `corrupt-snapshot-<index>.cld` files in `dir`
+/// (newest by index; names that do not parse count as oldest). Returns how many were removed
+/// and how many removals failed.
+pub fn prune_corrupt(dir: &Path, keep: usize) -> Result<(u64, u64), DbError> {
+    let mut all: Vec<(Option<Slot>, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| DbError::snapshot_io(dir, e))? {
+        let entry = entry.map_err(|e| DbError::snapshot_io(dir, e))?;
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("corrupt-")) else {
+            continue;
+        };
+        all.push((parse_file_name(rest), entry.path()));
+    }
+    all.sort();
+    let excess = all.len().saturating_sub(keep);
+    let (mut removed, mut failed) = (0, 0);
+    for (_, path) in all.into_iter().take(excess) {
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    Ok((removed, failed))
+}

@@ -584,3 +584,37 @@ fn after_a_failed_snapshot_the_next_attempt_waits_a_quarter_interval() {
     std::fs::create_dir(&snapshots).unwrap();
     assert_eq!(db.take_snapshot().unwrap().applied, Slot(13));
 }
+
+#[test]
+fn set_aside_corrupt_snapshots_beyond_the_newest_two_are_removed_at_open() {
+    let dir = TempDir::new("aside-prune");
+    let snap = {
+        let mut db = populated(&dir, 2);
+        db.take_snapshot().unwrap()
+    };
+    let snapshots = snap.path.parent().unwrap().to_path_buf();
+    for index in [1u64, 2, 3] {
+        std::fs::write(
+            snapshots.join(format!("corrupt-snapshot-{index:020}.cld")),
+            b"damaged",
+        )
+        .unwrap();
+    }
+    flip_byte(&snap.path, snap.len / 2);
+    let (db, _) = Database::open(config(&dir)).unwrap();
+    assert_eq!(db.latest_snapshot(), None);
+    assert_eq!(db.counters().corrupt_snapshots_set_aside, 1);
+    assert_eq!(db.counters().corrupt_snapshots_pruned, 2);
+    let mut left: Vec<String> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "corrupt-snapshot-00000000000000000003.cld",
+            "corrupt-snapshot-00000000000000000005.cld"
+        ]
+    );
+}
