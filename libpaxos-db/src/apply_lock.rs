@@ -20,7 +20,7 @@ fn sequencer(tx: &Tx<'_>, path: &str, mode: LockMode) -> Option<Sequencer> {
 
 fn bump_generation(tx: &mut Tx<'_>, path: &str) {
     if let Some(mut node) = tx.st.nodes.get(path).cloned() {
-        node.lock_generation = LockGeneration(node.lock_generation.0 + 1);
+        node.lock_generation = LockGeneration(node.lock_generation.0.saturating_add(1));
         tx.set_node(path, node);
     }
 }

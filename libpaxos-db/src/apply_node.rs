@@ -84,7 +84,7 @@ pub(crate) fn open(
                 Some(NodeKind::Directory) => {}
             }
             let instance = Instance(tx.st.meta.next_instance);
-            tx.st.meta.next_instance += 1;
+            tx.st.meta.next_instance = tx.st.meta.next_instance.saturating_add(1);
             let node = Node {
                 kind: if want_dir {
                     NodeKind::Directory
@@ -116,7 +116,7 @@ pub(crate) fn open(
         return Err(CmdError::UnknownSession(session));
     };
     let handle = record.next_handle;
-    record.next_handle = HandleId(handle.0 + 1);
+    record.next_handle = HandleId(handle.0.saturating_add(1));
     tx.set_session(session, record);
     let who = HandleRef { session, handle };
     tx.add_handle(
@@ -179,7 +179,7 @@ pub(crate) fn put(
             actual: node.content_generation,
         });
     }
-    node.content_generation = ContentGeneration(node.content_generation.0 + 1);
+    node.content_generation = ContentGeneration(node.content_generation.0.saturating_add(1));
     node.modified = time;
     // Fits: the limit is at most 256 KiB.
     node.size = size as u32;

@@ -5,6 +5,11 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The bound on counters that commands increment by one (instance numbers, content and lock
+/// generations, handle ids): a snapshot record at or above it is refused, so incrementing a
+/// counter read from a snapshot cannot overflow (the apply paths also saturate).
+pub const COUNTER_LIMIT: u64 = 1 << 63;
+
 /// Why a stored record could not be read back.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -22,6 +27,10 @@ pub enum DecodeError {
     /// The key is not a valid key of its tree.
     #[error("malformed key: {0}")]
     BadKey(&'static str),
+    /// A counter that commands increment is at or above [`COUNTER_LIMIT`]:
+    /// no sequence of commands reaches it, so the record was crafted or damaged.
+    #[error("counter {0} is at or above 2^63, which no sequence of commands reaches")]
+    CounterExhausted(&'static str),
     /// The checksum matches but the bytes are not a valid record of the expected type.
     #[error("record does not decode: {0}")]
     Postcard(String),

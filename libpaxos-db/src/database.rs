@@ -337,7 +337,9 @@ impl Database {
             });
         }
         let old = self.namespace.trees().generation;
-        let new = old + 1;
+        let new = old
+            .checked_add(1)
+            .ok_or(DbError::GenerationExhausted(old))?;
         NsTrees::drop_trees(&self.db, new)?;
         let trees = NsTrees::open(&self.db, new)?;
         let filled = fill(&trees, &mut file);

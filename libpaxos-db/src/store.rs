@@ -106,18 +106,33 @@ fn session_id(key: &[u8]) -> Result<SessionId, DecodeError> {
 }
 
 /// Checks that a raw record decodes as its tree's type (used when installing snapshots).
+fn counter(name: &'static str, value: u64) -> Result<(), DecodeError> {
+    if value >= codec::COUNTER_LIMIT {
+        return Err(DecodeError::CounterExhausted(name));
+    }
+    Ok(())
+}
+
 pub(crate) fn validate_record(tag: TreeTag, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
     match tag {
         TreeTag::Meta => {
             if key != META_KEY {
                 return Err(DecodeError::BadKey("unknown meta key"));
             }
-            codec::decode::<Meta>(value).map(drop)
+            let meta = codec::decode::<Meta>(value)?;
+            counter("next_instance", meta.next_instance)
         }
-        TreeTag::Nodes => path_key(key).and_then(|_| codec::decode::<Node>(value).map(drop)),
+        TreeTag::Nodes => {
+            path_key(key)?;
+            let node = codec::decode::<Node>(value)?;
+            counter("content_generation", node.content_generation.0)?;
+            counter("lock_generation", node.lock_generation.0)
+        }
         TreeTag::Data => path_key(key).and_then(|_| codec::decode::<Vec<u8>>(value).map(drop)),
         TreeTag::Sessions => {
-            session_id(key).and_then(|_| codec::decode::<Session>(value).map(drop))
+            session_id(key)?;
+            let session = codec::decode::<Session>(value)?;
+            counter("next_handle", session.next_handle.0)
         }
         TreeTag::Handles => handle_ref(key).and_then(|_| codec::decode::<Handle>(value).map(drop)),
         TreeTag::Locks => path_key(key).and_then(|_| codec::decode::<LockState>(value).map(drop)),

@@ -126,7 +126,13 @@ impl SnapshotInstaller {
                 got: chunk.total,
             });
         }
-        let end = self.received + chunk.data.len() as u64;
+        let end =
+            self.received
+                .checked_add(chunk.data.len() as u64)
+                .ok_or(DbError::ChunkLength {
+                    received: u64::MAX,
+                    total: self.total,
+                })?;
         if end > self.total {
             return Err(DbError::ChunkLength {
                 received: end,

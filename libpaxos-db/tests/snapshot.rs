@@ -618,3 +618,121 @@ fn set_aside_corrupt_snapshots_beyond_the_newest_two_are_removed_at_open() {
         ]
     );
 }
+
+/// Rewrites a record of the namespace trees of the database in `dir` (closed).
+fn craft<T: serde::Serialize + serde::de::DeserializeOwned>(
+    dir: &TempDir,
+    tree: &str,
+    key: &[u8],
+    change: impl FnOnce(&mut T),
+) {
+    let sled_db =
+        libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
+    let tree = sled_db.open_tree(tree).unwrap();
+    let mut value: T = libpaxos_db::codec::decode(&tree.get(key).unwrap().unwrap()).unwrap();
+    change(&mut value);
+    tree.insert(key, libpaxos_db::codec::encode(&value))
+        .unwrap();
+    sled_db.flush().unwrap();
+}
+
+#[test]
+fn a_snapshot_record_with_an_exhausted_counter_is_refused_by_the_reader() {
+    let dir = TempDir::new("counter-snap");
+    drop(populated(&dir, 2));
+    craft(&dir, "ns0.nodes", b"/f1", |node: &mut libpaxos_db::Node| {
+        node.lock_generation = libpaxos_db::LockGeneration(u64::MAX);
+    });
+    let (mut db, _) = Database::open(config(&dir)).unwrap();
+    let info = db.take_snapshot().unwrap();
+    match libpaxos_db::snapshot::verify(&info.path) {
+        Err(DbError::SnapshotRecord { reason, .. }) => {
+            assert!(reason.contains("lock_generation"), "{reason}")
+        }
+        other => panic!("crafted counter accepted: {other:?}"),
+    }
+}
+
+#[test]
+fn commands_over_exhausted_counters_saturate_instead_of_overflowing() {
+    let dir = TempDir::new("counter-apply");
+    drop(populated(&dir, 2));
+    craft(&dir, "ns0.nodes", b"/f0", |node: &mut libpaxos_db::Node| {
+        node.content_generation = libpaxos_db::ContentGeneration(u64::MAX);
+    });
+    craft(
+        &dir,
+        "ns0.sessions",
+        &1u64.to_be_bytes(),
+        |session: &mut libpaxos_db::Session| {
+            session.next_handle = libpaxos_db::HandleId(u64::MAX);
+        },
+    );
+    let (mut db, _) = Database::open(config(&dir)).unwrap();
+    let request = |seq: u64, op| {
+        Command::Client(ClientRequest {
+            session: SessionId(1),
+            seq: RequestSeq(seq),
+            time: WallTime(seq),
+            op,
+        })
+    };
+    let opened = db
+        .apply(&committed(
+            6,
+            0,
+            &request(
+                6,
+                ClientOp::Open {
+                    path: "/f0".into(),
+                    mode: CREATE_RW,
+                    events: EventMask::NONE,
+                },
+            ),
+        ))
+        .unwrap();
+    let Ok(libpaxos_db::Response::Opened { handle, .. }) = opened.reply else {
+        panic!("open failed: {:?}", opened.reply)
+    };
+    assert_eq!(handle, libpaxos_db::HandleId(u64::MAX));
+    let put = db
+        .apply(&committed(
+            7,
+            0,
+            &request(
+                7,
+                ClientOp::Put {
+                    handle,
+                    data: b"x".to_vec(),
+                    cas: None,
+                },
+            ),
+        ))
+        .unwrap();
+    assert!(put.reply.is_ok(), "{:?}", put.reply);
+}
+
+#[test]
+fn an_install_over_an_exhausted_namespace_generation_is_refused() {
+    let (a_dir, b_dir) = (TempDir::new("gen-a"), TempDir::new("gen-b"));
+    let mut a = populated(&a_dir, 1);
+    a.take_snapshot().unwrap();
+    {
+        let sled_db =
+            libpaxos_db::open_sled(&sled::Config::new().path(b_dir.path().join("sled"))).unwrap();
+        sled_db
+            .open_tree("db.meta")
+            .unwrap()
+            .insert("ns_generation", libpaxos_db::codec::encode(&u64::MAX))
+            .unwrap();
+        sled_db.flush().unwrap();
+    }
+    let (mut b, _) = Database::open(config(&b_dir)).unwrap();
+    let info = transfer(&a, &b).unwrap();
+    match b.install(&info) {
+        Err(DbError::GenerationExhausted(g)) => assert_eq!(g, u64::MAX),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(b.counters().installs_refused, 1);
+    assert_eq!(b.namespace().applied(), Slot(0));
+}
