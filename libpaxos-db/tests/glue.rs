@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{CREATE_RW, TempDir};
-use libpaxos::{Config, Envelope, Event, NodeId, Role, Time};
+use libpaxos::{Config, Envelope, Event, NodeId, Role, Storage, Time};
 use libpaxos_db::{
     Applied, ClientOp, ClientRequest, Command, DbConfig, DbReplica, EventMask, RequestSeq,
     Response, SessionId, WallTime,
@@ -772,5 +772,71 @@ fn a_zero_max_snapshot_size_is_refused() {
     assert_eq!(
         db_config.validate(),
         Err(libpaxos_db::ConfigError::Zero("max_snapshot_size"))
+    );
+}
+
+#[test]
+fn the_glue_trims_only_below_the_applied_index_of_the_last_sync_not_the_in_memory_one() {
+    // One member over the shared sled store: a Ready's sync comes before its applies, so after
+    // a drive that applied entries and took a snapshot of them, the namespace is ahead of what
+    // is durable. With no kept tail the snapshot alone would allow trimming through it; the
+    // durable applied index must hold the trim point (and the log's compaction) below.
+    let dir = TempDir::new("glue-trim-durable");
+    let mut db_config = DbConfig::new(dir.path());
+    db_config.snapshot_every = 5;
+    db_config.keep_tail = 0;
+    let mut node = DbReplica::open(
+        Config::new(NodeId(1), vec![NodeId(1)]),
+        db_config,
+        Time::ZERO,
+    )
+    .expect("start");
+    let mut now = Time::ZERO;
+    while !matches!(node.replica().role(), Role::Master { .. }) {
+        now = now + Duration::from_millis(10);
+        node.on_tick(now).expect("tick");
+        pump_all(&mut node, now);
+        assert!(now < Time(Duration::from_secs(5)), "no election");
+    }
+    let mut binding = 0;
+    for round in 0..6 {
+        for _ in 0..4 {
+            node.propose(now, &Command::Noop).expect("propose");
+        }
+        loop {
+            let applied_before = node.database().namespace().applied();
+            let out = node.drive(now).expect("drive");
+            if !out.performed {
+                break;
+            }
+            let db = node.database();
+            let durable = db.durable_applied();
+            assert!(
+                durable <= applied_before,
+                "round {round}: durable {durable:?} claims applies made after this drive's sync \
+                 (applied before it {applied_before:?})"
+            );
+            let compacted = node.replica().storage().compacted_through().expect("log");
+            assert!(
+                compacted <= durable,
+                "log compacted through {compacted:?}, past the durable applied index {durable:?}"
+            );
+            if let Some(snapshot) = out.snapshot {
+                assert!(
+                    snapshot > durable,
+                    "the snapshot captured undurable applies"
+                );
+                assert_eq!(
+                    db.trim_point(),
+                    (durable > libpaxos::Slot::ZERO).then_some(durable),
+                    "trim point held at the durable applied index, not {snapshot:?}"
+                );
+                binding += 1;
+            }
+        }
+    }
+    assert!(
+        binding >= 2,
+        "snapshots taken in the drives that applied: {binding}"
     );
 }
