@@ -61,6 +61,19 @@ fn entries_batch(entries: Vec<Entry>) -> Persist {
     }
 }
 
+/// Entries `sample_entry(i, 1, i)` for every `i` in `slots`, as one batch.
+fn samples(slots: core::ops::RangeInclusive<u64>) -> Persist {
+    entries_batch(slots.map(|i| sample_entry(i, 1, i as u8)).collect())
+}
+
+/// A batch that only compacts through `slot`.
+fn compaction(slot: u64) -> Persist {
+    Persist {
+        compact_through: Some(Slot(slot)),
+        ..Persist::default()
+    }
+}
+
 fn ok<T, E: core::fmt::Debug>(rule: &str, result: Result<T, E>) -> T {
     match result {
         Ok(value) => value,
@@ -169,8 +182,7 @@ fn hard_state_round_trips<H: Harness>(h: &mut H) {
 fn compaction_drops_entries_at_or_below<H: Harness>(h: &mut H) {
     let rule = "compaction drops entries at or below its slot, in batch order";
     let mut s = h.fresh();
-    let batch: Vec<Entry> = (1..=6).map(|i| sample_entry(i, 1, i as u8)).collect();
-    write(rule, &mut s, &entries_batch(batch));
+    write(rule, &mut s, &samples(1..=6));
     // Compaction comes first in a batch, so an entry above it in the same batch is kept and
     // one at or below it is ignored.
     write(
@@ -196,31 +208,16 @@ fn compaction_drops_entries_at_or_below<H: Harness>(h: &mut H) {
         Some(sample_entry(7, 1, 7)),
     );
     check(rule, ok(rule, s.entries(Slot(1), Slot(10), 10)).len(), 3);
-    write(
-        rule,
-        &mut s,
-        &Persist {
-            compact_through: Some(Slot(7)),
-            ..Persist::default()
-        },
-    );
+    write(rule, &mut s, &compaction(7));
     check(rule, ok(rule, s.last_slot()), Slot(7));
 }
 
 fn compaction_never_goes_backwards<H: Harness>(h: &mut H) {
     let rule = "compaction never goes backwards";
     let mut s = h.fresh();
-    let batch: Vec<Entry> = (1..=4).map(|i| sample_entry(i, 1, i as u8)).collect();
-    write(rule, &mut s, &entries_batch(batch));
+    write(rule, &mut s, &samples(1..=4));
     for through in [3, 2] {
-        write(
-            rule,
-            &mut s,
-            &Persist {
-                compact_through: Some(Slot(through)),
-                ..Persist::default()
-            },
-        );
+        write(rule, &mut s, &compaction(through));
     }
     check(rule, ok(rule, s.compacted_through()), Slot(3));
     write(rule, &mut s, &entries_batch(vec![sample_entry(2, 5, 2)]));
@@ -261,8 +258,7 @@ fn a_batch_is_atomic_across_a_crash<H: Harness>(h: &mut H) {
     let mut s = h.fresh();
     write(rule, &mut s, &entries_batch(vec![sample_entry(1, 1, 1)]));
     ok(rule, s.sync());
-    let batch: Vec<Entry> = (2..=20).map(|i| sample_entry(i, 1, i as u8)).collect();
-    write(rule, &mut s, &entries_batch(batch));
+    write(rule, &mut s, &samples(2..=20));
     let s = h.crash(s);
     check(
         rule,
@@ -279,16 +275,8 @@ fn a_batch_is_atomic_across_a_crash<H: Harness>(h: &mut H) {
 fn reopen_keeps_everything_synced<H: Harness>(h: &mut H) {
     let rule = "a clean reopen keeps everything synced";
     let mut s = h.fresh();
-    let batch: Vec<Entry> = (1..=5).map(|i| sample_entry(i, 1, i as u8)).collect();
-    write(rule, &mut s, &entries_batch(batch));
-    write(
-        rule,
-        &mut s,
-        &Persist {
-            compact_through: Some(Slot(2)),
-            ..Persist::default()
-        },
-    );
+    write(rule, &mut s, &samples(1..=5));
+    write(rule, &mut s, &compaction(2));
     ok(rule, s.sync());
     let s = h.reopen(s);
     check(rule, ok(rule, s.compacted_through()), Slot(2));
