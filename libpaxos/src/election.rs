@@ -228,6 +228,11 @@ impl<S: Storage> Replica<S> {
         }
         // A candidate we promised gets its chance before we stand ourselves.
         self.reset_election_timer(now);
+        #[cfg(feature = "fault-injection")]
+        if self.config.fault == Some(crate::Fault::PromiseBeforeDurable) {
+            self.send(from, promise);
+            return Ok(());
+        }
         self.send_after_persist(from, promise);
         Ok(())
     }
@@ -355,7 +360,7 @@ impl<S: Storage> Replica<S> {
             return Ok(());
         };
         let ballot = recovering.ballot;
-        let epoch = ballot.epoch();
+        let epoch = self.term_epoch(ballot);
         let first = self.commit.next();
         let last_reported = recovering
             .values

@@ -160,6 +160,13 @@ impl<S: Storage> Replica<S> {
     }
 
     pub(crate) fn on_heartbeat_ack(&mut self, now: Time, from: NodeId, ballot: Ballot, seq: u64) {
+        #[cfg(feature = "fault-injection")]
+        let ballot = match self.leading_ballot() {
+            Some(leading) if self.config.fault == Some(crate::Fault::HeartbeatAckOfAnyBallot) => {
+                leading
+            }
+            _ => ballot,
+        };
         if self.leading_ballot() != Some(ballot) {
             self.counters.stale_ballot += 1;
             return;

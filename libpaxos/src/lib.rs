@@ -67,4 +67,16 @@ pub enum Fault {
     LeaseFromAckTime,
     /// Phase 1 and phase 2 count one vote short of a majority.
     MinorityQuorum,
+    /// The master relies on its lease for the full `lease` of its own clock, without the
+    /// margin for clock drift.
+    NoDriftMargin,
+    /// An acceptor sends its Promise at once, before the promise is durable.
+    PromiseBeforeDurable,
+    /// The master counts an `Accepted` of any ballot as a vote for its own.
+    AcceptedOfAnyBallot,
+    /// The master counts a heartbeat ack of any ballot toward its lease.
+    HeartbeatAckOfAnyBallot,
+    /// A master term's epoch is its round only, without the node id (two nodes standing with
+    /// the same round share an epoch).
+    EpochWithoutNode,
 }

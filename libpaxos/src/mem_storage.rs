@@ -63,6 +63,14 @@ impl MemStorage {
         !self.unsynced.is_empty()
     }
 
+    /// The slots of entries written since the last sync (what the next sync makes durable).
+    pub fn unsynced_slots(&self) -> Vec<Slot> {
+        self.unsynced
+            .iter()
+            .flat_map(|batch| batch.entries.iter().map(|e| e.slot))
+            .collect()
+    }
+
     /// The durable entry at `slot`, as it would be found after a crash.
     pub fn durable_entry(&self, slot: Slot) -> Option<&Entry> {
         self.durable.entries.get(&slot)
@@ -71,6 +79,11 @@ impl MemStorage {
     /// Every durable entry, in slot order.
     pub fn durable_entries(&self) -> Vec<Entry> {
         self.durable.entries.values().cloned().collect()
+    }
+
+    /// The slot the durable log is compacted through, as it would be found after a crash.
+    pub fn durable_compacted(&self) -> Slot {
+        self.durable.compacted
     }
 
     /// The durable hard state, as it would be found after a crash.

@@ -261,9 +261,18 @@ impl<S: Storage> Replica<S> {
     /// The epoch of this replica's master term, if it is master.
     pub fn epoch(&self) -> Option<Epoch> {
         match &self.role {
-            RoleState::Master(m) => Some(m.ballot.epoch()),
+            RoleState::Master(m) => Some(self.term_epoch(m.ballot)),
             _ => None,
         }
+    }
+
+    /// The epoch of the master term `ballot` opens.
+    pub(crate) fn term_epoch(&self, ballot: Ballot) -> Epoch {
+        #[cfg(feature = "fault-injection")]
+        if self.config.fault == Some(crate::Fault::EpochWithoutNode) {
+            return Epoch(ballot.round.saturating_mul(NodeId::LIMIT));
+        }
+        ballot.epoch()
     }
 
     /// Proposes a command. Returns the slot it was given and the epoch it carries: if the slot

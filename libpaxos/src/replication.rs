@@ -67,8 +67,8 @@ impl<S: Storage> Replica<S> {
         if inflight >= max_inflight {
             return Err(ProposeError::Busy { inflight });
         }
-        let epoch = master.ballot.epoch();
         let slot = master.next_slot;
+        let epoch = self.term_epoch(master.ballot);
         self.append_as_master(
             now,
             Value {
@@ -205,6 +205,12 @@ impl<S: Storage> Replica<S> {
         let RoleState::Master(master) = &mut self.role else {
             self.counters.unexpected += 1;
             return Ok(());
+        };
+        #[cfg(feature = "fault-injection")]
+        let ballot = if self.config.fault == Some(crate::Fault::AcceptedOfAnyBallot) {
+            master.ballot
+        } else {
+            ballot
         };
         if master.ballot != ballot {
             self.counters.stale_ballot += 1;

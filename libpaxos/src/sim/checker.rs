@@ -22,7 +22,17 @@ pub struct Checker {
     pub reads: u64,
     /// Every value ever seen durably chosen, by slot: a later sample may not contradict it.
     durably_chosen: BTreeMap<Slot, Value>,
-    /// Instants at which two masters held a lease (should be none).
+    /// Every epoch a replica took office with, and the (node, ballot) that took it.
+    epochs: BTreeMap<u64, (NodeId, Ballot)>,
+    /// Per node: the highest ballot it acknowledged as an acceptor (kept across its crashes).
+    acked_ballot: BTreeMap<NodeId, Ballot>,
+    /// Slots checked for a durably chosen value, one at a time as they became durable.
+    pub durable_checks: u64,
+    /// Lease checks: instants at which a replica believed it held a lease.
+    pub lease_checks: u64,
+    /// Messages checked for claiming only what was durable when they left.
+    pub send_checks: u64,
+    /// The first violation found, with the true time.
     pub violation: Option<String>,
 }
 
@@ -49,6 +59,12 @@ impl Checker {
             }
             Some(_) => {}
             None => {
+                if let Some(durable) = self.durably_chosen.get(&slot).filter(|d| *d != value) {
+                    let what = format!(
+                        "{node} applied {value:?} at slot {slot} but {durable:?} is durably chosen"
+                    );
+                    self.fail(now, what);
+                }
                 self.chosen.insert(slot, value.clone());
             }
         }
@@ -115,6 +131,117 @@ impl Checker {
     pub fn check_leases(&mut self, now: Duration, masters: &[NodeId]) {
         if masters.len() > 1 {
             let what = format!("several masters hold a valid lease at once: {masters:?}");
+            self.fail(now, what);
+        }
+    }
+
+    /// `master` believes at this true instant that it holds a lease for `ballot`, and
+    /// `backers` of the cell's members hold an unexpired lease promise to that ballot, each
+    /// measured in its own clock (the master's own promise included). Fewer than a majority
+    /// means the master could serve a read while another master is elected.
+    pub fn check_lease_backing(
+        &mut self,
+        now: Duration,
+        master: NodeId,
+        ballot: Ballot,
+        backers: &[NodeId],
+        quorum: usize,
+    ) {
+        self.lease_checks += 1;
+        if backers.len() < quorum {
+            let what = format!(
+                "{master} believes it holds a lease for {ballot}, but only {backers:?} still promise it (quorum {quorum})"
+            );
+            self.fail(now, what);
+        }
+    }
+
+    /// `node` took office with `ballot` and `epoch`: no other term, on any replica and across
+    /// crashes, may ever use the same epoch.
+    pub fn on_master(&mut self, now: Duration, node: NodeId, ballot: Ballot, epoch: u64) {
+        match self.epochs.get(&epoch) {
+            Some(&(held_node, held_ballot)) => {
+                let what = format!(
+                    "epoch {epoch} reused: {held_node} took office with it at {held_ballot}, now {node} at {ballot}"
+                );
+                self.fail(now, what);
+            }
+            None => {
+                self.epochs.insert(epoch, (node, ballot));
+            }
+        }
+    }
+
+    /// `node` acknowledged (as an acceptor, with a heartbeat ack or an accept ack) the master
+    /// of `ballot`: the masters a replica follows have strictly increasing ballots, hence
+    /// epochs, also across its crashes.
+    pub fn on_acceptor_ack(&mut self, now: Duration, node: NodeId, ballot: Ballot) {
+        let held = self.acked_ballot.entry(node).or_default();
+        if ballot < *held {
+            let what = format!("{node} acknowledged {ballot} after acknowledging {held}");
+            self.fail(now, what);
+        } else {
+            *held = ballot;
+        }
+    }
+
+    /// A message left `node` claiming something it had not made durable.
+    pub fn on_undurable_claim(&mut self, now: Duration, node: NodeId, what: String) {
+        let what = format!("{node} sent {what}");
+        self.fail(now, what);
+    }
+
+    /// Counts a message checked at the moment it left its sender.
+    pub fn on_send_checked(&mut self) {
+        self.send_checks += 1;
+    }
+
+    /// The durable accepts of `slot` on every replica (its ballot and value), just after one of
+    /// them synced it: if a majority hold one ballot's value, that value is chosen, and it
+    /// must be the only one ever chosen there and the one applied.
+    pub fn check_slot_durably_chosen(
+        &mut self,
+        now: Duration,
+        slot: Slot,
+        durable: &[(Ballot, &Value)],
+        quorum: usize,
+    ) {
+        self.durable_checks += 1;
+        let mut failure = None;
+        for (i, (ballot, value)) in durable.iter().enumerate() {
+            let same: alloc::vec::Vec<&Value> = durable[i..]
+                .iter()
+                .filter(|(b, _)| b == ballot)
+                .map(|(_, v)| *v)
+                .collect();
+            if durable[..i].iter().any(|(b, _)| b == ballot) || same.len() < quorum {
+                continue;
+            }
+            if same.iter().any(|v| *v != *value) {
+                failure = Some(format!(
+                    "ballot {ballot} proposed two values for slot {slot}"
+                ));
+                break;
+            }
+            if let Some(held) = self
+                .durably_chosen
+                .get(&slot)
+                .filter(|held| *held != *value)
+            {
+                failure = Some(format!(
+                    "slot {slot} has two durably chosen values: {held:?} and {value:?}"
+                ));
+                break;
+            }
+            if let Some(applied) = self.chosen.get(&slot).filter(|applied| *applied != *value) {
+                failure = Some(format!(
+                    "slot {slot} applied {applied:?} but {value:?} is durably chosen"
+                ));
+                break;
+            }
+            self.durably_chosen.insert(slot, (*value).clone());
+        }
+        if let Some(what) = failure {
             self.fail(now, what);
         }
     }

@@ -1,5 +1,6 @@
-//! A whole cell of replicas over [`MemStorage`], a simulated network and skewed clocks, driven
-//! one millisecond of true time per step, with the invariants checked after every step.
+//! A whole cell of replicas over [`MemStorage`], a simulated network and drifting clocks,
+//! driven one millisecond of true time per step, with the invariants checked after every step
+//! (and, for what a message claims, at the moment it leaves its sender).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -26,7 +27,7 @@ pub const STEP: Duration = Duration::from_millis(1);
 /// What to simulate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
-    /// Cell size (3 or 5 in the tests).
+    /// Cell size (1, 3, 5 or 7 in the tests).
     pub nodes: usize,
     /// Everything random in the run is drawn from this seed.
     pub seed: u64,
@@ -35,6 +36,28 @@ pub struct SimConfig {
     /// Clock rates are drawn from `[1 - max_drift, 1 + max_drift]`; replicas are configured with
     /// the same bound.
     pub max_drift: f64,
+    /// Per replica, changes of its clock rate per simulated second (a new rate within the
+    /// drift bound each time).
+    pub clock_change_rate: f64,
+    /// Per live replica, process pauses per simulated second (only with random faults on): the
+    /// replica is frozen (no input, no tick, no sync) while its clock runs on, so it sees time
+    /// jump when it wakes.
+    pub pause_rate: f64,
+    /// Longest pause.
+    pub max_pause: Duration,
+    /// Per replica, disk failures per simulated second (only with random faults on): for a few
+    /// milliseconds every read, write and sync fails. A failed write or sync crashes the
+    /// replica (fail-stop, as a server must); a failed read leaves the call without a trace.
+    pub disk_error_rate: f64,
+    /// Per replica, disk stalls per simulated second (only with random faults on): no sync
+    /// completes for up to `max_slow_sync`.
+    pub slow_sync_rate: f64,
+    /// Longest disk stall.
+    pub max_slow_sync: Duration,
+    /// Chance that a replica crashes right after it acknowledges a heartbeat (only with random
+    /// faults on); half of those crashes also cut the master off from everyone, so the others
+    /// elect a new master while the restarted replica is in its quiet period.
+    pub crash_after_ack: f64,
     /// Delay, loss and duplication.
     pub network: NetworkConfig,
     /// Per live replica, crashes per simulated second (only with random faults on).
@@ -45,10 +68,10 @@ pub struct SimConfig {
     pub sync_chance: f64,
     /// Commands proposed per simulated second.
     pub propose_rate: f64,
-    /// Compact when this many applied slots are above the last compaction.
+    /// Compact when this many applied slots are above the last compaction (and, at any sync,
+    /// with a small chance); the point is drawn between the last compaction and the applied
+    /// index.
     pub compact_every: u64,
-    /// Keep this many slots below the applied index when compacting.
-    pub keep_tail: u64,
     /// `Config::max_inflight` of every replica; small values exercise the accept window.
     pub max_inflight: u64,
     /// Chance that a restarted replica's state machine comes back from its snapshot only (as
@@ -69,6 +92,13 @@ impl SimConfig {
             seed,
             lease: Duration::from_millis(200),
             max_drift: 0.01,
+            clock_change_rate: 1.0,
+            pause_rate: 0.1,
+            max_pause: Duration::from_millis(600),
+            disk_error_rate: 0.05,
+            slow_sync_rate: 0.2,
+            max_slow_sync: Duration::from_millis(300),
+            crash_after_ack: 0.004,
             network: NetworkConfig {
                 min_delay: Duration::from_micros(200),
                 max_delay: Duration::from_millis(8),
@@ -76,13 +106,14 @@ impl SimConfig {
                 duplicate: 0.02,
                 slow: 0.01,
                 slow_delay: Duration::from_millis(1500),
+                replay: 0.003,
+                replay_delay: Duration::from_secs(3),
             },
             crash_rate: 0.3,
             partition_rate: 1.0,
             sync_chance: 0.4,
             propose_rate: 150.0,
             compact_every: 64,
-            keep_tail: 16,
             max_inflight: 256,
             restart_from_snapshot: 0.3,
             record_trace: false,
@@ -106,8 +137,18 @@ pub struct SimNode {
     replica: Option<Replica<MemStorage>>,
     /// The storage of a replica that is down (it survives the crash).
     parked: Option<MemStorage>,
-    clock_offset: Duration,
+    /// Its clock's reading (it runs while the replica is down or paused).
+    clock: Time,
     clock_rate: f64,
+    /// Frozen until then; messages that arrive meanwhile wait in `backlog`.
+    paused_until: Option<Duration>,
+    backlog: Vec<super::network::InFlight>,
+    /// No sync completes before then.
+    sync_stalled_until: Duration,
+    /// The disk fails every operation until then.
+    disk_fails_until: Option<Duration>,
+    /// Crash at the end of this step (right after a heartbeat ack).
+    crash_pending: bool,
     held: Vec<Held>,
     /// The state machine: applied through here (volatile).
     pub applied: Slot,
@@ -149,6 +190,10 @@ pub struct Cluster {
     pub last_ack: Option<(Duration, u64)>,
     /// Who became master when: `(true time, node, ballot round)`.
     pub leadership: Vec<(Duration, NodeId, u64)>,
+    /// Storage errors met (calls that failed, writes and syncs that crashed a replica).
+    pub storage_errors: u64,
+    /// Process pauses begun.
+    pub pauses: u64,
     trace_hash: u64,
     trace_text: String,
 }
@@ -161,14 +206,18 @@ impl Cluster {
         let mut nodes = Vec::new();
         for &id in &members {
             let offset = Duration::from_micros(rng.below(3_600_000_000));
-            let spread = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            let rate = 1.0 - config.max_drift + 2.0 * config.max_drift * spread;
+            let rate = draw_rate(&mut rng, config.max_drift);
             nodes.push(SimNode {
                 id,
                 replica: None,
                 parked: Some(MemStorage::new()),
-                clock_offset: offset,
+                clock: Time(offset),
                 clock_rate: rate,
+                paused_until: None,
+                backlog: Vec::new(),
+                sync_stalled_until: Duration::ZERO,
+                disk_fails_until: None,
+                crash_pending: false,
                 held: Vec::new(),
                 applied: Slot::ZERO,
                 durable_applied: Slot::ZERO,
@@ -191,6 +240,8 @@ impl Cluster {
             acked: 0,
             last_ack: None,
             leadership: Vec::new(),
+            storage_errors: 0,
+            pauses: 0,
             trace_hash: 0xcbf2_9ce4_8422_2325,
             trace_text: String::new(),
         };
@@ -243,8 +294,37 @@ impl Cluster {
     }
 
     fn local_time(&self, i: usize) -> Time {
+        self.nodes[i].clock
+    }
+
+    /// Advances every clock by one step at its current rate, and changes some rates.
+    fn advance_clocks(&mut self) {
+        let change = self.config.clock_change_rate * STEP.as_secs_f64();
+        for i in 0..self.nodes.len() {
+            let rate = self.nodes[i].clock_rate;
+            self.nodes[i].clock = self.nodes[i].clock + STEP.mul_f64(rate);
+            if chance(&mut self.rng, change) {
+                self.nodes[i].clock_rate = draw_rate(&mut self.rng, self.config.max_drift);
+            }
+        }
+    }
+
+    fn storage_mut(&mut self, i: usize) -> Option<&mut MemStorage> {
+        let node = &mut self.nodes[i];
+        match (&mut node.replica, &mut node.parked) {
+            (Some(r), _) => Some(r.storage_mut()),
+            (None, Some(s)) => Some(s),
+            (None, None) => None,
+        }
+    }
+
+    fn storage_of(&self, i: usize) -> Option<&MemStorage> {
         let node = &self.nodes[i];
-        Time(node.clock_offset + self.now.mul_f64(node.clock_rate))
+        match (&node.replica, &node.parked) {
+            (Some(r), _) => Some(r.storage()),
+            (None, Some(s)) => Some(s),
+            (None, None) => None,
+        }
     }
 
     fn replica_config(&self, i: usize) -> Config {
@@ -262,6 +342,11 @@ impl Cluster {
     }
 
     fn start(&mut self, i: usize) {
+        if self.nodes[i].disk_fails_until.is_some() {
+            // Its disk is failing, so it could not read its log: it stays down and tries again
+            // at the next step.
+            return;
+        }
         let config = self.replica_config(i);
         let now = self.local_time(i);
         let Some(storage) = self.nodes[i].parked.take() else {
@@ -302,6 +387,9 @@ impl Cluster {
         storage.crash();
         node.parked = Some(storage);
         node.held.clear();
+        node.paused_until = None;
+        node.backlog.clear();
+        node.crash_pending = false;
         node.applied = node.durable_applied;
         node.incarnation += 1;
         node.down_until = Some(self.now + down_for);
@@ -330,11 +418,39 @@ impl Cluster {
     pub fn heal_all(&mut self) {
         self.random_faults = false;
         for i in 0..self.nodes.len() {
+            self.nodes[i].sync_stalled_until = Duration::ZERO;
+            if self.nodes[i].disk_fails_until.take().is_some()
+                && let Some(storage) = self.storage_mut(i)
+            {
+                storage.set_failing(None);
+            }
+            self.wake(i);
             self.restart(i);
         }
         self.net.heal();
         self.net.set_faults(0.0, 0.0);
         self.trace(format_args!("healed"));
+    }
+
+    /// Cuts the links from `senders` to `receivers` in that direction only.
+    pub fn cut_one_way(&mut self, senders: &[usize], receivers: &[usize]) {
+        let a: Vec<NodeId> = senders.iter().map(|&i| self.nodes[i].id).collect();
+        let b: Vec<NodeId> = receivers.iter().map(|&i| self.nodes[i].id).collect();
+        self.net.cut_one_way(&a, &b);
+        self.trace(format_args!("one way {a:?} -/-> {b:?}"));
+    }
+
+    fn random_split(&mut self) -> (Vec<usize>, Vec<usize>) {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for i in 0..self.nodes.len() {
+            if chance(&mut self.rng, 0.5) {
+                a.push(i);
+            } else {
+                b.push(i);
+            }
+        }
+        (a, b)
     }
 
     /// Heals the network only.
@@ -353,7 +469,10 @@ impl Cluster {
     /// Proposes one command at the current master, if there is one. Returns its id.
     pub fn propose(&mut self) -> Option<u64> {
         let masters: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| matches!(self.nodes[i].role, Role::Master { .. }))
+            .filter(|&i| {
+                matches!(self.nodes[i].role, Role::Master { .. })
+                    && self.nodes[i].paused_until.is_none()
+            })
             .collect();
         if masters.is_empty() {
             return None;
@@ -380,44 +499,59 @@ impl Cluster {
     /// One millisecond of true time.
     pub fn step(&mut self) {
         self.now += STEP;
+        self.advance_clocks();
         if self.random_faults {
             self.inject_faults();
         }
         for i in 0..self.nodes.len() {
+            if self.nodes[i]
+                .disk_fails_until
+                .is_some_and(|t| t <= self.now)
+            {
+                self.nodes[i].disk_fails_until = None;
+                if let Some(storage) = self.storage_mut(i) {
+                    storage.set_failing(None);
+                }
+            }
             if self.nodes[i].down_until.is_some_and(|t| t <= self.now) && self.random_faults {
                 self.start(i);
+            }
+            if self.nodes[i].paused_until.is_some_and(|t| t <= self.now) {
+                self.wake(i);
             }
         }
         while let Some(message) = self.net.pop_due(self.now) {
             let Some(i) = self.index_of(message.to) else {
                 continue;
             };
-            let now = self.local_time(i);
-            let Some(replica) = self.nodes[i].replica.as_mut() else {
+            if self.nodes[i].replica.is_none() {
                 continue;
-            };
-            let kind = message.msg.kind();
-            if let Err(err) = replica.on_message(now, message.from, message.msg) {
-                self.checker
-                    .violation
-                    .get_or_insert(format!("storage error: {err}"));
             }
-            self.trace(format_args!("{} -> {} {kind}", message.from, message.to));
-            self.process(i);
+            if self.nodes[i].paused_until.is_some() {
+                // It arrived; the frozen process reads it when it wakes.
+                self.nodes[i].backlog.push(message);
+                continue;
+            }
+            self.deliver(i, message);
         }
         for i in 0..self.nodes.len() {
+            if self.nodes[i].paused_until.is_some() {
+                continue;
+            }
             let now = self.local_time(i);
             if let Some(replica) = self.nodes[i].replica.as_mut() {
-                if let Err(err) = replica.on_tick(now) {
-                    self.checker
-                        .violation
-                        .get_or_insert(format!("storage error: {err}"));
-                }
+                let result = replica.on_tick(now);
+                self.on_core_result(i, result);
                 self.process(i);
             }
         }
         for i in 0..self.nodes.len() {
-            if self.nodes[i].replica.is_some() && chance(&mut self.rng, self.config.sync_chance) {
+            let node = &self.nodes[i];
+            if node.replica.is_some()
+                && node.paused_until.is_none()
+                && node.sync_stalled_until <= self.now
+                && chance(&mut self.rng, self.config.sync_chance)
+            {
                 self.sync(i);
             }
         }
@@ -425,7 +559,78 @@ impl Cluster {
         if chance(&mut self.rng, per_step) {
             self.propose();
         }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].crash_pending {
+                self.nodes[i].crash_pending = false;
+                self.crash_after_ack(i);
+            }
+        }
         self.check();
+    }
+
+    /// Hands one arrived message to node `i` (up and not paused), with the time of now.
+    fn deliver(&mut self, i: usize, message: super::network::InFlight) {
+        let now = self.local_time(i);
+        let Some(replica) = self.nodes[i].replica.as_mut() else {
+            return;
+        };
+        let kind = message.msg.kind();
+        let result = replica.on_message(now, message.from, message.msg);
+        self.on_core_result(i, result);
+        self.trace(format_args!("{} -> {} {kind}", message.from, message.to));
+        self.process(i);
+    }
+
+    /// Wakes node `i` from a pause: what arrived meanwhile is read now, at its current time.
+    fn wake(&mut self, i: usize) {
+        if self.nodes[i].paused_until.take().is_none() {
+            return;
+        }
+        let id = self.nodes[i].id;
+        self.trace(format_args!("{id} wakes"));
+        for message in core::mem::take(&mut self.nodes[i].backlog) {
+            self.deliver(i, message);
+        }
+    }
+
+    /// A call into the core failed. Only a storage error may (the disk is failing); the call
+    /// left no trace, so the driver carries on.
+    fn on_core_result(&mut self, i: usize, result: Result<(), crate::Error>) {
+        match result {
+            Ok(()) => {}
+            Err(crate::Error::Storage(_)) if self.nodes[i].disk_fails_until.is_some() => {
+                self.storage_errors += 1;
+            }
+            Err(err) => {
+                let what = format!("{}: unexpected error: {err}", self.nodes[i].id);
+                self.checker.violation.get_or_insert(what);
+            }
+        }
+    }
+
+    /// The disk of node `i` failed a write or a sync: it stops (fail-stop) and comes back soon.
+    fn crash_on_disk_error(&mut self, i: usize) {
+        self.storage_errors += 1;
+        let down_for = Duration::from_millis(5 + self.rng.below(100));
+        self.crash(i, down_for);
+    }
+
+    /// Node `i` just acknowledged a heartbeat: crash it and bring it back quickly; half the
+    /// time also cut the master off, so a candidate asks while it is in its quiet period.
+    fn crash_after_ack(&mut self, i: usize) {
+        let down = self.nodes.iter().filter(|n| n.replica.is_none()).count();
+        if self.nodes[i].replica.is_none() || down >= (self.config.nodes - 1) / 2 {
+            return;
+        }
+        let master = self.master();
+        let down_for = Duration::from_millis(1 + self.rng.below(40));
+        self.crash(i, down_for);
+        if chance(&mut self.rng, 0.5)
+            && let Some(master) = master
+        {
+            let others: Vec<usize> = (0..self.nodes.len()).filter(|&j| j != master).collect();
+            self.partition(&[master], &others);
+        }
     }
 
     fn index_of(&self, id: NodeId) -> Option<usize> {
@@ -434,6 +639,35 @@ impl Cluster {
 
     fn inject_faults(&mut self) {
         let dt = STEP.as_secs_f64();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].replica.is_some()
+                && self.nodes[i].paused_until.is_none()
+                && chance(&mut self.rng, self.config.pause_rate * dt)
+            {
+                let longest = u64::try_from(self.config.max_pause.as_micros()).unwrap_or(0);
+                let pause = Duration::from_micros(1000 + self.rng.below(longest + 1));
+                self.nodes[i].paused_until = Some(self.now + pause);
+                self.pauses += 1;
+                let id = self.nodes[i].id;
+                self.trace(format_args!("{id} paused for {pause:?}"));
+            }
+            if self.nodes[i].disk_fails_until.is_none()
+                && chance(&mut self.rng, self.config.disk_error_rate * dt)
+            {
+                let until = self.now + Duration::from_millis(1 + self.rng.below(30));
+                self.nodes[i].disk_fails_until = Some(until);
+                if let Some(storage) = self.storage_mut(i) {
+                    storage.set_failing(Some("simulated disk failure"));
+                }
+                let id = self.nodes[i].id;
+                self.trace(format_args!("{id} disk failing"));
+            }
+            if chance(&mut self.rng, self.config.slow_sync_rate * dt) {
+                let longest = u64::try_from(self.config.max_slow_sync.as_micros()).unwrap_or(0);
+                let stall = Duration::from_micros(self.rng.below(longest + 1));
+                self.nodes[i].sync_stalled_until = self.now + stall;
+            }
+        }
         let down = self.nodes.iter().filter(|n| n.replica.is_none()).count();
         let minority = (self.config.nodes - 1) / 2;
         for i in 0..self.nodes.len() {
@@ -462,23 +696,29 @@ impl Cluster {
             if chance(&mut self.rng, 0.5) {
                 self.net.heal();
             }
-            if chance(&mut self.rng, 0.3) {
+            let n = self.nodes.len() as u64;
+            if n < 2 {
+                return;
+            }
+            let roll = self.rng.below(100);
+            if roll < 20 {
                 // A partial partition: one link down, everything else up (not transitive).
-                let n = self.nodes.len() as u64;
                 let a = self.rng.below(n) as usize;
                 let b = (a + 1 + self.rng.below(n - 1) as usize) % self.nodes.len();
                 self.partition(&[a], &[b]);
-            } else if chance(&mut self.rng, 0.6) {
-                let mut a = Vec::new();
-                let mut b = Vec::new();
-                for i in 0..self.nodes.len() {
-                    if chance(&mut self.rng, 0.5) {
-                        a.push(i);
-                    } else {
-                        b.push(i);
-                    }
+            } else if roll < 35 {
+                // A one-way link: `a` no longer reaches `b`, but hears it.
+                let a = self.rng.below(n) as usize;
+                let b = (a + 1 + self.rng.below(n - 1) as usize) % self.nodes.len();
+                self.cut_one_way(&[a], &[b]);
+            } else if roll < 75 {
+                let (a, b) = self.random_split();
+                if roll < 55 {
+                    self.partition(&a, &b);
+                } else {
+                    // Asymmetric: one side's messages are lost, the other side's arrive.
+                    self.cut_one_way(&a, &b);
                 }
-                self.partition(&a, &b);
             } else {
                 self.trace(format_args!("network healed"));
             }
@@ -495,10 +735,9 @@ impl Cluster {
             if ready.is_empty() && ready.number == 0 {
                 return;
             }
-            if let Err(err) = replica.storage_mut().write(&ready.persist) {
-                self.checker
-                    .violation
-                    .get_or_insert(format!("storage error: {err}"));
+            if replica.storage_mut().write(&ready.persist).is_err() {
+                // The driver cannot know what reached the disk: it stops.
+                self.crash_on_disk_error(i);
                 return;
             }
             let id = self.nodes[i].id;
@@ -511,11 +750,17 @@ impl Cluster {
                 if let Message::HeartbeatAck { ballot, .. } | Message::Accepted { ballot, .. } =
                     envelope.msg
                 {
+                    let now = self.now;
+                    self.checker.on_acceptor_ack(now, id, ballot);
                     let grants = &mut self.nodes[i].grants;
                     grants.retain(|_, (granted, _)| *granted >= ballot);
                     if matches!(envelope.msg, Message::HeartbeatAck { .. }) {
                         let entry = grants.entry(ballot.node).or_insert((ballot, local));
                         *entry = (ballot, entry.1.max(local + lease));
+                        if self.random_faults && chance(&mut self.rng, self.config.crash_after_ack)
+                        {
+                            self.nodes[i].crash_pending = true;
+                        }
                     }
                 }
             }
@@ -525,6 +770,7 @@ impl Cluster {
                 }
             }
             for envelope in ready.messages {
+                self.check_claims(i, &envelope);
                 self.net
                     .send(&mut self.rng, self.now, id, envelope.to, envelope.msg);
             }
@@ -543,6 +789,68 @@ impl Cluster {
             if !more {
                 return;
             }
+        }
+    }
+
+    /// At the moment `envelope` leaves node `i`: whatever it claims is durable there. A
+    /// promise (the ballot, and every entry it reports, or a later accept of that slot), an
+    /// accept ack (each slot durably accepted at that ballot or a later one, or durably known
+    /// chosen), a prepare (the candidate's own promise).
+    fn check_claims(&mut self, i: usize, envelope: &crate::Envelope) {
+        let Some(storage) = self.storage_of(i) else {
+            return;
+        };
+        let durable = storage.durable_hard_state();
+        let compacted = storage.durable_compacted();
+        let mut claim = None;
+        match &envelope.msg {
+            Message::Promise {
+                ballot, entries, ..
+            } => {
+                if durable.promised < *ballot {
+                    claim = Some(format!(
+                        "a promise of {ballot} while its durable promise is {}",
+                        durable.promised
+                    ));
+                }
+                for entry in entries {
+                    let held = storage.durable_entry(entry.slot);
+                    if entry.slot > compacted
+                        && entry.slot > durable.commit
+                        && held.is_none_or(|h| h.ballot < entry.ballot)
+                    {
+                        claim = Some(format!(
+                            "a promise reporting slot {} at {} which is not durable",
+                            entry.slot, entry.ballot
+                        ));
+                    }
+                }
+            }
+            Message::Accepted { ballot, slots } => {
+                for slot in slots {
+                    let held = storage.durable_entry(*slot);
+                    if *slot > compacted
+                        && *slot > durable.commit
+                        && held.is_none_or(|h| h.ballot < *ballot)
+                    {
+                        claim = Some(format!(
+                            "an accept ack of slot {slot} at {ballot} which is not durable"
+                        ));
+                    }
+                }
+            }
+            Message::Prepare { ballot, .. } if durable.promised < *ballot => {
+                claim = Some(format!(
+                    "a prepare of {ballot} while its durable promise is {}",
+                    durable.promised
+                ));
+            }
+            _ => {}
+        }
+        self.checker.on_send_checked();
+        if let Some(what) = claim {
+            let (now, id) = (self.now, self.nodes[i].id);
+            self.checker.on_undurable_claim(now, id, what);
         }
     }
 
@@ -577,6 +885,11 @@ impl Cluster {
                 self.nodes[i].role = role;
                 if let Role::Master { ballot } = role {
                     self.leadership.push((self.now, id, ballot.round));
+                    if let Some(replica) = self.nodes[i].replica.as_ref() {
+                        let epoch = replica.term_epoch(ballot).0;
+                        let now = self.now;
+                        self.checker.on_master(now, id, ballot, epoch);
+                    }
                 }
                 self.trace(format_args!("{id} is now {role:?}"));
                 false
@@ -642,17 +955,21 @@ impl Cluster {
         if node.held.is_empty() && !replica.storage().has_unsynced() {
             return;
         }
+        let synced = replica.storage().unsynced_slots();
         if replica.storage_mut().sync().is_err() {
+            self.crash_on_disk_error(i);
             return;
         }
         let promised = replica.storage().durable_hard_state().promised;
         let id = node.id;
         self.checker.on_durable_promise(id, promised);
+        self.check_slots_durably_chosen(&synced);
         let held = core::mem::take(&mut self.nodes[i].held);
         let mut number = 0;
         for batch in held {
             number = number.max(batch.number);
             for envelope in batch.after_persist {
+                self.check_claims(i, &envelope);
                 self.net
                     .send(&mut self.rng, self.now, id, envelope.to, envelope.msg);
             }
@@ -667,16 +984,41 @@ impl Cluster {
             return;
         };
         replica.on_applied(applied);
-        if let Err(err) = replica.on_persisted(now, number) {
-            self.checker
-                .violation
-                .get_or_insert(format!("storage error: {err}"));
+        if replica.on_persisted(now, number).is_err() {
+            self.crash_on_disk_error(i);
+            return;
         }
         let compacted = replica.storage().compacted_through().unwrap_or(Slot::ZERO);
-        if applied.0 > compacted.0 + self.config.compact_every {
-            replica.compact(Slot(applied.0 - self.config.keep_tail));
+        if applied > compacted
+            && (applied.0 > compacted.0 + self.config.compact_every || chance(&mut self.rng, 0.02))
+        {
+            // Anywhere between what is already trimmed and what is applied.
+            let point = compacted.0 + 1 + self.rng.below(applied.0 - compacted.0);
+            if let Some(replica) = self.nodes[i].replica.as_mut() {
+                replica.compact(Slot(point));
+            }
         }
         self.process(i);
+    }
+
+    /// Checks each of `slots` just after a replica made it durable: see
+    /// [`Checker::check_slot_durably_chosen`]. Durable logs change only at a sync, so this is
+    /// the check after every step, done where it can change.
+    fn check_slots_durably_chosen(&mut self, slots: &[Slot]) {
+        let mut seen = alloc::collections::BTreeSet::new();
+        for &slot in slots {
+            if !seen.insert(slot) {
+                continue;
+            }
+            let entries: Vec<crate::types::Entry> = (0..self.nodes.len())
+                .filter_map(|j| self.storage_of(j)?.durable_entry(slot).cloned())
+                .collect();
+            let votes: Vec<(crate::types::Ballot, &crate::types::Value)> =
+                entries.iter().map(|e| (e.ballot, &e.value)).collect();
+            let (now, quorum) = (self.now, self.quorum());
+            self.checker
+                .check_slot_durably_chosen(now, slot, &votes, quorum);
+        }
     }
 
     fn apply(&mut self, i: usize, committed: Committed) {
@@ -709,9 +1051,7 @@ impl Cluster {
                     (None, Some(s)) => s,
                     (None, None) => return false,
                 };
-                storage
-                    .compacted_through()
-                    .is_ok_and(|c| c >= committed.slot)
+                storage.durable_compacted() >= committed.slot
                     || storage
                         .durable_entry(committed.slot)
                         .is_some_and(|e| e.value == committed.value)
@@ -724,9 +1064,6 @@ impl Cluster {
 
     fn check(&mut self) {
         let now = self.now;
-        if self.now.as_millis().is_multiple_of(250) {
-            self.check_durably_chosen();
-        }
         let mut lease_holders = Vec::new();
         for i in 0..self.nodes.len() {
             let local = self.local_time(i);
@@ -742,12 +1079,50 @@ impl Cluster {
                 .check_replica(now, id, promised, commit, applied);
             if holds_lease {
                 lease_holders.push(id);
+                self.check_lease_backing(i, local);
             }
             if fence.is_some_and(|f| applied >= f) {
                 self.checker.check_read(now, id, applied);
             }
         }
         self.checker.check_leases(now, &lease_holders);
+    }
+
+    /// Node `i` believes it holds a master lease at its time `local`: a majority must still
+    /// promise it, each in its own clock at this true instant.
+    fn check_lease_backing(&mut self, i: usize, local: Time) {
+        let Some(replica) = self.nodes[i].replica.as_ref() else {
+            return;
+        };
+        let Some(ballot) = replica.leading_ballot() else {
+            return;
+        };
+        let master = self.nodes[i].id;
+        let mut backers = Vec::new();
+        // Its own promise, which it keeps itself.
+        if replica
+            .lease_granted
+            .is_some_and(|(b, until)| b == ballot && local < until)
+        {
+            backers.push(master);
+        }
+        for j in 0..self.nodes.len() {
+            if j == i {
+                continue;
+            }
+            let their_time = self.local_time(j);
+            let node = &self.nodes[j];
+            if node
+                .grants
+                .get(&master)
+                .is_some_and(|&(b, until)| b == ballot && their_time < until)
+            {
+                backers.push(node.id);
+            }
+        }
+        let (now, quorum) = (self.now, self.quorum());
+        self.checker
+            .check_lease_backing(now, master, ballot, &backers, quorum);
     }
 
     /// Checks what the replicas' durable logs say was chosen (see
@@ -790,4 +1165,10 @@ impl Cluster {
 
 fn replica_storage(replica: Replica<MemStorage>) -> MemStorage {
     replica.into_storage()
+}
+
+/// A clock rate within `[1 - max_drift, 1 + max_drift]`.
+fn draw_rate(rng: &mut SplitMix64, max_drift: f64) -> f64 {
+    let spread = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    1.0 - max_drift + 2.0 * max_drift * spread
 }

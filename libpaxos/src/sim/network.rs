@@ -24,6 +24,11 @@ pub struct NetworkConfig {
     pub slow: f64,
     /// Longest delay on the slow path.
     pub slow_delay: Duration,
+    /// Chance that a message is also delivered once more much later (a copy stuck in some
+    /// queue), typically in a later term: between `replay_delay / 4` and `replay_delay`.
+    pub replay: f64,
+    /// Longest delay of a late copy.
+    pub replay_delay: Duration,
 }
 
 impl Default for NetworkConfig {
@@ -35,6 +40,8 @@ impl Default for NetworkConfig {
             duplicate: 0.0,
             slow: 0.0,
             slow_delay: Duration::ZERO,
+            replay: 0.0,
+            replay_delay: Duration::ZERO,
         }
     }
 }
@@ -77,6 +84,8 @@ pub struct Network {
     pub dropped: u64,
     /// Messages delivered.
     pub delivered: u64,
+    /// Late copies scheduled.
+    pub replayed: u64,
 }
 
 impl Network {
@@ -106,6 +115,19 @@ impl Network {
         } else {
             1
         };
+        if chance(rng, self.config.replay) {
+            let longest = u64::try_from(self.config.replay_delay.as_micros()).unwrap_or(0);
+            let delay = Duration::from_micros(longest / 4 + rng.below(longest - longest / 4 + 1));
+            self.next_seq += 1;
+            self.replayed += 1;
+            self.queue.push(Reverse(InFlight {
+                deliver_at: now + delay,
+                seq: self.next_seq,
+                from,
+                to,
+                msg: msg.clone(),
+            }));
+        }
         for _ in 0..copies {
             let span = self.config.max_delay.saturating_sub(self.config.min_delay);
             let span_us = u64::try_from(span.as_micros()).unwrap_or(u64::MAX);
@@ -153,6 +175,18 @@ impl Network {
         }
     }
 
+    /// Cuts every link from `senders` to `receivers`, one way only: the receivers can still
+    /// reach the senders.
+    pub fn cut_one_way(&mut self, senders: &[NodeId], receivers: &[NodeId]) {
+        for &a in senders {
+            for &b in receivers {
+                if a != b {
+                    self.cut.insert((a, b));
+                }
+            }
+        }
+    }
+
     /// Restores every link.
     pub fn heal(&mut self) {
         self.cut.clear();
@@ -168,6 +202,7 @@ impl Network {
         self.config.loss = loss;
         self.config.duplicate = duplicate;
         self.config.slow = 0.0;
+        self.config.replay = 0.0;
     }
 }
 
