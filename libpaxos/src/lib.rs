@@ -74,6 +74,8 @@ pub enum Fault {
     PromiseBeforeDurable,
     /// The master counts an `Accepted` of any ballot as a vote for its own.
     AcceptedOfAnyBallot,
+    /// An acceptor takes an Accept of a ballot below its promise.
+    AcceptBelowPromise,
     /// The master counts a heartbeat ack of any ballot toward its lease.
     HeartbeatAckOfAnyBallot,
     /// A master term's epoch is its round only, without the node id (two nodes standing with

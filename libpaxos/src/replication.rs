@@ -150,6 +150,25 @@ impl<S: Storage> Replica<S> {
             self.counters.malformed += 1;
             return Ok(());
         }
+        #[cfg(feature = "fault-injection")]
+        let below_promise = self.config.fault == Some(crate::Fault::AcceptBelowPromise);
+        #[cfg(not(feature = "fault-injection"))]
+        let below_promise = false;
+        if ballot < self.promised && below_promise {
+            // The broken variant: accept without raising (or checking) the promise.
+            let entries: Vec<Entry> = entries
+                .into_iter()
+                .filter(|e| e.slot > self.commit)
+                .collect();
+            let slots: Vec<Slot> = entries.iter().map(|e| e.slot).collect();
+            for entry in entries {
+                self.write_entry(entry);
+            }
+            if !slots.is_empty() {
+                self.send_after_persist(from, Message::Accepted { ballot, slots });
+            }
+            return Ok(());
+        }
         if self.reject_if_stale(from, ballot) {
             return Ok(());
         }

@@ -249,3 +249,11 @@ fn the_readme_scenario_of_partition_crash_and_heal_ends_in_agreement() {
         }
     }
 }
+mutation_test!(
+    catches_an_accept_below_the_promise,
+    Fault::AcceptBelowPromise
+);
+mutation_test!(
+    catches_a_heartbeat_ack_of_another_ballot_counted,
+    Fault::HeartbeatAckOfAnyBallot
+);

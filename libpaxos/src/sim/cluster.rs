@@ -58,6 +58,10 @@ pub struct SimConfig {
     /// faults on); half of those crashes also cut the master off from everyone, so the others
     /// elect a new master while the restarted replica is in its quiet period.
     pub crash_after_ack: f64,
+    /// Chance that a replica taking office is sent, over the next eight leases, copies of
+    /// replies addressed to it earlier (only with random faults on): old-term accept acks,
+    /// heartbeat acks, promises and rejections arriving in a later term.
+    pub redeliver_on_office: f64,
     /// Delay, loss and duplication.
     pub network: NetworkConfig,
     /// Per live replica, crashes per simulated second (only with random faults on).
@@ -99,6 +103,7 @@ impl SimConfig {
             slow_sync_rate: 0.2,
             max_slow_sync: Duration::from_millis(300),
             crash_after_ack: 0.004,
+            redeliver_on_office: 0.5,
             network: NetworkConfig {
                 min_delay: Duration::from_micros(200),
                 max_delay: Duration::from_millis(8),
@@ -889,6 +894,13 @@ impl Cluster {
                         let epoch = replica.term_epoch(ballot).0;
                         let now = self.now;
                         self.checker.on_master(now, id, ballot, epoch);
+                    }
+                    if self.random_faults && chance(&mut self.rng, self.config.redeliver_on_office)
+                    {
+                        // Replies from its earlier terms, stuck somewhere, arrive in this one.
+                        let now = self.now;
+                        let within = self.config.lease * 8;
+                        self.net.redeliver_old(&mut self.rng, now, id, 16, within);
                     }
                 }
                 self.trace(format_args!("{id} is now {role:?}"));

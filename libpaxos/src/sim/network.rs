@@ -1,7 +1,7 @@
 //! The simulated network: delay, loss, duplication, reordering and partitions, all drawn from
 //! the simulation's seeded generator.
 
-use alloc::collections::{BTreeSet, BinaryHeap};
+use alloc::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use core::cmp::Reverse;
 use core::time::Duration;
 
@@ -86,7 +86,13 @@ pub struct Network {
     pub delivered: u64,
     /// Late copies scheduled.
     pub replayed: u64,
+    /// Per receiver, the last replies sent to it (accept acks, heartbeat acks, promises,
+    /// rejections, pre-vote answers), which [`Network::redeliver_old`] can deliver again.
+    history: BTreeMap<NodeId, VecDeque<(NodeId, Message)>>,
 }
+
+/// How many old replies per receiver the network remembers for re-delivery.
+const HISTORY: usize = 128;
 
 impl Network {
     /// A network with `config`.
@@ -106,6 +112,20 @@ impl Network {
         to: NodeId,
         msg: Message,
     ) {
+        if matches!(
+            msg,
+            Message::Accepted { .. }
+                | Message::HeartbeatAck { .. }
+                | Message::Promise { .. }
+                | Message::Reject { .. }
+                | Message::PreVoteReply { .. }
+        ) {
+            let old = self.history.entry(to).or_default();
+            if old.len() >= HISTORY {
+                old.pop_front();
+            }
+            old.push_back((from, msg.clone()));
+        }
         if chance(rng, self.config.loss) {
             self.dropped += 1;
             return;
@@ -143,6 +163,42 @@ impl Network {
                 from,
                 to,
                 msg: msg.clone(),
+            }));
+        }
+    }
+
+    /// Delivers again up to `count` replies sent to `to` earlier (typically in an earlier
+    /// term of it), each after a delay of up to `within`: copies stuck in some queue.
+    pub(crate) fn redeliver_old(
+        &mut self,
+        rng: &mut SplitMix64,
+        now: Duration,
+        to: NodeId,
+        count: usize,
+        within: Duration,
+    ) {
+        let Some(old) = self.history.get(&to) else {
+            return;
+        };
+        if old.is_empty() {
+            return;
+        }
+        let within_us = u64::try_from(within.as_micros()).unwrap_or(0);
+        let mut picked = alloc::vec::Vec::new();
+        for _ in 0..count {
+            let (from, msg) = &old[rng.below(old.len() as u64) as usize];
+            let delay = Duration::from_micros(1000 + rng.below(within_us + 1));
+            picked.push((now + delay, *from, msg.clone()));
+        }
+        for (deliver_at, from, msg) in picked {
+            self.next_seq += 1;
+            self.replayed += 1;
+            self.queue.push(Reverse(InFlight {
+                deliver_at,
+                seq: self.next_seq,
+                from,
+                to,
+                msg,
             }));
         }
     }
