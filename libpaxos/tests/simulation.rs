@@ -257,3 +257,19 @@ mutation_test!(
     catches_a_heartbeat_ack_of_another_ballot_counted,
     Fault::HeartbeatAckOfAnyBallot
 );
+
+/// The driver's time contract (docs/libpaxos.md, "Time"): a driver that hands a message to the
+/// core with a `now` read before the message arrived (say, before a long fsync) makes a
+/// follower's lease promise start too early, so it ends before the master's lease does. The
+/// lease-backing check catches it.
+#[test]
+fn catches_a_driver_that_reads_its_clock_before_the_message_arrived() {
+    let budget = env_u64("SIM_MUTATION_SEEDS", 3000);
+    let caught = (0..budget).find(|&seed| {
+        let mut config = config(nodes_for(seed), seed, None);
+        config.early_clock = Duration::from_millis(100);
+        matches!(sim::run(config, FAULTY, LIVENESS_BOUND), Err(err) if err.starts_with("safety"))
+    });
+    eprintln!("a driver reading its clock up to 100 ms early: caught by seed {caught:?}");
+    assert!(caught.is_some(), "an early clock survived {budget} seeds");
+}

@@ -62,6 +62,10 @@ pub struct SimConfig {
     /// replies addressed to it earlier (only with random faults on): old-term accept acks,
     /// heartbeat acks, promises and rejections arriving in a later term.
     pub redeliver_on_office: f64,
+    /// A broken driver, for showing what the time contract is for: the `now` handed to the
+    /// core with a message is up to this much *earlier* than the message's arrival (as a driver
+    /// that read its clock before a long fsync would do). Zero in every honest run.
+    pub early_clock: Duration,
     /// Delay, loss and duplication.
     pub network: NetworkConfig,
     /// Per live replica, crashes per simulated second (only with random faults on).
@@ -104,6 +108,7 @@ impl SimConfig {
             max_slow_sync: Duration::from_millis(300),
             crash_after_ack: 0.004,
             redeliver_on_office: 0.5,
+            early_clock: Duration::ZERO,
             network: NetworkConfig {
                 min_delay: Duration::from_micros(200),
                 max_delay: Duration::from_millis(8),
@@ -575,7 +580,14 @@ impl Cluster {
 
     /// Hands one arrived message to node `i` (up and not paused), with the time of now.
     fn deliver(&mut self, i: usize, message: super::network::InFlight) {
-        let now = self.local_time(i);
+        let mut now = self.local_time(i);
+        if !self.config.early_clock.is_zero() {
+            let early = u64::try_from(self.config.early_clock.as_micros()).unwrap_or(0);
+            now = Time(
+                now.0
+                    .saturating_sub(Duration::from_micros(self.rng.below(early + 1))),
+            );
+        }
         let Some(replica) = self.nodes[i].replica.as_mut() else {
             return;
         };
