@@ -24,8 +24,12 @@ pub struct Checker {
     durably_chosen: BTreeMap<Slot, Value>,
     /// Every epoch a replica took office with, and the (node, ballot) that took it.
     epochs: BTreeMap<u64, (NodeId, Ballot)>,
-    /// Per node: the highest ballot it acknowledged as an acceptor (kept across its crashes).
+    /// Per node: the highest ballot it acknowledged durably (an accept ack, sent after its
+    /// fsync), kept across its crashes.
     acked_ballot: BTreeMap<NodeId, Ballot>,
+    /// Per node and incarnation: the highest ballot it acknowledged at all (heartbeat acks
+    /// too, whose implied promise is not durable).
+    acked_volatile: BTreeMap<NodeId, Ballot>,
     /// Slots checked for a durably chosen value, one at a time as they became durable.
     pub durable_checks: u64,
     /// Lease checks: instants at which a replica believed it held a lease.
@@ -79,6 +83,7 @@ impl Checker {
     /// A replica restarted: its volatile commit index starts afresh.
     pub fn on_restart(&mut self, node: NodeId) {
         self.last_commit.remove(&node);
+        self.acked_volatile.remove(&node);
     }
 
     /// Checks a live replica's promise, commit and applied indexes.
@@ -172,16 +177,22 @@ impl Checker {
         }
     }
 
-    /// `node` acknowledged (as an acceptor, with a heartbeat ack or an accept ack) the master
-    /// of `ballot`: the masters a replica follows have strictly increasing ballots, hence
-    /// epochs, also across its crashes.
-    pub fn on_acceptor_ack(&mut self, now: Duration, node: NodeId, ballot: Ballot) {
-        let held = self.acked_ballot.entry(node).or_default();
-        if ballot < *held {
-            let what = format!("{node} acknowledged {ballot} after acknowledging {held}");
+    /// `node` sent an acknowledgement (as an acceptor) to the master of `ballot`: an accept
+    /// ack if `durable`, else a heartbeat ack. The masters a replica follows have increasing
+    /// ballots, hence epochs: never below one it acknowledged durably (even across its
+    /// crashes), nor below any it acknowledged since it last started.
+    pub fn on_acceptor_ack(&mut self, now: Duration, node: NodeId, ballot: Ballot, durable: bool) {
+        let held = self.acked_ballot.get(&node).copied().unwrap_or_default();
+        let volatile = self.acked_volatile.get(&node).copied().unwrap_or_default();
+        let highest = held.max(volatile);
+        if ballot < highest {
+            let what = format!("{node} acknowledged {ballot} after acknowledging {highest}");
             self.fail(now, what);
-        } else {
-            *held = ballot;
+            return;
+        }
+        self.acked_volatile.insert(node, ballot);
+        if durable {
+            self.acked_ballot.insert(node, ballot);
         }
     }
 
