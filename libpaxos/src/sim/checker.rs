@@ -177,11 +177,11 @@ impl Checker {
         }
     }
 
-    /// `node` sent an acknowledgement (as an acceptor) to the master of `ballot`: an accept
-    /// ack if `durable`, else a heartbeat ack. The masters a replica follows have increasing
-    /// ballots, hence epochs: never below one it acknowledged durably (even across its
-    /// crashes), nor below any it acknowledged since it last started.
-    pub fn on_acceptor_ack(&mut self, now: Duration, node: NodeId, ballot: Ballot, durable: bool) {
+    /// `node` produced an acknowledgement (as an acceptor, an accept ack or a heartbeat ack)
+    /// for the master of `ballot`. The masters a replica follows have increasing ballots,
+    /// hence epochs: never below one it acknowledged since it last started, nor below one it
+    /// sent an accept ack for (after that ack's fsync), even across its crashes.
+    pub fn on_acceptor_ack(&mut self, now: Duration, node: NodeId, ballot: Ballot) {
         let held = self.acked_ballot.get(&node).copied().unwrap_or_default();
         let volatile = self.acked_volatile.get(&node).copied().unwrap_or_default();
         let highest = held.max(volatile);
@@ -191,9 +191,12 @@ impl Checker {
             return;
         }
         self.acked_volatile.insert(node, ballot);
-        if durable {
-            self.acked_ballot.insert(node, ballot);
-        }
+    }
+
+    /// `node` sent an accept ack for `ballot`, after its fsync.
+    pub fn on_durable_ack(&mut self, node: NodeId, ballot: Ballot) {
+        let held = self.acked_ballot.entry(node).or_default();
+        *held = (*held).max(ballot);
     }
 
     /// A message left `node` claiming something it had not made durable.

@@ -767,6 +767,8 @@ impl Cluster {
                 if let Message::HeartbeatAck { ballot, .. } | Message::Accepted { ballot, .. } =
                     envelope.msg
                 {
+                    let now = self.now;
+                    self.checker.on_acceptor_ack(now, id, ballot);
                     let grants = &mut self.nodes[i].grants;
                     grants.retain(|_, (granted, _)| *granted >= ballot);
                     if matches!(envelope.msg, Message::HeartbeatAck { .. }) {
@@ -862,12 +864,9 @@ impl Cluster {
             }
             _ => {}
         }
-        if let Message::HeartbeatAck { ballot, .. } | Message::Accepted { ballot, .. } =
-            envelope.msg
-        {
-            let durable = matches!(envelope.msg, Message::Accepted { .. });
-            let (now, id) = (self.now, self.nodes[i].id);
-            self.checker.on_acceptor_ack(now, id, ballot, durable);
+        if let Message::Accepted { ballot, .. } = envelope.msg {
+            let id = self.nodes[i].id;
+            self.checker.on_durable_ack(id, ballot);
         }
         self.checker.on_send_checked();
         if let Some(what) = claim {
