@@ -10,39 +10,22 @@ use crate::ready::Persist;
 use crate::storage::{HardState, LogStore, Storage, StorageError};
 use crate::types::{Entry, Slot};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct State {
+/// The reference storage: one `BTreeMap` of entries as written, plus, for every slot changed
+/// since the last sync, what it durably held before (an undo record). A sync forgets the undo
+/// records; a crash plays them back. So an entry is stored once, and written with one clone.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
     hard_state: HardState,
     compacted: Slot,
     entries: BTreeMap<Slot, Entry>,
-}
-
-impl State {
-    fn apply(&mut self, batch: &Persist) {
-        if let Some(through) = batch.compact_through
-            && through > self.compacted
-        {
-            self.compacted = through;
-            self.entries = self.entries.split_off(&through.next());
-        }
-        if let Some(hard_state) = batch.hard_state {
-            self.hard_state = hard_state;
-        }
-        for entry in &batch.entries {
-            if entry.slot > self.compacted {
-                self.entries.insert(entry.slot, entry.clone());
-            }
-        }
-    }
-}
-
-/// The reference storage: a `BTreeMap` of entries plus the hard state, in two copies (what was
-/// written, what is durable).
-#[derive(Clone, Debug, Default)]
-pub struct MemStorage {
-    written: State,
-    durable: State,
-    unsynced: Vec<Persist>,
+    durable_hard_state: HardState,
+    durable_compacted: Slot,
+    /// Per slot changed since the last sync: its durable entry then (`None`: it had none).
+    undo: BTreeMap<Slot, Option<Entry>>,
+    /// Slots written since the last sync, in write order (repeats possible).
+    written_slots: Vec<Slot>,
+    /// Whether anything was written since the last sync.
+    unsynced: bool,
     failing: Option<&'static str>,
 }
 
@@ -54,41 +37,70 @@ impl MemStorage {
 
     /// Simulates a power cut: everything written since the last sync is gone.
     pub fn crash(&mut self) {
-        self.written = self.durable.clone();
-        self.unsynced.clear();
+        for (slot, old) in core::mem::take(&mut self.undo) {
+            match old {
+                Some(entry) => {
+                    self.entries.insert(slot, entry);
+                }
+                None => {
+                    self.entries.remove(&slot);
+                }
+            }
+        }
+        self.hard_state = self.durable_hard_state;
+        self.compacted = self.durable_compacted;
+        self.written_slots.clear();
+        self.unsynced = false;
     }
 
     /// Whether writes are waiting for a sync.
     pub fn has_unsynced(&self) -> bool {
-        !self.unsynced.is_empty()
+        self.unsynced
     }
 
     /// The slots of entries written since the last sync (what the next sync makes durable).
     pub fn unsynced_slots(&self) -> Vec<Slot> {
-        self.unsynced
-            .iter()
-            .flat_map(|batch| batch.entries.iter().map(|e| e.slot))
-            .collect()
+        self.written_slots.clone()
     }
 
     /// The durable entry at `slot`, as it would be found after a crash.
     pub fn durable_entry(&self, slot: Slot) -> Option<&Entry> {
-        self.durable.entries.get(&slot)
+        if slot <= self.durable_compacted {
+            return None;
+        }
+        match self.undo.get(&slot) {
+            Some(old) => old.as_ref(),
+            None => self.entries.get(&slot),
+        }
     }
 
     /// Every durable entry, in slot order.
     pub fn durable_entries(&self) -> Vec<Entry> {
-        self.durable.entries.values().cloned().collect()
+        let mut out: BTreeMap<Slot, &Entry> = self
+            .entries
+            .iter()
+            .filter(|(slot, _)| !self.undo.contains_key(slot))
+            .map(|(slot, e)| (*slot, e))
+            .collect();
+        for (slot, old) in &self.undo {
+            if let Some(entry) = old {
+                out.insert(*slot, entry);
+            }
+        }
+        out.into_values()
+            .filter(|e| e.slot > self.durable_compacted)
+            .cloned()
+            .collect()
     }
 
     /// The slot the durable log is compacted through, as it would be found after a crash.
     pub fn durable_compacted(&self) -> Slot {
-        self.durable.compacted
+        self.durable_compacted
     }
 
     /// The durable hard state, as it would be found after a crash.
     pub fn durable_hard_state(&self) -> HardState {
-        self.durable.hard_state
+        self.durable_hard_state
     }
 
     /// Makes every later read and write fail with an I/O error naming `why` (or heals it with
@@ -103,28 +115,33 @@ impl MemStorage {
             None => Ok(()),
         }
     }
+
+    /// Records `slot`'s durable content before its first change since the last sync.
+    fn remember(&mut self, slot: Slot, old: Option<Entry>) {
+        self.undo.entry(slot).or_insert(old);
+    }
 }
 
 impl Storage for MemStorage {
     fn hard_state(&self) -> Result<HardState, StorageError> {
         self.check()?;
-        Ok(self.written.hard_state)
+        Ok(self.hard_state)
     }
 
     fn compacted_through(&self) -> Result<Slot, StorageError> {
         self.check()?;
-        Ok(self.written.compacted)
+        Ok(self.compacted)
     }
 
     fn last_slot(&self) -> Result<Slot, StorageError> {
         self.check()?;
-        let last = self.written.entries.keys().next_back().copied();
-        Ok(last.unwrap_or(Slot::ZERO).max(self.written.compacted))
+        let last = self.entries.keys().next_back().copied();
+        Ok(last.unwrap_or(Slot::ZERO).max(self.compacted))
     }
 
     fn entry(&self, slot: Slot) -> Result<Option<Entry>, StorageError> {
         self.check()?;
-        Ok(self.written.entries.get(&slot).cloned())
+        Ok(self.entries.get(&slot).cloned())
     }
 
     fn entries(&self, from: Slot, to: Slot, max: usize) -> Result<Vec<Entry>, StorageError> {
@@ -133,7 +150,6 @@ impl Storage for MemStorage {
             return Ok(Vec::new());
         }
         Ok(self
-            .written
             .entries
             .range(from..=to)
             .take(max)
@@ -145,16 +161,36 @@ impl Storage for MemStorage {
 impl LogStore for MemStorage {
     fn write(&mut self, batch: &Persist) -> Result<(), StorageError> {
         self.check()?;
-        self.written.apply(batch);
-        self.unsynced.push(batch.clone());
+        if let Some(through) = batch.compact_through
+            && through > self.compacted
+        {
+            self.compacted = through;
+            let kept = self.entries.split_off(&through.next());
+            for (slot, entry) in core::mem::replace(&mut self.entries, kept) {
+                self.remember(slot, Some(entry));
+            }
+        }
+        if let Some(hard_state) = batch.hard_state {
+            self.hard_state = hard_state;
+        }
+        for entry in &batch.entries {
+            if entry.slot > self.compacted {
+                let old = self.entries.insert(entry.slot, entry.clone());
+                self.remember(entry.slot, old);
+                self.written_slots.push(entry.slot);
+            }
+        }
+        self.unsynced = true;
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
         self.check()?;
-        for batch in self.unsynced.drain(..) {
-            self.durable.apply(&batch);
-        }
+        self.undo.clear();
+        self.written_slots.clear();
+        self.durable_hard_state = self.hard_state;
+        self.durable_compacted = self.compacted;
+        self.unsynced = false;
         Ok(())
     }
 }
