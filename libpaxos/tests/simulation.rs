@@ -279,13 +279,13 @@ fn catches_a_driver_that_reads_its_clock_before_the_message_arrived() {
 /// - 141 (7 replicas): a replica whose disk was failing was not counted as holding a slot it
 ///   had compacted (the checker read the compaction point through the failing disk; it now
 ///   reads the durable one).
-/// - 5646 (3 replicas) and 9325 (7 replicas): a replica acked a heartbeat of ballot 3, crashed before its raised
+/// - 5646 (3 replicas), 9325 (7) and 18456 (5): a replica acked a heartbeat of ballot 3, crashed before its raised
 ///   promise was durable, and after its quiet period followed ballot 2: allowed (a heartbeat
 ///   ack promises a lease, which the quiet period covers, not a ballot), but the checker had
 ///   counted heartbeat acks as durable.
 #[test]
 fn seeds_that_failed_once_pass() {
-    for seed in [141, 5646, 9325] {
+    for seed in [141, 5646, 9325, 18456] {
         let nodes = nodes_for(seed);
         let outcome = sim::run(config(nodes, seed, None), FAULTY, LIVENESS_BOUND);
         assert!(
