@@ -2,7 +2,7 @@
 //! unsynced writes, partitions and skewed clocks, with every invariant of DESIGN §3 checked
 //! after each simulated millisecond, then a liveness phase.
 //!
-//! `SIM_SEEDS=5000 cargo test --release -p libpaxos --test simulation` runs more seeds;
+//! `SIM_SEEDS=5000 cargo test --profile sim -p libpaxos --test simulation` runs more seeds;
 //! `SIM_SEED=42 SIM_NODES=5 cargo test -p libpaxos --test simulation replay -- --nocapture`
 //! replays one and prints its trace.
 
@@ -294,4 +294,15 @@ fn seeds_that_failed_once_pass() {
             replay_command(nodes, seed, None)
         );
     }
+}
+
+/// The simulation checks the core's own `debug_assert!` invariants too, so it must never run
+/// without them: `cargo test` (profile `test`) and `--profile sim` keep them; `--release`
+/// does not.
+#[test]
+fn debug_assertions_are_on() {
+    assert!(
+        cfg!(debug_assertions),
+        "the simulation must run with debug assertions on: use `--profile sim`, not `--release`"
+    );
 }
