@@ -39,7 +39,7 @@ impl Driver {
             slot: Slot(self.slot),
             value: Value {
                 epoch: Epoch(0),
-                payload: Payload::Command(command.encode()),
+                payload: Payload::Command(command.encode().into()),
             },
         }
     }
@@ -137,7 +137,7 @@ fn log_append(c: &mut Criterion) {
                         },
                         value: Value {
                             epoch: Epoch(1),
-                            payload: Payload::Command(vec![3u8; 256]),
+                            payload: Payload::Command(vec![3u8; 256].into()),
                         },
                     })
                     .collect();

@@ -41,7 +41,7 @@ fn committed(slot: u64, op: ClientOp) -> Committed {
         slot: Slot(slot),
         value: Value {
             epoch: Epoch(0),
-            payload: Payload::Command(command.encode()),
+            payload: Payload::Command(command.encode().into()),
         },
     }
 }

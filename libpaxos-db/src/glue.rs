@@ -457,7 +457,7 @@ mod tests {
             slot: Slot(slot),
             value: Value {
                 epoch: Epoch(0),
-                payload: Payload::Command(vec![0; bytes]),
+                payload: Payload::Command(vec![0; bytes].into()),
             },
         }
     }

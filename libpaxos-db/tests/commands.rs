@@ -489,7 +489,7 @@ fn undecodable_command_bytes_are_a_malformed_command_reply() {
             slot: Slot(1),
             value: Value {
                 epoch: Epoch(0),
-                payload: Payload::Command(vec![0xff, 0xff, 0xff]),
+                payload: Payload::Command(vec![0xff, 0xff, 0xff].into()),
             },
         })
         .unwrap();

@@ -90,7 +90,7 @@ fn entry(i: u64) -> Entry {
         },
         value: Value {
             epoch: Epoch(0),
-            payload: Payload::Command(command(i).encode()),
+            payload: Payload::Command(command(i).encode().into()),
         },
     }
 }

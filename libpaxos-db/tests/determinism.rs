@@ -34,7 +34,7 @@ fn to_committed(steps: &[Step], first_slot: u64) -> Vec<Committed> {
                         time,
                         op: op.clone(),
                     });
-                    (Payload::Command(command.encode()), *epoch)
+                    (Payload::Command(command.encode().into()), *epoch)
                 }
                 Step::Expire { session, epoch } => (
                     Payload::Command(
@@ -42,7 +42,8 @@ fn to_committed(steps: &[Step], first_slot: u64) -> Vec<Committed> {
                             session: SessionId(*session),
                             time,
                         }
-                        .encode(),
+                        .encode()
+                        .into(),
                     ),
                     *epoch,
                 ),

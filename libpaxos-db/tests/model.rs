@@ -62,7 +62,7 @@ fn committed(slot: u64, command: &Option<Command>, epoch: u64) -> Committed {
         value: Value {
             epoch: Epoch(epoch),
             payload: match command {
-                Some(c) => Payload::Command(c.encode()),
+                Some(c) => Payload::Command(c.encode().into()),
                 None => Payload::Noop,
             },
         },

@@ -49,7 +49,7 @@ pub fn sample_entry(slot: u64, round: u64, tag: u8) -> Entry {
         },
         value: Value {
             epoch: Epoch(round),
-            payload: Payload::Command(vec![tag; 1 + (tag as usize % 7)]),
+            payload: Payload::Command(vec![tag; 1 + (tag as usize % 7)].into()),
         },
     }
 }

@@ -56,7 +56,8 @@ pub(crate) enum RoleState {
 pub(crate) struct Outbox {
     pub(crate) compact_through: Option<Slot>,
     pub(crate) hard_state: Option<HardState>,
-    pub(crate) entries: BTreeMap<Slot, Entry>,
+    /// Entries to write, sorted by slot, one per slot.
+    pub(crate) entries: Vec<Entry>,
     pub(crate) after_persist: Vec<Envelope>,
     pub(crate) messages: Vec<Envelope>,
     /// Messages from this replica to itself that count only once the batch is durable.
@@ -69,6 +70,8 @@ pub(crate) struct Outbox {
 /// See the crate documentation for the driving loop and `docs/libpaxos.md` for the contract.
 pub struct Replica<S: Storage> {
     pub(crate) config: Config,
+    /// Every member but this replica, in member order.
+    pub(crate) peer_ids: Vec<NodeId>,
     pub(crate) storage: S,
     pub(crate) rng: SplitMix64,
     pub(crate) counters: Counters,
@@ -140,8 +143,15 @@ impl<S: Storage> Replica<S> {
         } else {
             quiet
         };
+        let peer_ids = config
+            .members
+            .iter()
+            .copied()
+            .filter(|&n| n != config.id)
+            .collect();
         let mut replica = Replica {
             rng: SplitMix64::new(config.seed),
+            peer_ids,
             config,
             storage,
             counters: Counters::default(),
@@ -278,8 +288,15 @@ impl<S: Storage> Replica<S> {
     /// Proposes a command. Returns the slot it was given and the epoch it carries: if the slot
     /// is later committed with a value of that epoch, it is this command; otherwise the command
     /// was lost with a change of master and may be proposed again.
-    pub fn propose(&mut self, now: Time, command: Vec<u8>) -> Result<(Slot, Epoch), ProposeError> {
-        let result = self.propose_command(now, command);
+    ///
+    /// `command` is anything that converts into [`bytes::Bytes`] (a `Vec<u8>` without a copy);
+    /// every message, log entry and Ready that carries it shares that one buffer.
+    pub fn propose(
+        &mut self,
+        now: Time,
+        command: impl Into<bytes::Bytes>,
+    ) -> Result<(Slot, Epoch), ProposeError> {
+        let result = self.propose_command(now, command.into());
         if result.is_err() {
             self.counters.proposals_refused += 1;
         }
@@ -406,7 +423,7 @@ impl<S: Storage> Replica<S> {
         let persist = Persist {
             compact_through: out.compact_through,
             hard_state: out.hard_state,
-            entries: out.entries.into_values().collect(),
+            entries: out.entries,
         };
         let mut ready = Ready {
             number: 0,
@@ -444,11 +461,23 @@ impl<S: Storage> Replica<S> {
             return Ok(Vec::new());
         }
         let stored = self.storage.entries(from, to, max)?;
+        let pending = self.outbox_range(from, to);
+        if pending.is_empty() {
+            return Ok(stored);
+        }
         let mut merged: BTreeMap<Slot, Entry> = stored.into_iter().map(|e| (e.slot, e)).collect();
-        for (slot, entry) in self.outbox.entries.range(from..=to) {
-            merged.insert(*slot, entry.clone());
+        for entry in pending {
+            merged.insert(entry.slot, entry.clone());
         }
         Ok(merged.into_values().take(max).collect())
+    }
+
+    /// The entries waiting in the outbox with slots in `from..=to`.
+    fn outbox_range(&self, from: Slot, to: Slot) -> &[Entry] {
+        let entries = &self.outbox.entries;
+        let start = entries.partition_point(|e| e.slot < from);
+        let end = entries.partition_point(|e| e.slot <= to);
+        &entries[start..end.max(start)]
     }
 
     /// Reads an entry as written, including entries still in the outbox.
@@ -456,8 +485,8 @@ impl<S: Storage> Replica<S> {
         if slot <= self.compacted || slot == Slot::ZERO {
             return Ok(None);
         }
-        if let Some(entry) = self.outbox.entries.get(&slot) {
-            return Ok(Some(entry.clone()));
+        if let Ok(i) = self.outbox.entries.binary_search_by_key(&slot, |e| e.slot) {
+            return Ok(Some(self.outbox.entries[i].clone()));
         }
         Ok(self.storage.entry(slot)?)
     }
@@ -465,7 +494,7 @@ impl<S: Storage> Replica<S> {
     /// The highest slot written, including the outbox.
     pub(crate) fn last_slot(&self) -> Result<Slot, Error> {
         let stored = self.storage.last_slot()?;
-        let pending = self.outbox.entries.keys().next_back().copied();
+        let pending = self.outbox.entries.last().map(|e| e.slot);
         Ok(stored
             .max(pending.unwrap_or(Slot::ZERO))
             .max(self.compacted))
@@ -474,7 +503,16 @@ impl<S: Storage> Replica<S> {
     /// Queues an entry for writing. Slots at or below the commit index are never rewritten.
     pub(crate) fn write_entry(&mut self, entry: Entry) {
         debug_assert!(entry.slot > self.compacted);
-        self.outbox.entries.insert(entry.slot, entry);
+        let entries = &mut self.outbox.entries;
+        match entries.last() {
+            Some(last) if last.slot >= entry.slot => {
+                match entries.binary_search_by_key(&entry.slot, |e| e.slot) {
+                    Ok(i) => entries[i] = entry,
+                    Err(i) => entries.insert(i, entry),
+                }
+            }
+            _ => entries.push(entry),
+        }
     }
 
     /// Promises `ballot` durably (the hard state goes out in the next Ready).
@@ -579,7 +617,7 @@ impl<S: Storage> Replica<S> {
     fn set_compacted(&mut self, upto: Slot) {
         self.compacted = upto;
         self.outbox.compact_through = Some(upto);
-        self.outbox.entries.retain(|&slot, _| slot > upto);
+        self.outbox.entries.retain(|e| e.slot > upto);
     }
 
     fn take_committed(&mut self, persist: &Persist) -> Result<Vec<Committed>, Error> {

@@ -49,7 +49,7 @@ impl<S: Storage> Replica<S> {
     pub(crate) fn propose_command(
         &mut self,
         now: Time,
-        command: Vec<u8>,
+        command: bytes::Bytes,
     ) -> Result<(Slot, Epoch), ProposeError> {
         let limit = self.config.max_batch_bytes;
         let max_inflight = self.config.max_inflight;
@@ -102,10 +102,17 @@ impl<S: Storage> Replica<S> {
         master.unsent.push(entry.clone());
         let ballot = master.ballot;
         self.write_entry(entry);
-        self.outbox.to_self.push(Message::Accepted {
-            ballot,
-            slots: alloc::vec![slot],
-        });
+        // One self-ack per Ready for all the slots proposed in it.
+        match self.outbox.to_self.last_mut() {
+            Some(Message::Accepted {
+                ballot: held,
+                slots,
+            }) if *held == ballot => slots.push(slot),
+            _ => self.outbox.to_self.push(Message::Accepted {
+                ballot,
+                slots: alloc::vec![slot],
+            }),
+        }
     }
 
     /// Moves entries proposed since the last Ready into Accept messages, batched.
@@ -121,15 +128,16 @@ impl<S: Storage> Replica<S> {
         let ballot = master.ballot;
         let unsent = core::mem::take(&mut master.unsent);
         for batch in batches(unsent, max_entries, max_bytes) {
-            for peer in self.peers() {
-                self.send(
-                    peer,
-                    Message::Accept {
+            // Entries share their payloads: a clone per follower copies no command bytes.
+            for &peer in &self.peer_ids {
+                self.outbox.messages.push(crate::message::Envelope {
+                    to: peer,
+                    msg: Message::Accept {
                         ballot,
                         commit,
                         entries: batch.clone(),
                     },
-                );
+                });
             }
         }
     }
@@ -178,7 +186,8 @@ impl<S: Storage> Replica<S> {
         // index has caught up (through heartbeats or catch-up).
         let limit = Slot(self.commit.0.saturating_add(self.config.accept_window()));
         let before = entries.len();
-        let entries: Vec<Entry> = entries.into_iter().filter(|e| e.slot <= limit).collect();
+        let mut entries = entries;
+        entries.retain(|e| e.slot <= limit);
         if entries.len() < before {
             self.counters.beyond_accept_window += 1;
         }

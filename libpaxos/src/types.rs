@@ -129,8 +129,9 @@ pub enum Payload {
     /// Fills a slot without changing state: a new master's first proposal, and the filler for
     /// holes found during recovery.
     Noop,
-    /// An opaque command for the state machine.
-    Command(Vec<u8>),
+    /// An opaque command for the state machine. Shared, not copied, by every message, log
+    /// entry and Ready that carries it.
+    Command(bytes::Bytes),
 }
 
 /// A value proposed for a slot: the payload and the epoch of the master that first proposed it.

@@ -481,7 +481,7 @@ fn a_snapshot_below_what_was_handed_out_delivers_nothing_twice() {
             ballot: b,
             value: Value {
                 epoch: b.epoch(),
-                payload: Payload::Command(vec![s as u8]),
+                payload: Payload::Command(vec![s as u8].into()),
             },
         })
         .collect();

@@ -300,6 +300,7 @@ fn seeds_that_failed_once_pass() {
 /// without them: `cargo test` (profile `test`) and `--profile sim` keep them; `--release`
 /// does not.
 #[test]
+#[allow(clippy::assertions_on_constants)] // constant per build: that is what it checks
 fn debug_assertions_are_on() {
     assert!(
         cfg!(debug_assertions),

@@ -54,7 +54,7 @@ fn to(node: NodeId, msg: Message) -> Envelope {
 fn command(bytes: &[u8], epoch: Epoch) -> Value {
     Value {
         epoch,
-        payload: Payload::Command(bytes.to_vec()),
+        payload: Payload::Command(bytes.to_vec().into()),
     }
 }
 

@@ -48,7 +48,7 @@ pub fn committed(slot: u64, epoch: u64, command: &Command) -> Committed {
         slot: Slot(slot),
         value: Value {
             epoch: Epoch(epoch),
-            payload: Payload::Command(command.encode()),
+            payload: Payload::Command(command.encode().into()),
         },
     }
 }

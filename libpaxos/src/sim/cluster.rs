@@ -1059,7 +1059,8 @@ impl Cluster {
             .on_apply(now, id, committed.slot, &committed.value);
         self.nodes[i].applied = committed.slot;
         if let Some(proposal) = self.proposals.remove(&(i, committed.slot))
-            && committed.value.payload == Payload::Command(proposal.id.to_le_bytes().to_vec())
+            && committed.value.payload
+                == Payload::Command(bytes::Bytes::copy_from_slice(&proposal.id.to_le_bytes()))
         {
             self.checker.on_ack(committed.slot);
             self.acked += 1;
