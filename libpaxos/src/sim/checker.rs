@@ -328,3 +328,54 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Epoch, Payload};
+
+    fn value(tag: u8) -> Value {
+        Value {
+            epoch: Epoch(1),
+            payload: Payload::Command(alloc::vec![tag].into()),
+        }
+    }
+
+    fn ballot(round: u64) -> Ballot {
+        Ballot {
+            round,
+            node: NodeId(1),
+        }
+    }
+
+    #[test]
+    fn a_second_durably_chosen_value_in_a_slot_is_a_violation() {
+        let mut checker = Checker::default();
+        let (a, b) = (value(1), value(2));
+        let now = Duration::ZERO;
+        checker.check_slot_durably_chosen(now, Slot(5), &[(ballot(1), &a), (ballot(1), &a)], 2);
+        assert_eq!(checker.violation, None);
+        // A minority at a higher ballot chooses nothing.
+        checker.check_slot_durably_chosen(now, Slot(5), &[(ballot(2), &b), (ballot(1), &a)], 2);
+        assert_eq!(checker.violation, None);
+        checker.check_slot_durably_chosen(now, Slot(5), &[(ballot(2), &b), (ballot(2), &b)], 2);
+        assert!(
+            checker
+                .violation
+                .as_deref()
+                .is_some_and(|v| v.contains("two durably chosen values")),
+            "{:?}",
+            checker.violation
+        );
+    }
+
+    #[test]
+    fn applying_other_than_the_durably_chosen_value_is_a_violation() {
+        let mut checker = Checker::default();
+        let (a, b) = (value(1), value(2));
+        let now = Duration::ZERO;
+        checker.check_slot_durably_chosen(now, Slot(3), &[(ballot(1), &a), (ballot(1), &a)], 2);
+        checker.on_apply(now, NodeId(2), Slot(3), &b);
+        assert!(checker.violation.is_some());
+    }
+}
