@@ -6,7 +6,8 @@
 # It copies libpaxos into a scratch one-crate workspace (so the mutants never touch this
 # checkout and the build stays small), then runs every libpaxos test for each mutant with the
 # simulation lowered to SIM_SEEDS (default 150) seeds. The fault-switch tests (`catches_*`)
-# are skipped: they test the checker, not the core. -j 1, 120 s test timeout.
+# are skipped: they test the checker, not the core. In place in the scratch copy, so one
+# mutant at a time (as -j 1), 120 s test timeout.
 # Results land in $OUT (default /tmp/libpaxos-mutants/mutants.out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ cp -r libpaxos Cargo.lock "$work/src/"
 sed 's/^members = .*/members = ["libpaxos"]/' Cargo.toml > "$work/src/Cargo.toml"
 cd "$work/src"
 cargo test -p libpaxos --no-run -q
-args=(--in-place -j 1 --timeout 120 --output "$out"
+args=(--in-place --timeout 120 --output "$out"
   --file libpaxos/src/election.rs --file libpaxos/src/replication.rs
   --file libpaxos/src/lease.rs --file libpaxos/src/catchup.rs --file libpaxos/src/replica.rs)
 if [ -n "$shard" ]; then

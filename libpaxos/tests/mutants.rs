@@ -1,0 +1,388 @@
+//! Tests written to kill mutants that survived the mutation run (scripts/mutants-libpaxos.sh,
+//! docs/libpaxos.md "Mutation run"): each pins one behaviour a survivor changed.
+
+use std::time::Duration;
+
+use libpaxos::{
+    Ballot, Config, Entry, Epoch, LogStore, MemStorage, Message, NodeId, Payload, Ready, Replica,
+    Role, Slot, Time, Value,
+};
+
+const N1: NodeId = NodeId(1);
+const N2: NodeId = NodeId(2);
+const N3: NodeId = NodeId(3);
+const ELECTION: u64 = 2000;
+
+fn at(ms: u64) -> Time {
+    Time(Duration::from_millis(ms))
+}
+
+fn ballot(round: u64, node: NodeId) -> Ballot {
+    Ballot { round, node }
+}
+
+fn replica(id: NodeId) -> Replica<MemStorage> {
+    let config = Config::new(id, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).expect("valid config")
+}
+
+fn drive(r: &mut Replica<MemStorage>) -> Ready {
+    let ready = r.ready();
+    r.storage_mut().write(&ready.persist).unwrap();
+    r.storage_mut().sync().unwrap();
+    ready
+}
+
+fn drive_persisted(r: &mut Replica<MemStorage>, now: Time) -> Ready {
+    let ready = drive(r);
+    r.on_persisted(now, ready.number).unwrap();
+    ready
+}
+
+/// Ticks past the deadline and wins the pre-vote with n2's grant: a candidate at round 1.
+fn stand(r: &mut Replica<MemStorage>, now: Time) {
+    r.on_tick(now).unwrap();
+    drive(r);
+    r.on_message(
+        now,
+        N2,
+        Message::PreVoteReply {
+            attempt: r.counters().prevotes_started,
+            round: r.promised().round + 1,
+            granted: true,
+            promised: Ballot::ZERO,
+        },
+    )
+    .unwrap();
+    drive_persisted(r, now);
+}
+
+fn elected_master() -> Replica<MemStorage> {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    assert!(matches!(r.role(), Role::Master { .. }));
+    r
+}
+
+fn catch_up_requests(ready: &Ready) -> Vec<Slot> {
+    ready
+        .messages
+        .iter()
+        .filter_map(|e| match e.msg {
+            Message::CatchUpRequest { from } => Some(from),
+            _ => None,
+        })
+        .collect()
+}
+
+fn heartbeat(commit: u64, seq: u64) -> Message {
+    Message::Heartbeat {
+        ballot: ballot(1, N1),
+        seq,
+        commit: Slot(commit),
+    }
+}
+
+/// catchup.rs `request_catch_up`: a second hint within the retry interval sends no second
+/// request for the same slot.
+#[test]
+fn a_catch_up_request_in_flight_is_not_repeated_within_the_retry_interval() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(2, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    r.on_message(at(110), N1, heartbeat(2, 2)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![]);
+}
+
+/// catchup.rs `on_catch_up`: an answer that brings the replica up to the sender's commit
+/// index asks for nothing more.
+#[test]
+fn a_catch_up_that_reaches_the_senders_commit_asks_no_more() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(2, 1)).unwrap();
+    drive(&mut r);
+    let entry = |slot| Entry {
+        slot: Slot(slot),
+        ballot: ballot(1, N1),
+        value: Value {
+            epoch: Epoch(1),
+            payload: Payload::Noop,
+        },
+    };
+    let answer = Message::CatchUp {
+        commit: Slot(2),
+        entries: vec![entry(1), entry(2)],
+    };
+    r.on_message(at(105), N1, answer).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(r.commit(), Slot(2));
+    assert_eq!(catch_up_requests(&ready), vec![]);
+}
+
+/// election.rs `on_prevote`: a pre-vote with an absurd round is counted as malformed.
+#[test]
+fn a_pre_vote_beyond_the_round_limit_is_counted_malformed_and_unanswered() {
+    let mut r = replica(N2);
+    let absurd = Message::PreVote {
+        attempt: 1,
+        round: Ballot::MAX_ROUND,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION), N1, absurd).unwrap();
+    assert!(drive(&mut r).messages.is_empty());
+    assert_eq!(r.counters().malformed, 1);
+}
+
+/// election.rs `on_prevote_reply`: a grant counts only if both the attempt and the round match.
+#[test]
+fn a_pre_vote_grant_for_another_round_of_the_same_attempt_counts_for_nothing() {
+    let mut r = replica(N1);
+    r.on_tick(at(ELECTION)).unwrap();
+    drive(&mut r);
+    let reply = Message::PreVoteReply {
+        attempt: r.counters().prevotes_started,
+        round: 7,
+        granted: true,
+        promised: Ballot::ZERO,
+    };
+    r.on_message(at(ELECTION), N2, reply).unwrap();
+    drive(&mut r);
+    assert_eq!(r.role(), Role::Follower { master: None });
+    assert_eq!(r.promised(), Ballot::ZERO);
+}
+
+/// election.rs `on_prepare`: a master that promises a higher ballot steps down at once (it may
+/// no longer accept its own proposals).
+#[test]
+fn a_master_that_promises_a_higher_ballot_steps_down() {
+    let mut r = elected_master();
+    let prepare = Message::Prepare {
+        ballot: ballot(5, N2),
+        from: Slot(1),
+    };
+    r.on_message(at(ELECTION + 1000), N2, prepare).unwrap();
+    drive(&mut r);
+    assert_eq!(r.promised(), ballot(5, N2));
+    assert!(matches!(r.role(), Role::Follower { .. }), "{:?}", r.role());
+    assert!(r.propose(at(ELECTION + 1000), vec![1]).is_err());
+}
+
+/// election.rs `on_promise`: an entry exactly at the promise bound (commit + accept window +
+/// 2^16) is taken, not refused as malformed.
+#[test]
+fn a_promise_entry_exactly_at_the_bound_is_taken() {
+    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    config.max_inflight = 1;
+    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
+    stand(&mut r, at(ELECTION));
+    let limit = 4 + (1 << 16);
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![Entry {
+            slot: Slot(limit),
+            ballot: ballot(0, N2),
+            value: Value {
+                epoch: Epoch(0),
+                payload: Payload::Noop,
+            },
+        }],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    assert_eq!(r.counters().malformed, 0);
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+}
+
+/// election.rs `maybe_finish_recovery`: a new master catching up keeps its ballot until its
+/// recovery deadline (two election timeouts), instead of standing again at every tick.
+#[test]
+fn a_recovering_master_keeps_its_ballot_until_the_recovery_deadline() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(5),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    assert_eq!(
+        r.role(),
+        Role::Recovering {
+            ballot: ballot(1, N1)
+        }
+    );
+    r.on_tick(at(ELECTION + 10)).unwrap();
+    drive(&mut r);
+    assert_eq!(
+        r.role(),
+        Role::Recovering {
+            ballot: ballot(1, N1)
+        }
+    );
+}
+
+/// election.rs `on_reject`: a candidate ignores a rejection of some other ballot.
+#[test]
+fn a_candidate_ignores_a_rejection_of_another_ballot() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let reject = Message::Reject {
+        ballot: ballot(0, N1),
+        promised: ballot(3, N3),
+    };
+    r.on_message(at(ELECTION), N3, reject).unwrap();
+    drive(&mut r);
+    assert_eq!(
+        r.role(),
+        Role::Candidate {
+            ballot: ballot(1, N1)
+        }
+    );
+}
+
+/// lease.rs `heartbeat_if_due`: a heartbeat goes out exactly one interval after the last.
+#[test]
+fn a_heartbeat_goes_out_exactly_one_interval_after_the_last() {
+    let mut r = elected_master();
+    r.on_tick(at(ELECTION)).unwrap();
+    let beats = |ready: &Ready| {
+        ready
+            .messages
+            .iter()
+            .filter(|e| matches!(e.msg, Message::Heartbeat { .. }))
+            .count()
+    };
+    assert_eq!(beats(&drive(&mut r)), 2);
+    r.on_tick(at(ELECTION + 99)).unwrap();
+    assert_eq!(beats(&drive(&mut r)), 0);
+    r.on_tick(at(ELECTION + 100)).unwrap();
+    assert_eq!(beats(&drive(&mut r)), 2);
+}
+
+/// lease.rs `on_heartbeat_ack`: an ack for another ballot is counted as stale.
+#[test]
+fn a_heartbeat_ack_of_another_ballot_is_counted_stale() {
+    let mut r = elected_master();
+    let before = r.counters().stale_ballot;
+    let ack = Message::HeartbeatAck {
+        ballot: ballot(0, N1),
+        seq: 1,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION), N2, ack).unwrap();
+    assert_eq!(r.counters().stale_ballot, before + 1);
+    assert!(!r.lease_valid(at(ELECTION)));
+}
+
+fn accept(slots: &[u64]) -> Message {
+    Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: slots
+            .iter()
+            .map(|&s| Entry {
+                slot: Slot(s),
+                ballot: ballot(1, N1),
+                value: Value {
+                    epoch: Epoch(1),
+                    payload: Payload::Command(vec![s as u8].into()),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// replica.rs `outbox_range` / `read_entries`: a promise reports entries accepted earlier in
+/// the same Ready, before they were written (a driver may feed several inputs per Ready).
+#[test]
+fn a_promise_reports_entries_accepted_earlier_in_the_same_ready() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, accept(&[1, 2])).unwrap();
+    let prepare = Message::Prepare {
+        ballot: ballot(2, N3),
+        from: Slot(1),
+    };
+    r.on_message(at(ELECTION), N3, prepare).unwrap();
+    let ready = drive(&mut r);
+    let reported: Vec<Slot> = ready
+        .after_persist
+        .iter()
+        .find_map(|e| match &e.msg {
+            Message::Promise { entries, .. } => Some(entries.iter().map(|e| e.slot).collect()),
+            _ => None,
+        })
+        .expect("a promise");
+    assert_eq!(reported, vec![Slot(1), Slot(2)]);
+}
+
+/// replica.rs `write_entry`: entries written out of order, or twice, in one Ready reach the
+/// log sorted and once per slot.
+#[test]
+fn entries_written_out_of_order_or_twice_in_one_ready_are_persisted_sorted_once() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, accept(&[3])).unwrap();
+    r.on_message(at(101), N1, accept(&[1, 2])).unwrap();
+    r.on_message(at(102), N1, accept(&[2])).unwrap();
+    let ready = drive(&mut r);
+    let slots: Vec<Slot> = ready.persist.entries.iter().map(|e| e.slot).collect();
+    assert_eq!(slots, vec![Slot(1), Slot(2), Slot(3)]);
+}
+
+/// replica.rs `set_compacted`: an entry waiting to be written at the slot a snapshot now covers
+/// is dropped from the Ready, not written next to the compaction.
+#[test]
+fn an_entry_at_the_snapshot_point_is_not_written_with_the_compaction() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, accept(&[1, 2])).unwrap();
+    r.on_snapshot_installed(at(101), Slot(2)).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(ready.persist.compact_through, Some(Slot(2)));
+    assert_eq!(ready.persist.entries, vec![]);
+}
+
+/// replication.rs `on_accept`: entries beyond the accept window are left out and counted.
+#[test]
+fn entries_beyond_the_accept_window_are_counted_and_left_out() {
+    let mut r = replica(N2);
+    let window = r.config().accept_window();
+    r.on_message(at(100), N1, accept(&[1, window + 1])).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(r.counters().beyond_accept_window, 1);
+    let slots: Vec<Slot> = ready.persist.entries.iter().map(|e| e.slot).collect();
+    assert_eq!(slots, vec![Slot(1)]);
+}
+
+/// replication.rs `batches`: an Accept carries about `max_batch_bytes` of payload at most; more
+/// goes in the next Accept to the same follower.
+#[test]
+fn accepts_are_split_by_payload_bytes() {
+    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    config.max_batch_bytes = 100;
+    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    for _ in 0..3 {
+        r.propose(at(ELECTION), vec![9u8; 60]).unwrap();
+    }
+    let ready = drive(&mut r);
+    let accepts_to_n2 = ready
+        .messages
+        .iter()
+        .filter(|e| e.to == N2 && matches!(e.msg, Message::Accept { .. }))
+        .count();
+    assert_eq!(accepts_to_n2, 3, "76 bytes each, at most 100 per Accept");
+}
