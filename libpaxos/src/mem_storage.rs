@@ -10,9 +10,10 @@ use crate::ready::Persist;
 use crate::storage::{HardState, LogStore, Storage, StorageError};
 use crate::types::{Entry, Slot};
 
-/// The reference storage: one `BTreeMap` of entries as written, plus, for every slot changed
-/// since the last sync, what it durably held before (an undo record). A sync forgets the undo
-/// records; a crash plays them back. So an entry is stored once, and written with one clone.
+/// The reference storage: one `BTreeMap` of entries as written, plus, for every change since
+/// the last sync, what the slot held before (an undo record; the first one of a slot is what
+/// is durable there). A sync forgets the undo records; a crash plays them back, newest first.
+/// So an entry is stored once, and written with one clone (which shares its payload).
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     hard_state: HardState,
@@ -20,8 +21,9 @@ pub struct MemStorage {
     entries: BTreeMap<Slot, Entry>,
     durable_hard_state: HardState,
     durable_compacted: Slot,
-    /// Per slot changed since the last sync: its durable entry then (`None`: it had none).
-    undo: BTreeMap<Slot, Option<Entry>>,
+    /// Every change since the last sync, in order: the slot and what it held before (`None`:
+    /// nothing).
+    undo: Vec<(Slot, Option<Entry>)>,
     /// Slots written since the last sync, in write order (repeats possible).
     written_slots: Vec<Slot>,
     /// Whether anything was written since the last sync.
@@ -37,7 +39,7 @@ impl MemStorage {
 
     /// Simulates a power cut: everything written since the last sync is gone.
     pub fn crash(&mut self) {
-        for (slot, old) in core::mem::take(&mut self.undo) {
+        while let Some((slot, old)) = self.undo.pop() {
             match old {
                 Some(entry) => {
                     self.entries.insert(slot, entry);
@@ -68,25 +70,27 @@ impl MemStorage {
         if slot <= self.durable_compacted {
             return None;
         }
-        match self.undo.get(&slot) {
-            Some(old) => old.as_ref(),
+        match self.undo.iter().find(|(s, _)| *s == slot) {
+            Some((_, old)) => old.as_ref(),
             None => self.entries.get(&slot),
         }
     }
 
     /// Every durable entry, in slot order.
     pub fn durable_entries(&self) -> Vec<Entry> {
-        let mut out: BTreeMap<Slot, &Entry> = self
+        let mut out: BTreeMap<Slot, Option<&Entry>> = self
             .entries
             .iter()
-            .filter(|(slot, _)| !self.undo.contains_key(slot))
-            .map(|(slot, e)| (*slot, e))
+            .map(|(slot, e)| (*slot, Some(e)))
             .collect();
-        for (slot, old) in &self.undo {
-            if let Some(entry) = old {
-                out.insert(*slot, entry);
-            }
+        // Newest first, so the oldest record of a slot (its durable content) wins.
+        for (slot, old) in self.undo.iter().rev() {
+            out.insert(*slot, old.as_ref());
         }
+        let out: BTreeMap<Slot, &Entry> = out
+            .into_iter()
+            .filter_map(|(slot, e)| Some((slot, e?)))
+            .collect();
         out.into_values()
             .filter(|e| e.slot > self.durable_compacted)
             .cloned()
@@ -116,9 +120,9 @@ impl MemStorage {
         }
     }
 
-    /// Records `slot`'s durable content before its first change since the last sync.
+    /// Records what `slot` held before a change.
     fn remember(&mut self, slot: Slot, old: Option<Entry>) {
-        self.undo.entry(slot).or_insert(old);
+        self.undo.push((slot, old));
     }
 }
 
