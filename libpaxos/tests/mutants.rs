@@ -353,6 +353,8 @@ fn an_entry_at_the_snapshot_point_is_not_written_with_the_compaction() {
 fn entries_beyond_the_accept_window_are_counted_and_left_out() {
     let mut r = replica(N2);
     let window = r.config().accept_window();
+    r.on_message(at(99), N1, accept(&[1])).unwrap();
+    assert_eq!(r.counters().beyond_accept_window, 0);
     r.on_message(at(100), N1, accept(&[1, window + 1])).unwrap();
     let ready = drive(&mut r);
     assert_eq!(r.counters().beyond_accept_window, 1);
@@ -385,4 +387,86 @@ fn accepts_are_split_by_payload_bytes() {
         .filter(|e| e.to == N2 && matches!(e.msg, Message::Accept { .. }))
         .count();
     assert_eq!(accepts_to_n2, 3, "76 bytes each, at most 100 per Accept");
+}
+
+/// catchup.rs `on_catch_up`: an answer that helps but leaves the replica behind the sender's
+/// commit index asks for the rest at once.
+#[test]
+fn a_catch_up_that_leaves_the_replica_behind_asks_for_the_rest() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
+    drive(&mut r);
+    let answer = Message::CatchUp {
+        commit: Slot(3),
+        entries: vec![Entry {
+            slot: Slot(1),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Noop,
+            },
+        }],
+    };
+    r.on_message(at(105), N1, answer).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(2)]);
+}
+
+/// election.rs `maybe_finish_recovery`: a new master whose recovery stalls for two election
+/// timeouts stands again with a higher ballot.
+#[test]
+fn a_recovery_that_stalls_past_its_deadline_starts_over() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(5),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    // It keeps its lease (n2 acks every heartbeat) but never gets the chosen prefix.
+    let timeout = r.config().election_timeout.as_millis() as u64;
+    let mut t = ELECTION;
+    while t < ELECTION + 2 * timeout {
+        r.on_tick(at(t)).unwrap();
+        for e in drive(&mut r).messages {
+            if let Message::Heartbeat { ballot, seq, .. } = e.msg
+                && e.to == N2
+            {
+                let ack = Message::HeartbeatAck {
+                    ballot,
+                    seq,
+                    commit: Slot::ZERO,
+                };
+                r.on_message(at(t), N2, ack).unwrap();
+            }
+        }
+        assert!(
+            matches!(r.role(), Role::Recovering { .. }),
+            "{t}: {:?}",
+            r.role()
+        );
+        t += 50;
+    }
+    r.on_tick(at(ELECTION + 2 * timeout)).unwrap();
+    drive(&mut r);
+    assert!(
+        matches!(r.role(), Role::Candidate { ballot } if ballot.round > 1),
+        "{:?}",
+        r.role()
+    );
+}
+
+/// election.rs `on_reject`: a candidate whose own ballot is rejected stops standing.
+#[test]
+fn a_candidate_whose_ballot_is_rejected_steps_down() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let reject = Message::Reject {
+        ballot: ballot(1, N1),
+        promised: ballot(3, N3),
+    };
+    r.on_message(at(ELECTION), N3, reject).unwrap();
+    drive(&mut r);
+    assert_eq!(r.role(), Role::Follower { master: None });
 }
