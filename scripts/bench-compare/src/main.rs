@@ -247,7 +247,9 @@ fn raft_run(batch: usize, total: usize) -> Duration {
     let mut proposed = 0;
     while proposed < total {
         for _ in 0..batch {
-            cell.nodes[0].propose(vec![], PAYLOAD.to_vec()).expect("propose");
+            cell.nodes[0]
+                .propose(vec![], PAYLOAD.to_vec())
+                .expect("propose");
         }
         proposed += batch;
         cell.pump();
