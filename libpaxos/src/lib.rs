@@ -74,6 +74,9 @@ pub enum Fault {
     PromiseBeforeDurable,
     /// The master counts an `Accepted` of any ballot as a vote for its own.
     AcceptedOfAnyBallot,
+    /// A follower marks a slot committed whatever ballot it accepted it at (not only the
+    /// master's, which alone is known to propose the chosen value).
+    LearnCommitAnyBallot,
     /// An acceptor takes an Accept of a ballot below its promise.
     AcceptBelowPromise,
     /// The master counts a heartbeat ack of any ballot toward its lease.

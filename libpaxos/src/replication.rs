@@ -277,11 +277,15 @@ impl<S: Storage> Replica<S> {
         ballot: Ballot,
         master_commit: Slot,
     ) -> Result<(), Error> {
+        #[cfg(feature = "fault-injection")]
+        let any_ballot = self.config.fault == Some(crate::Fault::LearnCommitAnyBallot);
+        #[cfg(not(feature = "fault-injection"))]
+        let any_ballot = false;
         let mut commit = self.commit;
         while commit < master_commit {
             let slot = commit.next();
             match self.read_entry(slot)? {
-                Some(entry) if entry.ballot == ballot => commit = slot,
+                Some(entry) if entry.ballot == ballot || any_ballot => commit = slot,
                 _ => break,
             }
         }

@@ -307,3 +307,7 @@ fn debug_assertions_are_on() {
         "the simulation must run with debug assertions on: use `--profile sim`, not `--release`"
     );
 }
+mutation_test!(
+    catches_a_commit_learned_from_another_ballot,
+    Fault::LearnCommitAnyBallot
+);
