@@ -2,6 +2,7 @@
 //! directory; snapshots, trimming bounds, installs and replay.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use libpaxos::{Committed, Slot, Storage};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -9,6 +10,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use crate::codec;
 use crate::command::Applied;
 use crate::config::DbConfig;
+use crate::durable::{self, SledSync, SyncCounters};
 use crate::error::DbError;
 use crate::log_store::{COMPACTED_KEY, SledLogStore};
 use crate::namespace::Namespace;
@@ -21,6 +23,8 @@ use crate::transfer::{SnapshotInstaller, SnapshotReader};
 pub struct Database {
     config: DbConfig,
     db: sled::Db,
+    /// Durable flushes of `db` (shared with the log store).
+    sync: Arc<SledSync>,
     namespace: Namespace,
     snapshot_dir: PathBuf,
     latest: Option<SnapshotInfo>,
@@ -132,9 +136,11 @@ impl Database {
                 .cache_capacity(config.cache_bytes),
         )
         .map_err(|e| DbError::sled("opening the database", e))?;
+        let sync = Arc::new(SledSync::new(&sled_dir));
+        make_layout_durable(&db, &sync, &config.dir, &sled_dir, &snapshot_dir)?;
         drop_stale_generations(&db)?;
         let namespace = Namespace::open(&db, config.limits.clone())?;
-        let log = SledLogStore::open(&db)?.with_location(&sled_dir);
+        let log = SledLogStore::open_shared(&db, sync.clone())?;
         let mut counters = DbCounters::default();
         let latest = newest_valid_snapshot_and_prune(&snapshot_dir, &mut counters)?;
         let durable_applied = namespace.applied();
@@ -142,6 +148,7 @@ impl Database {
             Database {
                 config,
                 db,
+                sync,
                 namespace,
                 snapshot_dir,
                 latest,
@@ -184,14 +191,21 @@ impl Database {
         self.namespace.apply_batch(batch)
     }
 
-    /// Flushes sled (the fsync) and records the applied index it made durable.
+    /// Flushes sled and fsyncs what it wrote (durable against power loss), and records the
+    /// applied index it made durable. A failure is [`DbError::SyncFailed`]: fatal, and every
+    /// later flush of this database (and sync of its log store) fails the same way without
+    /// trying again.
     pub fn flush(&mut self) -> Result<(), DbError> {
         let applied = self.namespace.applied();
-        self.db
-            .flush()
-            .map_err(|e| DbError::sled("flushing the database", e))?;
+        self.sync.flush(&self.db)?;
         self.durable_applied = applied;
         Ok(())
+    }
+
+    /// The durability work done by flushes and log syncs of this database (fsyncs of files
+    /// and directories, failures).
+    pub fn sync_counters(&self) -> SyncCounters {
+        self.sync.counters()
     }
 
     /// Records that a flush which started when the namespace was at `applied` completed (for
@@ -313,6 +327,11 @@ impl Database {
     ) -> Result<Result<Slot, DbError>, DbError> {
         let (file, new) = match self.stage(info) {
             Ok(staged) => staged,
+            // A failed sync is never a mere refusal: it is fatal (never retried).
+            Err(err @ DbError::SyncFailed(_)) => {
+                self.counters.install_failures += 1;
+                return Err(err);
+            }
             Err(err) => {
                 self.counters.installs_refused += 1;
                 return Ok(Err(err));
@@ -348,9 +367,7 @@ impl Database {
             NsTrees::drop_trees(&self.db, new)?;
             return Err(err);
         }
-        self.db
-            .flush()
-            .map_err(|e| DbError::sled("flushing an installed namespace", e))?;
+        self.sync.flush(&self.db)?;
         Ok((file, new))
     }
 
@@ -368,7 +385,7 @@ impl Database {
             .db
             .open_tree(DB_META_TREE)
             .map_err(|e| DbError::sled("opening db.meta", e))?;
-        let log = SledLogStore::open(&self.db)?;
+        let log = SledLogStore::open_shared(&self.db, self.sync.clone())?;
         let compacted = log.compacted_through()?.max(applied);
         [&db_meta, log.meta_tree()]
             .transaction(|t| {
@@ -382,9 +399,7 @@ impl Database {
                     DbError::sled("switching namespace generation", "transaction aborted")
                 }
             })?;
-        self.db
-            .flush()
-            .map_err(|e| DbError::sled("flushing the generation switch", e))?;
+        self.sync.flush(&self.db)?;
         self.namespace = Namespace::open(&self.db, self.config.limits.clone())?;
         self.durable_applied = self.namespace.applied();
         NsTrees::drop_trees(&self.db, old)?;
@@ -470,6 +485,34 @@ fn flush_batches(trees: &NsTrees, batches: &mut [sled::Batch]) -> Result<(), DbE
         .tree(store::TreeTag::Meta)
         .flush()
         .map_err(|e| DbError::sled("flushing an installed namespace", e))?;
+    Ok(())
+}
+
+/// Makes the database's files and names durable at open: sled's config file, then sled's
+/// directory and data file (a durable flush), then the snapshot directory, the data directory
+/// and its parent (which hold the names created on first start). Done at every open, so a
+/// power cut during a first start is covered by the next one.
+fn make_layout_durable(
+    db: &sled::Db,
+    sync: &SledSync,
+    dir: &Path,
+    sled_dir: &Path,
+    snapshot_dir: &Path,
+) -> Result<(), DbError> {
+    let conf = sled_dir.join("conf");
+    durable::fsync_path(&conf).map_err(|e| {
+        DbError::SyncFailed(durable::SyncError {
+            path: conf.clone(),
+            doing: "fsyncing sled's config file",
+            reason: e.to_string(),
+        })
+    })?;
+    sync.flush(db)?;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    durable::fsync_dirs(&[snapshot_dir, dir, parent])?;
     Ok(())
 }
 

@@ -167,6 +167,11 @@ pub enum DbError {
     /// generation can be staged for an install.
     #[error("namespace generation {0} cannot be incremented; the install is refused")]
     GenerationExhausted(u64),
+    /// A flush or fsync failed. Fatal: the database refuses every later flush with the same
+    /// error without trying again (a retried fsync can succeed after the kernel dropped the
+    /// pages it failed to write); stop the process and recover from disk at restart.
+    #[error("{0}")]
+    SyncFailed(#[from] crate::durable::SyncError),
     /// No snapshot has been taken yet.
     #[error("no snapshot exists yet")]
     NoSnapshot,

@@ -59,9 +59,14 @@ pub enum GlueError {
     /// The Paxos core refused an input (configuration or storage read failure).
     #[error("paxos core: {0}")]
     Paxos(#[from] libpaxos::Error),
-    /// The log store failed to write or sync.
+    /// The log store failed to write.
     #[error("log store: {0}")]
     Log(#[from] libpaxos::StorageError),
+    /// A sync (the log store's, or the namespace's flush) failed. Fatal like the others, and
+    /// more: never retry it (a retried fsync can report success after the kernel dropped the
+    /// pages it could not write). Stop the process; restart recovers from what is on disk.
+    #[error("sync failed (fatal, never retried; restart and recover from disk): {0}")]
+    SyncFailed(String),
     /// The namespace or a snapshot failed.
     #[error("database: {0}")]
     Db(#[from] DbError),
@@ -119,6 +124,8 @@ pub struct GlueCounters {
     pub deferred_applies: u64,
     /// Snapshot writes that failed.
     pub snapshot_failures: u64,
+    /// Syncs that failed ([`GlueError::SyncFailed`], fatal).
+    pub sync_failures: u64,
 }
 
 /// A replica of the cell with its database. Generic over the log store so simulations can
@@ -245,7 +252,10 @@ impl<S: LogStore> DbReplica<S> {
         }
         if !ready.persist.is_empty() {
             let applied_before = self.db.namespace().applied();
-            self.replica.storage_mut().sync()?;
+            self.replica
+                .storage_mut()
+                .sync()
+                .map_err(|e| self.sync_failed(e))?;
             self.counters.syncs += 1;
             if self.shared_flush {
                 // The log's flush was the whole sled database's: every apply before it is
@@ -274,7 +284,7 @@ impl<S: LogStore> DbReplica<S> {
             if let Some(last) = ready.committed.last() {
                 self.replica.on_applied(last.slot);
                 if !self.shared_flush {
-                    self.db.flush()?;
+                    self.flush_namespace()?;
                 }
             }
         }
@@ -359,7 +369,7 @@ impl<S: LogStore> DbReplica<S> {
         if let Some(last) = out.applied.last() {
             self.replica.on_applied(last.slot);
             if !self.shared_flush {
-                self.db.flush()?;
+                self.flush_namespace()?;
             }
         }
         Ok(out)
@@ -416,7 +426,12 @@ impl<S: LogStore> DbReplica<S> {
             Ok(info) => info,
             Err(err) => return Err(self.refuse(err)),
         };
-        let slot = match self.db.install_or_refuse(&info)? {
+        let installed = match self.db.install_or_refuse(&info) {
+            Ok(installed) => installed,
+            Err(DbError::SyncFailed(e)) => return Err(self.sync_failed(e)),
+            Err(e) => return Err(e.into()),
+        };
+        let slot = match installed {
             Ok(slot) => slot,
             Err(err) => return Err(self.refuse(err)),
         };
@@ -430,12 +445,29 @@ impl<S: LogStore> DbReplica<S> {
                 compact_through: Some(slot),
                 ..Persist::default()
             })?;
-            log.sync()?;
+            if let Err(e) = log.sync() {
+                return Err(self.sync_failed(e));
+            }
         }
         self.delivered = self.delivered.max(slot);
         self.counters.snapshots_installed += 1;
         self.replica.on_snapshot_installed(now, slot)?;
         Ok(Some(slot))
+    }
+
+    /// A failed sync: counted, and reported as the fatal [`GlueError::SyncFailed`].
+    fn sync_failed(&mut self, err: impl core::fmt::Display) -> GlueError {
+        self.counters.sync_failures += 1;
+        GlueError::SyncFailed(err.to_string())
+    }
+
+    /// The namespace's own flush (log stores other than the sled one).
+    fn flush_namespace(&mut self) -> Result<(), GlueError> {
+        match self.db.flush() {
+            Ok(()) => Ok(()),
+            Err(DbError::SyncFailed(e)) => Err(self.sync_failed(e)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn refuse(&mut self, err: DbError) -> GlueError {

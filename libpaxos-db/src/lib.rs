@@ -15,6 +15,7 @@ pub mod codec;
 pub mod command;
 pub mod config;
 mod database;
+mod durable;
 mod error;
 pub mod glue;
 pub mod lock;
@@ -35,6 +36,7 @@ pub use command::{
 };
 pub use config::{ConfigError, DbConfig, Limits};
 pub use database::{Database, DbCounters, open_sled};
+pub use durable::{SyncCounters, SyncError};
 pub use error::DbError;
 pub use glue::{DbReplica, GlueCounters, GlueError, Output};
 pub use lock::LockState;
