@@ -135,7 +135,10 @@ impl Database {
                 .path(&sled_dir)
                 .cache_capacity(config.cache_bytes),
         )
-        .map_err(|e| DbError::sled("opening the database", e))?;
+        .map_err(|e| DbError::OpenFailed {
+            dir: sled_dir.clone(),
+            reason: e.to_string(),
+        })?;
         let sync = Arc::new(SledSync::new(&sled_dir));
         make_layout_durable(&db, &sync, &config.dir, &sled_dir, &snapshot_dir)?;
         drop_stale_generations(&db)?;

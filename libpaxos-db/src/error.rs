@@ -167,6 +167,18 @@ pub enum DbError {
     /// generation can be staged for an install.
     #[error("namespace generation {0} cannot be incremented; the install is refused")]
     GenerationExhausted(u64),
+    /// sled refused to open its files (damaged by a failing disk, or another process holds
+    /// them). The message names the directory; `docs/database.md` ("Rebuilding a member")
+    /// says how to rebuild the member from its peers.
+    #[error(
+        "cannot open the database in {dir}: sled refused its files: {reason}; if the files are damaged, rebuild this member from its peers (docs/database.md, \"Rebuilding a member\")"
+    )]
+    OpenFailed {
+        /// The sled directory.
+        dir: PathBuf,
+        /// sled's message.
+        reason: String,
+    },
     /// A flush or fsync failed. Fatal: the database refuses every later flush with the same
     /// error without trying again (a retried fsync can succeed after the kernel dropped the
     /// pages it failed to write); stop the process and recover from disk at restart.

@@ -121,3 +121,26 @@ fn the_sled_store_refuses_writes_after_a_failed_sync() {
     assert_eq!(store.sync_counters().failures, 1);
     assert_eq!(store.counters().io_failures, 3);
 }
+
+#[test]
+fn files_sled_refuses_to_open_are_an_error_naming_the_directory() {
+    let dir = TempDir::new("open-refused");
+    let held = Database::open(DbConfig::new(dir.path())).expect("first open");
+    // A second open of the same files (here: their lock is held) is refused by sled.
+    let err = match Database::open(DbConfig::new(dir.path())) {
+        Err(err) => err,
+        Ok(_) => panic!("the second open succeeded"),
+    };
+    let sled_dir = dir.path().join("sled");
+    assert!(
+        matches!(&err, libpaxos_db::DbError::OpenFailed { dir, .. } if *dir == sled_dir),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&sled_dir.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("Rebuilding a member"), "{message}");
+    drop(held);
+}
