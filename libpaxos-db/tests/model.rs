@@ -226,12 +226,12 @@ proptest! {
         let mut restarted = open(&dirs[0]);
         let mut installed = open(&dirs[1]);
         prop_assert_eq!(installed.install(&info).unwrap(), Slot(split as u64));
-        for i in split..commands.len() {
+        for (i, (command, _)) in commands.iter().enumerate().skip(split) {
             let want = steady.apply(&committed_at(i)).unwrap();
             let got_restarted = restarted.apply(&committed_at(i)).unwrap();
             let got_installed = installed.apply(&committed_at(i)).unwrap();
-            prop_assert_eq!(&got_restarted, &want, "restarted replica, step {}: {:?}", i, commands[i].0);
-            prop_assert_eq!(&got_installed, &want, "installed replica, step {}: {:?}", i, commands[i].0);
+            prop_assert_eq!(&got_restarted, &want, "restarted replica, step {}: {:?}", i, command);
+            prop_assert_eq!(&got_installed, &want, "installed replica, step {}: {:?}", i, command);
         }
         let digest = steady.namespace().digest().unwrap();
         prop_assert_eq!(restarted.namespace().digest().unwrap(), digest);
