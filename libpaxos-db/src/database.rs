@@ -32,6 +32,68 @@ pub struct Database {
     /// After a failed snapshot write: no new attempt before this applied index.
     snapshot_retry_at: Option<Slot>,
     counters: DbCounters,
+    /// Test hook: abort right after an install's generation switch.
+    crash_after_switch: bool,
+}
+
+/// The slow half of a snapshot install, to run off the replica loop (a blocking thread): see
+/// [`Database::install_job`]. It writes only the trees of a generation that is not live.
+pub struct InstallJob {
+    db: sled::Db,
+    sync: Arc<SledSync>,
+    info: SnapshotInfo,
+    generation: u64,
+}
+
+impl core::fmt::Debug for InstallJob {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InstallJob")
+            .field("snapshot", &self.info.applied)
+            .field("path", &self.info.path)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// A namespace generation filled from a snapshot and made durable, ready to be switched to by
+/// [`Database::finish_install`].
+#[derive(Debug)]
+pub struct StagedInstall {
+    file: SnapshotInfo,
+    generation: u64,
+}
+
+impl StagedInstall {
+    /// The snapshot's applied index.
+    pub fn applied(&self) -> Slot {
+        self.file.applied
+    }
+}
+
+impl InstallJob {
+    /// The snapshot's applied index.
+    pub fn applied(&self) -> Slot {
+        self.info.applied
+    }
+
+    /// Fills the new generation from the file (re-verifying every record as it reads, in
+    /// batches of at most 8 MiB), and makes it durable. On failure the partial generation is
+    /// dropped.
+    pub fn run(self) -> Result<StagedInstall, DbError> {
+        let mut file = SnapshotFile::open(&self.info.path)?;
+        NsTrees::drop_trees(&self.db, self.generation)?;
+        let trees = NsTrees::open(&self.db, self.generation)?;
+        if let Err(err) = fill(&trees, &mut file) {
+            drop(trees);
+            NsTrees::drop_trees(&self.db, self.generation)?;
+            return Err(err);
+        }
+        self.sync.flush(&self.db)?;
+        Ok(StagedInstall {
+            file: file.info.clone(),
+            generation: self.generation,
+        })
+    }
 }
 
 /// Counts of the database's own failure paths (the namespace and log count theirs).
@@ -158,6 +220,7 @@ impl Database {
                 durable_applied,
                 snapshot_retry_at: None,
                 counters,
+                crash_after_switch: false,
             },
             log,
         ))
@@ -323,12 +386,58 @@ impl Database {
     /// [`install`](Self::install), telling the two kinds of failure apart: the inner error is
     /// a refusal before the switch (bad file, not ahead, the new generation could not be
     /// filled), after which everything is as it was and the replica may carry on; the outer
-    /// one a failure after the switch, after which the database must be reopened.
+    /// one a failure after the switch, or a failed sync, after which the database must be
+    /// reopened.
     pub(crate) fn install_or_refuse(
         &mut self,
         info: &SnapshotInfo,
     ) -> Result<Result<Slot, DbError>, DbError> {
-        let (file, new) = match self.stage(info) {
+        let job = match self.install_job(info) {
+            Ok(job) => job,
+            Err(err) => {
+                self.counters.installs_refused += 1;
+                return Ok(Err(err));
+            }
+        };
+        let staged = job.run();
+        self.finish_install(staged)
+    }
+
+    /// The slow half of installing `info`, to run off the replica loop: [`InstallJob::run`]
+    /// fills a fresh namespace generation from the file (re-verifying it) and makes it
+    /// durable, touching nothing live. Hand its result to
+    /// [`finish_install`](Self::finish_install). Refused at once if the snapshot is not ahead
+    /// of the namespace.
+    pub fn install_job(&self, info: &SnapshotInfo) -> Result<InstallJob, DbError> {
+        if info.applied <= self.namespace.applied() {
+            return Err(DbError::SnapshotBehind {
+                snapshot: info.applied,
+                applied: self.namespace.applied(),
+            });
+        }
+        let old = self.namespace.trees().generation;
+        let generation = old
+            .checked_add(1)
+            .ok_or(DbError::GenerationExhausted(old))?;
+        Ok(InstallJob {
+            db: self.db.clone(),
+            sync: self.sync.clone(),
+            info: info.clone(),
+            generation,
+        })
+    }
+
+    /// The quick half of an install, on the replica loop: switches to the staged generation
+    /// and compacts the log through the snapshot in one transaction, makes that durable,
+    /// reloads the namespace and drops what the switch made garbage. The inner error is a
+    /// refusal (staging failed, or the namespace moved on meanwhile: the staged trees are
+    /// dropped and everything live is as it was); the outer one is fatal (a failed sync, or a
+    /// failure after the switch): reopen the database.
+    pub fn finish_install(
+        &mut self,
+        staged: Result<StagedInstall, DbError>,
+    ) -> Result<Result<Slot, DbError>, DbError> {
+        let staged = match staged {
             Ok(staged) => staged,
             // A failed sync is never a mere refusal: it is fatal (never retried).
             Err(err @ DbError::SyncFailed(_)) => {
@@ -340,49 +449,52 @@ impl Database {
                 return Ok(Err(err));
             }
         };
+        let live = self.namespace.trees().generation;
+        let refusal = if staged.generation != live.saturating_add(1) {
+            Some(DbError::SnapshotRecord {
+                file: staged.file.path.clone(),
+                offset: 0,
+                reason: format!(
+                    "staged as namespace generation {}, but generation {live} is live",
+                    staged.generation
+                ),
+            })
+        } else if staged.file.applied <= self.namespace.applied() {
+            Some(DbError::SnapshotBehind {
+                snapshot: staged.file.applied,
+                applied: self.namespace.applied(),
+            })
+        } else {
+            None
+        };
+        if let Some(err) = refusal {
+            self.counters.installs_refused += 1;
+            if staged.generation != live {
+                NsTrees::drop_trees(&self.db, staged.generation)?;
+            }
+            return Ok(Err(err));
+        }
         let slot = self
-            .switch(info, file, new)
+            .switch(&staged)
             .inspect_err(|_| self.counters.install_failures += 1)?;
         self.counters.snapshots_installed += 1;
         Ok(Ok(slot))
     }
 
-    /// Fills a fresh namespace generation from the file and flushes it; the live namespace
-    /// and the log are untouched. Returns the file (for its header) and the new generation.
-    fn stage(&mut self, info: &SnapshotInfo) -> Result<(SnapshotFile, u64), DbError> {
-        let mut file = SnapshotFile::open(&info.path)?;
-        let applied = file.info.applied;
-        if applied <= self.namespace.applied() {
-            return Err(DbError::SnapshotBehind {
-                snapshot: applied,
-                applied: self.namespace.applied(),
-            });
+    /// Drops a staged generation that will not be switched to (counted as a refused install).
+    pub(crate) fn abandon_install(&mut self, staged: StagedInstall) -> Result<(), DbError> {
+        self.counters.installs_refused += 1;
+        if staged.generation != self.namespace.trees().generation {
+            NsTrees::drop_trees(&self.db, staged.generation)?;
         }
-        let old = self.namespace.trees().generation;
-        let new = old
-            .checked_add(1)
-            .ok_or(DbError::GenerationExhausted(old))?;
-        NsTrees::drop_trees(&self.db, new)?;
-        let trees = NsTrees::open(&self.db, new)?;
-        let filled = fill(&trees, &mut file);
-        if let Err(err) = filled {
-            drop(trees);
-            NsTrees::drop_trees(&self.db, new)?;
-            return Err(err);
-        }
-        self.sync.flush(&self.db)?;
-        Ok((file, new))
+        Ok(())
     }
 
     /// Switches to the staged generation and compacts the log through the snapshot in one
     /// transaction, flushes, reloads the namespace and drops what the switch made garbage.
-    fn switch(
-        &mut self,
-        info: &SnapshotInfo,
-        file: SnapshotFile,
-        new: u64,
-    ) -> Result<Slot, DbError> {
-        let applied = file.info.applied;
+    fn switch(&mut self, staged: &StagedInstall) -> Result<Slot, DbError> {
+        let applied = staged.file.applied;
+        let new = staged.generation;
         let old = self.namespace.trees().generation;
         let db_meta = self
             .db
@@ -403,14 +515,26 @@ impl Database {
                 }
             })?;
         self.sync.flush(&self.db)?;
+        if self.crash_after_switch {
+            // Test hook: die the way a kill would, right after the switch is durable.
+            std::process::abort();
+        }
         self.namespace = Namespace::open(&self.db, self.config.limits.clone())?;
         self.durable_applied = self.namespace.applied();
         NsTrees::drop_trees(&self.db, old)?;
         log.purge_compacted(compacted)?;
-        if info.path.parent() == Some(self.snapshot_dir.as_path()) {
-            self.latest = Some(file.info.clone());
+        if staged.file.path.parent() == Some(self.snapshot_dir.as_path()) {
+            self.latest = Some(staged.file.clone());
         }
         Ok(applied)
+    }
+
+    /// Test hook: abort the process right after an install's generation switch is durable
+    /// (before the namespace is reloaded and the old generation dropped), as a kill there
+    /// would. For crash tests only.
+    #[doc(hidden)]
+    pub fn crash_after_switch_for_tests(&mut self) {
+        self.crash_after_switch = true;
     }
 
     /// Applies the log's entries from the namespace's applied index through `through`, which

@@ -163,6 +163,10 @@ pub enum DbError {
     /// from under it. Retry the transfer once it has finished.
     #[error("a snapshot is being written; install refused until it finishes")]
     SnapshotInProgress,
+    /// A snapshot install is being staged off the replica loop; another transfer is refused
+    /// until it has finished.
+    #[error("a snapshot install is in progress; another transfer is refused until it finishes")]
+    InstallInProgress,
     /// The namespace generation counter read from `db.meta` is at its maximum, so no new
     /// generation can be staged for an install.
     #[error("namespace generation {0} cannot be incremented; the install is refused")]

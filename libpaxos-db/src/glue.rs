@@ -15,7 +15,7 @@ use libpaxos::{
 
 use crate::command::{Applied, Command};
 use crate::config::DbConfig;
-use crate::database::Database;
+use crate::database::{Database, InstallJob, StagedInstall};
 use crate::error::DbError;
 use crate::log_store::SledLogStore;
 use crate::snapshot::SnapshotJob;
@@ -145,6 +145,12 @@ pub struct DbReplica<S: LogStore = SledLogStore> {
     snapshot_pending: Option<Slot>,
     /// The highest committed slot handed out by the replica (applied or deferred).
     delivered: Slot,
+    /// Installs are handed out as jobs instead of run inside `receive_snapshot_chunk`.
+    background_installs: bool,
+    /// An install job ready to be taken by the server.
+    install_job: Option<InstallJob>,
+    /// The snapshot index of an install job handed out (or ready) and not yet finished.
+    install_pending: Option<Slot>,
 }
 
 impl DbReplica<SledLogStore> {
@@ -175,6 +181,9 @@ impl<S: LogStore> DbReplica<S> {
             background_snapshots: false,
             snapshot_pending: None,
             delivered: applied,
+            background_installs: false,
+            install_job: None,
+            install_pending: None,
         })
     }
 
@@ -289,7 +298,11 @@ impl<S: LogStore> DbReplica<S> {
             }
         }
         self.replica.on_persisted(now, ready.number)?;
-        if self.snapshot_pending.is_none() && self.db.snapshot_due() {
+        // No snapshot while an install is staged: its switch drops the trees a snapshot reads.
+        if self.snapshot_pending.is_none()
+            && self.install_pending.is_none()
+            && self.db.snapshot_due()
+        {
             if self.background_snapshots {
                 let job = self.db.snapshot_job();
                 self.snapshot_pending = Some(job.applied());
@@ -397,6 +410,9 @@ impl<S: LogStore> DbReplica<S> {
         now: Time,
         chunk: &SnapshotChunk,
     ) -> Result<Option<Slot>, GlueError> {
+        if self.install_pending.is_some() {
+            return Err(self.refuse(DbError::InstallInProgress));
+        }
         if chunk.offset == 0 {
             self.incoming = None;
             match self.db.receive_snapshot(chunk.applied, chunk.total) {
@@ -426,7 +442,73 @@ impl<S: LogStore> DbReplica<S> {
             Ok(info) => info,
             Err(err) => return Err(self.refuse(err)),
         };
-        let installed = match self.db.install_or_refuse(&info) {
+        if self.background_installs {
+            match self.db.install_job(&info) {
+                Ok(job) => {
+                    self.install_pending = Some(job.applied());
+                    self.install_job = Some(job);
+                    return Ok(None);
+                }
+                Err(err) => return Err(self.refuse(err)),
+            }
+        }
+        let installed = self.db.install_or_refuse(&info);
+        self.installed(now, installed)
+    }
+
+    /// Install snapshots received from peers off the replica loop: the last chunk no longer
+    /// installs inside [`receive_snapshot_chunk`](Self::receive_snapshot_chunk) but leaves an
+    /// [`InstallJob`] for [`take_install_job`](Self::take_install_job); the server runs it on a
+    /// blocking thread and passes its result to [`install_finished`](Self::install_finished).
+    /// Meanwhile `drive` persists, sends, ticks and applies as usual (the job writes only a
+    /// namespace generation that is not live), but takes no snapshot, and other transfers are
+    /// refused (`SnapshotRefused(InstallInProgress)`).
+    pub fn set_background_installs(&mut self, on: bool) {
+        self.background_installs = on;
+    }
+
+    /// The install job left by the last chunk of a transfer, with background installs. It must
+    /// be run and its result passed to [`install_finished`](Self::install_finished), failure
+    /// included: until then no snapshot is taken and no other transfer is accepted.
+    pub fn take_install_job(&mut self) -> Option<InstallJob> {
+        self.install_job.take()
+    }
+
+    /// The snapshot index of an install job handed out and not finished, if any.
+    pub fn install_in_progress(&self) -> Option<Slot> {
+        self.install_pending
+    }
+
+    /// Takes the result of an [`InstallJob`]: switches to the staged namespace (a quick
+    /// transaction and a sync), tells the replica, and returns the installed slot. A refusal
+    /// (the job failed, or the namespace moved past the snapshot meanwhile) is
+    /// [`GlueError::SnapshotRefused`]: nothing live changed. Other errors are fatal.
+    pub fn install_finished(
+        &mut self,
+        now: Time,
+        staged: Result<StagedInstall, DbError>,
+    ) -> Result<Option<Slot>, GlueError> {
+        self.install_pending = None;
+        self.install_job = None;
+        if self.snapshot_pending.is_some() {
+            // Cannot happen through this type (no snapshot job is handed out while an install
+            // is pending), but the switch would drop the trees the job reads: refuse.
+            if let Ok(staged) = staged {
+                self.db.abandon_install(staged)?;
+            }
+            return Err(self.refuse(DbError::SnapshotInProgress));
+        }
+        let installed = self.db.finish_install(staged);
+        self.installed(now, installed)
+    }
+
+    /// The common end of an install, inline or from a job.
+    fn installed(
+        &mut self,
+        now: Time,
+        installed: Result<Result<Slot, DbError>, DbError>,
+    ) -> Result<Option<Slot>, GlueError> {
+        let installed = match installed {
             Ok(installed) => installed,
             Err(DbError::SyncFailed(e)) => return Err(self.sync_failed(e)),
             Err(e) => return Err(e.into()),

@@ -35,7 +35,7 @@ pub use command::{
     Reply, Response, Sequencer,
 };
 pub use config::{ConfigError, DbConfig, Limits};
-pub use database::{Database, DbCounters, open_sled};
+pub use database::{Database, DbCounters, InstallJob, StagedInstall, open_sled};
 pub use durable::{SyncCounters, SyncError};
 pub use error::DbError;
 pub use glue::{DbReplica, GlueCounters, GlueError, Output};
