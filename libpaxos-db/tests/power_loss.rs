@@ -19,6 +19,13 @@
 //! Then the child starts again on that state and the next round cuts the power again. Files of
 //! 128 KiB (sled blob files, for the namespace and for the log) are a quarter of the writes.
 //!
+//! A second test cuts the power mid-install: a child installs a series of snapshots (40, 80,
+//! ... 240) through the chunked transfer and the off-loop install job, and the power goes
+//! after a random step (file received, generation staged, switched); the reopened namespace
+//! must be exactly one of the snapshots (by digest), at or past the last install the child
+//! acknowledged, with the log compacted exactly through it. With a sync that is sled's flush
+//! alone it fails (seed 1: "install of 120 acknowledged, namespace at 80").
+//!
 //! Before the fix (commit 56cb115, where a sync was sled's `flush` alone) every seed from 1 to
 //! 30 failed at its first power cut: seed 1 (prefix mode) "promise went back from (1, 1) to
 //! (0, 0)", seed 4 "commit went back from 19 to 1", seed 23 "sled failed while opening the
@@ -460,4 +467,179 @@ fn power_loss_never_loses_an_acknowledged_command() {
         "power-loss: {count} seeds from {first}, {ROUNDS} power cuts each, in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+const INSTALL_CHILD_DIR: &str = "LIBPAXOS_DB_POWER_LOSS_INSTALL_CHILD_DIR";
+const INSTALL_CHILD_SOURCE: &str = "LIBPAXOS_DB_POWER_LOSS_INSTALL_SOURCE";
+const INSTALL_TEST: &str = "power_loss_during_snapshot_installs_leaves_one_whole_snapshot";
+const SNAPSHOTS: u64 = 6;
+
+fn session_command(id: u64) -> Command {
+    Command::Client(ClientRequest {
+        session: SessionId(id),
+        seq: RequestSeq(1),
+        time: WallTime(id),
+        op: ClientOp::NewSession {
+            user: "install".into(),
+            lease: Duration::from_secs(3600),
+        },
+    })
+}
+
+/// Snapshot files at indexes 40, 80, ... (copies kept in `out`), with their digests.
+fn source_snapshots(dir: &Path, out: &Path) -> BTreeMap<u64, [u8; 32]> {
+    let (mut db, log) = Database::open(DbConfig::new(dir)).expect("source");
+    drop(log);
+    std::fs::create_dir_all(out).expect("out");
+    let mut digests = BTreeMap::new();
+    let mut slot = 0;
+    for _ in 0..SNAPSHOTS {
+        for _ in 0..40 {
+            slot += 1;
+            db.apply(&Committed {
+                slot: Slot(slot),
+                value: Value {
+                    epoch: Epoch(0),
+                    payload: Payload::Command(session_command(slot).encode()),
+                },
+            })
+            .expect("apply");
+        }
+        let info = db.take_snapshot().expect("snapshot");
+        let name = info.path.file_name().expect("name");
+        std::fs::copy(&info.path, out.join(name)).expect("copy");
+        digests.insert(slot, db.namespace().digest().expect("digest"));
+    }
+    digests
+}
+
+/// The child: installs every source snapshot ahead of its namespace in order, through the
+/// transfer path and the off-loop install job, printing each step.
+fn install_child(dir: &Path, source: &Path) -> ! {
+    let (mut db, log) = Database::open(DbConfig::new(dir)).expect("open target");
+    drop(log);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(source)
+        .expect("source dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for path in files {
+        let info = libpaxos_db::snapshot::verify(&path).expect("source snapshot");
+        if info.applied <= db.namespace().applied() {
+            continue;
+        }
+        let mut reader = libpaxos_db::SnapshotReader::open(&info, 16 * 1024).expect("reader");
+        let mut installer = db
+            .receive_snapshot(info.applied, info.len)
+            .expect("receive");
+        while let Some(chunk) = reader.next_chunk().expect("chunk") {
+            installer.accept(&chunk).expect("accept");
+        }
+        let received = installer.finish().expect("received");
+        println!("received {}", info.applied.0);
+        let staged = db.install_job(&received).expect("job").run();
+        println!("staged {}", info.applied.0);
+        let slot = db
+            .finish_install(staged)
+            .expect("not fatal")
+            .expect("installed");
+        println!("installed {}", slot.0);
+    }
+    println!("done");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn power_loss_during_snapshot_installs_leaves_one_whole_snapshot() {
+    if let (Ok(dir), Ok(source)) = (
+        std::env::var(INSTALL_CHILD_DIR),
+        std::env::var(INSTALL_CHILD_SOURCE),
+    ) {
+        install_child(Path::new(&dir), Path::new(&source));
+    }
+    if let Some(why) = crashfs::unavailable() {
+        return skip(&why);
+    }
+    let root = TempDir::new("power-loss-install");
+    let source_files = root.path().join("source-files");
+    let digests = source_snapshots(&root.path().join("source"), &source_files);
+    let first = env_u64("LIBPAXOS_DB_POWER_LOSS_FIRST_SEED", 1);
+    let count = env_u64("LIBPAXOS_DB_POWER_LOSS_SEEDS", 100) / 4 + 1;
+    for seed in first..first + count {
+        let mountpoint = root.path().join(format!("mnt-{seed}"));
+        std::fs::create_dir_all(&mountpoint).expect("mountpoint");
+        let (fs, state) = CrashFs::new();
+        let session = match crashfs::mount(fs, &mountpoint) {
+            Ok(session) => session,
+            Err(e) => return skip(&format!("mounting a FUSE file system failed: {e}")),
+        };
+        let dir = mountpoint.join("db");
+        let mut rng = Rng(seed ^ 0x1257a11);
+        let mut installed = 0;
+        for round in 1..=2 {
+            // Cut after the n-th line of a step: received (mid-transfer rename), staged (filled,
+            // not switched), installed (switched, old generation being dropped).
+            let steps = ["received", "staged", "installed"];
+            let step = steps[rng.below(3) as usize];
+            let nth = 1 + rng.below(2);
+            let mut child = Process::new(std::env::current_exe().expect("test binary"))
+                .args(["--exact", INSTALL_TEST, "--nocapture", "--test-threads=1"])
+                .env(INSTALL_CHILD_DIR, &dir)
+                .env(INSTALL_CHILD_SOURCE, &source_files)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn child");
+            let stdout = child.stdout.take().expect("stdout");
+            let mut seen = 0;
+            for line in BufReader::new(stdout).lines() {
+                let line = line.expect("child output");
+                let line = line
+                    .rsplit_once("... ")
+                    .map_or(line.as_str(), |(_, l)| l)
+                    .to_string();
+                let mut words = line.split_whitespace();
+                let word = words.next().unwrap_or("");
+                if word == "installed" {
+                    installed = words.next().and_then(|n| n.parse().ok()).expect("index");
+                }
+                if word == step {
+                    seen += 1;
+                }
+                if seen >= nth || word == "done" {
+                    break;
+                }
+            }
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+            crashfs::lock(&state).power_off(mode(seed), &mut rng);
+            let when = format!("seed {seed} power cut {round} (after {step} #{nth})");
+            let (db, log) = Database::open(DbConfig::new(&dir))
+                .unwrap_or_else(|e| panic!("{when}: reopening failed: {e}"));
+            let applied = db.namespace().applied().0;
+            assert!(
+                applied >= installed,
+                "{when}: install of {installed} acknowledged, namespace at {applied}"
+            );
+            if applied > 0 {
+                let want = digests.get(&applied).unwrap_or_else(|| {
+                    panic!("{when}: namespace at {applied}, not a snapshot index")
+                });
+                assert_eq!(
+                    &db.namespace().digest().expect("digest"),
+                    want,
+                    "{when}: namespace is not the snapshot at {applied}"
+                );
+            }
+            assert_eq!(
+                log.compacted_through().expect("log").0,
+                applied,
+                "{when}: log compaction point"
+            );
+            eprintln!("{when}: acknowledged install {installed}, namespace at {applied}");
+        }
+        drop(session);
+    }
 }
