@@ -247,6 +247,56 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A sled directory with a data file and a `blobs` entry made by `make_blobs`.
+    fn fake_sled(tag: &str, make_blobs: impl FnOnce(&Path)) -> (PathBuf, sled::Db) {
+        let dir = temp(tag);
+        let db = sled::Config::new()
+            .path(dir.join("real"))
+            .open()
+            .expect("sled");
+        let fake = dir.join("fake");
+        std::fs::create_dir_all(&fake).expect("dir");
+        std::fs::write(fake.join("db"), b"").expect("data file");
+        make_blobs(&fake.join("blobs"));
+        (dir, db)
+    }
+
+    #[test]
+    fn a_blob_directory_that_cannot_be_listed_fails_the_flush() {
+        // `blobs` is a file: listing it fails with ENOTDIR, which is not "no blobs yet".
+        let (dir, db) = fake_sled("unlistable", |blobs| {
+            std::fs::write(blobs, b"not a directory").expect("file");
+        });
+        let err = SledSync::new(dir.join("fake"))
+            .flush(&db)
+            .expect_err("fails");
+        assert_eq!(err.doing, "listing blob files");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_blob_that_cannot_be_fsynced_fails_the_flush_and_one_that_vanished_does_not() {
+        // A socket cannot be opened (ENXIO): an fsync failure that must not be ignored.
+        let (dir, db) = fake_sled("blob-socket", |blobs| {
+            std::fs::create_dir_all(blobs).expect("dir");
+            std::os::unix::net::UnixListener::bind(blobs.join("77")).expect("socket");
+        });
+        let err = SledSync::new(dir.join("fake"))
+            .flush(&db)
+            .expect_err("fails");
+        assert_eq!(err.doing, "fsyncing a blob file");
+        let _ = std::fs::remove_dir_all(&dir);
+        // A dangling name (sled removed the blob between our listing and the fsync) is skipped.
+        let (dir, db) = fake_sled("blob-gone", |blobs| {
+            std::fs::create_dir_all(blobs).expect("dir");
+            std::os::unix::fs::symlink(blobs.join("nowhere"), blobs.join("78")).expect("link");
+        });
+        SledSync::new(dir.join("fake"))
+            .flush(&db)
+            .expect("a vanished blob is nothing to make durable");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_flush_fsyncs_new_blob_files_and_their_directory_once() {
         let dir = temp("blobs");
