@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== test dependencies (fuse3, strace)"
+bash scripts/install-test-deps.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -3,6 +3,7 @@
 //! `snapshot_100mb` bench, which runs once and reports peak memory).
 
 use std::hint::black_box;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -118,32 +119,42 @@ fn apply(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn entries(next: &mut u64, batch: usize) -> Vec<Entry> {
+    let out = (0..batch)
+        .map(|i| Entry {
+            slot: Slot(*next + i as u64),
+            ballot: Ballot {
+                round: 1,
+                node: NodeId(1),
+            },
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Command(vec![3u8; 256].into()),
+            },
+        })
+        .collect();
+    *next += batch as u64;
+    out
+}
+
+/// `log_append_flush`: `SledLogStore` write + `sync` as the replica does it (sled's flush, then
+/// the fsyncs that make it durable). For the durability decision (docs/decisions/0201), two
+/// references under the same load: `sled_flush_only` (sled's flush without our fsyncs: what the
+/// store did before, not durable against power loss) and `wal_fdatasync` (the same entries
+/// appended, postcard-encoded, to a plain file of our own and made durable with one
+/// `fdatasync`: the write-ahead-log option).
 fn log_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("log_append_flush");
     let dir = temp_dir("log");
     let db = sled::Config::new().path(&dir).open().expect("sled");
-    let mut log = SledLogStore::open(&db).expect("log");
+    let mut log = SledLogStore::open(&db, &dir).expect("log");
     let mut next = 1u64;
     for batch in [1usize, 16, 256] {
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
             b.iter(|| {
-                let entries = (0..batch)
-                    .map(|i| Entry {
-                        slot: Slot(next + i as u64),
-                        ballot: Ballot {
-                            round: 1,
-                            node: NodeId(1),
-                        },
-                        value: Value {
-                            epoch: Epoch(1),
-                            payload: Payload::Command(vec![3u8; 256].into()),
-                        },
-                    })
-                    .collect();
-                next += batch as u64;
                 log.write(&Persist {
-                    entries,
+                    entries: entries(&mut next, batch),
                     ..Persist::default()
                 })
                 .expect("write");
@@ -152,8 +163,49 @@ fn log_append(c: &mut Criterion) {
         });
     }
     group.finish();
+    let mut group = c.benchmark_group("sled_flush_only");
+    for batch in [1usize, 16, 256] {
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            b.iter(|| {
+                log.write(&Persist {
+                    entries: entries(&mut next, batch),
+                    ..Persist::default()
+                })
+                .expect("write");
+                db.flush().expect("flush");
+            })
+        });
+    }
+    group.finish();
     drop(log);
     drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut group = c.benchmark_group("wal_fdatasync");
+    let dir = temp_dir("wal");
+    let mut wal = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("wal"))
+        .expect("wal file");
+    for batch in [1usize, 16, 256] {
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            b.iter(|| {
+                let mut bytes = Vec::new();
+                for entry in entries(&mut next, batch) {
+                    let record = postcard::to_allocvec(&entry).expect("encode");
+                    bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
+                    bytes.extend_from_slice(&record);
+                }
+                wal.write_all(&bytes).expect("append");
+                wal.sync_data().expect("fdatasync");
+            })
+        });
+    }
+    group.finish();
+    drop(wal);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

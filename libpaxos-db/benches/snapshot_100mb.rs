@@ -16,6 +16,26 @@ use libpaxos_db::{
 const FILES: u64 = 100_000;
 const PHASE_ENV: &str = "LIBPAXOS_DB_BENCH_PHASE";
 const DIR_ENV: &str = "LIBPAXOS_DB_BENCH_DIR";
+/// sled's cache (`DbConfig::cache_bytes`) for the `install` and `scan` phases; default 64 MiB.
+const CACHE_ENV: &str = "LIBPAXOS_DB_BENCH_CACHE_MIB";
+/// Comma-separated phases to run (default `populate,snapshot,install`; `scan` reads the whole
+/// populated database through sled to compare its RSS with the cache size).
+const PHASES_ENV: &str = "LIBPAXOS_DB_BENCH_PHASES";
+/// Keep (and reuse) the databases in this directory instead of a fresh temporary one.
+const ROOT_ENV: &str = "LIBPAXOS_DB_BENCH_ROOT";
+
+fn cache_bytes() -> u64 {
+    std::env::var(CACHE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(64 << 20, |mib| mib << 20)
+}
+
+fn config(dir: PathBuf) -> DbConfig {
+    let mut config = DbConfig::new(dir);
+    config.cache_bytes = cache_bytes();
+    config
+}
 
 fn peak_memory_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -120,7 +140,8 @@ fn snapshot(dir: &Path) {
 fn install(dir: &Path) {
     let path = PathBuf::from(std::fs::read_to_string(dir.join("snapshot-path")).expect("path"));
     let info = libpaxos_db::snapshot::verify(&path).expect("verify");
-    let (mut db, _log) = Database::open(DbConfig::new(dir.join("dst"))).expect("db");
+    let _ = std::fs::remove_dir_all(dir.join("dst"));
+    let (mut db, _log) = Database::open(config(dir.join("dst"))).expect("db");
     let opened_kib = peak_memory_kib();
     let started = Instant::now();
     let mut reader = libpaxos_db::SnapshotReader::open(&info, 256 * 1024).expect("reader");
@@ -135,9 +156,42 @@ fn install(dir: &Path) {
     db.install(&received).expect("install");
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "snapshot install: {:.1} MB in {secs:.2} s (chunked receive + verify {transferred:.2} s, install {:.2} s); peak RSS {} MiB (after open: {} MiB)",
+        "snapshot install (sled cache {} MiB): {:.1} MB in {secs:.2} s (chunked receive + verify {transferred:.2} s, install {:.2} s); peak RSS {} MiB (after open: {} MiB)",
+        cache_bytes() >> 20,
         info.len as f64 / 1e6,
         secs - transferred,
+        peak_memory_kib() / 1024,
+        opened_kib / 1024
+    );
+}
+
+/// Opens the populated database and reads every record of every tree through sled: peak RSS
+/// against the configured cache (`DbConfig::cache_bytes`).
+fn scan(dir: &Path) {
+    let (db, _log) = Database::open(config(dir.join("src"))).expect("db");
+    let opened_kib = peak_memory_kib();
+    drop(db);
+    drop(_log);
+    let sled_db = libpaxos_db::open_sled(
+        &sled::Config::new()
+            .path(dir.join("src").join("sled"))
+            .cache_capacity(cache_bytes()),
+    )
+    .expect("sled");
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    for name in sled_db.tree_names() {
+        let tree = sled_db.open_tree(name).expect("tree");
+        for item in tree.iter() {
+            let (key, value) = item.expect("record");
+            bytes += (key.len() + value.len()) as u64;
+        }
+    }
+    println!(
+        "scan (sled cache {} MiB): read {:.1} MB in {:.2} s; peak RSS {} MiB (Database::open with its working copy: {} MiB)",
+        cache_bytes() >> 20,
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
         peak_memory_kib() / 1024,
         opened_kib / 1024
     );
@@ -150,6 +204,7 @@ fn main() {
             "populate" => populate(&dir),
             "snapshot" => snapshot(&dir),
             "install" => install(&dir),
+            "scan" => scan(&dir),
             other => eprintln!("unknown phase {other}"),
         }
         return;
@@ -157,11 +212,17 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("libpaxos-db-100mb-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let keep = std::env::var_os(ROOT_ENV).map(PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("libpaxos-db-100mb-{}", std::process::id()))
+    });
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     std::fs::create_dir_all(&dir).expect("dir");
     let exe = std::env::current_exe().expect("bench binary");
-    for phase in ["populate", "snapshot", "install"] {
+    let phases = std::env::var(PHASES_ENV).unwrap_or_else(|_| "populate,snapshot,install".into());
+    for phase in phases.split(',') {
         let status = Process::new(&exe)
             .env(PHASE_ENV, phase)
             .env(DIR_ENV, &dir)
@@ -172,5 +233,7 @@ fn main() {
             break;
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -163,10 +163,31 @@ pub enum DbError {
     /// from under it. Retry the transfer once it has finished.
     #[error("a snapshot is being written; install refused until it finishes")]
     SnapshotInProgress,
+    /// A snapshot install is being staged off the replica loop; another transfer is refused
+    /// until it has finished.
+    #[error("a snapshot install is in progress; another transfer is refused until it finishes")]
+    InstallInProgress,
     /// The namespace generation counter read from `db.meta` is at its maximum, so no new
     /// generation can be staged for an install.
     #[error("namespace generation {0} cannot be incremented; the install is refused")]
     GenerationExhausted(u64),
+    /// sled refused to open its files (damaged by a failing disk, or another process holds
+    /// them). The message names the directory; `docs/database.md` ("Rebuilding a member")
+    /// says how to rebuild the member from its peers.
+    #[error(
+        "cannot open the database in {dir}: sled refused its files: {reason}; if the files are damaged, rebuild this member from its peers (docs/database.md, \"Rebuilding a member\")"
+    )]
+    OpenFailed {
+        /// The sled directory.
+        dir: PathBuf,
+        /// sled's message.
+        reason: String,
+    },
+    /// A flush or fsync failed. Fatal: the database refuses every later flush with the same
+    /// error without trying again (a retried fsync can succeed after the kernel dropped the
+    /// pages it failed to write); stop the process and recover from disk at restart.
+    #[error("{0}")]
+    SyncFailed(#[from] crate::durable::SyncError),
     /// No snapshot has been taken yet.
     #[error("no snapshot exists yet")]
     NoSnapshot,

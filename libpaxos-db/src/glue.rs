@@ -15,7 +15,7 @@ use libpaxos::{
 
 use crate::command::{Applied, Command};
 use crate::config::DbConfig;
-use crate::database::Database;
+use crate::database::{Database, InstallJob, StagedInstall};
 use crate::error::DbError;
 use crate::log_store::SledLogStore;
 use crate::snapshot::SnapshotJob;
@@ -59,9 +59,14 @@ pub enum GlueError {
     /// The Paxos core refused an input (configuration or storage read failure).
     #[error("paxos core: {0}")]
     Paxos(#[from] libpaxos::Error),
-    /// The log store failed to write or sync.
+    /// The log store failed to write.
     #[error("log store: {0}")]
     Log(#[from] libpaxos::StorageError),
+    /// A sync (the log store's, or the namespace's flush) failed. Fatal like the others, and
+    /// more: never retry it (a retried fsync can report success after the kernel dropped the
+    /// pages it could not write). Stop the process; restart recovers from what is on disk.
+    #[error("sync failed (fatal, never retried; restart and recover from disk): {0}")]
+    SyncFailed(String),
     /// The namespace or a snapshot failed.
     #[error("database: {0}")]
     Db(#[from] DbError),
@@ -119,6 +124,8 @@ pub struct GlueCounters {
     pub deferred_applies: u64,
     /// Snapshot writes that failed.
     pub snapshot_failures: u64,
+    /// Syncs that failed ([`GlueError::SyncFailed`], fatal).
+    pub sync_failures: u64,
 }
 
 /// A replica of the cell with its database. Generic over the log store so simulations can
@@ -138,6 +145,12 @@ pub struct DbReplica<S: LogStore = SledLogStore> {
     snapshot_pending: Option<Slot>,
     /// The highest committed slot handed out by the replica (applied or deferred).
     delivered: Slot,
+    /// Installs are handed out as jobs instead of run inside `receive_snapshot_chunk`.
+    background_installs: bool,
+    /// An install job ready to be taken by the server.
+    install_job: Option<InstallJob>,
+    /// The snapshot index of an install job handed out (or ready) and not yet finished.
+    install_pending: Option<Slot>,
 }
 
 impl DbReplica<SledLogStore> {
@@ -168,6 +181,9 @@ impl<S: LogStore> DbReplica<S> {
             background_snapshots: false,
             snapshot_pending: None,
             delivered: applied,
+            background_installs: false,
+            install_job: None,
+            install_pending: None,
         })
     }
 
@@ -245,7 +261,10 @@ impl<S: LogStore> DbReplica<S> {
         }
         if !ready.persist.is_empty() {
             let applied_before = self.db.namespace().applied();
-            self.replica.storage_mut().sync()?;
+            self.replica
+                .storage_mut()
+                .sync()
+                .map_err(|e| self.sync_failed(e))?;
             self.counters.syncs += 1;
             if self.shared_flush {
                 // The log's flush was the whole sled database's: every apply before it is
@@ -274,12 +293,16 @@ impl<S: LogStore> DbReplica<S> {
             if let Some(last) = ready.committed.last() {
                 self.replica.on_applied(last.slot);
                 if !self.shared_flush {
-                    self.db.flush()?;
+                    self.flush_namespace()?;
                 }
             }
         }
         self.replica.on_persisted(now, ready.number)?;
-        if self.snapshot_pending.is_none() && self.db.snapshot_due() {
+        // No snapshot while an install is staged: its switch drops the trees a snapshot reads.
+        if self.snapshot_pending.is_none()
+            && self.install_pending.is_none()
+            && self.db.snapshot_due()
+        {
             if self.background_snapshots {
                 let job = self.db.snapshot_job();
                 self.snapshot_pending = Some(job.applied());
@@ -359,7 +382,7 @@ impl<S: LogStore> DbReplica<S> {
         if let Some(last) = out.applied.last() {
             self.replica.on_applied(last.slot);
             if !self.shared_flush {
-                self.db.flush()?;
+                self.flush_namespace()?;
             }
         }
         Ok(out)
@@ -387,6 +410,9 @@ impl<S: LogStore> DbReplica<S> {
         now: Time,
         chunk: &SnapshotChunk,
     ) -> Result<Option<Slot>, GlueError> {
+        if self.install_pending.is_some() {
+            return Err(self.refuse(DbError::InstallInProgress));
+        }
         if chunk.offset == 0 {
             self.incoming = None;
             match self.db.receive_snapshot(chunk.applied, chunk.total) {
@@ -416,7 +442,78 @@ impl<S: LogStore> DbReplica<S> {
             Ok(info) => info,
             Err(err) => return Err(self.refuse(err)),
         };
-        let slot = match self.db.install_or_refuse(&info)? {
+        if self.background_installs {
+            match self.db.install_job(&info) {
+                Ok(job) => {
+                    self.install_pending = Some(job.applied());
+                    self.install_job = Some(job);
+                    return Ok(None);
+                }
+                Err(err) => return Err(self.refuse(err)),
+            }
+        }
+        let installed = self.db.install_or_refuse(&info);
+        self.installed(now, installed)
+    }
+
+    /// Install snapshots received from peers off the replica loop: the last chunk no longer
+    /// installs inside [`receive_snapshot_chunk`](Self::receive_snapshot_chunk) but leaves an
+    /// [`InstallJob`] for [`take_install_job`](Self::take_install_job); the server runs it on a
+    /// blocking thread and passes its result to [`install_finished`](Self::install_finished).
+    /// Meanwhile `drive` persists, sends, ticks and applies as usual (the job writes only a
+    /// namespace generation that is not live), but takes no snapshot, and other transfers are
+    /// refused (`SnapshotRefused(InstallInProgress)`).
+    pub fn set_background_installs(&mut self, on: bool) {
+        self.background_installs = on;
+    }
+
+    /// The install job left by the last chunk of a transfer, with background installs. It must
+    /// be run and its result passed to [`install_finished`](Self::install_finished), failure
+    /// included: until then no snapshot is taken and no other transfer is accepted.
+    pub fn take_install_job(&mut self) -> Option<InstallJob> {
+        self.install_job.take()
+    }
+
+    /// The snapshot index of an install job handed out and not finished, if any.
+    pub fn install_in_progress(&self) -> Option<Slot> {
+        self.install_pending
+    }
+
+    /// Takes the result of an [`InstallJob`]: switches to the staged namespace (a quick
+    /// transaction and a sync), tells the replica, and returns the installed slot. A refusal
+    /// (the job failed, or the namespace moved past the snapshot meanwhile) is
+    /// [`GlueError::SnapshotRefused`]: nothing live changed. Other errors are fatal.
+    pub fn install_finished(
+        &mut self,
+        now: Time,
+        staged: Result<StagedInstall, DbError>,
+    ) -> Result<Option<Slot>, GlueError> {
+        self.install_pending = None;
+        self.install_job = None;
+        if self.snapshot_pending.is_some() {
+            // Cannot happen through this type (no snapshot job is handed out while an install
+            // is pending), but the switch would drop the trees the job reads: refuse.
+            if let Ok(staged) = staged {
+                self.db.abandon_install(staged)?;
+            }
+            return Err(self.refuse(DbError::SnapshotInProgress));
+        }
+        let installed = self.db.finish_install(staged);
+        self.installed(now, installed)
+    }
+
+    /// The common end of an install, inline or from a job.
+    fn installed(
+        &mut self,
+        now: Time,
+        installed: Result<Result<Slot, DbError>, DbError>,
+    ) -> Result<Option<Slot>, GlueError> {
+        let installed = match installed {
+            Ok(installed) => installed,
+            Err(DbError::SyncFailed(e)) => return Err(self.sync_failed(e)),
+            Err(e) => return Err(e.into()),
+        };
+        let slot = match installed {
             Ok(slot) => slot,
             Err(err) => return Err(self.refuse(err)),
         };
@@ -430,12 +527,29 @@ impl<S: LogStore> DbReplica<S> {
                 compact_through: Some(slot),
                 ..Persist::default()
             })?;
-            log.sync()?;
+            if let Err(e) = log.sync() {
+                return Err(self.sync_failed(e));
+            }
         }
         self.delivered = self.delivered.max(slot);
         self.counters.snapshots_installed += 1;
         self.replica.on_snapshot_installed(now, slot)?;
         Ok(Some(slot))
+    }
+
+    /// A failed sync: counted, and reported as the fatal [`GlueError::SyncFailed`].
+    fn sync_failed(&mut self, err: impl core::fmt::Display) -> GlueError {
+        self.counters.sync_failures += 1;
+        GlueError::SyncFailed(err.to_string())
+    }
+
+    /// The namespace's own flush (log stores other than the sled one).
+    fn flush_namespace(&mut self) -> Result<(), GlueError> {
+        match self.db.flush() {
+            Ok(()) => Ok(()),
+            Err(DbError::SyncFailed(e)) => Err(self.sync_failed(e)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn refuse(&mut self, err: DbError) -> GlueError {

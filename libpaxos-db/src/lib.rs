@@ -15,6 +15,7 @@ pub mod codec;
 pub mod command;
 pub mod config;
 mod database;
+mod durable;
 mod error;
 pub mod glue;
 pub mod lock;
@@ -34,7 +35,8 @@ pub use command::{
     Reply, Response, Sequencer,
 };
 pub use config::{ConfigError, DbConfig, Limits};
-pub use database::{Database, DbCounters, open_sled};
+pub use database::{Database, DbCounters, InstallJob, StagedInstall, open_sled};
+pub use durable::{SyncCounters, SyncError};
 pub use error::DbError;
 pub use glue::{DbReplica, GlueCounters, GlueError, Output};
 pub use lock::LockState;

@@ -2,16 +2,21 @@
 //!
 //! Layout: tree `log` maps a slot (8 bytes, big-endian, so sled's order is slot order) to a
 //! checksummed postcard [`Entry`]; tree `log.meta` holds the hard state and the compaction
-//! point. A [`Persist`] batch is one sled transaction over both trees; `sync` is
-//! `Db::flush`, which makes every earlier write of the database durable, namespace included.
+//! point. A [`Persist`] batch is one sled transaction over both trees; `sync` is `Db::flush`
+//! followed by the fsyncs that make it durable against power loss (`durable.rs`: blob files,
+//! directories, the data file), which makes every earlier write of the database durable,
+//! namespace included. A failed sync is fatal: it is never retried, and every later write or
+//! sync of this store fails with the same error.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use libpaxos::{Entry, HardState, LogStore, Persist, Slot, Storage, StorageError};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Batch, Db, Tree};
 
 use crate::codec;
+use crate::durable::{SledSync, SyncCounters};
 
 /// The log tree's name.
 pub const LOG_TREE: &str = "log";
@@ -43,6 +48,7 @@ pub struct SledLogStore {
     log: Tree,
     meta: Tree,
     location: PathBuf,
+    sync: Arc<SledSync>,
     counters: std::cell::Cell<u64>,
     read_failures: std::cell::Cell<u64>,
     stats: LogCounters,
@@ -57,8 +63,15 @@ fn io(doing: &str, err: impl core::fmt::Display) -> StorageError {
 }
 
 impl SledLogStore {
-    /// Opens (or creates) the log trees of `db`.
-    pub fn open(db: &Db) -> Result<SledLogStore, StorageError> {
+    /// Opens (or creates) the log trees of `db`, the sled database in directory `sled_dir`
+    /// (whose files `sync` fsyncs; it also names the database in corruption messages).
+    pub fn open(db: &Db, sled_dir: impl Into<PathBuf>) -> Result<SledLogStore, StorageError> {
+        let sled_dir = sled_dir.into();
+        SledLogStore::open_shared(db, Arc::new(SledSync::new(sled_dir)))
+    }
+
+    /// Opens the log trees with a durability handle shared with the [`Database`](crate::Database).
+    pub(crate) fn open_shared(db: &Db, sync: Arc<SledSync>) -> Result<SledLogStore, StorageError> {
         let log = db
             .open_tree(LOG_TREE)
             .map_err(|e| io("opening the log tree", e))?;
@@ -69,17 +82,17 @@ impl SledLogStore {
             db: db.clone(),
             log,
             meta,
-            location: PathBuf::from("(unnamed sled db)"),
+            location: sync.dir().to_path_buf(),
+            sync,
             counters: std::cell::Cell::new(0),
             read_failures: std::cell::Cell::new(0),
             stats: LogCounters::default(),
         })
     }
 
-    /// Names the database directory in corruption messages.
-    pub fn with_location(mut self, dir: impl Into<PathBuf>) -> SledLogStore {
-        self.location = dir.into();
-        self
+    /// The durability work done by `sync` (fsyncs of files and directories, failures).
+    pub fn sync_counters(&self) -> SyncCounters {
+        self.sync.counters()
     }
 
     /// The database this log lives in.
@@ -213,7 +226,11 @@ impl Storage for SledLogStore {
 
 impl LogStore for SledLogStore {
     fn write(&mut self, batch: &Persist) -> Result<(), StorageError> {
-        let result = self.write_batch(batch);
+        let result = match self.sync.failed() {
+            // After a failed sync nothing more is written: the process must restart.
+            Some(err) => Err(StorageError::Io(err.to_string())),
+            None => self.write_batch(batch),
+        };
         if result.is_err() {
             self.stats.io_failures += 1;
         }
@@ -221,14 +238,14 @@ impl LogStore for SledLogStore {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
-        match self.db.flush() {
-            Ok(_) => {
+        match self.sync.flush(&self.db) {
+            Ok(()) => {
                 self.stats.syncs += 1;
                 Ok(())
             }
             Err(e) => {
                 self.stats.io_failures += 1;
-                Err(io("flushing sled", e))
+                Err(StorageError::Io(e.to_string()))
             }
         }
     }

@@ -19,9 +19,7 @@ impl SledHarness {
     fn open(&self) -> SledLogStore {
         let db =
             libpaxos_db::open_sled(&sled::Config::new().path(&self.current)).expect("open sled");
-        SledLogStore::open(&db)
-            .expect("open log store")
-            .with_location(&self.current)
+        SledLogStore::open(&db, &self.current).expect("open log store")
     }
 }
 
@@ -61,7 +59,7 @@ fn sled_log_store_passes_the_libpaxos_conformance_suite() {
 
 fn store_with_entries(dir: &TempDir) -> (sled::Db, SledLogStore) {
     let db = libpaxos_db::open_sled(&sled::Config::new().path(dir.path())).unwrap();
-    let mut store = SledLogStore::open(&db).unwrap().with_location(dir.path());
+    let mut store = SledLogStore::open(&db, dir.path()).unwrap();
     store
         .write(&Persist {
             entries: (1..=3).map(|i| sample_entry(i, 1, i as u8)).collect(),

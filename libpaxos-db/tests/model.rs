@@ -89,3 +89,152 @@ proptest! {
         prop_assert_eq!(ns.dump().unwrap(), reference.dump());
     }
 }
+
+/// What the restart-complete history does between applies.
+#[derive(Clone, Debug)]
+enum Action {
+    /// Apply the next n commands with one `apply_batch` (one sled transaction).
+    Apply(usize),
+    /// Drop the database and open it again from disk (the working copy is rebuilt).
+    Reopen,
+    /// Take a snapshot, install it on a fresh database in another directory, and carry on
+    /// there.
+    Install,
+}
+
+fn actions() -> impl Strategy<Value = Vec<Action>> {
+    prop::collection::vec(
+        prop_oneof![
+            6 => (1usize..=8).prop_map(Action::Apply),
+            1 => Just(Action::Reopen),
+            1 => Just(Action::Install),
+        ],
+        1..50,
+    )
+}
+
+fn db_config(dir: &std::path::Path) -> libpaxos_db::DbConfig {
+    let mut config = libpaxos_db::DbConfig::new(dir);
+    config.limits = history::limits();
+    config
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The same histories, applied in random batches, with the database reopened from disk and
+    /// moved by snapshot install to a fresh replica's database at random points: the
+    /// reference model agrees on every reply and event, and on the whole state after each
+    /// reopen and install and at the end.
+    #[test]
+    fn reopen_install_and_batches_match_the_reference_model(
+        steps in history::history(100),
+        actions in actions(),
+    ) {
+        use libpaxos_db::Database;
+        let commands = commands(&steps);
+        let mut reference = reference::Model::new(history::limits());
+        let mut dirs = vec![common::TempDir::new("model-restart")];
+        let (mut db, log) = Database::open(db_config(dirs[0].path())).unwrap();
+        drop(log);
+        let mut next = 0usize;
+        let tail = std::iter::repeat_n(Action::Apply(1), commands.len());
+        for action in actions.into_iter().chain(tail) {
+            if next == commands.len() {
+                break;
+            }
+            match action {
+                Action::Apply(n) => {
+                    let end = (next + n).min(commands.len());
+                    let batch: Vec<Committed> = (next..end)
+                        .map(|i| committed(i as u64 + 1, &commands[i].0, commands[i].1))
+                        .collect();
+                    let applied = db.apply_batch(&batch).unwrap();
+                    prop_assert_eq!(applied.len(), end - next);
+                    for (i, applied) in (next..end).zip(&applied) {
+                        let (command, epoch) = &commands[i];
+                        let (reply, events) = match command {
+                            Some(c) => reference.apply(c, *epoch),
+                            None => reference.apply_noop(*epoch),
+                        };
+                        prop_assert_eq!(&applied.reply, &reply, "reply of step {}: {:?}", i, command);
+                        prop_assert_eq!(&applied.events, &events, "events of step {}: {:?}", i, command);
+                    }
+                    next = end;
+                }
+                Action::Reopen => {
+                    db.flush().unwrap();
+                    drop(db);
+                    let dir = dirs.last().unwrap().path().to_path_buf();
+                    db = Database::open(db_config(&dir)).unwrap().0;
+                    prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump(), "after reopening at step {}", next);
+                }
+                Action::Install => {
+                    if next == 0 {
+                        continue;
+                    }
+                    let info = db.take_snapshot().unwrap();
+                    dirs.push(common::TempDir::new("model-install"));
+                    let (mut fresh, log) = Database::open(db_config(dirs.last().unwrap().path())).unwrap();
+                    drop(log);
+                    prop_assert_eq!(fresh.install(&info).unwrap(), Slot(next as u64));
+                    drop(db);
+                    db = fresh;
+                    prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump(), "after installing at step {}", next);
+                }
+            }
+        }
+        prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Independent of the reference model: after a random history, a replica that restarted
+    /// (reopened its database from disk), one that installed a snapshot of it on a fresh
+    /// database, and one that never stopped answer every later command identically (reply
+    /// and events: ephemeral nodes, handles, locks and their waiters, sessions and their reply
+    /// caches all come back the same) and end byte-identical.
+    #[test]
+    fn restarted_installed_and_uninterrupted_replicas_behave_identically(
+        before in history::history(80),
+        after in history::history(80),
+    ) {
+        use libpaxos_db::Database;
+        let all: Vec<Step> = before.iter().chain(&after).cloned().collect();
+        let commands = commands(&all);
+        let split = before.len();
+        let committed_at = |i: usize| committed(i as u64 + 1, &commands[i].0, commands[i].1);
+        let open = |dir: &common::TempDir| {
+            let (db, log) = Database::open(db_config(dir.path())).unwrap();
+            drop(log);
+            db
+        };
+        let dirs: Vec<_> = ["restarted", "installed", "uninterrupted"]
+            .iter()
+            .map(|tag| common::TempDir::new(&format!("model-same-{tag}")))
+            .collect();
+        let mut restarted = open(&dirs[0]);
+        let mut steady = open(&dirs[2]);
+        for i in 0..split {
+            restarted.apply(&committed_at(i)).unwrap();
+            steady.apply(&committed_at(i)).unwrap();
+        }
+        let info = restarted.take_snapshot().unwrap();
+        drop(restarted);
+        let mut restarted = open(&dirs[0]);
+        let mut installed = open(&dirs[1]);
+        prop_assert_eq!(installed.install(&info).unwrap(), Slot(split as u64));
+        for (i, (command, _)) in commands.iter().enumerate().skip(split) {
+            let want = steady.apply(&committed_at(i)).unwrap();
+            let got_restarted = restarted.apply(&committed_at(i)).unwrap();
+            let got_installed = installed.apply(&committed_at(i)).unwrap();
+            prop_assert_eq!(&got_restarted, &want, "restarted replica, step {}: {:?}", i, command);
+            prop_assert_eq!(&got_installed, &want, "installed replica, step {}: {:?}", i, command);
+        }
+        let digest = steady.namespace().digest().unwrap();
+        prop_assert_eq!(restarted.namespace().digest().unwrap(), digest);
+        prop_assert_eq!(installed.namespace().digest().unwrap(), digest);
+    }
+}
