@@ -1,0 +1,263 @@
+//! `cld`: one member of a CLD cell. See docs/operations.md.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cld_server::env::{Entropy, OsEntropy, SystemClock};
+use cld_server::metrics::{self, Metrics};
+use cld_server::peer::TokioNet;
+use cld_server::{CellConfig, ServerOptions, TimingOverrides, b64};
+use libpaxos::NodeId;
+use tracing::{error, info};
+
+#[derive(Parser, Debug)]
+#[command(name = "cld", about = "A member of a CLD cell", version)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The cell's configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// This member's id (one of the config's [[member]] ids).
+    #[arg(long)]
+    id: Option<u64>,
+    /// This member's data dir (created on first start).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Write the process id to this file (removed on clean exit).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Serve Prometheus /metrics and /healthz on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Override timing.paxos_lease_ms.
+    #[arg(long, value_name = "MS")]
+    paxos_lease_ms: Option<u64>,
+    /// Override timing.election_timeout_ms.
+    #[arg(long, value_name = "MS")]
+    election_timeout_ms: Option<u64>,
+    /// Override timing.heartbeat_ms.
+    #[arg(long, value_name = "MS")]
+    heartbeat_ms: Option<u64>,
+    /// Override timing.session_lease_ms.
+    #[arg(long, value_name = "MS")]
+    session_lease_ms: Option<u64>,
+    /// Override timing.expiry_margin_ms.
+    #[arg(long, value_name = "MS")]
+    expiry_margin_ms: Option<u64>,
+    /// Override timing.snapshot_every.
+    #[arg(long, value_name = "ENTRIES")]
+    snapshot_every: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print a fresh random secret (for a user or the cell).
+    GenSecret,
+    /// Write a new cell private key (X25519) to FILE (mode 0600) and print its public key.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Fatal start-up problems exit with this status.
+const EXIT_START: u8 = 2;
+/// A member that failed while running (disk error) exits with this status.
+const EXIT_FAILED: u8 = 1;
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("cld: {message}");
+    ExitCode::from(EXIT_START)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::GenSecret) => {
+            let mut bytes = [0u8; 32];
+            OsEntropy.fill(&mut bytes);
+            println!("{}", b64::encode(&bytes));
+            ExitCode::SUCCESS
+        }
+        Some(Cmd::Keygen { out }) => keygen(&out),
+        None => run(cli.run),
+    }
+}
+
+fn keygen(out: &Path) -> ExitCode {
+    use std::os::unix::fs::OpenOptionsExt;
+    let params = match "Noise_NK_25519_ChaChaPoly_SHA256".parse() {
+        Ok(p) => p,
+        Err(err) => return fail(format!("keygen: {err}")),
+    };
+    let keypair = match snow::Builder::new(params).generate_keypair() {
+        Ok(k) => k,
+        Err(err) => return fail(format!("keygen: {err}")),
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(err) => return fail(format!("keygen: {}: {err}", out.display())),
+    };
+    let line = format!("{}\n", b64::encode(&keypair.private));
+    if let Err(err) = file
+        .write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+    {
+        return fail(format!("keygen: {}: {err}", out.display()));
+    }
+    println!("{}", b64::encode(&keypair.public));
+    ExitCode::SUCCESS
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let Some(config_path) = args.config.clone() else {
+        return fail("--config: missing (cld --config cell.toml --id N --data-dir DIR)");
+    };
+    let Some(id) = args.id else {
+        return fail("--id: missing");
+    };
+    let Some(data_dir) = args.data_dir.clone() else {
+        return fail("--data-dir: missing");
+    };
+    let ms = |v: Option<u64>| v.map(Duration::from_millis);
+    let overrides = TimingOverrides {
+        paxos_lease: ms(args.paxos_lease_ms),
+        election_timeout: ms(args.election_timeout_ms),
+        heartbeat: ms(args.heartbeat_ms),
+        session_lease: ms(args.session_lease_ms),
+        expiry_margin: ms(args.expiry_margin_ms),
+        snapshot_every: args.snapshot_every,
+    };
+    let config = match CellConfig::load(&config_path, &overrides) {
+        Ok(c) => c,
+        Err(err) => return fail(err),
+    };
+    if let Err(err) = config.member(NodeId(id)) {
+        return fail(err);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(err) => return fail(format!("runtime: {err}")),
+    };
+    runtime.block_on(serve(
+        ServerOptions {
+            config,
+            id: NodeId(id),
+            data_dir,
+        },
+        args.pid_file,
+        args.metrics,
+    ))
+}
+
+async fn serve(
+    options: ServerOptions,
+    pid_file: Option<PathBuf>,
+    metrics_addr: Option<SocketAddr>,
+) -> ExitCode {
+    let metrics = Metrics::new();
+    if let Some(addr) = metrics_addr {
+        match metrics::bind(addr).await {
+            Ok(listener) => {
+                tokio::spawn(metrics.clone().serve(listener));
+            }
+            Err(err) => return fail(format!("--metrics {addr}: {err}")),
+        }
+    }
+    let server = match cld_server::start(
+        options,
+        Arc::new(TokioNet),
+        Arc::new(SystemClock::new()),
+        Arc::new(OsEntropy),
+        metrics,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(err) => return fail(err),
+    };
+    if let Some(path) = &pid_file
+        && let Err(err) = std::fs::write(path, format!("{}\n", std::process::id()))
+    {
+        return fail(format!("--pid-file {}: {err}", path.display()));
+    }
+    let handle = server.handle.clone();
+    let mut task = server.task;
+    let code = tokio::select! {
+        result = &mut task => exit_of(result),
+        signal = shutdown_signal() => {
+            info!(signal, "signal received; shutting down");
+            handle.shutdown().await;
+            exit_of(task.await)
+        }
+    };
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    code
+}
+
+fn exit_of(
+    result: Result<Result<(), cld_server::replica_loop::LoopError>, tokio::task::JoinError>,
+) -> ExitCode {
+    match result {
+        Ok(Ok(())) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(err)) => {
+            error!(%err, "member failed");
+            eprintln!("cld: member failed: {err}");
+            ExitCode::from(EXIT_FAILED)
+        }
+        Err(err) => {
+            eprintln!("cld: replica loop panicked: {err}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still dies on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
