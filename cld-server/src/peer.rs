@@ -109,6 +109,9 @@ pub enum PeerError {
     /// The first bytes are not a cld peer hello.
     #[error("not a cld peer (bad magic)")]
     BadMagic,
+    /// The connection closed before a whole hello arrived.
+    #[error("connection closed during the hello")]
+    Truncated,
     /// Another wire version.
     #[error("peer speaks wire version {0}, this cld speaks {PEER_WIRE_VERSION}")]
     BadVersion(u8),
@@ -154,7 +157,7 @@ impl PeerError {
     fn count(&self, c: &Counters) {
         match self {
             PeerError::Io(_) => c.peer_io_errors.inc(),
-            PeerError::BadMagic => c.peer_bad_hello.inc(),
+            PeerError::BadMagic | PeerError::Truncated => c.peer_bad_hello.inc(),
             PeerError::BadVersion(_) => c.peer_bad_version.inc(),
             PeerError::OtherCell(_) => c.peer_other_cell.inc(),
             PeerError::BadIds { .. } => c.peer_bad_ids.inc(),
@@ -341,8 +344,9 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     mine: Hello,
 ) -> Result<(NodeId, Keys, Hello), PeerError> {
+    let truncated = |_| PeerError::Truncated;
     let mut head = [0u8; 6];
-    stream.read_exact(&mut head).await?;
+    stream.read_exact(&mut head).await.map_err(truncated)?;
     if &head[..4] != MAGIC {
         return Err(PeerError::BadMagic);
     }
@@ -350,9 +354,9 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(PeerError::BadVersion(head[4]));
     }
     let mut name = vec![0u8; usize::from(head[5])];
-    stream.read_exact(&mut name).await?;
+    stream.read_exact(&mut name).await.map_err(truncated)?;
     let mut ids = [0u8; 16];
-    stream.read_exact(&mut ids).await?;
+    stream.read_exact(&mut ids).await.map_err(truncated)?;
     if name != id.cell.as_bytes() {
         return Err(PeerError::OtherCell(
             String::from_utf8_lossy(&name).into_owned(),
@@ -386,6 +390,24 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
         .into_stateless_transport_mode()
         .map_err(|_| PeerError::Auth)?;
     Ok((NodeId(from), Keys { transport }, theirs))
+}
+
+/// Dials member `to` at `addr` as `identity.me` and runs the handshake, then closes: for
+/// operators' checks and tests ("does this secret open that member's port?").
+pub async fn probe(
+    identity: &PeerIdentity,
+    to: NodeId,
+    addr: SocketAddr,
+    state: MemberState,
+) -> Result<Hello, PeerError> {
+    let run = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let (_, theirs) = initiate(identity, to, &mut stream, Hello { state }).await?;
+        Ok(theirs)
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
+        .await
+        .unwrap_or(Err(PeerError::Timeout))
 }
 
 /// Encodes a frame's plaintext: version byte and body.
