@@ -559,23 +559,17 @@ struct Conn<S> {
     keys: Keys,
 }
 
-/// Starts the transport: binds the peer listener and spawns one task per peer. Returns the
-/// sender half. The listener's address is `identity`'s entry for `identity.me`.
-pub async fn start<N: Net, E: Entropy>(
+/// Starts the transport on a bound peer `listener` (see [`Net::bind`]) and spawns one task
+/// per peer. Returns the sender half.
+pub fn start<N: Net, E: Entropy>(
     net: Arc<N>,
+    listener: N::Listener,
     identity: PeerIdentity,
     sink: Arc<dyn InboundSink>,
     counters: Counters,
     entropy: Arc<E>,
-) -> std::io::Result<PeerSender> {
+) -> PeerSender {
     let me = identity.me;
-    let addr = identity
-        .members
-        .iter()
-        .find(|(id, _)| *id == me)
-        .map(|(_, a)| *a)
-        .ok_or(std::io::ErrorKind::InvalidInput)?;
-    let listener = net.bind(addr).await?;
     let identity = Arc::new(identity);
     let mut links = Vec::new();
     let mut accept_routes = Vec::new();
@@ -613,10 +607,10 @@ pub async fn start<N: Net, E: Entropy>(
         sink,
         counters.clone(),
     ));
-    Ok(PeerSender {
+    PeerSender {
         links: Arc::new(links),
         counters,
-    })
+    }
 }
 
 async fn accept_loop<N: Net>(

@@ -72,6 +72,14 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
 ) -> Result<Server, StartError> {
     let config = &options.config;
     let member = config.member(options.id)?.clone();
+    // Bound first, so a port in use changes nothing on disk.
+    let listener = net
+        .bind(member.peer)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: member.peer,
+            source,
+        })?;
     let data_dir = DataDir::open(&options.data_dir, &config.name, options.id)?;
     info!(
         cell = %config.name,
@@ -99,16 +107,12 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
     );
     let peers = peer::start(
         net,
+        listener,
         identity,
         channels.sink.clone(),
         metrics.counters.clone(),
         entropy,
-    )
-    .await
-    .map_err(|source| StartError::Bind {
-        addr: member.peer,
-        source,
-    })?;
+    );
     let handle = channels.handle.clone();
     let lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics);
     let task = tokio::spawn(lp.run());
