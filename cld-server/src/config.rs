@@ -607,6 +607,12 @@ impl CellConfig {
                 why: "must be at least 1".into(),
             });
         }
+        if let Err(err) = self.db_config(PathBuf::new()).validate() {
+            return Err(ConfigError::Timing {
+                key: "timing.snapshot_every",
+                why: err.to_string(),
+            });
+        }
         if let Err(err) = self.paxos_config(self.members[0].id).validate() {
             return Err(ConfigError::Timing {
                 key: "timing",
@@ -622,6 +628,16 @@ impl CellConfig {
             .iter()
             .find(|m| m.id == id)
             .ok_or(ConfigError::NotAMember(id.0))
+    }
+
+    /// The database configuration for a data dir's `db` directory: `snapshot_every` from the
+    /// timing, and a log tail kept below each snapshot of `min(1000, snapshot_every / 2)`
+    /// entries (for peers that lag a little).
+    pub fn db_config(&self, dir: PathBuf) -> libpaxos_db::DbConfig {
+        let mut db = libpaxos_db::DbConfig::new(dir);
+        db.snapshot_every = self.timing.snapshot_every;
+        db.keep_tail = db.keep_tail.min(self.timing.snapshot_every / 2);
+        db
     }
 
     /// The libpaxos configuration for member `id`.

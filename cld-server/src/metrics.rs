@@ -60,7 +60,7 @@ counters! {
     proposals_too_large: "Proposals refused because the command is too large",
     proposals_lost: "Proposals whose slot was chosen with another value (master change)",
     reads_refused: "Reads refused because this member cannot serve them (no lease)",
-    fsync_failures: "Log syncs that failed (the process stops)",
+    fatal_errors: "Replica failures (log sync, apply, data dir write) that stopped this member",
     snapshot_failures: "Snapshot writes that failed",
     snapshot_chunks_refused: "Snapshot chunks or transfers refused",
     snapshot_unavailable: "Snapshot requests this member could not serve",

@@ -232,6 +232,7 @@ pub struct PeerIdentity {
     /// Every member and its peer address.
     pub members: Vec<(NodeId, SocketAddr)>,
     psk: [u8; 32],
+    entropy: Arc<dyn Entropy>,
 }
 
 impl std::fmt::Debug for PeerIdentity {
@@ -260,7 +261,14 @@ impl PeerIdentity {
             me,
             members,
             psk: h.finalize().into(),
+            entropy: Arc::new(crate::env::OsEntropy),
         }
+    }
+
+    /// Takes the handshake's ephemeral keys from `entropy` instead of the OS generator.
+    pub fn with_entropy(mut self, entropy: Arc<dyn Entropy>) -> PeerIdentity {
+        self.entropy = entropy;
+        self
     }
 
     fn hello(&self, to: NodeId) -> Vec<u8> {
@@ -305,7 +313,7 @@ async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(Keys, Hello), PeerError> {
     let hello = id.hello(to);
     stream.write_all(&hello).await?;
-    let mut hs = with_builder(&id.psk, &hello, |b| b.build_initiator())?;
+    let mut hs = with_builder(id, &hello, |b| b.build_initiator())?;
     let payload = postcard::to_allocvec(&mine).map_err(|_| PeerError::BadPayload)?;
     let mut msg = vec![0u8; MAX_RECORD];
     let n = hs
@@ -325,14 +333,58 @@ async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     Ok((Keys { transport }, theirs))
 }
 
+/// Noise's randomness (ephemeral keys) from the server's [`Entropy`].
+struct EntropyRng(Arc<dyn Entropy>);
+
+impl snow::types::Random for EntropyRng {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.fill(dest);
+        Ok(())
+    }
+}
+
+/// snow's default primitives, with randomness from [`Entropy`].
+struct Resolver {
+    entropy: Arc<dyn Entropy>,
+    inner: snow::resolvers::DefaultResolver,
+}
+
+impl snow::resolvers::CryptoResolver for Resolver {
+    fn resolve_rng(&self) -> Option<Box<dyn snow::types::Random>> {
+        Some(Box::new(EntropyRng(self.entropy.clone())))
+    }
+
+    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn snow::types::Dh>> {
+        self.inner.resolve_dh(choice)
+    }
+
+    fn resolve_hash(
+        &self,
+        choice: &snow::params::HashChoice,
+    ) -> Option<Box<dyn snow::types::Hash>> {
+        self.inner.resolve_hash(choice)
+    }
+
+    fn resolve_cipher(
+        &self,
+        choice: &snow::params::CipherChoice,
+    ) -> Option<Box<dyn snow::types::Cipher>> {
+        self.inner.resolve_cipher(choice)
+    }
+}
+
 fn with_builder<T>(
-    psk: &[u8; 32],
+    id: &PeerIdentity,
     prologue: &[u8],
     f: impl FnOnce(snow::Builder<'_>) -> Result<T, snow::Error>,
 ) -> Result<T, PeerError> {
     let params: snow::params::NoiseParams = NOISE_PARAMS.parse().map_err(|_| PeerError::Auth)?;
-    let builder = snow::Builder::new(params)
-        .psk(0, psk)
+    let resolver = Resolver {
+        entropy: id.entropy.clone(),
+        inner: snow::resolvers::DefaultResolver,
+    };
+    let builder = snow::Builder::with_resolver(params, Box::new(resolver))
+        .psk(0, &id.psk)
         .and_then(|b| b.prologue(prologue))
         .map_err(|_| PeerError::Auth)?;
     f(builder).map_err(|_| PeerError::Auth)
@@ -372,7 +424,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     hello.extend_from_slice(&head);
     hello.extend_from_slice(&name);
     hello.extend_from_slice(&ids);
-    let mut hs = with_builder(&id.psk, &hello, |b| b.build_responder())?;
+    let mut hs = with_builder(id, &hello, |b| b.build_responder())?;
     let mut buf = Vec::new();
     read_record(stream, &mut buf).await?;
     let mut plain = vec![0u8; MAX_RECORD];

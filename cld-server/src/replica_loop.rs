@@ -11,7 +11,7 @@
 //! thread. A failed sync or apply ends the loop with an error and the process exits: a retried
 //! fsync can lie.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,6 +101,11 @@ pub struct StatusView {
     pub sessions: usize,
     /// Proposals waiting for their slot to be applied.
     pub pending: usize,
+    /// Log syncs performed (one per Ready with something to persist): with group commit,
+    /// far fewer than proposals under concurrent load.
+    pub syncs: u64,
+    /// Snapshots installed from peers.
+    pub snapshots_installed: u64,
 }
 
 type ReadFn = Box<dyn FnOnce(Result<&Namespace, SubmitError>) + Send>;
@@ -242,6 +247,18 @@ enum Waiter {
     Barrier(NodeId),
 }
 
+/// Removes a peer from the set of running snapshot streams when its stream ends.
+struct StreamDone(Arc<Mutex<HashSet<NodeId>>>, NodeId);
+
+impl Drop for StreamDone {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
 /// Why the loop stopped with an error (the process must exit).
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError {
@@ -341,6 +358,7 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     barrier: Option<Slot>,
     last_barrier_ask: Option<libpaxos::Time>,
     stop: Option<oneshot::Sender<()>>,
+    streaming: Arc<Mutex<HashSet<NodeId>>>,
 }
 
 impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
@@ -378,6 +396,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             barrier: None,
             last_barrier_ask: None,
             stop: None,
+            streaming: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -413,6 +432,16 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     self.tick()
                 }
             };
+            // A busy inbound queue must never starve the tick (heartbeats, leases).
+            let tick_due = tokio::time::Instant::now() >= next_tick;
+            let turn = turn.and_then(|()| {
+                if tick_due {
+                    next_tick = tokio::time::Instant::now() + TICK;
+                    self.tick()
+                } else {
+                    Ok(())
+                }
+            });
             if let Err(err) = turn.and_then(|()| self.drain()).and_then(|()| self.drive()) {
                 break Err(err);
             }
@@ -427,7 +456,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             }
         }
         if let Err(err) = &result {
-            self.metrics.counters.fsync_failures.inc();
+            self.metrics.counters.fatal_errors.inc();
             error!(%err, "replica loop failed; this member stops (restart recovers from disk)");
         }
         if let Some(stop) = self.stop.take() {
@@ -699,6 +728,8 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     applied: ns.applied(),
                     sessions: ns.sessions().count(),
                     pending: self.pending.len(),
+                    syncs: self.replica.counters().syncs,
+                    snapshots_installed: self.replica.counters().snapshots_installed,
                 });
             }
             Request::Shutdown(done) => {
@@ -773,12 +804,25 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     }
 
     fn serve_snapshot(&self, to: NodeId) {
+        {
+            let mut streaming = self.streaming.lock().unwrap_or_else(|e| e.into_inner());
+            if !streaming.insert(to) {
+                // One transfer per peer at a time: a repeated request while one runs is
+                // answered by the running one.
+                return;
+            }
+        }
+        let streaming = self.streaming.clone();
         let mut reader = match self.replica.snapshot_reader() {
             Ok(reader) => reader,
             Err(err) => {
                 self.metrics.counters.snapshot_unavailable.inc();
                 warn!(to = to.0, %err, "cannot send a snapshot");
                 self.peers.send(to, &PeerBody::SnapshotUnavailable);
+                streaming
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&to);
                 return;
             }
         };
@@ -786,6 +830,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         let counters = self.metrics.counters.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
+            let _done = StreamDone(streaming, to);
             loop {
                 match reader.next_chunk() {
                     Ok(Some(chunk)) => {

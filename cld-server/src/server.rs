@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use libpaxos::NodeId;
-use libpaxos_db::{DbConfig, DbReplica, GlueError};
+use libpaxos_db::{DbReplica, GlueError};
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{CellConfig, ConfigError};
-use crate::datadir::{DataDir, DataDirError};
+use crate::datadir::{DataDir, DataDirError, MemberState};
 use crate::env::{Clock, Entropy};
 use crate::metrics::Metrics;
 use crate::peer::{self, Net, PeerIdentity};
@@ -80,7 +80,12 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
             addr: member.peer,
             source,
         })?;
-    let data_dir = DataDir::open(&options.data_dir, &config.name, options.id)?;
+    let mut data_dir = DataDir::open(&options.data_dir, &config.name, options.id)?;
+    if data_dir.identity().state == MemberState::Voter && !data_dir.db_dir().exists() {
+        // The identity survived but the database did not: this member lost its promises.
+        warn!("the database is missing from a voter's data dir: rejoining without a vote");
+        data_dir.set_state(MemberState::Rejoining)?;
+    }
     info!(
         cell = %config.name,
         member = options.id.0,
@@ -91,8 +96,7 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
     );
     let mut paxos = config.paxos_config(options.id);
     paxos.seed = entropy.next_u64();
-    let mut db_config = DbConfig::new(data_dir.db_dir());
-    db_config.snapshot_every = config.timing.snapshot_every;
+    let db_config = config.db_config(data_dir.db_dir());
     let replica =
         DbReplica::open(paxos, db_config, clock.now()).map_err(|source| StartError::Database {
             dir: data_dir.db_dir(),
@@ -104,7 +108,8 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
         config.secret.expose(),
         options.id,
         config.members.iter().map(|m| (m.id, m.peer)).collect(),
-    );
+    )
+    .with_entropy(entropy.clone());
     let peers = peer::start(
         net,
         listener,
