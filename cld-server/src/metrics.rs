@@ -111,6 +111,8 @@ impl Metrics {
     pub fn new() -> Metrics {
         let counters = Counters::default();
         let gauges = Gauges::default();
+        // Not known to vote until the replica loop has read the data dir.
+        gauges.rejoining.set(1);
         let mut root = Registry::default();
         let registry = root.sub_registry_with_prefix("cld");
         counters.register(registry);
