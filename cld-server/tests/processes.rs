@@ -345,6 +345,53 @@ fn hostile_bytes_and_the_wrong_secret_on_the_peer_port_are_counted_and_harmless(
     );
 }
 
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn one_member_serves_healthz_and_stops_cleanly_on_sigterm() {
+    let mut cell = Cell::new("procterm", 1);
+    cell.start(0);
+    cell.wait_master(Duration::from_secs(10));
+    let health = http_get(cell.metrics[0], "/healthz").unwrap();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let missing = http_get(cell.metrics[0], "/nope").unwrap();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert_eq!(cell.metric(0, "cld_http_bad_requests_total"), Some(1));
+    let pid_file = cell.dir.path().join("pid1");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let mut child = cell.children[0].take().unwrap();
+    assert_eq!(pid.trim(), child.id().to_string());
+    let kill = Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", cell.logs());
+    assert!(!pid_file.exists(), "pid file removed");
+    let log = std::fs::read_to_string(cell.dir.path().join("log1")).unwrap();
+    assert!(log.contains("SIGTERM"), "{log}");
+    // Restarting on the same data dir recovers its state.
+    cell.start(0);
+    cell.wait_master(Duration::from_secs(10));
+    assert!(cell.metric(0, "cld_applied_index").unwrap() >= 2);
+}
+
 fn refused(args: &[&str], dir: &Path) -> String {
     let out = Command::new(CLD)
         .args(args)
