@@ -43,6 +43,7 @@ counters! {
     peer_bad_ids: "Peer connections whose member ids do not fit this cell",
     peer_auth_failures: "Peer handshakes that failed authentication (wrong cell secret)",
     peer_handshake_timeouts: "Peer handshakes that timed out",
+    peer_handshakes_refused: "Peer connections closed because too many handshakes were in progress",
     peer_decrypt_failures: "Peer records that failed to decrypt",
     peer_frames_too_large: "Peer frames above the size limit",
     peer_bad_frame_version: "Peer frames with an unknown version",

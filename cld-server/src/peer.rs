@@ -57,6 +57,9 @@ const MAX_PIECE: usize = MAX_RECORD - TAG_LEN - 1;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one frame's write may take before the connection is closed.
 pub const SEND_DEADLINE: Duration = Duration::from_secs(2);
+/// Handshakes in progress at once on the peer port; more connections are closed at once
+/// (counted), so a flood costs a bounded amount of memory before authentication.
+pub const MAX_HANDSHAKES: usize = 32;
 /// Paxos messages queued per peer.
 pub const URGENT_QUEUE: usize = 1024;
 /// Snapshot frames queued per peer.
@@ -286,6 +289,12 @@ impl PeerIdentity {
 /// An established, authenticated connection's keys.
 struct Keys {
     transport: StatelessTransportState,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").finish_non_exhaustive()
+    }
 }
 
 async fn write_record<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
@@ -674,6 +683,7 @@ async fn accept_loop<N: Net>(
     counters: Counters,
 ) {
     let routes = Arc::new(routes);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (mut stream, addr) = match net.accept(&mut listener).await {
             Ok(x) => x,
@@ -684,11 +694,17 @@ async fn accept_loop<N: Net>(
                 continue;
             }
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            counters.peer_handshakes_refused.inc();
+            drop(stream);
+            continue;
+        };
         let identity = identity.clone();
         let routes = routes.clone();
         let sink = sink.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let hello = sink.hello();
             let result =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, respond(&identity, &mut stream, hello))
@@ -906,6 +922,150 @@ async fn read_loop<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::SeededEntropy;
+
+    fn identity(secret: &[u8], me: u64, cell: &str) -> PeerIdentity {
+        let members = (1..=3)
+            .map(|i| {
+                (
+                    NodeId(i),
+                    format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                )
+            })
+            .collect();
+        PeerIdentity::new(cell, secret, NodeId(me), members)
+            .with_entropy(Arc::new(SeededEntropy::new(me)))
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const VOTER: Hello = Hello {
+        state: MemberState::Voter,
+    };
+
+    async fn handshake(
+        dialer: PeerIdentity,
+        acceptor: PeerIdentity,
+    ) -> (
+        Result<(Keys, Hello), PeerError>,
+        Result<(NodeId, Keys, Hello), PeerError>,
+        tokio::io::DuplexStream,
+        tokio::io::DuplexStream,
+    ) {
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let to = acceptor.me;
+        // Each side gives up after a second, as the real ones do after HANDSHAKE_TIMEOUT (a
+        // refusing acceptor closes the connection; here the other half stays open).
+        let limit = Duration::from_secs(1);
+        let (left, right) = tokio::join!(
+            async {
+                tokio::time::timeout(limit, initiate(&dialer, to, &mut a, VOTER))
+                    .await
+                    .unwrap_or(Err(PeerError::Timeout))
+            },
+            async {
+                tokio::time::timeout(limit, respond(&acceptor, &mut b, VOTER))
+                    .await
+                    .unwrap_or(Err(PeerError::Timeout))
+            }
+        );
+        (left, right, a, b)
+    }
+
+    #[tokio::test]
+    async fn a_handshake_with_the_secret_carries_frames_of_any_size_both_ways() {
+        let (left, right, mut a, mut b) =
+            handshake(identity(SECRET, 1, "c"), identity(SECRET, 2, "c")).await;
+        let (keys_a, theirs) = left.unwrap();
+        let (from, keys_b, _) = right.unwrap();
+        assert_eq!(from, NodeId(1));
+        assert_eq!(theirs, VOTER);
+        // One small frame and one that spans many records.
+        let big = vec![7u8; 300_000];
+        let (mut na, mut nb) = (0, 0);
+        write_frame(&mut a, &keys_a, &mut na, b"hi").await.unwrap();
+        write_frame(&mut a, &keys_a, &mut na, &big).await.unwrap();
+        assert_eq!(read_frame(&mut b, &keys_b, &mut nb).await.unwrap(), b"hi");
+        assert_eq!(read_frame(&mut b, &keys_b, &mut nb).await.unwrap(), big);
+        let (mut na2, mut nb2) = (0, 0);
+        write_frame(&mut b, &keys_b, &mut nb2, b"back")
+            .await
+            .unwrap();
+        assert_eq!(
+            read_frame(&mut a, &keys_a, &mut na2).await.unwrap(),
+            b"back"
+        );
+        // A replayed or reordered record fails to decrypt.
+        let mut replayed = 0;
+        write_frame(&mut a, &keys_a, &mut replayed, b"again")
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_frame(&mut b, &keys_b, &mut nb).await,
+            Err(PeerError::Decrypt)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_wrong_secret_fails_on_both_sides() {
+        let (left, right, _, _) = handshake(
+            identity(b"another secret of 32 characters..", 1, "c"),
+            identity(SECRET, 2, "c"),
+        )
+        .await;
+        assert!(matches!(right, Err(PeerError::Auth)), "{right:?}");
+        assert!(left.is_err());
+    }
+
+    #[tokio::test]
+    async fn hellos_that_do_not_fit_are_refused_by_kind() {
+        // Another cell.
+        let (_, right, _, _) = handshake(identity(SECRET, 1, "x"), identity(SECRET, 2, "c")).await;
+        assert!(matches!(right, Err(PeerError::OtherCell(ref c)) if c == "x"));
+        // A higher id dialing a lower one (the lower id dials).
+        let (_, right, _, _) = handshake(identity(SECRET, 3, "c"), identity(SECRET, 2, "c")).await;
+        assert!(matches!(right, Err(PeerError::BadIds { from: 3, to: 2 })));
+        // Another wire version, and bytes that are not a hello at all.
+        for (bytes, want_version) in [
+            (&b"CLDP\x09\x01c"[..], true),
+            (&b"GET / HTTP/1.0\r\n"[..], false),
+        ] {
+            let (mut a, mut b) = tokio::io::duplex(1024);
+            a.write_all(bytes).await.unwrap();
+            drop(a);
+            let got = respond(&identity(SECRET, 2, "c"), &mut b, VOTER).await;
+            if want_version {
+                assert!(matches!(got, Err(PeerError::BadVersion(9))), "{got:?}");
+            } else {
+                assert!(matches!(got, Err(PeerError::BadMagic)), "{got:?}");
+            }
+        }
+        // A connection closed mid-hello.
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(b"CLD").await.unwrap();
+        drop(a);
+        let got = respond(&identity(SECRET, 2, "c"), &mut b, VOTER).await;
+        assert!(matches!(got, Err(PeerError::Truncated)), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_above_the_limit_is_refused_before_it_is_all_read() {
+        let (left, right, mut a, mut b) =
+            handshake(identity(SECRET, 1, "c"), identity(SECRET, 2, "c")).await;
+        let (keys_a, _) = left.unwrap();
+        let (_, keys_b, _) = right.unwrap();
+        let writer = tokio::spawn(async move {
+            let mut n = 0;
+            let huge = vec![0u8; MAX_FRAME + MAX_PIECE];
+            let _ = write_frame(&mut a, &keys_a, &mut n, &huge).await;
+        });
+        let mut n = 0;
+        assert!(matches!(
+            read_frame(&mut b, &keys_b, &mut n).await,
+            Err(PeerError::TooLarge)
+        ));
+        drop(b);
+        let _ = writer.await;
+    }
 
     #[test]
     fn frames_round_trip_and_refuse_unknown_versions() {
