@@ -383,3 +383,119 @@ fn concurrent_proposals_share_syncs_and_a_lagging_member_installs_a_snapshot() {
         member.kill();
     }
 }
+
+/// The current master's handle among the running members, if one holds a lease.
+fn master_of(handles: &std::sync::Mutex<Vec<Option<ServerHandle>>>) -> Option<ServerHandle> {
+    let handles = handles.lock().unwrap();
+    handles.iter().flatten().find_map(|h| {
+        let view = *h.roles().borrow();
+        (matches!(view.role, Role::Master { .. }) && view.lease).then(|| h.clone())
+    })
+}
+
+#[test]
+fn every_member_killed_in_turn_under_a_writer_loses_no_acknowledged_write() {
+    let tmp = TempDir::new("inproc-rounds");
+    let path = cell_toml(tmp.path(), "rounds", SECRET, 3);
+    let config = CellConfig::load(&path, &TimingOverrides::default()).unwrap();
+    let client = tokio::runtime::Runtime::new().unwrap();
+    let mut members: Vec<Member> = (1..=3).map(|id| start(&config, id, tmp.path())).collect();
+    wait_master(&members, Duration::from_secs(10));
+    let handles = Arc::new(std::sync::Mutex::new(
+        members
+            .iter()
+            .map(|m| Some(m.handle.clone()))
+            .collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // The writer: one session; each write creates /w{i}; a failed attempt is retried with the
+    // same seq (exactly once through the reply cache) until acknowledged.
+    let writer = {
+        let handles = handles.clone();
+        let stop = stop.clone();
+        client.spawn(async move {
+            let mut acked = Vec::new();
+            let mut seq = 1;
+            let mut i = 0u64;
+            loop {
+                let op = if seq == 1 {
+                    ClientOp::NewSession {
+                        user: "writer".into(),
+                        lease: Duration::from_secs(12),
+                    }
+                } else {
+                    ClientOp::Open {
+                        path: format!("/w{i}"),
+                        mode: OpenMode::READ.union(OpenMode::CREATE),
+                        events: EventMask::NONE,
+                    }
+                };
+                let Some(h) = master_of(&handles) else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let result =
+                    tokio::time::timeout(Duration::from_secs(2), h.submit(request(1, seq, op)))
+                        .await;
+                match result {
+                    Ok(Ok(applied)) => {
+                        assert!(applied.reply.is_ok(), "write {i}: {:?}", applied.reply);
+                        if seq > 1 {
+                            acked.push(i);
+                            i += 1;
+                        }
+                        seq += 1;
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return acked;
+                        }
+                    }
+                    // Not master any more, lost to a new master, stopped, or timed out: retry.
+                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        })
+    };
+
+    for round in 0..6 {
+        let victim = round % 3;
+        std::thread::sleep(Duration::from_millis(300));
+        members[victim].kill();
+        handles.lock().unwrap()[victim] = None;
+        std::thread::sleep(Duration::from_millis(300));
+        members[victim] = start(&config, victim as u64 + 1, tmp.path());
+        handles.lock().unwrap()[victim] = Some(members[victim].handle.clone());
+        wait_master(&members, Duration::from_secs(10));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = client.block_on(writer).unwrap();
+    eprintln!("{} acknowledged writes over 6 kills", acked.len());
+    assert!(
+        acked.len() > 20,
+        "the writer made progress: {}",
+        acked.len()
+    );
+
+    // Every acknowledged write is on the final master, and on every member once caught up.
+    let m = wait_master(&members, Duration::from_secs(10));
+    let target = client
+        .block_on(members[m].handle.submit(Command::Noop))
+        .unwrap()
+        .slot;
+    for member in &members {
+        wait_applied(&client, member, target);
+    }
+    let missing = client
+        .block_on(members[m].handle.read(move |ns| {
+            acked
+                .iter()
+                .filter(|i| ns.stat(&format!("/w{i}")).is_err())
+                .copied()
+                .collect::<Vec<u64>>()
+        }))
+        .unwrap();
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+    for member in &mut members {
+        member.kill();
+    }
+}
