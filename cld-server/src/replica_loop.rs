@@ -933,3 +933,88 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libpaxos::{Ballot, Entry, Epoch as E, Payload, Value};
+
+    #[test]
+    fn a_member_without_a_vote_withholds_every_vote_and_election_message_only() {
+        let b = Ballot {
+            round: 1,
+            node: NodeId(1),
+        };
+        let entry = Entry {
+            slot: Slot(1),
+            ballot: b,
+            value: Value {
+                epoch: E(0),
+                payload: Payload::Noop,
+            },
+        };
+        let withheld = [
+            Message::PreVote {
+                attempt: 1,
+                round: 1,
+                commit: Slot(0),
+            },
+            Message::PreVoteReply {
+                attempt: 1,
+                round: 1,
+                granted: true,
+                promised: b,
+            },
+            Message::Prepare {
+                ballot: b,
+                from: Slot(1),
+            },
+            Message::Promise {
+                ballot: b,
+                commit: Slot(0),
+                entries: vec![],
+            },
+            Message::Accepted {
+                ballot: b,
+                slots: vec![Slot(1)],
+            },
+            Message::HeartbeatAck {
+                ballot: b,
+                seq: 1,
+                commit: Slot(0),
+            },
+            Message::Accept {
+                ballot: b,
+                commit: Slot(0),
+                entries: vec![entry],
+            },
+            Message::Heartbeat {
+                ballot: b,
+                seq: 1,
+                commit: Slot(0),
+            },
+        ];
+        for msg in &withheld {
+            assert!(
+                !allowed_without_vote(msg),
+                "{} must be withheld",
+                msg.kind()
+            );
+        }
+        let allowed = [
+            Message::CatchUpRequest { from: Slot(1) },
+            Message::CatchUp {
+                commit: Slot(0),
+                entries: vec![],
+            },
+            Message::SnapshotNeeded { slot: Slot(1) },
+            Message::Reject {
+                ballot: b,
+                promised: b,
+            },
+        ];
+        for msg in &allowed {
+            assert!(allowed_without_vote(msg), "{} may leave", msg.kind());
+        }
+    }
+}
