@@ -100,11 +100,7 @@ fn main() -> ExitCode {
 
 fn keygen(out: &Path) -> ExitCode {
     use std::os::unix::fs::OpenOptionsExt;
-    let params = match "Noise_NK_25519_ChaChaPoly_SHA256".parse() {
-        Ok(p) => p,
-        Err(err) => return fail(format!("keygen: {err}")),
-    };
-    let keypair = match snow::Builder::new(params).generate_keypair() {
+    let (private, public) = match cld_server::peer::x25519_keypair(Arc::new(OsEntropy)) {
         Ok(k) => k,
         Err(err) => return fail(format!("keygen: {err}")),
     };
@@ -117,14 +113,14 @@ fn keygen(out: &Path) -> ExitCode {
         Ok(f) => f,
         Err(err) => return fail(format!("keygen: {}: {err}", out.display())),
     };
-    let line = format!("{}\n", b64::encode(&keypair.private));
+    let line = format!("{}\n", b64::encode(&private));
     if let Err(err) = file
         .write_all(line.as_bytes())
         .and_then(|()| file.sync_all())
     {
         return fail(format!("keygen: {}: {err}", out.display()));
     }
-    println!("{}", b64::encode(&keypair.public));
+    println!("{}", b64::encode(&public));
     ExitCode::SUCCESS
 }
 

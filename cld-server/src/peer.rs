@@ -342,6 +342,19 @@ async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     Ok((Keys { transport }, theirs))
 }
 
+/// A new X25519 key pair (private, public) from `entropy`, for `cld keygen`.
+pub fn x25519_keypair(entropy: Arc<dyn Entropy>) -> Result<(Vec<u8>, Vec<u8>), snow::Error> {
+    let params: snow::params::NoiseParams = "Noise_NK_25519_ChaChaPoly_SHA256"
+        .parse()
+        .map_err(|_| snow::Error::Init(snow::error::InitStage::GetDhImpl))?;
+    let resolver = Resolver {
+        entropy,
+        inner: snow::resolvers::DefaultResolver,
+    };
+    let keypair = snow::Builder::with_resolver(params, Box::new(resolver)).generate_keypair()?;
+    Ok((keypair.private, keypair.public))
+}
+
 /// Noise's randomness (ephemeral keys) from the server's [`Entropy`].
 struct EntropyRng(Arc<dyn Entropy>);
 
