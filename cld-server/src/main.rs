@@ -72,6 +72,15 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Run a whole cell on loopback (child processes) until Ctrl-C.
+    Dev {
+        /// How many members (1, 3 or 5).
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Where the config, keys, secrets and data dirs go (reused if it holds a cell).
+        #[arg(long, value_name = "DIR", default_value = "cld-dev")]
+        dir: PathBuf,
+    },
 }
 
 /// Fatal start-up problems exit with this status.
@@ -94,6 +103,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::Keygen { out }) => keygen(&out),
+        Some(Cmd::Dev { nodes, dir }) => dev(nodes, &dir),
         None => run(cli.run),
     }
 }
@@ -122,6 +132,133 @@ fn keygen(out: &Path) -> ExitCode {
     }
     println!("{}", b64::encode(&public));
     ExitCode::SUCCESS
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Writes a loopback cell of `nodes` members into `dir` (unless one is there) and returns
+/// the config path.
+fn dev_cell(nodes: u64, dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("cell.toml");
+    if config.exists() {
+        return Ok(config);
+    }
+    let secret = |entropy: &OsEntropy| {
+        let mut bytes = [0u8; 32];
+        entropy.fill(&mut bytes);
+        format!("{}\n", b64::encode(&bytes))
+    };
+    write_private(&dir.join("cell.secret"), &secret(&OsEntropy))?;
+    write_private(&dir.join("dev.secret"), &secret(&OsEntropy))?;
+    let (private, public) = cld_server::peer::x25519_keypair(Arc::new(OsEntropy))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_private(
+        &dir.join("cell.key"),
+        &format!("{}\n", b64::encode(&private)),
+    )?;
+    std::fs::write(dir.join("cell.pub"), format!("{}\n", b64::encode(&public)))?;
+    let mut text = String::from(
+        "# written by `cld dev`\n[cell]\nname = \"dev\"\nsecret_file = \"cell.secret\"\nkey_file = \"cell.key\"\n",
+    );
+    for id in 1..=nodes {
+        text.push_str(&format!(
+            "\n[[member]]\nid = {id}\nclient = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\n",
+            free_port()?,
+            free_port()?
+        ));
+    }
+    text.push_str("\n[[user]]\nname = \"dev\"\nsecret_file = \"dev.secret\"\n");
+    write_private(&config, &text)?;
+    Ok(config)
+}
+
+fn dev(nodes: u64, dir: &Path) -> ExitCode {
+    if ![1, 3, 5].contains(&nodes) {
+        return fail(format!("--nodes: {nodes} is not 1, 3 or 5"));
+    }
+    let config = match dev_cell(nodes, dir) {
+        Ok(c) => c,
+        Err(err) => return fail(format!("dev: {}: {err}", dir.display())),
+    };
+    let cell = match CellConfig::load(&config, &TimingOverrides::default()) {
+        Ok(c) => c,
+        Err(err) => return fail(err),
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return fail("dev: cannot find the cld executable");
+    };
+    println!("cell config: {}", config.display());
+    let mut children = Vec::new();
+    for member in &cell.members {
+        let id = member.id.0;
+        let metrics = match free_port() {
+            Ok(p) => format!("127.0.0.1:{p}"),
+            Err(err) => return fail(format!("dev: {err}")),
+        };
+        let log = match std::fs::File::create(dir.join(format!("member{id}.log"))) {
+            Ok(f) => f,
+            Err(err) => return fail(format!("dev: {err}")),
+        };
+        let child = std::process::Command::new(&exe)
+            .arg("--config")
+            .arg(&config)
+            .args(["--id", &id.to_string(), "--metrics", &metrics])
+            .arg("--data-dir")
+            .arg(dir.join(format!("data{id}")))
+            .stderr(log)
+            .spawn();
+        match child {
+            Ok(child) => children.push(child),
+            Err(err) => return fail(format!("dev: starting member {id}: {err}")),
+        }
+        println!(
+            "member {id}: peer {} metrics http://{metrics}/metrics log {}",
+            member.peer,
+            dir.join(format!("member{id}.log")).display()
+        );
+    }
+    println!(
+        "running; Ctrl-C stops the cell. (No client front end yet: cldc cannot connect to it.)"
+    );
+    let _ = std::io::stdout().flush();
+    let signal = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(shutdown_signal()),
+        Err(err) => return fail(format!("runtime: {err}")),
+    };
+    println!("{signal}: stopping the cell");
+    for child in &children {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let mut code = ExitCode::SUCCESS;
+    for mut child in children {
+        match child.wait() {
+            Ok(status) if status.success() => {}
+            _ => code = ExitCode::from(EXIT_FAILED),
+        }
+    }
+    code
 }
 
 fn run(args: RunArgs) -> ExitCode {

@@ -480,3 +480,60 @@ fn gen_secret_and_keygen() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn cld_dev_runs_a_cell_until_sigterm_and_reuses_its_dir() {
+    use std::io::BufRead;
+    let tmp = TempDir::new("procdev");
+    let dir = tmp.path().join("dev");
+    for run in 0..2 {
+        let mut child = Command::new(CLD)
+            .args(["dev", "--nodes", "3", "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut metrics: Vec<SocketAddr> = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("metrics http://").nth(1) {
+                metrics.push(rest.split('/').next().unwrap().parse().unwrap());
+            }
+            if line.starts_with("running;") {
+                break;
+            }
+        }
+        assert_eq!(metrics.len(), 3);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let masters = metrics
+                .iter()
+                .filter(|a| {
+                    http_get(**a, "/metrics").is_some_and(|b| b.contains("\ncld_is_master 1"))
+                })
+                .count();
+            if masters == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "run {run}: no master");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "run {run}: {status:?}");
+        for a in &metrics {
+            assert!(http_get(*a, "/healthz").is_none(), "member still up");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["cell.secret", "dev.secret", "cell.key", "cell.toml"] {
+            let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{f} is private");
+        }
+    }
+}
