@@ -190,6 +190,45 @@ impl DataDir {
         }
     }
 
+    /// Checks, without creating or changing anything, that `path` could be opened as member
+    /// `member` of `cell` (absent and empty directories pass).
+    pub fn check(path: &Path, cell: &str, member: NodeId) -> Result<(), DataDirError> {
+        match fs::read_dir(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(io(path, "list")(err)),
+            Ok(mut entries) => {
+                if entries.next().is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        match fs::read_to_string(path.join(IDENTITY_FILE)) {
+            Ok(text) => {
+                let identity = Self::parse(path, &text)?;
+                if identity.cell != cell {
+                    return Err(DataDirError::OtherCell {
+                        path: path.to_path_buf(),
+                        found: identity.cell,
+                        expected: cell.to_string(),
+                    });
+                }
+                if identity.member != member.0 {
+                    return Err(DataDirError::OtherMember {
+                        path: path.to_path_buf(),
+                        cell: identity.cell,
+                        found: identity.member,
+                        expected: member.0,
+                    });
+                }
+                Ok(())
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(DataDirError::Foreign {
+                path: path.to_path_buf(),
+            }),
+            Err(err) => Err(io(path, "read identity")(err)),
+        }
+    }
+
     fn parse(path: &Path, text: &str) -> Result<Identity, DataDirError> {
         // The format is read first on its own, so a future format with other keys is
         // refused as unknown rather than as damaged.

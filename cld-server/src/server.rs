@@ -72,7 +72,9 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
 ) -> Result<Server, StartError> {
     let config = &options.config;
     let member = config.member(options.id)?.clone();
-    // Bound first, so a port in use changes nothing on disk.
+    // The data dir is checked first (a wrong one is the more useful message), then the port
+    // is bound, and only then is anything written: a port in use changes nothing on disk.
+    DataDir::check(&options.data_dir, &config.name, options.id)?;
     let listener = net
         .bind(member.peer)
         .await

@@ -61,4 +61,6 @@ fn unknown_formats_damaged_files_and_foreign_dirs_are_refused() {
     std::fs::create_dir_all(other.join("something")).unwrap();
     let err = DataDir::open(&other, "prod", NodeId(1)).unwrap_err();
     assert!(matches!(err, DataDirError::Foreign { .. }), "{err}");
+    let err = DataDir::check(&other, "prod", NodeId(1)).unwrap_err();
+    assert!(matches!(err, DataDirError::Foreign { .. }), "{err}");
 }
