@@ -1,6 +1,8 @@
 //! Command dispatch: epochs, exactly-once deduplication, and the session commands. Node and
 //! lock commands are in `apply_node.rs` and `apply_lock.rs`.
 
+use core::time::Duration;
+
 use libpaxos::Epoch;
 
 use crate::apply_lock::{promote, release};
@@ -8,7 +10,7 @@ use crate::apply_node::remove_node;
 use crate::command::{ClientOp, ClientRequest, CmdError, Command, MAX_USER_NAME, Reply, Response};
 use crate::node::Session;
 use crate::state::Tx;
-use crate::types::{HandleId, RequestSeq, SessionId};
+use crate::types::{HandleId, RequestSeq, SessionId, WallTime};
 
 /// What executing one command produced.
 pub(crate) struct Executed {
@@ -40,11 +42,19 @@ pub(crate) fn execute(tx: &mut Tx<'_>, command: Command, epoch: Epoch) -> Execut
             reply: Ok(Response::Noop),
             duplicate: false,
         },
-        Command::ExpireSession { session, .. } => Executed {
+        Command::ExpireSession { session, time } => Executed {
             request,
-            reply: end_session(tx, session).map(|()| Response::SessionEnded),
+            reply: end_session(tx, session, time, true).map(|()| Response::SessionEnded),
             duplicate: false,
         },
+        Command::EndLockDelays { time } => {
+            crate::apply_lock::end_delays(tx, time);
+            Executed {
+                request,
+                reply: Ok(Response::Noop),
+                duplicate: false,
+            }
+        }
         Command::Client(req) => client(tx, req),
     }
 }
@@ -100,19 +110,33 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
         _ if !tx.st.sessions.contains_key(&req.session) => {
             return done(Err(CmdError::UnknownSession(req.session)), false);
         }
-        ClientOp::EndSession => end_session(tx, req.session).map(|()| Response::SessionEnded),
-        ClientOp::Open { path, mode, events } => {
-            crate::apply_node::open(tx, req.session, req.time, path, mode, events)
+        ClientOp::EndSession => {
+            end_session(tx, req.session, req.time, false).map(|()| Response::SessionEnded)
         }
-        ClientOp::Close { handle } => crate::apply_node::close(tx, req.session, handle),
+        ClientOp::Open { path, mode, events } => crate::apply_node::open(
+            tx,
+            req.session,
+            req.time,
+            path,
+            mode,
+            events,
+            Duration::ZERO,
+        ),
+        ClientOp::OpenWith {
+            path,
+            mode,
+            events,
+            lock_delay,
+        } => crate::apply_node::open(tx, req.session, req.time, path, mode, events, lock_delay),
+        ClientOp::Close { handle } => crate::apply_node::close(tx, req.session, req.time, handle),
         ClientOp::Put { handle, data, cas } => {
             crate::apply_node::put(tx, req.session, req.time, handle, data, cas)
         }
         ClientOp::Delete { path } => crate::apply_node::delete(tx, path),
         ClientOp::Lock { handle, mode, wait } => {
-            crate::apply_lock::lock(tx, req.session, handle, mode, wait)
+            crate::apply_lock::lock(tx, req.session, req.time, handle, mode, wait)
         }
-        ClientOp::Unlock { handle } => crate::apply_lock::unlock(tx, req.session, handle),
+        ClientOp::Unlock { handle } => crate::apply_lock::unlock(tx, req.session, req.time, handle),
         ClientOp::CheckSequencer { sequencer } => {
             crate::apply_lock::check_sequencer(tx.st, &sequencer).map(|()| Response::SequencerValid)
         }
@@ -135,8 +159,15 @@ fn valid_user_name(user: &str) -> bool {
 
 /// Ends a session: deletes its ephemeral nodes (telling other handles on them), closes its
 /// handles releasing their locks and queued requests, then promotes waiters on every lock it
-/// touched. The ending session itself is told nothing.
-pub(crate) fn end_session(tx: &mut Tx<'_>, session: SessionId) -> Result<(), CmdError> {
+/// touched. The ending session itself is told nothing. When the session `expired`, each lock
+/// it held whose node has a lock-delay is blocked for that delay from `time` (Chubby §2.4);
+/// a clean end blocks nothing.
+pub(crate) fn end_session(
+    tx: &mut Tx<'_>,
+    session: SessionId,
+    time: WallTime,
+    expired: bool,
+) -> Result<(), CmdError> {
     if !tx.st.sessions.contains_key(&session) {
         return Err(CmdError::UnknownSession(session));
     }
@@ -151,14 +182,27 @@ pub(crate) fn end_session(tx: &mut Tx<'_>, session: SessionId) -> Result<(), Cmd
     }
     let mut touched = std::collections::BTreeSet::new();
     for who in tx.st.session_handles(session) {
-        if let Some(handle) = tx.remove_handle(who)
-            && release(tx, &handle.path, who)
-        {
+        let Some(handle) = tx.remove_handle(who) else {
+            continue;
+        };
+        let held = tx
+            .st
+            .locks
+            .get(&handle.path)
+            .is_some_and(|lock| lock.held_by(who).is_some());
+        if release(tx, &handle.path, who) {
+            if expired
+                && held
+                && let Some(mut lock) = tx.st.locks.get(&handle.path).cloned()
+            {
+                lock.block_after_expiry(time);
+                tx.set_lock(&handle.path, lock);
+            }
             touched.insert(handle.path);
         }
     }
     for path in touched {
-        promote(tx, &path);
+        promote(tx, &path, time);
     }
     tx.remove_session(session);
     Ok(())

@@ -6,7 +6,7 @@ use crate::lock::Waiter;
 use crate::mode::{EventMask, LockMode, OpenMode};
 use crate::node::HandleRef;
 use crate::state::{State, Tx};
-use crate::types::{HandleId, LockGeneration, SessionId};
+use crate::types::{HandleId, LockGeneration, SessionId, WallTime};
 
 fn sequencer(tx: &Tx<'_>, path: &str, mode: LockMode) -> Option<Sequencer> {
     let node = tx.st.nodes.get(path)?;
@@ -28,6 +28,7 @@ fn bump_generation(tx: &mut Tx<'_>, path: &str) {
 pub(crate) fn lock(
     tx: &mut Tx<'_>,
     session: SessionId,
+    time: WallTime,
     handle: HandleId,
     mode: LockMode,
     wait: bool,
@@ -37,14 +38,25 @@ pub(crate) fn lock(
         return Err(CmdError::ModeForbids(Permission::Lock));
     }
     let path = found.path;
+    // A lock-delay that has ended is lifted first, granting the queue in order, so waiters
+    // keep their place ahead of this request.
+    if tx
+        .st
+        .locks
+        .get(&path)
+        .is_some_and(|l| l.blocked_until.is_some() && !l.blocked_at(time))
+    {
+        promote(tx, &path, time);
+    }
     let mut lock = tx.st.locks.get(&path).cloned().unwrap_or_default();
+    let blocked = lock.blocked_at(time);
     if lock.held_by(who).is_some() {
         return Err(CmdError::AlreadyHeld);
     }
     if lock.is_waiting(who) {
         return Err(CmdError::AlreadyWaiting);
     }
-    if lock.grantable(mode) {
+    if !blocked && lock.grantable(mode) {
         if mode == LockMode::Shared && lock.shared.len() as u64 >= tx.limits.max_holders_per_lock {
             return Err(CmdError::TooManyHolders(tx.limits.max_holders_per_lock));
         }
@@ -83,7 +95,12 @@ pub(crate) fn lock(
     Ok(Response::LockQueued)
 }
 
-pub(crate) fn unlock(tx: &mut Tx<'_>, session: SessionId, handle: HandleId) -> Reply {
+pub(crate) fn unlock(
+    tx: &mut Tx<'_>,
+    session: SessionId,
+    time: WallTime,
+    handle: HandleId,
+) -> Reply {
     let (who, found) = handle_of(tx, session, handle)?;
     if !found.mode.contains(OpenMode::LOCK) {
         return Err(CmdError::ModeForbids(Permission::Lock));
@@ -91,7 +108,7 @@ pub(crate) fn unlock(tx: &mut Tx<'_>, session: SessionId, handle: HandleId) -> R
     if !release(tx, &found.path, who) {
         return Err(CmdError::NotLocked);
     }
-    promote(tx, &found.path);
+    promote(tx, &found.path, time);
     Ok(Response::Unlocked)
 }
 
@@ -107,13 +124,18 @@ pub(crate) fn release(tx: &mut Tx<'_>, path: &str, who: HandleRef) -> bool {
     true
 }
 
-/// Grants whatever the queue head allows and tells each grantee.
-pub(crate) fn promote(tx: &mut Tx<'_>, path: &str) {
+/// Grants whatever the queue head allows at `time` (nothing while a lock-delay blocks it;
+/// an ended one is lifted) and tells each grantee.
+pub(crate) fn promote(tx: &mut Tx<'_>, path: &str, time: WallTime) {
     let Some(mut lock) = tx.st.locks.get(path).cloned() else {
         return;
     };
-    let granted = lock.promote(tx.limits.max_holders_per_lock);
+    let was_blocked = lock.blocked_until.is_some();
+    let granted = lock.promote(tx.limits.max_holders_per_lock, time);
     if granted.is_empty() {
+        if was_blocked && lock.blocked_until.is_none() {
+            tx.set_lock(path, lock);
+        }
         return;
     }
     for waiter in &granted {
@@ -126,6 +148,20 @@ pub(crate) fn promote(tx: &mut Tx<'_>, path: &str) {
         if let Some(sequencer) = sequencer(tx, path, waiter.mode) {
             tx.notify(waiter.who, EventKind::LockAcquired { sequencer });
         }
+    }
+}
+
+/// Lifts every lock-delay that ended at or before `time`, promoting each lock's waiters.
+pub(crate) fn end_delays(tx: &mut Tx<'_>, time: WallTime) {
+    let ended: Vec<String> = tx
+        .st
+        .locks
+        .iter()
+        .filter(|(_, l)| l.blocked_until.is_some_and(|until| until <= time))
+        .map(|(path, _)| path.clone())
+        .collect();
+    for path in ended {
+        promote(tx, &path, time);
     }
 }
 

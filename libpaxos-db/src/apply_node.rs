@@ -1,7 +1,10 @@
 //! Open, close, put and delete.
 
+use core::time::Duration;
+
 use crate::apply_lock::{promote, release};
-use crate::command::{CmdError, EventKind, ModeRule, Permission, Reply, Response};
+use crate::command::{CmdError, EventKind, MAX_LOCK_DELAY, ModeRule, Permission, Reply, Response};
+use crate::lock::LockState;
 use crate::mode::{EventMask, OpenMode};
 use crate::node::{Handle, HandleRef, Node, NodeKind};
 use crate::path;
@@ -46,6 +49,8 @@ pub(crate) fn handle_of(
     }
 }
 
+/// Opens `path` (creating it if `mode` says so). A node this open creates carries
+/// `lock_delay` (refused above [`MAX_LOCK_DELAY`] before anything changes).
 pub(crate) fn open(
     tx: &mut Tx<'_>,
     session: SessionId,
@@ -53,9 +58,16 @@ pub(crate) fn open(
     path: String,
     mode: OpenMode,
     events: EventMask,
+    lock_delay: Duration,
 ) -> Reply {
     path::validate(&path).map_err(CmdError::BadPath)?;
     check_mode(mode)?;
+    if lock_delay > MAX_LOCK_DELAY {
+        return Err(CmdError::LockDelayTooLong {
+            max_ms: MAX_LOCK_DELAY.as_millis() as u64,
+            got_ms: u64::try_from(lock_delay.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
     let open_handles = tx.st.session_handles(session).len() as u64;
     if open_handles >= tx.limits.max_handles_per_session {
         return Err(CmdError::TooManyHandles(tx.limits.max_handles_per_session));
@@ -101,6 +113,15 @@ pub(crate) fn open(
                 ephemeral_owner: mode.contains(OpenMode::EPHEMERAL).then_some(session),
             };
             tx.set_node(&path, node.clone());
+            if !lock_delay.is_zero() {
+                tx.set_lock(
+                    &path,
+                    LockState {
+                        delay: lock_delay,
+                        ..LockState::default()
+                    },
+                );
+            }
             let name = path::name(&path).to_string();
             let parent = parent.to_string();
             tx.notify_watchers(
@@ -135,13 +156,18 @@ pub(crate) fn open(
     })
 }
 
-pub(crate) fn close(tx: &mut Tx<'_>, session: SessionId, handle: HandleId) -> Reply {
+pub(crate) fn close(
+    tx: &mut Tx<'_>,
+    session: SessionId,
+    time: WallTime,
+    handle: HandleId,
+) -> Reply {
     let who = HandleRef { session, handle };
     let found = tx
         .remove_handle(who)
         .ok_or(CmdError::UnknownHandle(handle))?;
     if release(tx, &found.path, who) {
-        promote(tx, &found.path);
+        promote(tx, &found.path, time);
     }
     Ok(Response::Closed)
 }

@@ -17,6 +17,9 @@ use libpaxos::Slot;
 /// protocol's user field).
 pub const MAX_USER_NAME: usize = 32;
 
+/// The longest lock-delay a node may carry (Chubby's bound).
+pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
+
 /// One replicated command, postcard-encoded into `libpaxos::Payload::Command`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -32,6 +35,13 @@ pub enum Command {
     },
     /// Changes nothing (a barrier).
     Noop,
+    /// Lock-delays ended: every lock whose delay ended at or before `time` is unblocked and
+    /// its waiters promoted (and told). The master proposes it when a delay it knows of ends;
+    /// a lock request after the end also unblocks its lock.
+    EndLockDelays {
+        /// The master's wall clock when it proposed this.
+        time: WallTime,
+    },
 }
 
 impl Command {
@@ -118,6 +128,19 @@ pub enum ClientOp {
     CheckSequencer {
         /// The sequencer to check.
         sequencer: Sequencer,
+    },
+    /// Open as [`ClientOp::Open`] does (a later variant, so older logs decode unchanged); if this open creates the node, it carries
+    /// `lock_delay` (at most [`MAX_LOCK_DELAY`]). Opening an existing node leaves its delay
+    /// unchanged.
+    OpenWith {
+        /// Absolute path.
+        path: String,
+        /// Open mode.
+        mode: OpenMode,
+        /// Events wanted on this handle.
+        events: EventMask,
+        /// The lock-delay of a node this open creates.
+        lock_delay: Duration,
     },
 }
 
@@ -308,6 +331,14 @@ pub enum CmdError {
     /// The sequencer's node, instance, mode or generation is no longer current.
     #[error("sequencer is stale")]
     StaleSequencer,
+    /// A lock-delay above [`MAX_LOCK_DELAY`].
+    #[error("lock-delay of {got_ms} ms exceeds the maximum of {max_ms} ms")]
+    LockDelayTooLong {
+        /// The maximum, in milliseconds.
+        max_ms: u64,
+        /// What was asked, in milliseconds.
+        got_ms: u64,
+    },
 }
 
 /// What a command answers.

@@ -5,7 +5,8 @@
 //! sessions, handles, locks) deterministically and atomically with the applied index; storing
 //! the Paxos log in the same sled database; snapshotting, transferring and installing the
 //! namespace. What it is not for: sockets, clocks, client authentication, session leases and
-//! keep-alives (the server's), or lock-delay (not implemented yet).
+//! keep-alives (the server's). Lock-delay is replicated state here (`docs/database.md`); the
+//! master decides when to propose `Command::EndLockDelays`.
 #![deny(missing_docs)]
 
 mod apply;

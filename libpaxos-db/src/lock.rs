@@ -5,13 +5,20 @@
 //! writers are not starved; every release runs [`LockState::promote`], which grants the head
 //! of the queue and, if it is shared, every consecutive shared waiter, never past an exclusive
 //! and never past the shared holder limit (which bounds a lock record's size).
+//!
+//! Lock-delay (Chubby §2.4): a node created with a lock-delay keeps it in its lock record
+//! (`delay`). When a holder's session *expires*, `blocked_until` is set to the expiry
+//! command's time plus the delay; until a command's time reaches it, nothing is granted
+//! (promotion and new requests wait). A clean release never blocks.
 
+use core::time::Duration;
 use std::collections::{BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::mode::LockMode;
 use crate::node::HandleRef;
+use crate::types::WallTime;
 
 /// A queued request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +29,8 @@ pub struct Waiter {
     pub mode: LockMode,
 }
 
-/// The lock of one node. Absent from the store when nobody holds or waits.
+/// The lock of one node. Absent from the store when nobody holds or waits and the node has no
+/// lock-delay.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockState {
     /// The exclusive holder, if any (then `shared` is empty).
@@ -31,12 +39,37 @@ pub struct LockState {
     pub shared: BTreeSet<HandleRef>,
     /// Waiters in arrival order.
     pub waiters: VecDeque<Waiter>,
+    /// The node's lock-delay, set when it was created (at most
+    /// [`MAX_LOCK_DELAY`](crate::command::MAX_LOCK_DELAY)).
+    pub delay: Duration,
+    /// After a holder's session expired: no grant before this time.
+    pub blocked_until: Option<WallTime>,
 }
 
 impl LockState {
     /// Nobody holds or waits.
     pub fn is_empty(&self) -> bool {
-        self.exclusive.is_none() && self.shared.is_empty() && self.waiters.is_empty()
+        self.exclusive.is_none()
+            && self.shared.is_empty()
+            && self.waiters.is_empty()
+            && self.delay.is_zero()
+            && self.blocked_until.is_none()
+    }
+
+    /// Whether a lock-delay keeps the lock from everyone at `now`.
+    pub fn blocked_at(&self, now: WallTime) -> bool {
+        self.blocked_until.is_some_and(|until| now < until)
+    }
+
+    /// Starts the lock-delay after a holder's session expired at `at` (no effect without a
+    /// delay; an earlier block is extended, never shortened).
+    pub fn block_after_expiry(&mut self, at: WallTime) {
+        if self.delay.is_zero() {
+            return;
+        }
+        let ms = u64::try_from(self.delay.as_millis()).unwrap_or(u64::MAX);
+        let until = WallTime(at.0.saturating_add(ms));
+        self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
     }
 
     /// The mode `who` holds, if it holds.
@@ -103,9 +136,14 @@ impl LockState {
 
     /// Grants waiters from the head of the queue while they are compatible: the head, and if it
     /// is shared every consecutive shared waiter, while fewer than `max_shared` hold it; never
-    /// past an exclusive one. Returns the grants in order.
-    pub fn promote(&mut self, max_shared: u64) -> Vec<Waiter> {
+    /// past an exclusive one, and nothing while a lock-delay blocks the lock at `now` (a block
+    /// that has ended is cleared). Returns the grants in order.
+    pub fn promote(&mut self, max_shared: u64, now: WallTime) -> Vec<Waiter> {
         let mut granted = Vec::new();
+        if self.blocked_at(now) {
+            return granted;
+        }
+        self.blocked_until = None;
         while let Some(head) = self.waiters.front().copied() {
             let full = head.mode == LockMode::Shared && self.shared.len() as u64 >= max_shared;
             if full || !self.compatible(head.mode) {
@@ -148,7 +186,11 @@ mod tests {
         use LockMode::*;
         let mut lock = queued(&[Shared, Shared, Exclusive, Shared]);
         lock.release(h(0));
-        let granted: Vec<_> = lock.promote(u64::MAX).iter().map(|w| w.who).collect();
+        let granted: Vec<_> = lock
+            .promote(u64::MAX, WallTime(0))
+            .iter()
+            .map(|w| w.who)
+            .collect();
         assert_eq!(granted, vec![h(1), h(2)]);
         assert_eq!(lock.waiters.len(), 2);
     }
@@ -158,7 +200,11 @@ mod tests {
         use LockMode::*;
         let mut lock = queued(&[Exclusive, Shared]);
         lock.release(h(0));
-        let granted: Vec<_> = lock.promote(u64::MAX).iter().map(|w| w.who).collect();
+        let granted: Vec<_> = lock
+            .promote(u64::MAX, WallTime(0))
+            .iter()
+            .map(|w| w.who)
+            .collect();
         assert_eq!(granted, vec![h(1)]);
         assert_eq!(lock.exclusive, Some(h(1)));
     }

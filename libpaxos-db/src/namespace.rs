@@ -103,6 +103,7 @@ fn error_name(err: &CmdError) -> &'static str {
         CmdError::TooManyHolders(_) => "too_many_holders",
         CmdError::NotLocked => "not_locked",
         CmdError::StaleSequencer => "stale_sequencer",
+        CmdError::LockDelayTooLong { .. } => "lock_delay_too_long",
     }
 }
 

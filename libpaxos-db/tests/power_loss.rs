@@ -130,7 +130,7 @@ fn reference(seed: u64, n: u64) -> Dump {
                 slot: Slot(i),
                 value: Value {
                     epoch: Epoch(0),
-                    payload: Payload::Command(command(seed, i).encode()),
+                    payload: Payload::Command(command(seed, i).encode().into()),
                 },
             })
             .expect("apply");
@@ -500,7 +500,7 @@ fn source_snapshots(dir: &Path, out: &Path) -> BTreeMap<u64, [u8; 32]> {
                 slot: Slot(slot),
                 value: Value {
                     epoch: Epoch(0),
-                    payload: Payload::Command(session_command(slot).encode()),
+                    payload: Payload::Command(session_command(slot).encode().into()),
                 },
             })
             .expect("apply");

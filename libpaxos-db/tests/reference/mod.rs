@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 use libpaxos::{Epoch, Slot};
 use libpaxos_db::lock::Waiter;
@@ -10,6 +11,7 @@ use libpaxos_db::{
     Checksum, ClientOp, CmdError, Command, ContentGeneration, Dump, EventKind, EventMask, Handle,
     HandleId, HandleRef, Instance, Limits, LockGeneration, LockMode, LockState, ModeRule, Node,
     NodeKind, Notice, OpenMode, Permission, Reply, Response, Sequencer, Session, SessionId,
+    WallTime,
 };
 
 /// A lock as (path, exclusive holder, shared holders, queue).
@@ -29,6 +31,8 @@ pub struct Model {
     pub handles: Vec<(HandleRef, Handle)>,
     /// path -> (exclusive, shared, queue)
     pub locks: Vec<ModelLock>,
+    /// path -> (lock-delay, blocked until), for nodes created with a lock-delay.
+    pub lock_delays: BTreeMap<String, (Duration, Option<WallTime>)>,
     pub limits: Limits,
     events: Vec<Notice>,
 }
@@ -66,6 +70,7 @@ impl Model {
             sessions: vec![],
             handles: vec![],
             locks: vec![],
+            lock_delays: BTreeMap::new(),
             limits,
             events: vec![],
         }
@@ -137,8 +142,20 @@ impl Model {
         } else {
             match command {
                 Command::Noop => Ok(Response::Noop),
-                Command::ExpireSession { session, .. } => {
-                    self.end(*session).map(|_| Response::SessionEnded)
+                Command::ExpireSession { session, time } => self
+                    .end(*session, *time, true)
+                    .map(|_| Response::SessionEnded),
+                Command::EndLockDelays { time } => {
+                    let ended: Vec<String> = self
+                        .lock_delays
+                        .iter()
+                        .filter(|(_, (_, until))| until.is_some_and(|u| u <= *time))
+                        .map(|(path, _)| path.clone())
+                        .collect();
+                    for path in ended {
+                        self.promote(&path, *time);
+                    }
+                    Ok(Response::Noop)
                 }
                 Command::Client(req) => self.client(req),
             }
@@ -192,12 +209,25 @@ impl Model {
         }
         let reply = match &req.op {
             ClientOp::NewSession { .. } => unreachable!(),
-            ClientOp::EndSession => self.end(sid).map(|_| Response::SessionEnded),
-            ClientOp::Open { path, mode, events } => self.open(sid, req.time, path, *mode, *events),
-            ClientOp::Close { handle } => self.close(HandleRef {
-                session: sid,
-                handle: *handle,
-            }),
+            ClientOp::EndSession => self
+                .end(sid, req.time, false)
+                .map(|_| Response::SessionEnded),
+            ClientOp::Open { path, mode, events } => {
+                self.open(sid, req.time, path, *mode, *events, Duration::ZERO)
+            }
+            ClientOp::OpenWith {
+                path,
+                mode,
+                events,
+                lock_delay,
+            } => self.open(sid, req.time, path, *mode, *events, *lock_delay),
+            ClientOp::Close { handle } => self.close(
+                HandleRef {
+                    session: sid,
+                    handle: *handle,
+                },
+                req.time,
+            ),
             ClientOp::Put { handle, data, cas } => self.put(
                 HandleRef {
                     session: sid,
@@ -215,11 +245,15 @@ impl Model {
                 },
                 *mode,
                 *wait,
+                req.time,
             ),
-            ClientOp::Unlock { handle } => self.unlock(HandleRef {
-                session: sid,
-                handle: *handle,
-            }),
+            ClientOp::Unlock { handle } => self.unlock(
+                HandleRef {
+                    session: sid,
+                    handle: *handle,
+                },
+                req.time,
+            ),
             ClientOp::CheckSequencer { sequencer } => {
                 self.check(sequencer).map(|_| Response::SequencerValid)
             }
@@ -238,6 +272,7 @@ impl Model {
         path: &str,
         mode: OpenMode,
         events: EventMask,
+        lock_delay: Duration,
     ) -> Reply {
         libpaxos_db::path::validate(path).map_err(CmdError::BadPath)?;
         let has = |f| mode.contains(f);
@@ -252,6 +287,12 @@ impl Model {
         }
         if has(OpenMode::WRITE) && has(OpenMode::DIRECTORY) {
             return Err(CmdError::BadMode(ModeRule::WriteDirectory));
+        }
+        if lock_delay > Duration::from_secs(60) {
+            return Err(CmdError::LockDelayTooLong {
+                max_ms: 60_000,
+                got_ms: lock_delay.as_millis() as u64,
+            });
         }
         let count = self.handles.iter().filter(|h| h.0.session == sid).count() as u64;
         if count >= self.limits.max_handles_per_session {
@@ -298,6 +339,10 @@ impl Model {
             };
             self.next_instance += 1;
             self.nodes.push((path.to_string(), node.clone(), vec![]));
+            if !lock_delay.is_zero() {
+                self.lock_delays
+                    .insert(path.to_string(), (lock_delay, None));
+            }
             self.tell(
                 &parent,
                 EventMask::CHILDREN,
@@ -336,11 +381,11 @@ impl Model {
             .ok_or(CmdError::UnknownHandle(who.handle))
     }
 
-    fn close(&mut self, who: HandleRef) -> Reply {
+    fn close(&mut self, who: HandleRef, time: WallTime) -> Reply {
         let h = self.lookup(who)?;
         self.handles.retain(|x| x.0 != who);
         if self.drop_lock(&h.path, who) {
-            self.promote(&h.path);
+            self.promote(&h.path, time);
         }
         Ok(Response::Closed)
     }
@@ -414,6 +459,7 @@ impl Model {
             }
         }
         self.locks.retain(|l| l.0 != path);
+        self.lock_delays.remove(path);
         self.nodes.retain(|n| n.0 != path);
         let parent = parent_of(path).expect("not root");
         self.tell(
@@ -426,7 +472,7 @@ impl Model {
         );
     }
 
-    fn end(&mut self, sid: SessionId) -> Result<(), CmdError> {
+    fn end(&mut self, sid: SessionId, time: WallTime, expired: bool) -> Result<(), CmdError> {
         if self.session(sid).is_none() {
             return Err(CmdError::UnknownSession(sid));
         }
@@ -450,12 +496,23 @@ impl Model {
         let mut touched = BTreeSet::new();
         for (who, h) in hs {
             self.handles.retain(|x| x.0 != who);
+            let held = self
+                .locks
+                .iter()
+                .any(|l| l.0 == h.path && (l.1 == Some(who) || l.2.contains(&who)));
             if self.drop_lock(&h.path, who) {
+                if expired
+                    && held
+                    && let Some((delay, until)) = self.lock_delays.get_mut(&h.path)
+                {
+                    let end = WallTime(time.0 + delay.as_millis() as u64);
+                    *until = Some(until.map_or(end, |u| u.max(end)));
+                }
                 touched.insert(h.path);
             }
         }
         for path in touched {
-            self.promote(&path);
+            self.promote(&path, time);
         }
         self.sessions.retain(|s| s.0 != sid);
         Ok(())
@@ -484,17 +541,22 @@ impl Model {
         }
     }
 
-    fn lock(&mut self, who: HandleRef, mode: LockMode, wait: bool) -> Reply {
-        let reply = self.lock_inner(who, mode, wait);
+    fn lock(&mut self, who: HandleRef, mode: LockMode, wait: bool, time: WallTime) -> Reply {
+        let reply = self.lock_inner(who, mode, wait, time);
         self.gc_locks();
         reply
     }
 
-    fn lock_inner(&mut self, who: HandleRef, mode: LockMode, wait: bool) -> Reply {
+    fn lock_inner(&mut self, who: HandleRef, mode: LockMode, wait: bool, time: WallTime) -> Reply {
         let h = self.lookup(who)?;
         if !h.mode.contains(OpenMode::LOCK) {
             return Err(CmdError::ModeForbids(Permission::Lock));
         }
+        let until = self.lock_delays.get(&h.path).and_then(|d| d.1);
+        if until.is_some_and(|u| time >= u) {
+            self.promote(&h.path, time);
+        }
+        let blocked = until.is_some_and(|u| time < u);
         let i = self.lock_entry(&h.path);
         let (_, ex, sh, q) = self.locks[i].clone();
         if ex == Some(who) || sh.contains(&who) {
@@ -503,7 +565,8 @@ impl Model {
         if q.iter().any(|w| w.0 == who) {
             return Err(CmdError::AlreadyWaiting);
         }
-        let free = q.is_empty()
+        let free = !blocked
+            && q.is_empty()
             && match mode {
                 LockMode::Exclusive => ex.is_none() && sh.is_empty(),
                 LockMode::Shared => ex.is_none(),
@@ -550,7 +613,7 @@ impl Model {
         Ok(Response::LockQueued)
     }
 
-    fn unlock(&mut self, who: HandleRef) -> Reply {
+    fn unlock(&mut self, who: HandleRef, time: WallTime) -> Reply {
         let h = self.lookup(who)?;
         if !h.mode.contains(OpenMode::LOCK) {
             return Err(CmdError::ModeForbids(Permission::Lock));
@@ -558,7 +621,7 @@ impl Model {
         if !self.drop_lock(&h.path, who) {
             return Err(CmdError::NotLocked);
         }
-        self.promote(&h.path);
+        self.promote(&h.path, time);
         Ok(Response::Unlocked)
     }
 
@@ -582,7 +645,13 @@ impl Model {
         found
     }
 
-    fn promote(&mut self, path: &str) {
+    fn promote(&mut self, path: &str, time: WallTime) {
+        if let Some((_, until)) = self.lock_delays.get_mut(path) {
+            if until.is_some_and(|u| time < u) {
+                return;
+            }
+            *until = None;
+        }
         let Some(i) = self.locks.iter().position(|l| l.0 == path) else {
             return;
         };
@@ -640,6 +709,31 @@ impl Model {
         }
     }
 
+    fn dump_locks(&self) -> BTreeMap<String, LockState> {
+        let mut out = BTreeMap::new();
+        for l in &self.locks {
+            out.insert(
+                l.0.clone(),
+                LockState {
+                    exclusive: l.1,
+                    shared: l.2.iter().copied().collect(),
+                    waiters: l
+                        .3
+                        .iter()
+                        .map(|&(who, mode)| Waiter { who, mode })
+                        .collect::<VecDeque<_>>(),
+                    ..LockState::default()
+                },
+            );
+        }
+        for (path, (delay, until)) in &self.lock_delays {
+            let lock = out.entry(path.clone()).or_default();
+            lock.delay = *delay;
+            lock.blocked_until = *until;
+        }
+        out
+    }
+
     /// The model's state in the library's dump form.
     pub fn dump(&self) -> Dump {
         Dump {
@@ -653,24 +747,7 @@ impl Model {
                 .collect(),
             sessions: self.sessions.iter().cloned().collect(),
             handles: self.handles.iter().cloned().collect(),
-            locks: self
-                .locks
-                .iter()
-                .map(|l| {
-                    (
-                        l.0.clone(),
-                        LockState {
-                            exclusive: l.1,
-                            shared: l.2.iter().copied().collect(),
-                            waiters: l
-                                .3
-                                .iter()
-                                .map(|&(who, mode)| Waiter { who, mode })
-                                .collect::<VecDeque<_>>(),
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
+            locks: self.dump_locks(),
         }
     }
 }

@@ -1,0 +1,396 @@
+//! `cld`: one member of a CLD cell. See docs/operations.md.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cld_server::env::{Entropy, OsEntropy, SystemClock};
+use cld_server::metrics::{self, Metrics};
+use cld_server::peer::TokioNet;
+use cld_server::{CellConfig, ServerOptions, TimingOverrides, b64};
+use libpaxos::NodeId;
+use tracing::{error, info};
+
+#[derive(Parser, Debug)]
+#[command(name = "cld", about = "A member of a CLD cell", version)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// The cell's configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// This member's id (one of the config's [[member]] ids).
+    #[arg(long)]
+    id: Option<u64>,
+    /// This member's data dir (created on first start).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Write the process id to this file (removed on clean exit).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Serve Prometheus /metrics and /healthz on this address.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Override timing.paxos_lease_ms.
+    #[arg(long, value_name = "MS")]
+    paxos_lease_ms: Option<u64>,
+    /// Override timing.election_timeout_ms.
+    #[arg(long, value_name = "MS")]
+    election_timeout_ms: Option<u64>,
+    /// Override timing.heartbeat_ms.
+    #[arg(long, value_name = "MS")]
+    heartbeat_ms: Option<u64>,
+    /// Override timing.session_lease_ms.
+    #[arg(long, value_name = "MS")]
+    session_lease_ms: Option<u64>,
+    /// Override timing.expiry_margin_ms.
+    #[arg(long, value_name = "MS")]
+    expiry_margin_ms: Option<u64>,
+    /// Override timing.snapshot_every.
+    #[arg(long, value_name = "ENTRIES")]
+    snapshot_every: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print a fresh random secret (for a user or the cell).
+    GenSecret,
+    /// Write a new cell private key (X25519) to FILE (mode 0600) and print its public key.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Run a whole cell on loopback (child processes) until Ctrl-C.
+    Dev {
+        /// How many members (1, 3 or 5).
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Where the config, keys, secrets and data dirs go (reused if it holds a cell).
+        #[arg(long, value_name = "DIR", default_value = "cld-dev")]
+        dir: PathBuf,
+    },
+}
+
+/// Fatal start-up problems exit with this status.
+const EXIT_START: u8 = 2;
+/// A member that failed while running (disk error) exits with this status.
+const EXIT_FAILED: u8 = 1;
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("cld: {message}");
+    ExitCode::from(EXIT_START)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::GenSecret) => {
+            let mut bytes = [0u8; 32];
+            OsEntropy.fill(&mut bytes);
+            println!("{}", b64::encode(&bytes));
+            ExitCode::SUCCESS
+        }
+        Some(Cmd::Keygen { out }) => keygen(&out),
+        Some(Cmd::Dev { nodes, dir }) => dev(nodes, &dir),
+        None => run(cli.run),
+    }
+}
+
+fn keygen(out: &Path) -> ExitCode {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (private, public) = match cld_server::peer::x25519_keypair(Arc::new(OsEntropy)) {
+        Ok(k) => k,
+        Err(err) => return fail(format!("keygen: {err}")),
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(err) => return fail(format!("keygen: {}: {err}", out.display())),
+    };
+    let line = format!("{}\n", b64::encode(&private));
+    if let Err(err) = file
+        .write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+    {
+        return fail(format!("keygen: {}: {err}", out.display()));
+    }
+    println!("{}", b64::encode(&public));
+    ExitCode::SUCCESS
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Writes a loopback cell of `nodes` members into `dir` (unless one is there) and returns
+/// the config path.
+fn dev_cell(nodes: u64, dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("cell.toml");
+    if config.exists() {
+        return Ok(config);
+    }
+    let secret = |entropy: &OsEntropy| {
+        let mut bytes = [0u8; 32];
+        entropy.fill(&mut bytes);
+        format!("{}\n", b64::encode(&bytes))
+    };
+    write_private(&dir.join("cell.secret"), &secret(&OsEntropy))?;
+    write_private(&dir.join("dev.secret"), &secret(&OsEntropy))?;
+    let (private, public) = cld_server::peer::x25519_keypair(Arc::new(OsEntropy))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_private(
+        &dir.join("cell.key"),
+        &format!("{}\n", b64::encode(&private)),
+    )?;
+    std::fs::write(dir.join("cell.pub"), format!("{}\n", b64::encode(&public)))?;
+    let mut text = String::from(
+        "# written by `cld dev`\n[cell]\nname = \"dev\"\nsecret_file = \"cell.secret\"\nkey_file = \"cell.key\"\n",
+    );
+    for id in 1..=nodes {
+        text.push_str(&format!(
+            "\n[[member]]\nid = {id}\nclient = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\n",
+            free_port()?,
+            free_port()?
+        ));
+    }
+    text.push_str("\n[[user]]\nname = \"dev\"\nsecret_file = \"dev.secret\"\n");
+    write_private(&config, &text)?;
+    Ok(config)
+}
+
+fn dev(nodes: u64, dir: &Path) -> ExitCode {
+    if ![1, 3, 5].contains(&nodes) {
+        return fail(format!("--nodes: {nodes} is not 1, 3 or 5"));
+    }
+    let config = match dev_cell(nodes, dir) {
+        Ok(c) => c,
+        Err(err) => return fail(format!("dev: {}: {err}", dir.display())),
+    };
+    let cell = match CellConfig::load(&config, &TimingOverrides::default()) {
+        Ok(c) => c,
+        Err(err) => return fail(err),
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return fail("dev: cannot find the cld executable");
+    };
+    println!("cell config: {}", config.display());
+    let mut children = Vec::new();
+    for member in &cell.members {
+        let id = member.id.0;
+        let metrics = match free_port() {
+            Ok(p) => format!("127.0.0.1:{p}"),
+            Err(err) => return fail(format!("dev: {err}")),
+        };
+        let log = match std::fs::File::create(dir.join(format!("member{id}.log"))) {
+            Ok(f) => f,
+            Err(err) => return fail(format!("dev: {err}")),
+        };
+        let child = std::process::Command::new(&exe)
+            .arg("--config")
+            .arg(&config)
+            .args(["--id", &id.to_string(), "--metrics", &metrics])
+            .arg("--data-dir")
+            .arg(dir.join(format!("data{id}")))
+            .stderr(log)
+            .spawn();
+        match child {
+            Ok(child) => children.push(child),
+            Err(err) => return fail(format!("dev: starting member {id}: {err}")),
+        }
+        println!(
+            "member {id}: peer {} metrics http://{metrics}/metrics log {}",
+            member.peer,
+            dir.join(format!("member{id}.log")).display()
+        );
+    }
+    println!(
+        "running; Ctrl-C stops the cell. (No client front end yet: cldc cannot connect to it.)"
+    );
+    let _ = std::io::stdout().flush();
+    let signal = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(shutdown_signal()),
+        Err(err) => return fail(format!("runtime: {err}")),
+    };
+    println!("{signal}: stopping the cell");
+    for child in &children {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let mut code = ExitCode::SUCCESS;
+    for mut child in children {
+        match child.wait() {
+            Ok(status) if status.success() => {}
+            _ => code = ExitCode::from(EXIT_FAILED),
+        }
+    }
+    code
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let Some(config_path) = args.config.clone() else {
+        return fail("--config: missing (cld --config cell.toml --id N --data-dir DIR)");
+    };
+    let Some(id) = args.id else {
+        return fail("--id: missing");
+    };
+    let Some(data_dir) = args.data_dir.clone() else {
+        return fail("--data-dir: missing");
+    };
+    let ms = |v: Option<u64>| v.map(Duration::from_millis);
+    let overrides = TimingOverrides {
+        paxos_lease: ms(args.paxos_lease_ms),
+        election_timeout: ms(args.election_timeout_ms),
+        heartbeat: ms(args.heartbeat_ms),
+        session_lease: ms(args.session_lease_ms),
+        expiry_margin: ms(args.expiry_margin_ms),
+        snapshot_every: args.snapshot_every,
+    };
+    let config = match CellConfig::load(&config_path, &overrides) {
+        Ok(c) => c,
+        Err(err) => return fail(err),
+    };
+    if let Err(err) = config.member(NodeId(id)) {
+        return fail(err);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(err) => return fail(format!("runtime: {err}")),
+    };
+    runtime.block_on(serve(
+        ServerOptions {
+            config,
+            id: NodeId(id),
+            data_dir,
+        },
+        args.pid_file,
+        args.metrics,
+    ))
+}
+
+async fn serve(
+    options: ServerOptions,
+    pid_file: Option<PathBuf>,
+    metrics_addr: Option<SocketAddr>,
+) -> ExitCode {
+    let metrics = Metrics::new();
+    if let Some(addr) = metrics_addr {
+        match metrics::bind(addr).await {
+            Ok(listener) => {
+                tokio::spawn(metrics.clone().serve(listener));
+            }
+            Err(err) => return fail(format!("--metrics {addr}: {err}")),
+        }
+    }
+    let server = match cld_server::start(
+        options,
+        Arc::new(TokioNet),
+        Arc::new(SystemClock::new()),
+        Arc::new(OsEntropy),
+        metrics,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(err) => return fail(err),
+    };
+    if let Some(path) = &pid_file
+        && let Err(err) = std::fs::write(path, format!("{}\n", std::process::id()))
+    {
+        return fail(format!("--pid-file {}: {err}", path.display()));
+    }
+    let handle = server.handle.clone();
+    let mut task = server.task;
+    let code = tokio::select! {
+        result = &mut task => exit_of(result),
+        signal = shutdown_signal() => {
+            info!(signal, "signal received; shutting down");
+            handle.shutdown().await;
+            exit_of(task.await)
+        }
+    };
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    code
+}
+
+fn exit_of(
+    result: Result<Result<(), cld_server::replica_loop::LoopError>, tokio::task::JoinError>,
+) -> ExitCode {
+    match result {
+        Ok(Ok(())) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(err)) => {
+            error!(%err, "member failed");
+            eprintln!("cld: member failed: {err}");
+            ExitCode::from(EXIT_FAILED)
+        }
+        Err(err) => {
+            eprintln!("cld: replica loop panicked: {err}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still dies on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,1020 @@
+//! The replica loop: one task owns the [`DbReplica`] and performs its work; everything else
+//! talks to it through bounded channels ([`ServerHandle`] for proposals, reads and status,
+//! the peer transport for Paxos frames).
+//!
+//! Each turn takes one input, then every input that queued meanwhile (up to
+//! [`MAX_DRAIN`]), feeding each to the replica with a `now` read *when it is taken from its
+//! queue* (never earlier than its arrival, as libpaxos's time contract requires), and only
+//! then performs the Ready batches with [`DbReplica::drive_sending`]: heartbeats and the
+//! master's accepts leave before the fsync, and all proposals that arrived while the
+//! previous fsync ran share the next one (group commit). Snapshot writes run on a blocking
+//! thread. A failed sync or apply ends the loop with an error and the process exits: a retried
+//! fsync can lie.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libpaxos::{Envelope, Epoch, Event, LogStore, Message, NodeId, ProposeError, Role, Slot};
+use libpaxos_db::{
+    Applied, Command, DbReplica, GlueError, Namespace, RequestSeq, SessionId, SnapshotChunk,
+    SnapshotInfo,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::datadir::{DataDir, MemberState};
+use crate::env::Clock;
+use crate::metrics::Metrics;
+use crate::peer::{Hello, Inbound, InboundSink, PeerBody, PeerSender};
+
+/// Inputs taken per turn before the replica is driven (bounds a turn's latency).
+pub const MAX_DRAIN: usize = 512;
+/// Requests (proposals, reads, status) queued for the loop.
+pub const REQUEST_QUEUE: usize = 4096;
+/// Peer frames queued for the loop.
+pub const INBOUND_QUEUE: usize = 8192;
+/// How often the replica is ticked.
+pub const TICK: Duration = Duration::from_millis(5);
+/// How often a rejoining member asks the master for a barrier.
+pub const REJOIN_RETRY: Duration = Duration::from_millis(500);
+
+/// Why a proposal or read was not done.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// This member is not master (or has no lease for a read); `hint` is who may be.
+    #[error("not master (master hint: {hint:?})")]
+    NotMaster {
+        /// The master this member last heard from.
+        hint: Option<NodeId>,
+    },
+    /// Too many proposals in flight; try again shortly.
+    #[error("too many proposals in flight")]
+    Busy,
+    /// The slot was chosen with another value (the master changed): propose again.
+    #[error("proposal lost to a change of master; propose again")]
+    Lost,
+    /// The command is larger than one Paxos batch may carry.
+    #[error("command of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The loop's queue is full.
+    #[error("server overloaded (request queue full)")]
+    Overloaded,
+    /// The loop has stopped.
+    #[error("server stopped")]
+    Stopped,
+}
+
+/// The role of this member, as the front end needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoleView {
+    /// The Paxos role.
+    pub role: Role,
+    /// The epoch of the current master term, if known.
+    pub epoch: Option<Epoch>,
+    /// The master this member believes in.
+    pub master: Option<NodeId>,
+    /// Whether this member is master holding a valid lease.
+    pub lease: bool,
+    /// This member's voting state.
+    pub state: MemberState,
+}
+
+/// A snapshot of the member's state for operators and tests.
+#[derive(Clone, Debug)]
+pub struct StatusView {
+    /// This member.
+    pub id: NodeId,
+    /// Role, epoch, lease.
+    pub role: RoleView,
+    /// The commit index.
+    pub commit: Slot,
+    /// The applied index.
+    pub applied: Slot,
+    /// Open sessions.
+    pub sessions: usize,
+    /// Proposals waiting for their slot to be applied.
+    pub pending: usize,
+    /// Log syncs performed (one per Ready with something to persist): with group commit,
+    /// far fewer than proposals under concurrent load.
+    pub syncs: u64,
+    /// Snapshots installed from peers.
+    pub snapshots_installed: u64,
+}
+
+type ReadFn = Box<dyn FnOnce(Result<&Namespace, SubmitError>) + Send>;
+
+/// What the handle asks of the loop.
+enum Request {
+    Submit {
+        command: Command,
+        reply: oneshot::Sender<Result<Applied, SubmitError>>,
+    },
+    Read(ReadFn),
+    Status(oneshot::Sender<StatusView>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The front end's and tests' way into the replica loop. Cheap to clone.
+///
+/// * [`submit`](Self::submit): propose a command (master only) and get its [`Applied`]
+///   (reply and notices) once its slot is applied.
+/// * [`read`](Self::read): run a closure over the namespace when a linearizable read is
+///   allowed here (`DbReplica::can_read`: master, lease held, applied through the fence).
+/// * [`roles`](Self::roles): watch role, epoch and lease changes (to send `MasterFailover`
+///   and refresh session leases).
+/// * [`sessions`](Self::sessions): the committed session records.
+#[derive(Clone)]
+pub struct ServerHandle {
+    requests: mpsc::Sender<Request>,
+    roles: watch::Receiver<RoleView>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    fn request(&self, request: Request) -> Result<(), SubmitError> {
+        self.requests.try_send(request).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => {
+                self.metrics.counters.loop_requests_full.inc();
+                SubmitError::Overloaded
+            }
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+        })
+    }
+
+    /// Proposes `command` and waits until its slot is applied.
+    pub async fn submit(&self, command: Command) -> Result<Applied, SubmitError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::Submit { command, reply })?;
+        rx.await.unwrap_or(Err(SubmitError::Stopped))
+    }
+
+    /// Runs `f` over the namespace if a linearizable read may be served here now.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Namespace) -> R + Send + 'static,
+    ) -> Result<R, SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.request(Request::Read(Box::new(move |ns| {
+            let _ = tx.send(ns.map(f));
+        })))?;
+        rx.await.unwrap_or(Err(SubmitError::Stopped))
+    }
+
+    /// The committed session records (id, user, lease), read under the same rule as
+    /// [`read`](Self::read).
+    pub async fn sessions(&self) -> Result<Vec<(SessionId, String, Duration)>, SubmitError> {
+        self.read(|ns| {
+            ns.sessions()
+                .map(|(id, s)| (id, s.user.clone(), s.lease))
+                .collect()
+        })
+        .await
+    }
+
+    /// The member's state now.
+    pub async fn status(&self) -> Result<StatusView, SubmitError> {
+        let (tx, rx) = oneshot::channel();
+        self.request(Request::Status(tx))?;
+        rx.await.map_err(|_| SubmitError::Stopped)
+    }
+
+    /// Role, epoch and lease changes.
+    pub fn roles(&self) -> watch::Receiver<RoleView> {
+        self.roles.clone()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops the loop after its current turn (every acknowledged write is already durable).
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.requests.send(Request::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The transport's view of the loop: queues inbound frames, answers handshakes.
+pub struct Sink {
+    inbound: mpsc::Sender<Inbound>,
+    state: Mutex<MemberState>,
+    peers: Mutex<HashMap<NodeId, MemberState>>,
+    metrics: Metrics,
+}
+
+impl InboundSink for Sink {
+    fn deliver(&self, inbound: Inbound) {
+        if self.inbound.try_send(inbound).is_err() {
+            self.metrics.counters.loop_inbound_full.inc();
+        }
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            state: *self.state.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    fn peer_hello(&self, from: NodeId, hello: Hello) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(from, hello.state);
+    }
+}
+
+enum Waiter {
+    Client {
+        key: Option<(SessionId, RequestSeq)>,
+        reply: oneshot::Sender<Result<Applied, SubmitError>>,
+    },
+    Barrier(NodeId),
+}
+
+/// Removes a peer from the set of running snapshot streams when its stream ends.
+struct StreamDone(Arc<Mutex<HashSet<NodeId>>>, NodeId);
+
+impl Drop for StreamDone {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
+/// Why the loop stopped with an error (the process must exit).
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    /// Driving the replica failed (a sync, an apply, the core).
+    #[error("replica: {0}")]
+    Glue(#[from] GlueError),
+    /// The data dir's identity could not be updated.
+    #[error("{0}")]
+    DataDir(#[from] crate::datadir::DataDirError),
+}
+
+/// The loop's channels, made before the transport starts (the transport needs the sink).
+pub struct LoopChannels {
+    requests: mpsc::Receiver<Request>,
+    inbound: mpsc::Receiver<Inbound>,
+    /// The handle.
+    pub handle: ServerHandle,
+    /// The sink for the transport.
+    pub sink: Arc<Sink>,
+    roles_tx: watch::Sender<RoleView>,
+}
+
+/// Makes the loop's channels for a member starting in `state`.
+pub fn channels(state: MemberState, metrics: Metrics) -> LoopChannels {
+    let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (roles_tx, roles_rx) = watch::channel(RoleView {
+        role: Role::Follower { master: None },
+        epoch: None,
+        master: None,
+        lease: false,
+        state,
+    });
+    LoopChannels {
+        requests: req_rx,
+        inbound: in_rx,
+        handle: ServerHandle {
+            requests: req_tx,
+            roles: roles_rx,
+            metrics: metrics.clone(),
+        },
+        sink: Arc::new(Sink {
+            inbound: in_tx,
+            state: Mutex::new(state),
+            peers: Mutex::new(HashMap::new()),
+            metrics,
+        }),
+        roles_tx,
+    }
+}
+
+/// Runs `f`, which blocks (fsync, file i/o), without starving the runtime's other tasks
+/// when the runtime has other worker threads.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let multi = tokio::runtime::Handle::try_current()
+        .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        .unwrap_or(false);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// Whether a message may leave a member that must not vote (rejoining, or fresh and not yet
+/// bootstrapped): no promise, no accept, no lease grant, no election of its own.
+fn allowed_without_vote(msg: &Message) -> bool {
+    !matches!(
+        msg,
+        Message::PreVote { .. }
+            | Message::PreVoteReply { .. }
+            | Message::Prepare { .. }
+            | Message::Promise { .. }
+            | Message::Accepted { .. }
+            | Message::HeartbeatAck { .. }
+            | Message::Accept { .. }
+            | Message::Heartbeat { .. }
+    )
+}
+
+/// The replica loop.
+pub struct ReplicaLoop<S: LogStore, C: Clock> {
+    replica: DbReplica<S>,
+    clock: Arc<C>,
+    peers: PeerSender,
+    data_dir: DataDir,
+    members: Vec<NodeId>,
+    metrics: Metrics,
+    requests: mpsc::Receiver<Request>,
+    inbound: mpsc::Receiver<Inbound>,
+    sink: Arc<Sink>,
+    roles_tx: watch::Sender<RoleView>,
+    jobs_tx: mpsc::Sender<Result<SnapshotInfo, libpaxos_db::DbError>>,
+    jobs_rx: mpsc::Receiver<Result<SnapshotInfo, libpaxos_db::DbError>>,
+    pending: BTreeMap<Slot, Waiter>,
+    state: MemberState,
+    barrier: Option<Slot>,
+    last_barrier_ask: Option<libpaxos::Time>,
+    stop: Option<oneshot::Sender<()>>,
+    streaming: Arc<Mutex<HashSet<NodeId>>>,
+}
+
+impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
+    /// A loop over `replica`, sending through `peers`.
+    pub fn new(
+        replica: DbReplica<S>,
+        clock: Arc<C>,
+        peers: PeerSender,
+        data_dir: DataDir,
+        channels: LoopChannels,
+        metrics: Metrics,
+    ) -> ReplicaLoop<S, C> {
+        let members = replica.replica().config().members.clone();
+        let (jobs_tx, jobs_rx) = mpsc::channel(1);
+        let state = data_dir.identity().state;
+        metrics
+            .gauges
+            .rejoining
+            .set(i64::from(state != MemberState::Voter));
+        ReplicaLoop {
+            replica,
+            clock,
+            peers,
+            data_dir,
+            members,
+            metrics,
+            requests: channels.requests,
+            inbound: channels.inbound,
+            sink: channels.sink,
+            roles_tx: channels.roles_tx,
+            jobs_tx,
+            jobs_rx,
+            pending: BTreeMap::new(),
+            state,
+            barrier: None,
+            last_barrier_ask: None,
+            stop: None,
+            streaming: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// Runs until shutdown (`Ok`) or a fatal error (`Err`: the process must exit).
+    pub async fn run(mut self) -> Result<(), LoopError> {
+        self.replica.set_background_snapshots(true);
+        if self.state != MemberState::Voter {
+            info!(
+                state = ?self.state,
+                "this member does not vote yet: it neither promises nor accepts until it knows the cell is new (every member empty) or has caught up after rejoining"
+            );
+        }
+        self.publish_role();
+        self.metrics.serving.store(true, Ordering::Relaxed);
+        let mut next_tick = tokio::time::Instant::now();
+        let result = loop {
+            let turn = tokio::select! {
+                biased;
+                job = self.jobs_rx.recv() => match job {
+                    Some(result) => self.snapshot_done(result),
+                    None => Ok(()),
+                },
+                inbound = self.inbound.recv() => match inbound {
+                    Some(inbound) => self.on_inbound(inbound),
+                    None => Ok(()),
+                },
+                request = self.requests.recv() => match request {
+                    Some(request) => self.on_request(request),
+                    None => break Ok(()),
+                },
+                _ = tokio::time::sleep_until(next_tick) => {
+                    next_tick = tokio::time::Instant::now() + TICK;
+                    self.tick()
+                }
+            };
+            // A busy inbound queue must never starve the tick (heartbeats, leases).
+            let tick_due = tokio::time::Instant::now() >= next_tick;
+            let turn = turn.and_then(|()| {
+                if tick_due {
+                    next_tick = tokio::time::Instant::now() + TICK;
+                    self.tick()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(err) = turn.and_then(|()| self.drain()).and_then(|()| self.drive()) {
+                break Err(err);
+            }
+            if self.stop.is_some() {
+                break Ok(());
+            }
+        };
+        self.metrics.serving.store(false, Ordering::Relaxed);
+        for (_, waiter) in std::mem::take(&mut self.pending) {
+            if let Waiter::Client { reply, .. } = waiter {
+                let _ = reply.send(Err(SubmitError::Stopped));
+            }
+        }
+        if let Err(err) = &result {
+            self.metrics.counters.fatal_errors.inc();
+            error!(%err, "replica loop failed; this member stops (restart recovers from disk)");
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        result
+    }
+
+    /// Takes what queued while the last turn ran (group commit), each with its own `now`.
+    fn drain(&mut self) -> Result<(), LoopError> {
+        for _ in 0..MAX_DRAIN {
+            if let Ok(inbound) = self.inbound.try_recv() {
+                self.on_inbound(inbound)?;
+            } else if let Ok(request) = self.requests.try_recv() {
+                self.on_request(request)?;
+                if self.stop.is_some() {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), LoopError> {
+        let now = self.clock.now();
+        self.replica.on_tick(now)?;
+        self.rejoin_progress()?;
+        let status = self.replica.replica().status(now);
+        if self.roles_tx.borrow().lease != status.lease_valid {
+            self.publish_role();
+        }
+        Ok(())
+    }
+
+    fn send(&self, envelope: Envelope) {
+        if self.state != MemberState::Voter && !allowed_without_vote(&envelope.msg) {
+            self.metrics.counters.rejoin_dropped_votes.inc();
+            return;
+        }
+        self.peers.send(envelope.to, &PeerBody::Paxos(envelope.msg));
+    }
+
+    /// Performs Ready batches until there is nothing left to do.
+    fn drive(&mut self) -> Result<(), LoopError> {
+        loop {
+            let now = self.clock.now();
+            let peers = &self.peers;
+            let voting = self.state == MemberState::Voter;
+            let counters = &self.metrics.counters;
+            let replica = &mut self.replica;
+            let out = blocking(|| {
+                replica.drive_sending(now, &mut |envelope: Envelope| {
+                    if !voting && !allowed_without_vote(&envelope.msg) {
+                        counters.rejoin_dropped_votes.inc();
+                    } else {
+                        peers.send(envelope.to, &PeerBody::Paxos(envelope.msg));
+                    }
+                })
+            })?;
+            if !out.performed {
+                return Ok(());
+            }
+            for envelope in out.messages {
+                self.send(envelope);
+            }
+            self.on_applied(out.applied);
+            for event in out.events {
+                self.on_event(event);
+            }
+            if let Some(err) = out.snapshot_failed {
+                self.metrics.counters.snapshot_failures.inc();
+                warn!(%err, "snapshot write failed; carrying on without it");
+            }
+            if let Some(job) = out.snapshot_job {
+                let tx = self.jobs_tx.clone();
+                info!(applied = job.applied().0, "snapshot started");
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.blocking_send(job.run());
+                });
+            }
+        }
+    }
+
+    fn snapshot_done(
+        &mut self,
+        result: Result<SnapshotInfo, libpaxos_db::DbError>,
+    ) -> Result<(), LoopError> {
+        let out = blocking(|| self.replica.snapshot_finished(result))?;
+        match (&out.snapshot, &out.snapshot_failed) {
+            (Some(slot), _) => info!(applied = slot.0, "snapshot written"),
+            (_, Some(err)) => {
+                self.metrics.counters.snapshot_failures.inc();
+                warn!(%err, "snapshot write failed; carrying on without it");
+            }
+            _ => {}
+        }
+        self.on_applied(out.applied);
+        Ok(())
+    }
+
+    fn on_applied(&mut self, applied: Vec<Applied>) {
+        for a in applied {
+            // Slots below are settled with another value (or compacted by an install).
+            while let Some(entry) = self.pending.first_entry() {
+                if *entry.key() >= a.slot {
+                    break;
+                }
+                let waiter = entry.remove();
+                self.fail_waiter(waiter, SubmitError::Lost);
+            }
+            let Some(waiter) = self.pending.remove(&a.slot) else {
+                continue;
+            };
+            match waiter {
+                Waiter::Client { key, reply } => {
+                    if key == a.request {
+                        let _ = reply.send(Ok(a));
+                    } else {
+                        self.metrics.counters.proposals_lost.inc();
+                        let _ = reply.send(Err(SubmitError::Lost));
+                    }
+                }
+                Waiter::Barrier(to) => {
+                    self.peers
+                        .send(to, &PeerBody::RejoinBarrierDone { slot: a.slot });
+                }
+            }
+        }
+        let db_applied = self.replica.database().namespace().applied();
+        self.metrics.gauges.applied.set(db_applied.0 as i64);
+        self.metrics
+            .gauges
+            .commit
+            .set(self.replica.replica().commit().0 as i64);
+    }
+
+    fn fail_waiter(&self, waiter: Waiter, err: SubmitError) {
+        if let Waiter::Client { reply, .. } = waiter {
+            self.metrics.counters.proposals_lost.inc();
+            let _ = reply.send(Err(err));
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::RoleChanged(role) => {
+                self.metrics.counters.role_changes.inc();
+                match role {
+                    Role::Master { ballot } => {
+                        self.metrics.counters.elections_won.inc();
+                        info!(epoch = ballot.epoch().0, "became master");
+                    }
+                    Role::Follower { master } => {
+                        info!(master = ?master.map(|m| m.0), "following")
+                    }
+                    Role::Candidate { ballot } => {
+                        info!(round = ballot.round, "standing for election")
+                    }
+                    Role::Recovering { ballot } => {
+                        info!(round = ballot.round, "won phase 1; recovering open slots")
+                    }
+                }
+                if !matches!(role, Role::Master { .. }) {
+                    // A barrier is answered only by a master whose own no-op committed.
+                    self.pending.retain(|_, w| !matches!(w, Waiter::Barrier(_)));
+                }
+                self.publish_role();
+            }
+            Event::LeaseAcquired => {
+                info!("master lease acquired");
+                self.publish_role();
+            }
+            Event::LeaseLost => {
+                self.metrics.counters.leases_lost.inc();
+                warn!("master lease lost");
+                self.publish_role();
+            }
+            Event::SnapshotNeeded { from, slot } => {
+                info!(
+                    from = from.0,
+                    slot = slot.0,
+                    "log compacted at the peer: fetching its snapshot"
+                );
+                self.peers.send(from, &PeerBody::SnapshotRequest);
+            }
+        }
+    }
+
+    fn publish_role(&mut self) {
+        let now = self.clock.now();
+        let status = self.replica.replica().status(now);
+        let view = RoleView {
+            role: status.role,
+            epoch: status.epoch,
+            master: status.master,
+            lease: status.lease_valid,
+            state: self.state,
+        };
+        self.metrics
+            .gauges
+            .is_master
+            .set(i64::from(matches!(status.role, Role::Master { .. })));
+        self.metrics
+            .gauges
+            .epoch
+            .set(status.epoch.map_or(0, |e| e.0 as i64));
+        self.roles_tx.send_replace(view);
+    }
+
+    fn propose(&mut self, command: &Command) -> Result<Slot, SubmitError> {
+        let now = self.clock.now();
+        match self.replica.propose(now, command) {
+            Ok((slot, _epoch)) => Ok(slot),
+            Err(ProposeError::NotMaster { hint }) => {
+                self.metrics.counters.proposals_not_master.inc();
+                Err(SubmitError::NotMaster { hint })
+            }
+            Err(ProposeError::Busy { .. }) => {
+                self.metrics.counters.proposals_busy.inc();
+                Err(SubmitError::Busy)
+            }
+            Err(ProposeError::TooLarge { size, limit }) => {
+                self.metrics.counters.proposals_too_large.inc();
+                Err(SubmitError::TooLarge { size, limit })
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) -> Result<(), LoopError> {
+        match request {
+            Request::Submit { command, reply } => {
+                let key = match &command {
+                    Command::Client(req) => Some((req.session, req.seq)),
+                    _ => None,
+                };
+                match self.propose(&command) {
+                    Ok(slot) => {
+                        if let Some(old) = self.pending.insert(slot, Waiter::Client { key, reply })
+                        {
+                            self.fail_waiter(old, SubmitError::Lost);
+                        }
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
+            Request::Read(f) => {
+                let now = self.clock.now();
+                if self.replica.can_read(now) {
+                    f(Ok(self.replica.database().namespace()));
+                } else {
+                    self.metrics.counters.reads_refused.inc();
+                    f(Err(SubmitError::NotMaster {
+                        hint: self.replica.replica().master_hint(),
+                    }));
+                }
+            }
+            Request::Status(reply) => {
+                let now = self.clock.now();
+                let status = self.replica.replica().status(now);
+                let ns = self.replica.database().namespace();
+                let _ = reply.send(StatusView {
+                    id: status.id,
+                    role: *self.roles_tx.borrow(),
+                    commit: status.commit,
+                    applied: ns.applied(),
+                    sessions: ns.sessions().count(),
+                    pending: self.pending.len(),
+                    syncs: self.replica.counters().syncs,
+                    snapshots_installed: self.replica.counters().snapshots_installed,
+                });
+            }
+            Request::Shutdown(done) => {
+                info!("shutting down: no new work taken; every acknowledged write is durable");
+                self.stop = Some(done);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) -> Result<(), LoopError> {
+        let now = self.clock.now();
+        let from = inbound.from;
+        match inbound.body {
+            PeerBody::Paxos(msg) => self.replica.on_message(now, from, msg)?,
+            PeerBody::SnapshotRequest => self.serve_snapshot(from),
+            PeerBody::SnapshotChunk {
+                applied,
+                total,
+                offset,
+                data,
+            } => {
+                let chunk = SnapshotChunk {
+                    applied,
+                    total,
+                    offset,
+                    data,
+                };
+                let result = blocking(|| self.replica.receive_snapshot_chunk(now, &chunk));
+                match result {
+                    Ok(Some(slot)) => {
+                        self.metrics.counters.snapshots_installed.inc();
+                        info!(from = from.0, slot = slot.0, "snapshot installed");
+                        self.on_applied(Vec::new());
+                        // Proposals at or below the installed slot cannot be matched any more.
+                        let rest = self.pending.split_off(&slot.next());
+                        for (_, waiter) in std::mem::replace(&mut self.pending, rest) {
+                            self.fail_waiter(waiter, SubmitError::Lost);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(GlueError::SnapshotRefused(err)) => {
+                        self.metrics.counters.snapshot_chunks_refused.inc();
+                        warn!(from = from.0, %err, "snapshot chunk refused");
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            PeerBody::SnapshotUnavailable => {
+                self.metrics.counters.snapshot_unavailable.inc();
+                warn!(from = from.0, "peer has no snapshot to send");
+            }
+            PeerBody::RejoinBarrier => {
+                if matches!(self.replica.replica().role(), Role::Master { .. })
+                    && let Ok(slot) = self.propose(&Command::Noop)
+                {
+                    info!(from = from.0, slot = slot.0, "rejoin barrier proposed");
+                    self.pending.insert(slot, Waiter::Barrier(from));
+                }
+            }
+            PeerBody::RejoinBarrierDone { slot } => {
+                if self.state == MemberState::Rejoining && self.barrier.is_none() {
+                    info!(
+                        slot = slot.0,
+                        "rejoin barrier committed; voting once applied through it"
+                    );
+                    self.barrier = Some(slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn serve_snapshot(&self, to: NodeId) {
+        {
+            let mut streaming = self.streaming.lock().unwrap_or_else(|e| e.into_inner());
+            if !streaming.insert(to) {
+                // One transfer per peer at a time: a repeated request while one runs is
+                // answered by the running one.
+                return;
+            }
+        }
+        let streaming = self.streaming.clone();
+        let mut reader = match self.replica.snapshot_reader() {
+            Ok(reader) => reader,
+            Err(err) => {
+                self.metrics.counters.snapshot_unavailable.inc();
+                warn!(to = to.0, %err, "cannot send a snapshot");
+                self.peers.send(to, &PeerBody::SnapshotUnavailable);
+                streaming
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&to);
+                return;
+            }
+        };
+        let peers = self.peers.clone();
+        let counters = self.metrics.counters.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _done = StreamDone(streaming, to);
+            loop {
+                match reader.next_chunk() {
+                    Ok(Some(chunk)) => {
+                        let body = PeerBody::SnapshotChunk {
+                            applied: chunk.applied,
+                            total: chunk.total,
+                            offset: chunk.offset,
+                            data: chunk.data,
+                        };
+                        if !runtime.block_on(peers.send_bulk_wait(to, &body)) {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        counters.snapshots_sent.inc();
+                        info!(to = to.0, "snapshot sent");
+                        return;
+                    }
+                    Err(err) => {
+                        counters.snapshot_unavailable.inc();
+                        warn!(to = to.0, %err, "snapshot read failed");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Moves a non-voting member forward: bootstrap when every member is fresh, otherwise
+    /// rejoin through a barrier.
+    fn rejoin_progress(&mut self) -> Result<(), LoopError> {
+        match self.state {
+            MemberState::Voter => Ok(()),
+            MemberState::Fresh => {
+                let peers = self
+                    .sink
+                    .peers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let me = self.replica.replica().id();
+                let others: Vec<NodeId> =
+                    self.members.iter().copied().filter(|m| *m != me).collect();
+                if peers
+                    .values()
+                    .any(|s| matches!(s, MemberState::Voter | MemberState::Rejoining))
+                {
+                    info!(
+                        "the cell has history and this data dir is empty: rejoining without a vote until caught up (Paxos Made Live 5.1)"
+                    );
+                    self.set_state(MemberState::Rejoining)
+                } else if others
+                    .iter()
+                    .all(|m| peers.get(m) == Some(&MemberState::Fresh))
+                {
+                    info!("every member reports an empty data dir: bootstrapping a new cell");
+                    self.set_state(MemberState::Voter)
+                } else {
+                    Ok(())
+                }
+            }
+            MemberState::Rejoining => {
+                let now = self.clock.now();
+                if let Some(barrier) = self.barrier {
+                    if self.replica.database().namespace().applied() >= barrier {
+                        info!(
+                            barrier = barrier.0,
+                            "caught up and saw a complete instance begun after rejoining: voting again"
+                        );
+                        self.set_state(MemberState::Voter)?;
+                    }
+                    return Ok(());
+                }
+                let due = self
+                    .last_barrier_ask
+                    .is_none_or(|t| now.since(t) >= REJOIN_RETRY);
+                if due {
+                    self.last_barrier_ask = Some(now);
+                    let me = self.replica.replica().id();
+                    for &m in &self.members {
+                        if m != me {
+                            self.peers.send(m, &PeerBody::RejoinBarrier);
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: MemberState) -> Result<(), LoopError> {
+        self.data_dir.set_state(state)?;
+        self.state = state;
+        *self.sink.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        self.metrics
+            .gauges
+            .rejoining
+            .set(i64::from(state != MemberState::Voter));
+        self.publish_role();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libpaxos::{Ballot, Entry, Epoch as E, Payload, Value};
+
+    #[test]
+    fn a_member_without_a_vote_withholds_every_vote_and_election_message_only() {
+        let b = Ballot {
+            round: 1,
+            node: NodeId(1),
+        };
+        let entry = Entry {
+            slot: Slot(1),
+            ballot: b,
+            value: Value {
+                epoch: E(0),
+                payload: Payload::Noop,
+            },
+        };
+        let withheld = [
+            Message::PreVote {
+                attempt: 1,
+                round: 1,
+                commit: Slot(0),
+            },
+            Message::PreVoteReply {
+                attempt: 1,
+                round: 1,
+                granted: true,
+                promised: b,
+            },
+            Message::Prepare {
+                ballot: b,
+                from: Slot(1),
+            },
+            Message::Promise {
+                ballot: b,
+                commit: Slot(0),
+                entries: vec![],
+            },
+            Message::Accepted {
+                ballot: b,
+                slots: vec![Slot(1)],
+            },
+            Message::HeartbeatAck {
+                ballot: b,
+                seq: 1,
+                commit: Slot(0),
+            },
+            Message::Accept {
+                ballot: b,
+                commit: Slot(0),
+                entries: vec![entry],
+            },
+            Message::Heartbeat {
+                ballot: b,
+                seq: 1,
+                commit: Slot(0),
+            },
+        ];
+        for msg in &withheld {
+            assert!(
+                !allowed_without_vote(msg),
+                "{} must be withheld",
+                msg.kind()
+            );
+        }
+        let allowed = [
+            Message::CatchUpRequest { from: Slot(1) },
+            Message::CatchUp {
+                commit: Slot(0),
+                entries: vec![],
+            },
+            Message::SnapshotNeeded { slot: Slot(1) },
+            Message::Reject {
+                ballot: b,
+                promised: b,
+            },
+        ];
+        for msg in &allowed {
+            assert!(allowed_without_vote(msg), "{} may leave", msg.kind());
+        }
+    }
+}

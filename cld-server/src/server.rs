@@ -1,0 +1,128 @@
+//! Starting a member: data dir, database, replica loop and peer transport, wired together.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use libpaxos::NodeId;
+use libpaxos_db::{DbReplica, GlueError};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{CellConfig, ConfigError};
+use crate::datadir::{DataDir, DataDirError, MemberState};
+use crate::env::{Clock, Entropy};
+use crate::metrics::Metrics;
+use crate::peer::{self, Net, PeerIdentity};
+use crate::replica_loop::{self, LoopError, ReplicaLoop, ServerHandle};
+
+/// What a member needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// The cell's configuration.
+    pub config: CellConfig,
+    /// This member's id.
+    pub id: NodeId,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+}
+
+/// Why a member could not start. Each is a one-line message naming the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The data dir.
+    #[error("{0}")]
+    DataDir(#[from] DataDirError),
+    /// The database could not be opened.
+    #[error("database in {dir}: {source}")]
+    Database {
+        /// Where.
+        dir: PathBuf,
+        /// Why.
+        source: GlueError,
+    },
+    /// The peer port could not be bound.
+    #[error("peer address {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why (e.g. in use).
+        source: std::io::Error,
+    },
+}
+
+/// A running member.
+#[derive(Debug)]
+pub struct Server {
+    /// The handle to its replica loop.
+    pub handle: ServerHandle,
+    /// The loop's task: `Err` means the member failed and the process must exit.
+    pub task: JoinHandle<Result<(), LoopError>>,
+}
+
+/// Starts member `options.id` with these sockets, clock and randomness.
+pub async fn start<N: Net, C: Clock, E: Entropy>(
+    options: ServerOptions,
+    net: Arc<N>,
+    clock: Arc<C>,
+    entropy: Arc<E>,
+    metrics: Metrics,
+) -> Result<Server, StartError> {
+    let config = &options.config;
+    let member = config.member(options.id)?.clone();
+    // The data dir is checked first (a wrong one is the more useful message), then the port
+    // is bound, and only then is anything written: a port in use changes nothing on disk.
+    DataDir::check(&options.data_dir, &config.name, options.id)?;
+    let listener = net
+        .bind(member.peer)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: member.peer,
+            source,
+        })?;
+    let mut data_dir = DataDir::open(&options.data_dir, &config.name, options.id)?;
+    if data_dir.identity().state == MemberState::Voter && !data_dir.db_dir().exists() {
+        // The identity survived but the database did not: this member lost its promises.
+        warn!("the database is missing from a voter's data dir: rejoining without a vote");
+        data_dir.set_state(MemberState::Rejoining)?;
+    }
+    info!(
+        cell = %config.name,
+        member = options.id.0,
+        dir = %options.data_dir.display(),
+        state = ?data_dir.identity().state,
+        created = data_dir.created(),
+        "data dir opened"
+    );
+    let mut paxos = config.paxos_config(options.id);
+    paxos.seed = entropy.next_u64();
+    let db_config = config.db_config(data_dir.db_dir());
+    let replica =
+        DbReplica::open(paxos, db_config, clock.now()).map_err(|source| StartError::Database {
+            dir: data_dir.db_dir(),
+            source,
+        })?;
+    let channels = replica_loop::channels(data_dir.identity().state, metrics.clone());
+    let identity = PeerIdentity::new(
+        &config.name,
+        config.secret.expose(),
+        options.id,
+        config.members.iter().map(|m| (m.id, m.peer)).collect(),
+    )
+    .with_entropy(entropy.clone());
+    let peers = peer::start(
+        net,
+        listener,
+        identity,
+        channels.sink.clone(),
+        metrics.counters.clone(),
+        entropy,
+    );
+    let handle = channels.handle.clone();
+    let lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics);
+    let task = tokio::spawn(lp.run());
+    info!(member = options.id.0, peer = %member.peer, "member started");
+    Ok(Server { handle, task })
+}
