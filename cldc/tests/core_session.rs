@@ -604,6 +604,7 @@ fn fragment(
         sender: key.sender(),
         frag_index: index,
         frag_count: count,
+        pad: 0,
     };
     *next = next.next();
     cldc::proto::seal_datagram(&header, payload, key).expect("seals")

@@ -261,6 +261,7 @@ proptest! {
             kind: meta.kind, session: meta.session, packet_seq: PacketSeq(seq),
             msg_seq: meta.msg_seq, ack: meta.ack, sender,
             frag_index: idx % count, frag_count: count,
+            pad: if sender.role == Role::Client && meta.kind != Kind::HandshakeInit { (seq % 256) as u8 } else { 0 },
         };
         let mut b = [0u8; HEADER_LEN];
         h.write(&mut b);
@@ -391,7 +392,7 @@ proptest! {
             let h = Header {
                 kind: Kind::Reply, session: SessionId(1), packet_seq: PacketSeq(1),
                 msg_seq: seq, ack: EventSeq(0), sender: sender_for(Kind::Reply),
-                frag_index: idx % count, frag_count: count,
+                frag_index: idx % count, frag_count: count, pad: 0,
             };
             if let Ok(Reassembled::Complete(b)) = r.push(&h, &vec![0u8; len]) {
                 prop_assert!(b.len() <= limits.max_message);
@@ -446,6 +447,7 @@ fn reassembler_refuses_headers_built_by_hand_with_impossible_fragment_numbers() 
         sender: sender_for(Kind::Reply),
         frag_index: index,
         frag_count: count,
+        pad: 0,
     };
     assert_eq!(r.push(&h(0, 3), b"a"), Ok(Reassembled::Incomplete));
     assert_eq!(r.push(&h(5, 3), b"b"), Err(ReassembleError::BadFragment));
@@ -472,6 +474,7 @@ fn reassembly_limit_above_the_protocol_maximum_is_clamped_to_it() {
         sender: sender_for(Kind::Reply),
         frag_index: index,
         frag_count: MAX_FRAGMENTS,
+        pad: 0,
     };
     let chunk = vec![0u8; 1324];
     let mut refused = false;

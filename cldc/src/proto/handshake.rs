@@ -163,6 +163,7 @@ fn handshake_header(kind: Kind, session: SessionId, sender: Sender) -> [u8; HEAD
         sender,
         frag_index: 0,
         frag_count: 1,
+        pad: 0,
     };
     let mut b = [0u8; HEADER_LEN];
     h.write(&mut b);

@@ -128,9 +128,9 @@ pub enum HeaderError {
     /// The kind byte is not a known [`Kind`].
     #[error("unknown packet kind {0}")]
     UnknownKind(u8),
-    /// The reserved byte is not zero.
-    #[error("reserved byte not zero")]
-    Reserved,
+    /// Padding on a datagram that may not carry any (only client datagrams are padded).
+    #[error("padding on a datagram that may not carry any")]
+    BadPadding,
     /// The role byte is not a known [`Role`], or does not fit the kind.
     #[error("unknown role or role does not fit the kind")]
     BadRole,
@@ -214,6 +214,10 @@ pub struct Header {
     pub frag_index: u16,
     /// How many fragments the message has (at least 1).
     pub frag_count: u16,
+    /// Zero bytes at the end of the sealed part that are not body (client datagrams only):
+    /// a client pads every datagram to at least [`super::MIN_CLIENT_DATAGRAM`] bytes, so
+    /// that no answer to it is larger (docs/protocol.md §2.2).
+    pub pad: u8,
 }
 
 impl Header {
@@ -223,7 +227,7 @@ impl Header {
         out[4] = VERSION;
         out[5] = self.kind as u8;
         out[6] = self.sender.role as u8;
-        out[7] = 0;
+        out[7] = self.pad;
         out[8..16].copy_from_slice(&self.session.0.to_le_bytes());
         out[16..24].copy_from_slice(&self.packet_seq.0.to_le_bytes());
         out[24..32].copy_from_slice(&self.msg_seq.to_le_bytes());
@@ -239,8 +243,8 @@ impl Header {
     pub fn read(b: &[u8; HEADER_LEN]) -> Result<Header, HeaderError> {
         let kind = Kind::from_u8(b[5]).ok_or(HeaderError::UnknownKind(b[5]))?;
         let role = Role::from_u8(b[6]).ok_or(HeaderError::BadRole)?;
-        if b[7] != 0 {
-            return Err(HeaderError::Reserved);
+        if b[7] != 0 && (role != Role::Client || kind == Kind::HandshakeInit) {
+            return Err(HeaderError::BadPadding);
         }
         // Clients send only client kinds; a master only its session's answers; the
         // stateless role only redirects, ended-session answers and handshake answers.
@@ -277,6 +281,7 @@ impl Header {
             },
             frag_index,
             frag_count,
+            pad: b[7],
         })
     }
 }

@@ -68,6 +68,11 @@ pub const DEFAULT_MAX_DATAGRAM: usize = 1400;
 /// Smallest datagram size a node may be configured with (room for a header, a tag and
 /// 512 body bytes per fragment, so no message needs more than [`MAX_FRAGMENTS`]).
 pub const MIN_DATAGRAM: usize = HEADER_LEN + TAG_LEN + 512;
+/// Every client datagram is padded to at least this size, which is at least the size of
+/// any answer a member sends to a datagram that has not passed a replay window
+/// (`NotMaster` with an IPv6 hint is 97 bytes), so that replays and spoofed sources cannot
+/// amplify traffic.
+pub const MIN_CLIENT_DATAGRAM: usize = 100;
 /// Default limit on file contents (CLD's 128 KiB).
 pub const DEFAULT_MAX_FILE: usize = 128 * 1024;
 /// Hard upper limit on file contents a server may be configured with.

@@ -5,7 +5,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     DecodeError, EventSeq, HEADER_LEN, Header, Kind, MAGIC, MAX_FRAGMENTS, MAX_MESSAGE,
-    MIN_DATAGRAM, PacketSeq, SealingKey, SessionId, TAG_LEN, VERSION,
+    MIN_CLIENT_DATAGRAM, MIN_DATAGRAM, PacketSeq, Role, SealingKey, SessionId, TAG_LEN, VERSION,
 };
 
 /// Everything in a header except the per-datagram numbers (packet seq and fragment).
@@ -84,6 +84,12 @@ pub fn encode_message(
         let chunk = body
             .get(index * room..body.len().min((index + 1) * room))
             .unwrap_or(&[]);
+        let short = (MIN_CLIENT_DATAGRAM).saturating_sub(HEADER_LEN + chunk.len() + TAG_LEN);
+        let pad = if sender.role == Role::Client {
+            short
+        } else {
+            0
+        };
         let header = Header {
             kind: meta.kind,
             session: meta.session,
@@ -93,6 +99,7 @@ pub fn encode_message(
             sender,
             frag_index: index as u16,
             frag_count: count as u16,
+            pad: pad as u8,
         };
         out.push(seal_datagram(&header, chunk, key)?);
         *next_seq = next_seq.next();
@@ -100,8 +107,8 @@ pub fn encode_message(
     Ok(out)
 }
 
-/// One sealed datagram: `header || ChaCha20-Poly1305(body) || tag`, the header being the
-/// associated data and its packet seq the nonce.
+/// One sealed datagram: `header || ChaCha20-Poly1305(chunk || header.pad zero bytes) || tag`,
+/// the header being the associated data and its packet seq the nonce.
 pub fn seal_datagram(
     header: &Header,
     chunk: &[u8],
@@ -114,9 +121,11 @@ pub fn seal_datagram(
     header.write(&mut h);
     // Refuse what no receiver would accept (e.g. a client role sealing a reply).
     Header::read(&h).map_err(|_| EncodeError::WrongRole)?;
-    let mut dg = Vec::with_capacity(HEADER_LEN + chunk.len() + TAG_LEN);
+    let pad = usize::from(header.pad);
+    let mut dg = Vec::with_capacity(HEADER_LEN + chunk.len() + pad + TAG_LEN);
     dg.extend_from_slice(&h);
     dg.extend_from_slice(chunk);
+    dg.resize(HEADER_LEN + chunk.len() + pad, 0);
     let tag = key.seal(header.packet_seq, &h, &mut dg[HEADER_LEN..]);
     dg.extend_from_slice(&tag);
     Ok(dg)
@@ -186,5 +195,15 @@ pub fn open_packet(
     ) {
         return Err(DecodeError::BadTag);
     }
+    // Padding is authenticated (its length is in the header, its bytes sealed); it must
+    // fit and be zeros: one body, one encoding.
+    let body_len = payload
+        .len()
+        .checked_sub(usize::from(header.pad))
+        .ok_or(DecodeError::BadHeader(super::HeaderError::BadPadding))?;
+    if payload[body_len..].iter().any(|&b| b != 0) {
+        return Err(DecodeError::BadHeader(super::HeaderError::BadPadding));
+    }
+    payload.truncate(body_len);
     Ok(OpenedPacket { header, payload })
 }

@@ -177,7 +177,9 @@ impl ServerEnd {
         {
             Reassembled::Complete(body) => {
                 let request = match p.header.kind {
-                    Kind::Request => Some(decode_body::<Request>(&body).expect("request decodes")),
+                    Kind::Request => Some(decode_body::<Request>(&body).unwrap_or_else(|e| {
+                        panic!("request decodes: {e} {:?} {body:?}", p.header)
+                    })),
                     _ => None,
                 };
                 Some(Received {
