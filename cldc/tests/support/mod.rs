@@ -292,13 +292,13 @@ pub fn sender_for(kind: Kind) -> Sender {
 /// A client session (members 1..=n) whose handshake member 1 accepted (session 9, epoch 1),
 /// its NewSession sent and not yet answered; and the server end holding its keys.
 pub fn handshaken(n: u16) -> (cldc::core::Session, ServerEnd) {
+    handshaken_with(config((1..=n).map(addr).collect()))
+}
+
+/// [`handshaken`] with a given configuration.
+pub fn handshaken_with(cfg: Config) -> (cldc::core::Session, ServerEnd) {
     use cldc::core::{Output, Session, Time};
-    let mut s = Session::new(
-        config((1..=n).map(addr).collect()),
-        Time::default(),
-        [5; 32],
-    )
-    .expect("valid config");
+    let mut s = Session::new(cfg, Time::default(), [5; 32]).expect("valid config");
     let mut init = None;
     while let Some(o) = s.poll_output() {
         if let Output::Transmit { datagram, .. } = o {

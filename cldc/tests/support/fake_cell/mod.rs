@@ -73,6 +73,10 @@ pub struct Seen {
     pub dropped: u64,
     /// `Retry` answers sent (datagrams sealed under an older epoch).
     pub retries: u64,
+    /// Every datagram received, with its source (what an eavesdropper captures).
+    pub raw_in: Vec<(SocketAddr, Vec<u8>)>,
+    /// Unacknowledged events held, over all sessions, after the last datagram.
+    pub unacked: usize,
 }
 
 struct Sess {
@@ -239,6 +243,7 @@ impl State {
         seen: &Mutex<Seen>,
     ) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = vec![];
+        seen.lock().expect("seen").raw_in.push((from, dg.to_vec()));
         let new_epoch = faults.lock().expect("faults").epoch;
         if let Some(e) = new_epoch
             && e > self.epoch.0
@@ -246,6 +251,7 @@ impl State {
             out = self.fail_over(Epoch(e));
         }
         out.extend(self.handle_packet(dg, from, faults, seen));
+        seen.lock().expect("seen").unacked = self.sessions.values().map(|s| s.unacked.len()).sum();
         out
     }
 
