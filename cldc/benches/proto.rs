@@ -152,10 +152,45 @@ fn bench_handshake(c: &mut Criterion) {
     });
 }
 
+/// v1's cost in the same run: the HMAC-SHA256 tag (keyed by the secret) over the same
+/// datagram sizes, computed and checked, without v2's encryption.
+fn bench_v1_baseline(c: &mut Criterion) {
+    use hmac::{Hmac, Mac};
+    type HmacSha256 = Hmac<sha2::Sha256>;
+    let secret = b"bench-secret-bench-secret-bench-secret";
+    let tag = |data: &[u8]| {
+        let mut m = <HmacSha256 as Mac>::new_from_slice(secret).expect("any key length");
+        m.update(data);
+        m.finalize().into_bytes()
+    };
+    let small = vec![1u8; 84 + 3];
+    c.bench_function("v1 baseline: hmac sign+verify small datagram", |b| {
+        b.iter(|| {
+            let t = tag(black_box(&small));
+            tag(black_box(&small)) == t
+        })
+    });
+    let big: Vec<Vec<u8>> = (0..103).map(|_| vec![7u8; 1400 - 32]).collect();
+    c.bench_function(
+        "v1 baseline: hmac sign+verify 103 datagrams (128 KiB put)",
+        |b| {
+            b.iter(|| {
+                big.iter()
+                    .map(|d| {
+                        let t = tag(black_box(d));
+                        tag(black_box(d)) == t
+                    })
+                    .all(|ok| ok)
+            })
+        },
+    );
+}
+
 criterion_group!(
     benches,
     bench_small_request,
     bench_large_put,
-    bench_handshake
+    bench_handshake,
+    bench_v1_baseline
 );
 criterion_main!(benches);
