@@ -731,3 +731,23 @@ impl Responder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_decodes_only_with_zero_padding() {
+        let o = HandshakeOutcome::Accepted {
+            session: SessionId(5),
+            epoch: Epoch(1),
+        };
+        let mut buf = o.encode().expect("encodes");
+        assert_eq!(HandshakeOutcome::decode(&buf), Ok(o));
+        buf[OUTCOME_LEN - 1] = 1;
+        assert_eq!(
+            HandshakeOutcome::decode(&buf),
+            Err(HandshakeError::BadOutcome)
+        );
+    }
+}
