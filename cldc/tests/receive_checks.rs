@@ -250,3 +250,42 @@ fn immediate_resends_stop_after_twice_as_many_as_members() {
     }
     assert_eq!(resends, 6, "2 x 3 members");
 }
+
+#[test]
+fn header_parsing_reports_each_cause_at_its_exact_boundary() {
+    // 5 bytes are enough to judge magic and version; 60 are a whole header.
+    assert_eq!(
+        parse_header(b"XLDr\x02", 1400).map(|_| ()),
+        Err(DecodeError::BadMagic)
+    );
+    assert_eq!(
+        parse_header(b"CLDr\x07", 1400).map(|_| ()),
+        Err(DecodeError::BadVersion(7))
+    );
+    assert_eq!(
+        parse_header(b"CLDr", 1400).map(|_| ()),
+        Err(DecodeError::TooShort)
+    );
+    assert_eq!(
+        parse_header(b"CLDr\x02", 1400).map(|_| ()),
+        Err(DecodeError::TooShort)
+    );
+    let init = ClientHandshake::new(
+        support::user(),
+        &support::secret(),
+        support::cell_key(),
+        [8; 32],
+    )
+    .init_datagram()
+    .expect("init");
+    let (h, rest) = parse_header(&init[..HEADER_LEN], 1400).expect("a bare header parses");
+    assert_eq!((h.kind, rest.len()), (Kind::HandshakeInit, 0));
+    assert_eq!(
+        parse_header(&init[..HEADER_LEN - 1], 1400).map(|_| ()),
+        Err(DecodeError::TooShort)
+    );
+    assert_eq!(
+        parse_header(&init, 163).map(|_| ()),
+        Err(DecodeError::TooLong)
+    );
+}
