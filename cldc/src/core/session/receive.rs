@@ -142,8 +142,10 @@ impl Session {
                 return;
             }
         };
-        match (outcome, keys) {
-            (HandshakeOutcome::Accepted { session, epoch }, Some(keys)) => {
+        match outcome {
+            HandshakeOutcome::Accepted { session, epoch } => {
+                // `read_reply` returns keys with every `Accepted` outcome.
+                let Some(keys) = keys else { return };
                 self.keys_agreed(session, epoch, keys);
                 if from != self.members.current() {
                     self.members.redirect(from);
@@ -156,13 +158,12 @@ impl Session {
                     f.backoff.reset(now);
                 }
             }
-            (HandshakeOutcome::NotMaster { hint }, _) => {
+            HandshakeOutcome::NotMaster { hint } => {
                 self.not_master(now, from, 1, NotMaster { hint });
             }
-            (HandshakeOutcome::Refused { code }, _) => {
+            HandshakeOutcome::Refused { code } => {
                 self.finish(now, Err(CallError::Server(code)));
             }
-            (HandshakeOutcome::Accepted { .. }, None) => self.counters.bad_handshakes += 1,
         }
     }
 
