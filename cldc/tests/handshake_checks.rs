@@ -151,3 +151,31 @@ fn malformed_inits_are_dropped_and_counted_as_such() {
     let c = responder.counters();
     assert_eq!((c.malformed, c.inits, c.answered), (2, 0, 0));
 }
+
+#[test]
+fn inits_and_re_sent_inits_are_counted() {
+    let mut responder = Responder::new(cell_keys(), [1; 32], ResponderLimits::default());
+    let init = client().init_datagram().expect("init");
+    let InitCheck::Fresh(parsed) = responder.check_init(Duration::ZERO, addr(9), &init, 1400, me())
+    else {
+        panic!("fresh");
+    };
+    responder
+        .answer(
+            Duration::ZERO,
+            &parsed,
+            &secret(),
+            &accepted(7),
+            me(),
+            [4; 32],
+        )
+        .expect("answers");
+    for _ in 0..2 {
+        assert!(matches!(
+            responder.check_init(Duration::ZERO, addr(9), &init, 1400, me()),
+            InitCheck::Answer(_)
+        ));
+    }
+    let c = responder.counters();
+    assert_eq!((c.inits, c.resent, c.answered), (3, 2, 1));
+}
