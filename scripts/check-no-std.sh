@@ -38,20 +38,37 @@ cat > "$probe/src/lib.rs" <<'RS'
 extern crate alloc;
 
 use cldc::core::{Config, Session, Time};
-use cldc::proto::{Request, Secret, SessionId, UserName, encode_body};
+use cldc::proto::{
+    CellKeys, CellPrivateKey, HandshakeInit, HandshakeOutcome, Request, Responder,
+    ResponderLimits, Secret, Sender, SessionId, Epoch, UserName, encode_body,
+};
 use core::net::SocketAddr;
+use core::time::Duration;
 
-/// Touches the protocol and the session core so that they are really linked in.
+/// Touches the protocol, the handshake (both ends) and the session core so that they are
+/// really linked in.
 pub fn probe() -> usize {
     let user = UserName::new("probe").ok();
-    let secret = Secret::new(b"k").ok();
+    let secret = Secret::new(&[b'k'; 32]).ok();
     let (Some(user), Some(secret)) = (user, secret) else { return 0 };
+    let cell = CellPrivateKey::from_bytes([1; 32]);
     let member = SocketAddr::from(([127, 0, 0, 1], 1));
-    let cfg = Config::new(SessionId(1), user, secret, alloc::vec![member]);
+    let cfg = Config::new(user, secret.clone(), cell.public(), alloc::vec![member]);
     let mut n = encode_body(&Request::Status).map(|b| b.len()).unwrap_or(0);
-    if let Ok(mut s) = Session::new(cfg, Time::default()) {
-        while s.poll_output().is_some() {
+    let mut responder = Responder::new(CellKeys::new(cell, None), [2; 32], ResponderLimits::default());
+    if let Ok(mut s) = Session::new(cfg, Time::default(), [3; 32]) {
+        while let Some(out) = s.poll_output() {
             n += 1;
+            if let cldc::core::Output::Transmit { datagram, .. } = out
+                && let Ok(init) = HandshakeInit::parse(&datagram, 1400)
+            {
+                let outcome = HandshakeOutcome::Accepted { session: SessionId(5), epoch: Epoch(1) };
+                let sender = Sender::client(Epoch(1));
+                n += responder
+                    .answer(Duration::ZERO, &init, &secret, &outcome, sender, [4; 32])
+                    .map(|r| r.len())
+                    .unwrap_or(0);
+            }
         }
     }
     n

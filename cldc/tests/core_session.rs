@@ -9,7 +9,7 @@ use cldc::proto::{
 };
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{Received, ServerEnd, addr, secret, user};
+use support::{Received, ServerEnd, addr, config, test_keys};
 
 const SID: SessionId = SessionId(0x5eed);
 const LEASE: Duration = Duration::from_secs(12);
@@ -28,14 +28,21 @@ struct Harness {
 }
 
 impl Harness {
+    /// A session whose handshake the first member accepted at t=0 (session `SID`, epoch
+    /// 1): `sent` holds the NewSession that followed.
     fn new(members: &[u16]) -> Harness {
-        let cfg = Config::new(
-            SID,
-            user(),
-            secret(),
-            members.iter().map(|p| addr(*p)).collect(),
-        );
-        let s = Session::new(cfg, Time::default()).expect("valid config");
+        let mut h = Harness::handshaking(members);
+        let (_, _, init) = h.sent.pop().expect("init sent");
+        h.sent.clear();
+        let reply = h.server.accept(&init);
+        h.deliver(members[0], &reply);
+        h
+    }
+
+    /// A session whose handshake init is out, unanswered.
+    fn handshaking(members: &[u16]) -> Harness {
+        let cfg = config(members.iter().map(|p| addr(*p)).collect());
+        let s = Session::new(cfg, Time::default(), [5; 32]).expect("valid config");
         let mut h = Harness {
             s,
             now: Time::default(),
@@ -125,6 +132,22 @@ impl Harness {
     }
 }
 
+/// A session with `cfg` whose handshake member 1 accepted; NewSession is out.
+fn start(cfg: Config) -> (Session, ServerEnd) {
+    let mut s = Session::new(cfg, Time::default(), [5; 32]).expect("valid config");
+    let mut init = None;
+    while let Some(o) = s.poll_output() {
+        if let Output::Transmit { datagram, .. } = o {
+            init = Some(datagram);
+        }
+    }
+    let mut server = ServerEnd::new(SID, 1);
+    let reply = server.accept(&init.expect("init"));
+    s.handle_datagram(Time::default(), addr(1), &reply);
+    while s.poll_output().is_some() {}
+    (s, server)
+}
+
 fn meta(size: u32) -> NodeMeta {
     NodeMeta {
         instance: InstanceNumber(1),
@@ -153,11 +176,12 @@ fn new_session_goes_to_first_member_and_reply_establishes_it() {
 
 #[test]
 fn unanswered_request_is_retransmitted_with_doubling_backoff() {
-    let mut h = Harness::new(&[1]);
-    h.advance(ms(10_000));
+    let mut h = Harness::established();
+    h.submit(Request::Status);
+    h.advance(ms(3_900));
     let times: Vec<u128> = h.sent.iter().map(|(t, _, _)| t.0.as_millis()).collect();
-    assert_eq!(times, vec![0, 250, 750, 1750, 3750, 5750, 7750, 9750]);
-    assert_eq!(h.s.counters().retransmissions, 7);
+    assert_eq!(times, vec![0, 250, 750, 1750, 3750]);
+    assert_eq!(h.s.counters().retransmissions, 4);
     // Every retransmission is a new packet with the same request seq.
     let seqs: Vec<(u64, u64)> = h
         .sent
@@ -180,6 +204,12 @@ fn silent_master_makes_the_client_move_to_the_next_member() {
     h.advance(ms(800));
     assert_eq!(h.sent.last().expect("sent").1, addr(2));
     assert_eq!(h.s.counters().rotations, 1);
+    // Member 1 held the pending handshake; member 2 gets the handshake again.
+    assert_eq!(h.s.counters().handshake_restarts, 1);
+    let (_, _, init) = h.sent.last().expect("sent").clone();
+    assert_eq!(h.last_received().header.kind, Kind::HandshakeInit);
+    let reply = h.server.accept(&init);
+    h.deliver(2, &reply);
     h.answer_last(&Response::Ok(Reply::SessionCreated { lease: LEASE }), 2);
     assert_eq!(h.s.state(), State::Active);
     assert_eq!(h.s.master(), addr(2));
@@ -351,7 +381,8 @@ fn lease_runs_out_into_jeopardy_then_a_keepalive_reply_makes_it_safe() {
     let before = h.sent.len();
     let call = h.submit(Request::Stat { path: "/x".into() });
     assert!(h.sent[before..].iter().all(|(_, _, dg)| {
-        ServerEnd::new(SID, 1)
+        h.server
+            .sibling(1, 1)
             .receive(dg)
             .expect("whole")
             .header
@@ -429,7 +460,7 @@ fn packets_from_an_older_epoch_are_dropped() {
     };
     let dgs = h.server.event(1, &e);
     h.deliver_all(1, &dgs);
-    let mut old = ServerEnd::new(SID, 1);
+    let mut old = h.server.sibling(1, 1);
     let stale = old.event(
         2,
         &Event::NodeDeleted {
@@ -468,7 +499,7 @@ fn retransmissions_alternate_fragment_order() {
         .sent
         .clone()
         .iter()
-        .map(|(_, _, dg)| u16::from_le_bytes([dg[80], dg[81]]))
+        .map(|(_, _, dg)| u16::from_le_bytes([dg[56], dg[57]]))
         .collect();
     assert_eq!(order, vec![0, 1, 2, 3, 3, 2, 1, 0]);
 }
@@ -492,6 +523,7 @@ fn bad_datagrams_are_dropped_and_counted_by_cause() {
     tag[last] ^= 0x80;
     h.deliver(1, &tag);
     let mut other = ServerEnd::new(SessionId(1), 1);
+    other.keys = Some(test_keys());
     let foreign = other.reply(1, &Response::Ok(Reply::Deleted)).remove(0);
     h.deliver(1, &foreign);
     let garbage = h
@@ -527,14 +559,18 @@ fn endless_fragments_keep_reassembly_memory_bounded() {
         let meta = cldc::proto::PacketMeta {
             kind: Kind::Event,
             session: SID,
-            user: user(),
             msg_seq: seq,
             ack: cldc::proto::EventSeq(0),
-            epoch: h.server.epoch,
         };
         let mut next = h.server.next_packet;
         let idx = (i % 1024) as u16;
-        let dg = fragment(&meta, idx, 1024, &chunk, &mut next);
+        let key = h
+            .server
+            .keys
+            .as_ref()
+            .expect("keys")
+            .sealing_key(&h.server.master());
+        let dg = fragment(&meta, idx, 1024, &chunk, &mut next, &key);
         h.server.next_packet = next;
         h.deliver(1, &dg);
         assert!(h.s.reassembly_bytes() <= limits.max_partial * limits.max_message);
@@ -550,33 +586,28 @@ fn endless_fragments_keep_reassembly_memory_bounded() {
     assert!(h.events.is_empty());
 }
 
-/// One signed fragment with an explicit index and count.
+/// One sealed fragment with an explicit index and count.
 fn fragment(
     meta: &cldc::proto::PacketMeta,
     index: u16,
     count: u16,
     payload: &[u8],
     next: &mut cldc::proto::PacketSeq,
+    key: &cldc::proto::SealingKey,
 ) -> Vec<u8> {
     let header = cldc::proto::Header {
         kind: meta.kind,
         session: meta.session,
-        user: meta.user,
         packet_seq: *next,
         msg_seq: meta.msg_seq,
         ack: meta.ack,
-        epoch: meta.epoch,
+        sender: key.sender(),
         frag_index: index,
         frag_count: count,
+        pad: 0,
     };
     *next = next.next();
-    let mut h = [0u8; cldc::proto::HEADER_LEN];
-    header.write(&mut h);
-    let mut dg = h.to_vec();
-    dg.extend_from_slice(payload);
-    let tag = cldc::proto::sign(&secret(), &dg);
-    dg.extend_from_slice(&tag);
-    dg
+    cldc::proto::seal_datagram(&header, payload, key).expect("seals")
 }
 
 #[test]
@@ -739,7 +770,7 @@ fn a_request_retried_across_a_fail_over_keeps_its_request_seq() {
         .collect();
     assert!(resent.iter().any(|(to, _)| *to == addr(2)));
     assert!(resent.iter().all(|(_, s)| *s == seq), "{resent:?}");
-    let mut new_master = ServerEnd::new(SID, 2);
+    let mut new_master = h.server.sibling(2, 2);
     let dgs = new_master.reply(seq, &Response::Ok(Reply::Deleted));
     h.deliver_all(2, &dgs);
     assert_eq!(h.replies, vec![(call, Ok(Reply::Deleted))]);
@@ -751,11 +782,9 @@ fn a_request_retried_across_a_fail_over_keeps_its_request_seq() {
 
 #[test]
 fn an_unbounded_event_buffer_setting_does_not_overflow_the_gap_check() {
-    let mut cfg = Config::new(SID, user(), secret(), vec![addr(1)]);
+    let mut cfg = config(vec![addr(1)]);
     cfg.max_buffered_events = usize::MAX;
-    let mut s = Session::new(cfg, Time::default()).expect("valid config");
-    let mut server = ServerEnd::new(SID, 1);
-    while s.poll_output().is_some() {}
+    let (mut s, mut server) = start(cfg);
     for dg in server.reply(1, &Response::Ok(Reply::SessionCreated { lease: LEASE })) {
         s.handle_datagram(Time::default(), addr(1), &dg);
     }
@@ -770,12 +799,10 @@ fn an_unbounded_event_buffer_setting_does_not_overflow_the_gap_check() {
 
 #[test]
 fn a_client_with_small_datagrams_still_accepts_full_size_server_datagrams() {
-    let mut cfg = Config::new(SID, user(), secret(), vec![addr(1)]);
+    let mut cfg = config(vec![addr(1)]);
     cfg.max_datagram = cldc::proto::MIN_DATAGRAM;
-    let mut s = Session::new(cfg, Time::default()).expect("valid config");
-    while s.poll_output().is_some() {}
+    let (mut s, mut server) = start(cfg);
     // The server does not know the client's setting and sends 1400-byte fragments.
-    let mut server = ServerEnd::new(SID, 1);
     let dgs = server.reply(1, &Response::Ok(Reply::SessionCreated { lease: LEASE }));
     for dg in dgs {
         s.handle_datagram(Time::default(), addr(1), &dg);

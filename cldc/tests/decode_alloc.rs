@@ -1,10 +1,18 @@
-//! Decoders allocate in proportion to their input, never from a length prefix: measured with
-//! a counting global allocator. One test in this binary, so nothing else allocates meanwhile.
+//! Decoders allocate in proportion to their input, never from a length prefix, and datagrams
+//! that do not authenticate cost a bounded, temporary allocation: measured with a counting
+//! global allocator. One test in this binary, so nothing else allocates meanwhile.
 
-use cldc::proto::{DirEntry, Event, NodeMeta, Reply, Request, Response, decode_body, encode_body};
+mod support;
+
+use cldc::core::Time;
+use cldc::proto::{
+    DirEntry, Event, NodeMeta, Reply, Request, Responder, ResponderLimits, Response, decode_body,
+    encode_body,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Counting;
@@ -100,6 +108,79 @@ fn decoders_allocate_in_proportion_to_their_input() {
         "peak {peak} for {} bytes",
         body.len()
     );
+
+    // Whole datagrams that do not authenticate: the receive paths of both ends allocate at
+    // most a copy of the datagram while checking it, and keep nothing (no reassembly
+    // memory before authentication, docs/protocol.md §8).
+    let (session, server) = support::handshaken(1);
+    let responder = Responder::new(support::cell_keys(), [1; 32], ResponderLimits::default());
+    let (session, responder) = (RefCell::new(session), RefCell::new(responder));
+    let me = server.master();
+    // A sealed datagram of the session, to mutate: its header gets past every cheap check.
+    let mut server = server;
+    let template = server.reply(2, &Response::Ok(Reply::Deleted)).remove(0);
+    let init = {
+        let hs = cldc::proto::ClientHandshake::new(
+            support::user(),
+            &support::secret(),
+            support::cell_key(),
+            [3; 32],
+        );
+        hs.init_datagram().expect("init")
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(
+                proptest::collection::vec(any::<u8>(), 0..1500),
+                any::<usize>(),
+                0u8..3,
+            ),
+            |(bytes, at, shape)| {
+                // Raw bytes, a sealed datagram with a corrupted byte, or an init with one.
+                let dg = match shape {
+                    0 => bytes,
+                    1 => {
+                        let mut d = template.clone();
+                        let i = at % d.len();
+                        d[i] ^= 0x5a;
+                        d
+                    }
+                    _ => {
+                        let mut d = init.clone();
+                        let i = at % d.len();
+                        d[i] ^= 0x5a;
+                        d
+                    }
+                };
+                let base = CURRENT.load(Ordering::SeqCst);
+                let mut session = session.borrow_mut();
+                let mut responder = responder.borrow_mut();
+                let peak = peak_while(|| {
+                    session.handle_datagram(Time::default(), support::addr(1), &dg);
+                    let _ = responder.check_init(
+                        std::time::Duration::ZERO,
+                        support::addr(9),
+                        &dg,
+                        1400,
+                        me,
+                    );
+                });
+                prop_assert!(
+                    peak <= 4096 + 2 * dg.len(),
+                    "peak {} for {} bytes",
+                    peak,
+                    dg.len()
+                );
+                prop_assert_eq!(session.reassembly_bytes(), 0);
+                prop_assert!(CURRENT.load(Ordering::SeqCst) <= base + 256, "memory kept");
+                Ok(())
+            },
+        )
+        .expect("unauthenticated datagrams cost a bounded, temporary allocation");
 }
 
 trait TestMeta {

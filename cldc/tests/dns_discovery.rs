@@ -4,7 +4,7 @@
 mod support;
 
 use cldc::dns::{DiscoveryError, SrvQuery, discover};
-use cldc::{Cell, Credentials, Session, SessionOptions};
+use cldc::{Cell, Credentials, Session};
 use hickory_server::Server;
 use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::proto::rr::rdata::{A, SOA, SRV};
@@ -130,7 +130,7 @@ async fn session_opens_on_a_cell_found_through_srv() {
     ])
     .await;
     let creds = Credentials::new(support::USER, support::SECRET).expect("creds");
-    let s = Session::open(Cell::Srv(query(server)), creds, SessionOptions::default())
+    let s = Session::open(Cell::Srv(query(server)), creds, support::options())
         .await
         .expect("session over SRV");
     s.stat("/").await.expect("stat root");

@@ -2,13 +2,13 @@
 
 mod support;
 
-use cldc::core::{Config, Session, Time};
+use cldc::core::{Session, Time};
 use cldc::proto::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{secret, user};
+use support::{handshaken, sender_for, test_keys};
 
 fn text() -> impl Strategy<Value = String> {
     "[a-z0-9/._-]{0,40}"
@@ -135,14 +135,25 @@ fn reply() -> impl Strategy<Value = Reply> {
         Just(Reply::Unlocked),
         sequencer().prop_map(|sequencer| Reply::Sequencer { sequencer }),
         Just(Reply::SequencerValid),
-        (any::<u64>(), vec(member, 0..5), any::<u64>(), any::<u64>()).prop_map(
-            |(e, members, sessions, last)| Reply::Status(CellStatus {
-                epoch: Epoch(e),
-                members,
-                sessions,
-                last_request: RequestSeq(last),
-            })
-        ),
+        (
+            any::<u64>(),
+            vec(member, 0..5),
+            any::<u64>(),
+            any::<u64>(),
+            vec(
+                (text(), any::<u64>()).prop_map(|(name, value)| StatusCounter { name, value }),
+                0..5
+            ),
+        )
+            .prop_map(
+                |(e, members, sessions, last, counters)| Reply::Status(CellStatus {
+                    epoch: Epoch(e),
+                    members,
+                    sessions,
+                    last_request: RequestSeq(last),
+                    counters,
+                })
+            ),
     ]
 }
 
@@ -175,20 +186,19 @@ fn kind() -> impl Strategy<Value = Kind> {
 }
 
 fn packet_meta() -> impl Strategy<Value = PacketMeta> {
-    (kind(), any::<[u64; 4]>()).prop_map(|(kind, n)| PacketMeta {
+    (kind(), any::<[u64; 3]>()).prop_map(|(kind, n)| PacketMeta {
         kind,
         session: SessionId(n[0]),
-        user: user(),
         msg_seq: n[1],
         ack: EventSeq(n[2]),
-        epoch: Epoch(n[3]),
     })
 }
 
 /// Packetizes `body`, shuffles the datagrams, checks each and reassembles.
 fn through_the_wire(meta: &PacketMeta, body: &[u8], max: usize, order: &[usize]) -> Vec<u8> {
-    let s = secret();
-    let mut dgs = encode_message(meta, body, max, &s, &mut PacketSeq(1)).expect("encodes");
+    let keys = test_keys();
+    let key = keys.sealing_key(&sender_for(meta.kind));
+    let mut dgs = encode_message(meta, body, max, &key, &mut PacketSeq(1)).expect("encodes");
     let n = dgs.len();
     for (i, j) in order.iter().enumerate() {
         dgs.swap(i % n, j % n);
@@ -197,17 +207,20 @@ fn through_the_wire(meta: &PacketMeta, body: &[u8], max: usize, order: &[usize])
     let mut out = None;
     for dg in &dgs {
         assert!(dg.len() <= max);
-        let p = open_packet(dg, max, |_| Some(&s)).expect("valid datagram");
-        if let Reassembled::Complete(b) = r.push(&p.header, p.payload).expect("fits") {
+        let p =
+            open_packet(dg, max, |h| Some(keys.sealing_key(&h.sender))).expect("valid datagram");
+        if let Reassembled::Complete(b) = r.push(&p.header, &p.payload).expect("fits") {
             out = Some(b);
         }
     }
     out.expect("message completes")
 }
 
-fn fresh_session() -> Session {
-    let cfg = Config::new(SessionId(9), user(), secret(), vec![support::addr(1)]);
-    Session::new(cfg, Time::default()).expect("valid config")
+/// A session whose handshake is done (session 9, epoch 1), NewSession in flight, and its
+/// keys.
+fn fresh_session() -> (Session, SessionKeys) {
+    let (s, server) = handshaken(1);
+    (s, server.keys.expect("accepted"))
 }
 
 proptest! {
@@ -239,11 +252,16 @@ proptest! {
     }
 
     #[test]
-    fn headers_round_trip(meta in packet_meta(), seq in any::<u64>(), count in 1..=MAX_FRAGMENTS, idx in any::<u16>()) {
+    fn headers_round_trip(
+        meta in packet_meta(), seq in any::<u64>(), count in 1..=MAX_FRAGMENTS, idx in any::<u16>(),
+        epoch in any::<u64>(), member in any::<u32>(), boot in any::<u32>(),
+    ) {
+        let sender = Sender { epoch: Epoch(epoch), member, boot, ..sender_for(meta.kind) };
         let h = Header {
-            kind: meta.kind, session: meta.session, user: meta.user, packet_seq: PacketSeq(seq),
-            msg_seq: meta.msg_seq, ack: meta.ack, epoch: meta.epoch,
+            kind: meta.kind, session: meta.session, packet_seq: PacketSeq(seq),
+            msg_seq: meta.msg_seq, ack: meta.ack, sender,
             frag_index: idx % count, frag_count: count,
+            pad: if sender.role == Role::Client && meta.kind != Kind::HandshakeInit { (seq % 256) as u8 } else { 0 },
         };
         let mut b = [0u8; HEADER_LEN];
         h.write(&mut b);
@@ -252,8 +270,10 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_any_decoder(bytes in vec(any::<u8>(), 0..2000)) {
-        let s = secret();
-        let _ = open_packet(&bytes, 1400, |_| Some(&s));
+        let keys = test_keys();
+        let _ = open_packet(&bytes, 1400, |h| Some(keys.sealing_key(&h.sender)));
+        let _ = HandshakeInit::parse(&bytes, 1400);
+        let _ = parse_header(&bytes, 1400);
         let _ = decode_body::<Request>(&bytes);
         let _ = decode_body::<Response>(&bytes);
         let _ = decode_body::<Event>(&bytes);
@@ -265,19 +285,21 @@ proptest! {
             h.copy_from_slice(&bytes[..HEADER_LEN]);
             let _ = Header::read(&h);
         }
-        let mut session = fresh_session();
+        let (mut session, _) = fresh_session();
+        let before = session.counters().datagrams_in;
         session.handle_datagram(Time::default(), support::addr(1), &bytes);
-        prop_assert_eq!(session.counters().datagrams_in, 1);
+        prop_assert_eq!(session.counters().datagrams_in, before + 1);
     }
 
     #[test]
     fn signed_garbage_bodies_are_dropped_and_counted(
         meta in packet_meta(), body in vec(any::<u8>(), 0..1200),
     ) {
-        // Correctly signed datagrams for this session with arbitrary contents.
+        // Correctly sealed datagrams for this session with arbitrary contents.
         let meta = PacketMeta { session: SessionId(9), ..meta };
-        let mut session = fresh_session();
-        for dg in encode_message(&meta, &body, 1400, &secret(), &mut PacketSeq(1)).expect("fits") {
+        let (mut session, keys) = fresh_session();
+        let key = keys.sealing_key(&sender_for(meta.kind));
+        for dg in encode_message(&meta, &body, 1400, &key, &mut PacketSeq(1)).expect("fits") {
             session.handle_datagram(Time::default(), support::addr(1), &dg);
         }
         while session.poll_output().is_some() {}
@@ -288,35 +310,34 @@ proptest! {
     #[test]
     fn signed_datagrams_with_arbitrary_headers_never_panic_the_session(
         frames in vec((any::<[u8; HEADER_LEN]>(), vec(any::<u8>(), 0..300)), 1..40),
-        kinds in vec(2u8..=7, 40),
+        kinds in vec(prop_oneof![2u8..=7, Just(11u8)], 40),
     ) {
-        // Authentic (correctly signed) datagrams for this session whose other header fields
-        // (kind, packet seq, msg seq, ack, epoch, fragment numbers) and body are arbitrary,
-        // so that they get past the tag and reach the window, reassembly and dispatch.
-        let mut session = fresh_session();
-        let s = secret();
+        // Authentic (correctly sealed) datagrams for this session whose other header fields
+        // (kind, packet seq, msg seq, ack, epoch, sender, fragment numbers) and body are
+        // arbitrary, so that they get past the tag and reach the window, reassembly and
+        // dispatch.
+        let (mut session, keys) = fresh_session();
         let mut now = Time::default();
         for (i, (mut h, body)) in frames.into_iter().enumerate() {
             h[..4].copy_from_slice(&MAGIC);
             h[4] = VERSION;
-            h[5] = kinds[i];
-            h[6] = 0;
+            let kind = Kind::from_u8(kinds[i]).expect("known kind");
+            h[5] = kind as u8;
+            h[6] = sender_for(kind).role as u8;
             h[7] = 0;
             h[8..16].copy_from_slice(&9u64.to_le_bytes());
-            let mut u = [0u8; MAX_USER];
-            u[..support::USER.len()].copy_from_slice(support::USER.as_bytes());
-            h[16..48].copy_from_slice(&u);
-            // Small fragment numbers half the time, so that some messages complete.
+            // Small epochs, and small fragment numbers half the time, so that some
+            // datagrams pass the epoch check and some messages complete.
+            h[41..48].fill(0);
+            h[40] %= 3;
             if i % 2 == 0 {
-                h[81] = 0;
-                h[83] = 0;
-                h[82] = h[82] % 3 + 1;
-                h[80] %= h[82];
+                h[57] = 0;
+                h[59] = 0;
+                h[58] = h[58] % 3 + 1;
+                h[56] %= h[58];
             }
-            let mut dg = h.to_vec();
-            dg.extend_from_slice(&body);
-            let tag = sign(&s, &dg);
-            dg.extend_from_slice(&tag);
+            let Ok(header) = Header::read(&h) else { continue };
+            let dg = seal_datagram(&header, &body, &keys.sealing_key(&header.sender)).expect("seals");
             session.handle_datagram(now, support::addr(1 + (i % 3) as u16), &dg);
             now = now.plus(Duration::from_millis(100));
             session.poll_timeout(now);
@@ -346,15 +367,19 @@ proptest! {
     }
 
     #[test]
-    fn a_flipped_bit_anywhere_fails_the_check(req in request(), bit in any::<usize>()) {
-        let s = secret();
+    fn a_flipped_bit_anywhere_in_a_sealed_datagram_is_refused(
+        req in request(), bit in any::<usize>(), kind in kind(),
+    ) {
+        let keys = test_keys();
         let body = encode_body(&req).expect("encodes");
-        let meta = PacketMeta { kind: Kind::Request, session: SessionId(1), user: user(),
-            msg_seq: 1, ack: EventSeq(0), epoch: Epoch(0) };
-        let mut dg = encode_message(&meta, &body, 1400, &s, &mut PacketSeq(1)).expect("fits").remove(0);
+        let meta = PacketMeta { kind, session: SessionId(1), msg_seq: 1, ack: EventSeq(0) };
+        let key = keys.sealing_key(&sender_for(kind));
+        let mut dg = encode_message(&meta, &body, 1400, &key, &mut PacketSeq(1)).expect("fits").remove(0);
+        prop_assert!(open_packet(&dg, 1400, |h| Some(keys.sealing_key(&h.sender))).is_ok());
         let bit = bit % (dg.len() * 8);
         dg[bit / 8] ^= 1 << (bit % 8);
-        prop_assert!(open_packet(&dg, 1400, |_| Some(&s)).is_err());
+        // Whatever the receiver derives from the (possibly altered) header, it is refused.
+        prop_assert!(open_packet(&dg, 1400, |h| Some(keys.sealing_key(&h.sender))).is_err());
     }
 
     #[test]
@@ -365,9 +390,9 @@ proptest! {
         let mut r = Reassembler::new(limits);
         for (seq, idx, count, len) in frags {
             let h = Header {
-                kind: Kind::Reply, session: SessionId(1), user: user(), packet_seq: PacketSeq(1),
-                msg_seq: seq, ack: EventSeq(0), epoch: Epoch(0),
-                frag_index: idx % count, frag_count: count,
+                kind: Kind::Reply, session: SessionId(1), packet_seq: PacketSeq(1),
+                msg_seq: seq, ack: EventSeq(0), sender: sender_for(Kind::Reply),
+                frag_index: idx % count, frag_count: count, pad: 0,
             };
             if let Ok(Reassembled::Complete(b)) = r.push(&h, &vec![0u8; len]) {
                 prop_assert!(b.len() <= limits.max_message);
@@ -399,45 +424,13 @@ fn trailing_bytes_after_a_body_are_refused() {
 
 #[test]
 fn version_reject_round_trips_and_is_not_a_packet() {
-    let v = VersionReject { min: 1, max: 1 };
+    let v = VersionReject { min: 2, max: 2 };
     let b = v.encode();
     assert_eq!(VersionReject::decode(&b), Some(v));
     assert_eq!(
         open_packet(&b, 1400, |_| None).err(),
         Some(DecodeError::BadVersion(0))
     );
-}
-
-#[test]
-fn golden_datagram_matches_the_spec() {
-    // docs/protocol.md §16.
-    let secret = Secret::new(b"secret").expect("valid secret");
-    let meta = PacketMeta {
-        kind: Kind::Request,
-        session: SessionId(0x0102030405060708),
-        user: UserName::new("alice").expect("valid user"),
-        msg_seq: 1,
-        ack: EventSeq(0),
-        epoch: Epoch(0),
-    };
-    let body = encode_body(&Request::NewSession).expect("encodes");
-    let dg = encode_message(&meta, &body, 1400, &secret, &mut PacketSeq(1))
-        .expect("fits")
-        .remove(0);
-    let hex: String = dg.iter().map(|b| format!("{b:02x}")).collect();
-    let expected = concat!(
-        "434c447201010000",
-        "0807060504030201",
-        "616c696365000000000000000000000000000000000000000000000000000000",
-        "0100000000000000",
-        "0100000000000000",
-        "0000000000000000",
-        "0000000000000000",
-        "00000100",
-        "00",
-        "90c6e40b0d7bdd09e6ae245cceb9dd133e899c9dc6c6e7bf74440ced1a6241dc",
-    );
-    assert_eq!(hex, expected);
 }
 
 #[test]
@@ -448,13 +441,13 @@ fn reassembler_refuses_headers_built_by_hand_with_impossible_fragment_numbers() 
     let h = |index: u16, count: u16| Header {
         kind: Kind::Request,
         session: SessionId(1),
-        user: user(),
         packet_seq: PacketSeq(1),
         msg_seq: 1,
         ack: EventSeq(0),
-        epoch: Epoch(0),
+        sender: sender_for(Kind::Reply),
         frag_index: index,
         frag_count: count,
+        pad: 0,
     };
     assert_eq!(r.push(&h(0, 3), b"a"), Ok(Reassembled::Incomplete));
     assert_eq!(r.push(&h(5, 3), b"b"), Err(ReassembleError::BadFragment));
@@ -475,15 +468,15 @@ fn reassembly_limit_above_the_protocol_maximum_is_clamped_to_it() {
     let h = |index: u16| Header {
         kind: Kind::Reply,
         session: SessionId(1),
-        user: user(),
         packet_seq: PacketSeq(1),
         msg_seq: 1,
         ack: EventSeq(0),
-        epoch: Epoch(0),
+        sender: sender_for(Kind::Reply),
         frag_index: index,
         frag_count: MAX_FRAGMENTS,
+        pad: 0,
     };
-    let chunk = vec![0u8; 1284];
+    let chunk = vec![0u8; 1324];
     let mut refused = false;
     for i in 0..MAX_FRAGMENTS {
         match r.push(&h(i), &chunk) {

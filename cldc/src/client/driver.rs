@@ -1,6 +1,6 @@
 //! The background task that owns the socket, the timers and the session core.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -10,10 +10,12 @@ use tokio::time::Instant;
 
 use super::Stats;
 use crate::core::{CallError, CallId, Output, Session as Core, SessionEvent, State, Time};
-use crate::proto::{Event, HandleId, Reply, Request, Sequencer};
+use crate::proto::{Event, HandleId, Reply, Request, Sequencer, SessionId};
 
 /// A reply channel for one call.
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, CallError>>;
+/// The reply channel of the session's creation: the reply and the session id the cell chose.
+pub(crate) type OpenTx = oneshot::Sender<Result<(Reply, SessionId), CallError>>;
 
 /// What the API sends the driver.
 pub(crate) enum Command {
@@ -40,16 +42,17 @@ pub(crate) struct Driver {
     /// `None` once the session is over, so that [`super::Events::next`] ends.
     pub(crate) events: Option<mpsc::Sender<SessionEvent>>,
     pub(crate) stats: Arc<Mutex<Stats>>,
-    pub(crate) opened: Option<ReplyTx>,
+    pub(crate) opened: Option<OpenTx>,
     // Ordered maps: the fail-over recheck sends one request per waiting lock, and the order
     // of those requests must not depend on hashing (deterministic simulation).
     pending: BTreeMap<CallId, Pending>,
     waiting_locks: BTreeMap<HandleId, ReplyTx>,
     early_grants: BTreeMap<HandleId, Sequencer>,
-    /// The latest jeopardy/safe/expired event the application's full buffer had no room
-    /// for: never dropped (the application must learn that its lease ran out), delivered as
-    /// soon as there is room, and nothing overtakes it.
-    held_state: Option<SessionEvent>,
+    /// Events the application's full buffer had no room for, in order; never dropped
+    /// (the core acknowledged the server events among them). While it is not empty the
+    /// core is paused (no event is delivered or acknowledged), so it holds at most what
+    /// one datagram delivered plus collapsed session-state events.
+    backlog: VecDeque<SessionEvent>,
 }
 
 impl Driver {
@@ -60,7 +63,7 @@ impl Driver {
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<SessionEvent>,
         stats: Arc<Mutex<Stats>>,
-        opened: ReplyTx,
+        opened: OpenTx,
     ) -> Self {
         Driver {
             core,
@@ -73,7 +76,7 @@ impl Driver {
             pending: BTreeMap::new(),
             waiting_locks: BTreeMap::new(),
             early_grants: BTreeMap::new(),
-            held_state: None,
+            backlog: VecDeque::new(),
         }
     }
 
@@ -89,16 +92,26 @@ impl Driver {
             self.flush().await;
             // A deadline too far out to be an Instant (Duration::MAX options) is "never".
             let wake = wake.and_then(|t| self.start.checked_add(t.0));
-            let held_tx = self.held_state.as_ref().and(self.events.clone());
+            let held_tx = if self.backlog.is_empty() {
+                None
+            } else {
+                self.events.clone()
+            };
             tokio::select! {
-                permit = reserve(held_tx) => match (permit, self.held_state.take()) {
+                permit = reserve(held_tx) => match (permit, self.backlog.pop_front()) {
                     (Some(permit), Some(ev)) => {
                         permit.send(ev);
+                        if self.backlog.is_empty() {
+                            self.core.set_events_paused(false);
+                        }
                     }
-                    // The application dropped its Events: nobody will read it.
-                    _ => {
+                    // The application dropped its Events: nobody will read them.
+                    (_, ev) => {
+                        let lost = self.backlog.len() as u64 + u64::from(ev.is_some());
+                        self.backlog.clear();
+                        self.core.set_events_paused(false);
                         self.events = None;
-                        self.bump(|s| s.events_dropped += 1);
+                        self.bump(|s| s.events_dropped += lost);
                     }
                 },
                 cmd = self.commands.recv() => match cmd {
@@ -189,7 +202,7 @@ impl Driver {
         };
         if let Some(err) = over {
             // A held Expired must still reach the application before the stream ends.
-            if self.held_state.is_none() {
+            if self.backlog.is_empty() {
                 self.events = None;
             }
             for (_, tx) in std::mem::take(&mut self.waiting_locks) {
@@ -209,7 +222,8 @@ impl Driver {
     fn reply(&mut self, call: CallId, result: Result<Reply, CallError>) {
         if call == Core::OPEN_CALL {
             if let Some(tx) = self.opened.take() {
-                let _ = tx.send(result);
+                let id = self.core.id();
+                let _ = tx.send(result.map(|r| (r, id)));
             }
             return;
         }
@@ -294,19 +308,29 @@ impl Driver {
             self.bump(|s| s.events_dropped += 1);
             return;
         };
-        if self.held_state.is_some() {
-            // Keep the order: a newer state event replaces the held one (the application
-            // learns the current state), anything else is dropped.
-            if is_state {
-                self.held_state = Some(ev);
+        if !self.backlog.is_empty() {
+            // Keep the order. Consecutive session-state events collapse into the latest
+            // (the application learns the current state), which bounds the backlog.
+            let back_is_state = matches!(
+                self.backlog.back(),
+                Some(SessionEvent::Jeopardy | SessionEvent::Safe)
+            );
+            if is_state && back_is_state {
+                self.backlog.pop_back();
             }
-            self.bump(|s| s.events_dropped += 1);
+            self.backlog.push_back(ev);
             return;
         }
         match tx.try_send(ev) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(ev)) if is_state => self.held_state = Some(ev),
-            Err(_) => self.bump(|s| s.events_dropped += 1),
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                self.backlog.push_back(ev);
+                self.core.set_events_paused(true);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.events = None;
+                self.bump(|s| s.events_dropped += 1);
+            }
         }
     }
 

@@ -103,9 +103,15 @@ pub enum Error {
     /// The user name is empty, too long or contains NUL.
     #[error("invalid user name")]
     InvalidUser,
-    /// The secret is empty or too long.
+    /// The secret is shorter than 32 or longer than 128 bytes.
     #[error("invalid secret: {0}")]
     InvalidSecret(#[from] SecretError),
+    /// [`super::SessionOptions::cell_key`] was not set: a session needs the cell's public key.
+    #[error("no cell public key given (SessionOptions::cell_key; `cld keygen` prints it)")]
+    MissingCellKey,
+    /// The user already has as many sessions as the cell allows.
+    #[error("too many sessions for this user")]
+    TooManySessions,
     /// The options are inconsistent.
     #[error("invalid options: {0}")]
     Config(#[from] ConfigError),
@@ -156,6 +162,7 @@ impl From<ErrorCode> for Error {
             ErrorCode::Busy => Error::Busy,
             ErrorCode::NoParent => Error::NoParent,
             ErrorCode::Internal => Error::Internal,
+            ErrorCode::TooManySessions => Error::TooManySessions,
             ErrorCode::Unrecognized(c) => Error::Unrecognized(c),
         }
     }

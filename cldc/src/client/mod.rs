@@ -33,8 +33,8 @@ const MAX_EVENT_BUFFER: usize = 1 << 20;
 pub struct Stats {
     /// The session core's counters.
     pub core: Counters,
-    /// Events dropped because the application did not read [`Events`] fast enough (server
-    /// events, and jeopardy/safe superseded by a later state before there was room).
+    /// Events dropped because the application dropped its [`Events`] receiver (a slow
+    /// reader loses nothing: the session applies back-pressure instead).
     pub events_dropped: u64,
     /// Datagrams the socket failed to send.
     pub send_errors: u64,
@@ -91,8 +91,8 @@ impl Session {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
         });
-        let id = SessionId(rand::random::<u64>().max(1));
-        let mut cfg = core::Config::new(id, credentials.user, credentials.secret, members);
+        let cell_key = options.cell_key.ok_or(Error::MissingCellKey)?;
+        let mut cfg = core::Config::new(credentials.user, credentials.secret, cell_key, members);
         cfg.max_datagram = options.max_datagram;
         cfg.initial_rto = options.initial_rto;
         cfg.max_rto = options.max_rto;
@@ -102,7 +102,7 @@ impl Session {
         cfg.lease_margin = options.lease_margin;
         let socket = UdpSocket::bind(bind).await?;
         let start = tokio::time::Instant::now();
-        let core = core::Session::new(cfg, core::Time::default())?;
+        let core = core::Session::new(cfg, core::Time::default(), rand::random::<[u8; 32]>())?;
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer.clamp(1, MAX_EVENT_BUFFER));
         let stats = Arc::new(Mutex::new(Stats::default()));
@@ -110,7 +110,7 @@ impl Session {
         let driver = Driver::new(core, socket, start, cmd_rx, ev_tx, stats.clone(), open_tx);
         tokio::spawn(driver.run());
         match open_rx.await.map_err(|_| Error::TaskStopped)? {
-            Ok(Reply::SessionCreated { .. }) => Ok(Session {
+            Ok((Reply::SessionCreated { .. }, id)) => Ok(Session {
                 id,
                 commands: cmd_tx,
                 events: Mutex::new(Some(Events { rx: ev_rx })),

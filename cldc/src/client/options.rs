@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Error;
-use crate::proto::{DEFAULT_MAX_DATAGRAM, Secret, UserName};
+use crate::proto::{CellPublicKey, DEFAULT_MAX_DATAGRAM, Secret, UserName};
 
 /// Where the cell is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Checks the name (1-32 bytes, no NUL) and the secret (1-128 bytes).
+    /// Checks the name (1-32 bytes, no NUL) and the secret (32-128 bytes).
     pub fn new(user: &str, secret: &[u8]) -> Result<Credentials, Error> {
         Ok(Credentials {
             user: UserName::new(user).map_err(|_| Error::InvalidUser)?,
@@ -48,6 +48,10 @@ impl Credentials {
 /// Tunables of a session; [`SessionOptions::default`] follows `docs/protocol.md` §10.
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
+    /// The cell's public key (one line of base64, [`CellPublicKey::from_base64`]; printed
+    /// by `cld keygen`). Required: [`super::Session::open`] fails with
+    /// [`Error::MissingCellKey`] without it.
+    pub cell_key: Option<CellPublicKey>,
     /// Local address to bind; `None` picks the wildcard of the first member's family.
     pub bind: Option<SocketAddr>,
     /// Largest datagram.
@@ -64,15 +68,16 @@ pub struct SessionOptions {
     pub grace: Duration,
     /// Safety margin subtracted from each lease grant.
     pub lease_margin: Duration,
-    /// Events buffered for [`super::Events`] before new server events are dropped (and
-    /// counted); taken as 1 to 2^20. Jeopardy, safe and expired are never dropped: the
-    /// latest of them waits for room, and nothing overtakes it.
+    /// Events buffered for [`super::Events`]; taken as 1 to 2^20. When it is full the
+    /// session stops acknowledging server events (the master re-sends them later), so a
+    /// slow application slows delivery and never loses an event.
     pub event_buffer: usize,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
+            cell_key: None,
             bind: None,
             max_datagram: DEFAULT_MAX_DATAGRAM,
             initial_rto: Duration::from_millis(250),

@@ -5,18 +5,18 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use crate::proto::{
-    DEFAULT_MAX_DATAGRAM, MIN_DATAGRAM, ReassemblerLimits, Secret, SessionId, UserName,
+    CellPublicKey, DEFAULT_MAX_DATAGRAM, MIN_DATAGRAM, ReassemblerLimits, Secret, UserName,
 };
 
 /// Everything a [`super::Session`] needs to know up front.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The session id: random, chosen by the driver (the core has no randomness).
-    pub session: SessionId,
-    /// The user whose secret signs every datagram.
+    /// The user the session belongs to.
     pub user: UserName,
-    /// That user's secret.
+    /// That user's secret (the handshake's pre-shared key is derived from it).
     pub secret: Secret,
+    /// The cell's public key: the handshake proves the cell holds its private half.
+    pub cell_key: CellPublicKey,
     /// The cell's members' client addresses, in the order to try them.
     pub members: Vec<SocketAddr>,
     /// Largest datagram sent; datagrams up to this or the protocol default (1400),
@@ -57,20 +57,23 @@ pub enum ConfigError {
     /// `max_queued` and `sends_before_rotate` must be at least 1.
     #[error("queue and rotation limits must be at least 1")]
     ZeroLimit,
+    /// The handshake could not be set up (never happens with this library's parameters).
+    #[error("handshake could not be set up")]
+    Handshake,
 }
 
 impl Config {
     /// A configuration with the protocol's defaults (`docs/protocol.md` §10).
     pub fn new(
-        session: SessionId,
         user: UserName,
         secret: Secret,
+        cell_key: CellPublicKey,
         members: Vec<SocketAddr>,
     ) -> Self {
         Config {
-            session,
             user,
             secret,
+            cell_key,
             members,
             max_datagram: DEFAULT_MAX_DATAGRAM,
             initial_rto: Duration::from_millis(250),

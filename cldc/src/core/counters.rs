@@ -21,7 +21,7 @@ pub struct Counters {
     pub bad_header: u64,
     /// Dropped: another session or user.
     pub unknown_session: u64,
-    /// Dropped: HMAC tag mismatch.
+    /// Dropped: AEAD tag mismatch (forged, corrupted or sealed under another key).
     pub bad_tag: u64,
     /// Dropped: a kind only clients send.
     pub wrong_direction: u64,
@@ -60,4 +60,21 @@ pub struct Counters {
     pub queue_full: u64,
     /// Entries into jeopardy.
     pub jeopardies: u64,
+    /// Dropped: a handshake reply that did not authenticate or decode.
+    pub bad_handshakes: u64,
+    /// Dropped: a handshake reply or cookie when no handshake was in progress (or, for a
+    /// cookie, not from the member the client talks to).
+    pub stray_handshakes: u64,
+    /// Cookies received (the cell is under a handshake flood) and repeated.
+    pub cookies: u64,
+    /// Handshakes restarted because the cell never confirmed the session.
+    pub handshake_restarts: u64,
+    /// `Retry` answers acted on (a new master asked for a re-send under its epoch).
+    pub retries: u64,
+    /// Dropped: an answer for an ended session (stateless role) that echoes nothing the
+    /// client has outstanding.
+    pub stray_ended: u64,
+    /// Server events not delivered (nor acknowledged) because the application's event
+    /// buffer was full; the server re-sends them.
+    pub events_deferred: u64,
 }

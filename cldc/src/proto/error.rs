@@ -94,6 +94,8 @@ error_codes! {
     NoParent = 26, "parent directory does not exist";
     /// An unexpected failure inside the server.
     Internal = 27, "internal server error";
+    /// The user already has as many sessions as the cell allows (sent in a handshake reply).
+    TooManySessions = 28, "too many sessions for this user";
 }
 
 impl Serialize for ErrorCode {
@@ -127,12 +129,15 @@ pub enum DecodeError {
     /// The header is malformed (unknown kind, bad fragment numbers, bad user name, ...).
     #[error("malformed header: {0}")]
     BadHeader(crate::proto::HeaderError),
-    /// No secret is known for the header's user or session.
-    #[error("no key for this user or session")]
+    /// No key is known for the header's session and sender.
+    #[error("no key for this session and sender")]
     UnknownKey,
-    /// The HMAC tag does not match the contents.
-    #[error("bad signature")]
+    /// The AEAD tag does not match (forged, corrupted, or sealed under another key).
+    #[error("bad tag (forged or corrupted datagram)")]
     BadTag,
+    /// A handshake kind where a sealed datagram was expected.
+    #[error("handshake datagram where a sealed one was expected")]
+    Unsealed,
     /// The message body is not valid postcard for the expected type, or has trailing bytes.
     #[error("malformed message body")]
     BadBody,

@@ -397,6 +397,19 @@ pub struct CellStatus {
     pub sessions: u64,
     /// The highest request seq answered for the asking session.
     pub last_request: RequestSeq,
+    /// The answering master's operator counters by name (drops by cause, replays, pending
+    /// handshakes, cookies sent, ...; docs/protocol.md §5.6), in name order.
+    #[serde(with = "bounded::seq")]
+    pub counters: Vec<StatusCounter>,
+}
+
+/// One named counter in [`CellStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCounter {
+    /// The counter's name, e.g. `bad_tag`.
+    pub name: String,
+    /// Its value.
+    pub value: u64,
 }
 
 /// The unsigned 8-byte datagram a node sends back when it gets a version it does not speak:

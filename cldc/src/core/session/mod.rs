@@ -14,8 +14,9 @@ use super::members::Members;
 use super::retransmit::Backoff;
 use super::{Config, ConfigError, Counters, Time};
 use crate::proto::{
-    Epoch, ErrorCode, Event, Kind, MAX_MESSAGE, PacketMeta, PacketSeq, Reassembler, ReplayWindow,
-    Reply, Request, RequestSeq, encode_body, encode_message,
+    ClientHandshake, Epoch, ErrorCode, Event, Kind, MAX_MESSAGE, PacketMeta, PacketSeq,
+    Reassembler, ReplayWindow, Reply, Request, RequestSeq, SealingKey, Sender, SessionId,
+    SessionKeys, encode_body, encode_message,
 };
 
 /// Names one call, so its reply can be matched.
@@ -85,7 +86,7 @@ pub enum Output {
 /// Where the session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
-    /// `NewSession` is in flight.
+    /// The handshake, then `NewSession`, is in flight.
     Connecting,
     /// The local lease holds.
     Active,
@@ -118,6 +119,19 @@ struct InFlight {
 pub struct Session {
     cfg: Config,
     state: State,
+    /// Kept until the session is confirmed (a cell that forgot the pending handshake gets
+    /// the same init again); `None` once active.
+    handshake: Option<ClientHandshake>,
+    /// The init datagram of `handshake` (same bytes on every send).
+    init: Vec<u8>,
+    /// The session id the cell chose (0 until the handshake is accepted).
+    session: SessionId,
+    /// The session's root keys, once the handshake is accepted.
+    keys: Option<SessionKeys>,
+    /// The client's sealing key for `epoch`.
+    send_key: Option<SealingKey>,
+    /// The last server sealing key used, to skip the derivation for the next datagram.
+    recv_key: Option<SealingKey>,
     members: Members,
     next_packet: PacketSeq,
     next_request: RequestSeq,
@@ -131,6 +145,8 @@ pub struct Session {
     inbox: EventInbox,
     reassembler: Reassembler,
     redirect_burst: usize,
+    /// The application has no room: server events are neither delivered nor acknowledged.
+    events_paused: bool,
     out: VecDeque<Output>,
     counters: Counters,
 }
@@ -139,10 +155,23 @@ impl Session {
     /// The call id of the `NewSession` request that [`Session::new`] sends.
     pub const OPEN_CALL: CallId = CallId(0);
 
-    /// Starts a session: sends `NewSession` (call [`Session::OPEN_CALL`]) at `now`.
-    pub fn new(cfg: Config, now: Time) -> Result<Session, ConfigError> {
+    /// Starts a session at `now`: sends the handshake, then `NewSession` (call
+    /// [`Session::OPEN_CALL`]). `ephemeral_random` must be 32 fresh bytes from a
+    /// cryptographic RNG (the handshake's ephemeral key; the core has no randomness).
+    pub fn new(cfg: Config, now: Time, ephemeral_random: [u8; 32]) -> Result<Session, ConfigError> {
         cfg.validate()?;
+        let handshake = ClientHandshake::new(cfg.user, &cfg.secret, cfg.cell_key, ephemeral_random);
+        // Only fails if snow refuses its fixed parameters, which a test rules out.
+        let init = handshake
+            .init_datagram()
+            .map_err(|_| ConfigError::Handshake)?;
         let mut s = Session {
+            handshake: Some(handshake),
+            init,
+            session: SessionId(0),
+            keys: None,
+            send_key: None,
+            recv_key: None,
             members: Members::new(cfg.members.clone()),
             reassembler: Reassembler::new(cfg.reassembly),
             cfg,
@@ -158,6 +187,7 @@ impl Session {
             window: ReplayWindow::default(),
             inbox: EventInbox::default(),
             redirect_burst: 0,
+            events_paused: false,
             out: VecDeque::new(),
             counters: Counters::default(),
         };
@@ -182,6 +212,11 @@ impl Session {
         self.counters
     }
 
+    /// The session id the cell chose (`SessionId(0)` until the handshake is accepted).
+    pub fn id(&self) -> SessionId {
+        self.session
+    }
+
     /// The member currently believed to be master.
     pub fn master(&self) -> SocketAddr {
         self.members.current()
@@ -195,6 +230,15 @@ impl Session {
     /// When the local lease runs out, once the session is established.
     pub fn lease_deadline(&self) -> Option<Time> {
         self.lease.as_ref().map(|l| l.deadline)
+    }
+
+    /// Back-pressure from the application: while paused, arriving server events are not
+    /// delivered and not acknowledged (counted `events_deferred`); the master re-sends them
+    /// (docs/protocol.md §9.4), so a slow application slows acknowledgement and never
+    /// loses an acknowledged event. The driver pauses when the application's event buffer
+    /// is full and resumes once its backlog is delivered.
+    pub fn set_events_paused(&mut self, paused: bool) {
+        self.events_paused = paused;
     }
 
     /// Body bytes held in reassembly (bounded by the reassembly limits).
@@ -252,6 +296,8 @@ impl Session {
                 Ok(Reply::SessionCreated { lease }) => {
                     self.lease = Some(Lease::granted(f.first_sent, *lease, self.cfg.lease_margin));
                     self.state = State::Active;
+                    self.handshake = None;
+                    self.init = Vec::new();
                 }
                 _ => {
                     self.state = State::Ended;
@@ -308,7 +354,52 @@ impl Session {
         f.sends += 1;
         let (seq, body) = (f.seq.0, f.call.body.clone());
         let to = self.members.current();
+        if self.keys.is_none() {
+            // Still handshaking: the init goes out in place of NewSession.
+            self.members.silent_sends += 1;
+            self.counters.datagrams_out += 1;
+            let datagram = self.init.clone();
+            self.out.push_back(Output::Transmit { to, datagram });
+            return;
+        }
         self.send_ordered(to, Kind::Request, seq, &body, reverse);
+    }
+
+    /// The handshake was accepted: the session's keys and id are known, and `epoch` is the
+    /// accepting master's.
+    fn keys_agreed(&mut self, session: SessionId, epoch: Epoch, keys: SessionKeys) {
+        self.session = session;
+        self.send_key = Some(keys.sealing_key(&Sender::client(epoch)));
+        self.keys = Some(keys);
+        self.recv_key = None;
+        self.epoch = epoch;
+        self.window = ReplayWindow::default();
+        self.inbox.reset();
+        self.reassembler.clear();
+    }
+
+    /// A higher epoch: the client seals under its key from now on.
+    fn adopt_epoch(&mut self, epoch: Epoch) {
+        self.epoch = epoch;
+        self.send_key = self
+            .keys
+            .as_ref()
+            .map(|k| k.sealing_key(&Sender::client(epoch)));
+        self.window = ReplayWindow::default();
+        self.inbox.reset();
+        self.reassembler.clear();
+    }
+
+    /// Back to the handshake (the same init) after the cell never confirmed the session,
+    /// e.g. because the member holding the pending handshake went away.
+    fn restart_handshake(&mut self) {
+        if self.state == State::Connecting && self.keys.is_some() && self.handshake.is_some() {
+            self.counters.handshake_restarts += 1;
+            self.keys = None;
+            self.send_key = None;
+            self.recv_key = None;
+            self.session = SessionId(0);
+        }
     }
 
     fn send_keepalive(&mut self, now: Time) {
@@ -326,17 +417,16 @@ impl Session {
     fn send_ordered(&mut self, to: SocketAddr, kind: Kind, msg_seq: u64, body: &[u8], rev: bool) {
         let meta = PacketMeta {
             kind,
-            session: self.cfg.session,
-            user: self.cfg.user,
+            session: self.session,
             msg_seq,
             ack: self.inbox.ack(),
-            epoch: self.epoch,
         };
+        let Some(key) = &self.send_key else { return };
         let dgs = encode_message(
             &meta,
             body,
             self.cfg.max_datagram,
-            &self.cfg.secret,
+            key,
             &mut self.next_packet,
         );
         // Bodies were size-checked at submit and the datagram size at validate.

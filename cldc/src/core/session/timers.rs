@@ -108,6 +108,9 @@ impl Session {
 
     fn rotate_if_silent(&mut self) {
         if self.members.silent_sends >= self.cfg.sends_before_rotate {
+            // A NewSession nobody confirms: the member holding the pending handshake may be
+            // gone; the next member gets the handshake again.
+            self.restart_handshake();
             self.members.rotate();
             self.counters.rotations += 1;
         }

@@ -1,15 +1,23 @@
-//! A scripted one-process "cell" speaking docs/protocol.md over real loopback UDP, with an
-//! in-memory namespace (in `namespace.rs`) and fault knobs (drop, duplicate, delay, redirect,
-//! silence, fail-over).
+//! A scripted one-process "cell" speaking docs/protocol.md v2 over real loopback UDP, with
+//! an in-memory namespace (in `namespace.rs`) and fault knobs (drop, duplicate, delay,
+//! redirect, silence, fail-over).
+//!
+//! Its receive path (`State::handle_packet`) is the shape a server follows, built only from
+//! `cldc::proto` pieces: `Responder` for handshakes (cookies, pending handshakes),
+//! `Responder::pending_key`/`complete` for the first sealed datagram, `SessionKeys::
+//! sealing_key` + `open_packet`/`encode_message` for sealed traffic, a `ReplayWindow` per
+//! session and epoch, `Retry` for datagrams sealed under an older epoch, tombstones that
+//! answer ended sessions in the stateless role, and `NotMaster` in the stateless role.
 
 mod namespace;
 
-use super::{USER, secret};
+use super::{USER, cell_keys, secret};
 use cldc::proto::{
-    ContentGeneration, Epoch, ErrorCode, Event, EventMask, EventSeq, HandleId, InstanceNumber,
-    KeepAliveReply, Kind, LockGeneration, LockMode, NodeFlags, NodeMeta, NotMaster, OpenMode,
-    PacketMeta, PacketSeq, Reassembled, Reassembler, ReassemblerLimits, Request, Response,
-    SessionId, UserName, decode_body, encode_body, encode_message, open_packet,
+    ContentGeneration, Epoch, ErrorCode, Event, EventMask, EventSeq, HandleId, HandshakeOutcome,
+    InitCheck, InstanceNumber, KeepAliveReply, Kind, LockGeneration, LockMode, NodeFlags, NodeMeta,
+    NotMaster, OpenMode, PacketMeta, PacketSeq, Reassembled, Reassembler, ReassemblerLimits,
+    ReplayWindow, Request, Responder, ResponderLimits, Response, Role, SealingKey, Sender,
+    SessionId, SessionKeys, decode_body, encode_body, encode_message, open_packet, parse_header,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -41,6 +49,9 @@ pub struct Faults {
     /// Become the master of this epoch at the next datagram: unacknowledged events are lost,
     /// numbering restarts, and every session gets a `MasterFailover` event.
     pub epoch: Option<u64>,
+    /// Answer every handshake with a cookie request until it carries a valid cookie (as a
+    /// cell under a handshake flood does).
+    pub demand_cookies: bool,
 }
 
 /// What the cell saw.
@@ -52,9 +63,25 @@ pub struct Seen {
     pub deduplicated: u64,
     /// Keepalives received.
     pub keepalives: u64,
+    /// Handshake inits received, and how many were answered from a pending entry.
+    pub inits: u64,
+    /// Inits answered from a pending entry (client re-sends).
+    pub inits_resent: u64,
+    /// Cookie requests sent.
+    pub cookies_sent: u64,
+    /// Sealed datagrams that did not open, or were replays, or came from an older epoch.
+    pub dropped: u64,
+    /// `Retry` answers sent (datagrams sealed under an older epoch).
+    pub retries: u64,
+    /// Every datagram received, with its source (what an eavesdropper captures).
+    pub raw_in: Vec<(SocketAddr, Vec<u8>)>,
+    /// Unacknowledged events held, over all sessions, after the last datagram.
+    pub unacked: usize,
 }
 
 struct Sess {
+    keys: SessionKeys,
+    window: ReplayWindow,
     addr: SocketAddr,
     next_packet: PacketSeq,
     reassembler: Reassembler,
@@ -86,6 +113,12 @@ struct LockState {
 
 struct State {
     epoch: Epoch,
+    member: u32,
+    boot: u32,
+    responder: Responder,
+    /// Ended sessions' keys: their datagrams get a sealed `UnknownSession` (stateless role).
+    ended: HashMap<SessionId, SessionKeys>,
+    started: std::time::Instant,
     lease: Duration,
     sessions: HashMap<SessionId, Sess>,
     nodes: BTreeMap<String, Node>,
@@ -93,8 +126,7 @@ struct State {
     locks: HashMap<String, LockState>,
     next_handle: u64,
     next_instance: u64,
-    /// Numbers the answers to unknown sessions: far above any session's own numbering, so
-    /// that they are fresh for the client's replay window (docs/protocol.md §10).
+    /// Numbers everything sealed in the stateless role (one counter for all sessions).
     stateless_packet: PacketSeq,
 }
 
@@ -122,6 +154,11 @@ impl FakeCell {
         );
         let mut state = State {
             epoch: Epoch(1),
+            member: 1,
+            boot: 1,
+            responder: Responder::new(cell_keys(), rand::random(), ResponderLimits::default()),
+            ended: HashMap::new(),
+            started: std::time::Instant::now(),
             lease,
             sessions: HashMap::new(),
             nodes,
@@ -129,7 +166,7 @@ impl FakeCell {
             locks: HashMap::new(),
             next_handle: 2,
             next_instance: 2,
-            stateless_packet: PacketSeq(1 << 40),
+            stateless_packet: PacketSeq(1),
         };
         let (f, s) = (faults.clone(), seen.clone());
         tokio::spawn(async move {
@@ -206,6 +243,7 @@ impl State {
         seen: &Mutex<Seen>,
     ) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = vec![];
+        seen.lock().expect("seen").raw_in.push((from, dg.to_vec()));
         let new_epoch = faults.lock().expect("faults").epoch;
         if let Some(e) = new_epoch
             && e > self.epoch.0
@@ -213,6 +251,7 @@ impl State {
             out = self.fail_over(Epoch(e));
         }
         out.extend(self.handle_packet(dg, from, faults, seen));
+        seen.lock().expect("seen").unacked = self.sessions.values().map(|s| s.unacked.len()).sum();
         out
     }
 
@@ -224,11 +263,118 @@ impl State {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.unacked.clear();
                 s.next_event = 1;
+                // A new epoch is a new sealing key: numbering may start over, and the
+                // client's datagrams are judged by a fresh window for the new epoch.
                 s.next_packet = PacketSeq(1);
+                s.window = ReplayWindow::default();
             }
             out.extend(self.post_event(sid, Event::MasterFailover { epoch }));
         }
         out
+    }
+
+    /// The responder's counters as `CellStatus` shows them (name order).
+    pub(super) fn status_counters(&self) -> Vec<cldc::proto::StatusCounter> {
+        let c = self.responder.counters();
+        let mut v: Vec<cldc::proto::StatusCounter> = [
+            ("handshake_answered", c.answered),
+            ("handshake_bad", c.bad_inits),
+            ("handshake_completed", c.completed),
+            ("handshake_cookies_sent", c.cookies_sent),
+            ("handshake_expired", c.expired),
+            ("handshake_resent", c.resent),
+            ("pending_handshakes", self.responder.pending_count() as u64),
+        ]
+        .into_iter()
+        .map(|(name, value)| cldc::proto::StatusCounter {
+            name: name.into(),
+            value,
+        })
+        .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn master(&self) -> Sender {
+        Sender {
+            role: Role::Master,
+            epoch: self.epoch,
+            member: self.member,
+            boot: self.boot,
+        }
+    }
+
+    fn stateless(&self) -> Sender {
+        Sender {
+            role: Role::Stateless,
+            ..self.master()
+        }
+    }
+
+    /// A session id nobody has used: random, not live, pending or ended.
+    fn fresh_session_id(&self) -> SessionId {
+        loop {
+            let id = SessionId(rand::random::<u64>());
+            if id.0 != 0
+                && !self.sessions.contains_key(&id)
+                && !self.ended.contains_key(&id)
+                && !self.responder.is_pending(id)
+            {
+                return id;
+            }
+        }
+    }
+
+    fn handshake(
+        &mut self,
+        dg: &[u8],
+        from: SocketAddr,
+        f: &Faults,
+        seen: &Mutex<Seen>,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        seen.lock().expect("seen").inits += 1;
+        let now = self.started.elapsed();
+        let before = self.responder.counters();
+        self.responder.set_limits(ResponderLimits {
+            cookie_threshold: if f.demand_cookies { 0 } else { usize::MAX },
+            ..ResponderLimits::default()
+        });
+        let check = self
+            .responder
+            .check_init(now, from, dg, 1400, self.master());
+        let init = match check {
+            InitCheck::Answer(a) => {
+                let mut seen = seen.lock().expect("seen");
+                let c = self.responder.counters();
+                seen.inits_resent += c.resent - before.resent;
+                seen.cookies_sent += c.cookies_sent - before.cookies_sent;
+                return vec![(from, a)];
+            }
+            InitCheck::Drop(_) => return vec![],
+            InitCheck::Fresh(init) => init,
+        };
+        // The users file: one user.
+        if init.user.as_str() != USER {
+            return vec![];
+        }
+        let outcome = match f.not_master {
+            Some(hint) => HandshakeOutcome::NotMaster { hint },
+            None => HandshakeOutcome::Accepted {
+                session: self.fresh_session_id(),
+                epoch: self.epoch,
+            },
+        };
+        match self.responder.answer(
+            now,
+            &init,
+            &secret(),
+            &outcome,
+            self.master(),
+            rand::random(),
+        ) {
+            Ok(reply) => vec![(from, reply)],
+            Err(_) => vec![],
+        }
     }
 
     fn handle_packet(
@@ -238,11 +384,9 @@ impl State {
         faults: &Mutex<Faults>,
         seen: &Mutex<Seen>,
     ) -> Vec<(SocketAddr, Vec<u8>)> {
-        let s = secret();
-        let Ok(p) = open_packet(dg, 1400, |h| (h.user.as_str() == USER).then_some(&s)) else {
+        let Ok((h, _)) = parse_header(dg, 1400) else {
             return vec![];
         };
-        let h = p.header;
         if h.kind == Kind::KeepAlive {
             seen.lock().expect("seen").keepalives += 1;
         }
@@ -256,17 +400,57 @@ impl State {
         }
         if f.forget_sessions {
             faults.lock().expect("faults").forget_sessions = false;
-            self.sessions.clear();
+            for (sid, sess) in self.sessions.drain() {
+                self.ended.insert(sid, sess.keys);
+            }
+        }
+        if h.kind == Kind::HandshakeInit {
+            return self.handshake(dg, from, &f, seen);
+        }
+        // Which keys open it: a live session's, a pending handshake's, or an ended one's.
+        let keys: Option<SessionKeys> = match self.sessions.get(&h.session) {
+            Some(s) => Some(s.keys.clone()),
+            None => self.ended.get(&h.session).cloned(),
+        };
+        let opened = match (&keys, self.responder.pending_key(&h)) {
+            (Some(k), _) => open_packet(dg, 1400, |h| Some(k.sealing_key(&h.sender))),
+            (None, Some(pending)) => open_packet(dg, 1400, |_| Some(pending)),
+            (None, None) => {
+                // No keys for this session here: nothing can be sealed for it.
+                seen.lock().expect("seen").dropped += 1;
+                return vec![];
+            }
+        };
+        let Ok(p) = opened else {
+            seen.lock().expect("seen").dropped += 1;
+            return vec![];
+        };
+        let h = p.header;
+        if h.sender.role != Role::Client {
+            return vec![];
         }
         if let Some(hint) = f.not_master {
             let body = encode_body(&NotMaster { hint }).expect("encodes");
-            let mut seq = PacketSeq(1);
-            return self.encode(h.session, Kind::NotMaster, h.msg_seq, &body, &mut seq, from);
+            return self.stateless_answer(h.session, Kind::NotMaster, h.msg_seq, &body, from);
         }
-        if h.kind == Kind::Request && h.msg_seq == 1 && !self.sessions.contains_key(&h.session) {
+        if self.ended.contains_key(&h.session) {
+            if matches!(h.kind, Kind::Request | Kind::KeepAlive) {
+                let body = encode_body(&Response::Err(ErrorCode::UnknownSession)).expect("encodes");
+                return self.stateless_answer(h.session, Kind::Reply, h.msg_seq, &body, from);
+            }
+            return vec![];
+        }
+        if !self.sessions.contains_key(&h.session) {
+            // The first sealed datagram of a pending handshake: the client proved it holds
+            // the keys. Only now does the session exist (a server logs it here).
+            let Some(proven) = self.responder.complete(h.session) else {
+                return vec![];
+            };
             self.sessions.insert(
                 h.session,
                 Sess {
+                    keys: proven.keys,
+                    window: ReplayWindow::default(),
                     addr: from,
                     next_packet: PacketSeq(1),
                     reassembler: Reassembler::new(ReassemblerLimits::default()),
@@ -277,15 +461,45 @@ impl State {
                 },
             );
         }
+        if h.sender.epoch > self.epoch {
+            // The client has seen a newer master: this member is deposed.
+            let body = encode_body(&NotMaster { hint: None }).expect("encodes");
+            return self.stateless_answer(h.session, Kind::NotMaster, h.msg_seq, &body, from);
+        }
+        let epoch = self.epoch;
+        let master = self.master();
         let Some(sess) = self.sessions.get_mut(&h.session) else {
-            let body = encode_body(&Response::Err(ErrorCode::UnknownSession)).expect("encodes");
-            let mut seq = self.stateless_packet;
-            let out = self.encode(h.session, Kind::Reply, h.msg_seq, &body, &mut seq, from);
-            self.stateless_packet = seq;
-            return out;
+            return vec![];
         };
+        if h.sender.epoch < epoch {
+            // Sealed under an older epoch's key: possibly a replay from before the
+            // fail-over. Nothing is acted on (acks included); requests and keepalives get
+            // a Retry to the source, without moving the session's address.
+            seen.lock().expect("seen").dropped += 1;
+            if h.kind == Kind::Ack {
+                return vec![];
+            }
+            seen.lock().expect("seen").retries += 1;
+            let key = sess.keys.sealing_key(&master);
+            let mut next = sess.next_packet;
+            let out = encode(
+                &key,
+                h.session,
+                Kind::Retry,
+                h.msg_seq,
+                &[],
+                &mut next,
+                from,
+            );
+            sess.next_packet = next;
+            return out;
+        }
+        if !sess.window.accept(h.packet_seq) {
+            seen.lock().expect("seen").dropped += 1;
+            return vec![];
+        }
         sess.addr = from;
-        let body = match sess.reassembler.push(&h, p.payload) {
+        let body = match sess.reassembler.push(&h, &p.payload) {
             Ok(Reassembled::Complete(b)) => b,
             _ => return vec![],
         };
@@ -352,28 +566,26 @@ impl State {
         }
     }
 
-    fn encode(
-        &self,
+    fn stateless_answer(
+        &mut self,
         session: SessionId,
         kind: Kind,
         msg_seq: u64,
         body: &[u8],
-        next: &mut PacketSeq,
         to: SocketAddr,
     ) -> Vec<(SocketAddr, Vec<u8>)> {
-        let meta = PacketMeta {
-            kind,
-            session,
-            user: UserName::new(USER).expect("valid"),
-            msg_seq,
-            ack: EventSeq(0),
-            epoch: self.epoch,
+        let keys = match self.sessions.get(&session) {
+            Some(s) => s.keys.clone(),
+            None => match self.ended.get(&session) {
+                Some(k) => k.clone(),
+                None => return vec![],
+            },
         };
-        encode_message(&meta, body, 1400, &secret(), next)
-            .expect("encodes")
-            .into_iter()
-            .map(|d| (to, d))
-            .collect()
+        let key = keys.sealing_key(&self.stateless());
+        let mut next = self.stateless_packet;
+        let out = encode(&key, session, kind, msg_seq, body, &mut next, to);
+        self.stateless_packet = next;
+        out
     }
 
     fn send_to_session(
@@ -383,11 +595,13 @@ impl State {
         msg_seq: u64,
         body: &[u8],
     ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let master = self.master();
         let Some(sess) = self.sessions.get(&sid) else {
             return vec![];
         };
         let (to, mut next) = (sess.addr, sess.next_packet);
-        let out = self.encode(sid, kind, msg_seq, body, &mut next, to);
+        let key = sess.keys.sealing_key(&master);
+        let out = encode(&key, sid, kind, msg_seq, body, &mut next, to);
         if let Some(sess) = self.sessions.get_mut(&sid) {
             sess.next_packet = next;
         }
@@ -417,4 +631,26 @@ impl State {
         }
         out
     }
+}
+
+fn encode(
+    key: &SealingKey,
+    session: SessionId,
+    kind: Kind,
+    msg_seq: u64,
+    body: &[u8],
+    next: &mut PacketSeq,
+    to: SocketAddr,
+) -> Vec<(SocketAddr, Vec<u8>)> {
+    let meta = PacketMeta {
+        kind,
+        session,
+        msg_seq,
+        ack: EventSeq(0),
+    };
+    encode_message(&meta, body, 1400, key, next)
+        .expect("encodes")
+        .into_iter()
+        .map(|d| (to, d))
+        .collect()
 }

@@ -346,6 +346,7 @@ impl State {
                 members: vec![],
                 sessions: self.sessions.len() as u64,
                 last_request: RequestSeq(0),
+                counters: self.status_counters(),
             })),
         }
     }
