@@ -87,6 +87,8 @@ pub struct Gauges {
     pub epoch: Gauge,
     /// 1 while rejoining (not voting).
     pub rejoining: Gauge,
+    /// 1 while a snapshot received from a peer is installed in the background.
+    pub installing: Gauge,
 }
 
 /// Counters, gauges and the serving flag, registered for export.
@@ -129,6 +131,11 @@ impl Metrics {
             "rejoining",
             "1 while rejoining without a vote",
             gauges.rejoining.clone(),
+        );
+        registry.register(
+            "installing",
+            "1 while a received snapshot is installed in the background",
+            gauges.installing.clone(),
         );
         Metrics {
             counters,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use libpaxos::{Envelope, Epoch, Event, LogStore, Message, NodeId, ProposeError, Role, Slot};
 use libpaxos_db::{
     Applied, Command, DbReplica, GlueError, Namespace, RequestSeq, SessionId, SnapshotChunk,
-    SnapshotInfo,
+    SnapshotInfo, StagedInstall,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
@@ -353,6 +353,8 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     roles_tx: watch::Sender<RoleView>,
     jobs_tx: mpsc::Sender<Result<SnapshotInfo, libpaxos_db::DbError>>,
     jobs_rx: mpsc::Receiver<Result<SnapshotInfo, libpaxos_db::DbError>>,
+    installs_tx: mpsc::Sender<Result<StagedInstall, libpaxos_db::DbError>>,
+    installs_rx: mpsc::Receiver<Result<StagedInstall, libpaxos_db::DbError>>,
     pending: BTreeMap<Slot, Waiter>,
     state: MemberState,
     barrier: Option<Slot>,
@@ -373,6 +375,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     ) -> ReplicaLoop<S, C> {
         let members = replica.replica().config().members.clone();
         let (jobs_tx, jobs_rx) = mpsc::channel(1);
+        let (installs_tx, installs_rx) = mpsc::channel(1);
         let state = data_dir.identity().state;
         metrics
             .gauges
@@ -391,6 +394,8 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             roles_tx: channels.roles_tx,
             jobs_tx,
             jobs_rx,
+            installs_tx,
+            installs_rx,
             pending: BTreeMap::new(),
             state,
             barrier: None,
@@ -403,6 +408,9 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     /// Runs until shutdown (`Ok`) or a fatal error (`Err`: the process must exit).
     pub async fn run(mut self) -> Result<(), LoopError> {
         self.replica.set_background_snapshots(true);
+        // A received snapshot is installed on a blocking thread: a long install never stalls
+        // heartbeats, acks or client answers.
+        self.replica.set_background_installs(true);
         if self.state != MemberState::Voter {
             info!(
                 state = ?self.state,
@@ -417,6 +425,10 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 biased;
                 job = self.jobs_rx.recv() => match job {
                     Some(result) => self.snapshot_done(result),
+                    None => Ok(()),
+                },
+                staged = self.installs_rx.recv() => match staged {
+                    Some(staged) => self.install_done(staged),
                     None => Ok(()),
                 },
                 inbound = self.inbound.recv() => match inbound {
@@ -637,6 +649,15 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 self.publish_role();
             }
             Event::SnapshotNeeded { from, slot } => {
+                if let Some(installing) = self.replica.install_in_progress() {
+                    // The install under way brings this member to `installing`; the core
+                    // asks again afterwards if that is not far enough.
+                    tracing::debug!(
+                        installing = installing.0,
+                        "snapshot needed: install under way"
+                    );
+                    return;
+                }
                 info!(
                     from = from.0,
                     slot = slot.0,
@@ -759,23 +780,18 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     data,
                 };
                 let result = blocking(|| self.replica.receive_snapshot_chunk(now, &chunk));
-                match result {
-                    Ok(Some(slot)) => {
-                        self.metrics.counters.snapshots_installed.inc();
-                        info!(from = from.0, slot = slot.0, "snapshot installed");
-                        self.on_applied(Vec::new());
-                        // Proposals at or below the installed slot cannot be matched any more.
-                        let rest = self.pending.split_off(&slot.next());
-                        for (_, waiter) in std::mem::replace(&mut self.pending, rest) {
-                            self.fail_waiter(waiter, SubmitError::Lost);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(GlueError::SnapshotRefused(err)) => {
-                        self.metrics.counters.snapshot_chunks_refused.inc();
-                        warn!(from = from.0, %err, "snapshot chunk refused");
-                    }
-                    Err(err) => return Err(err.into()),
+                self.on_install_result(result)?;
+                if let Some(job) = self.replica.take_install_job() {
+                    info!(
+                        from = from.0,
+                        slot = job.applied().0,
+                        "snapshot received; installing it in the background"
+                    );
+                    self.metrics.gauges.installing.set(1);
+                    let tx = self.installs_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = tx.blocking_send(job.run());
+                    });
                 }
             }
             PeerBody::SnapshotUnavailable => {
@@ -801,6 +817,44 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             }
         }
         Ok(())
+    }
+
+    /// The end of a background install: the quick switch to the staged namespace.
+    fn install_done(
+        &mut self,
+        staged: Result<StagedInstall, libpaxos_db::DbError>,
+    ) -> Result<(), LoopError> {
+        self.metrics.gauges.installing.set(0);
+        let now = self.clock.now();
+        let result = blocking(|| self.replica.install_finished(now, staged));
+        self.on_install_result(result)
+    }
+
+    /// What an install (or a chunk that may have completed one) did.
+    fn on_install_result(
+        &mut self,
+        result: Result<Option<Slot>, GlueError>,
+    ) -> Result<(), LoopError> {
+        match result {
+            Ok(Some(slot)) => {
+                self.metrics.counters.snapshots_installed.inc();
+                info!(slot = slot.0, "snapshot installed");
+                self.on_applied(Vec::new());
+                // Proposals at or below the installed slot cannot be matched any more.
+                let rest = self.pending.split_off(&slot.next());
+                for (_, waiter) in std::mem::replace(&mut self.pending, rest) {
+                    self.fail_waiter(waiter, SubmitError::Lost);
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(GlueError::SnapshotRefused(err)) => {
+                self.metrics.counters.snapshot_chunks_refused.inc();
+                warn!(%err, "snapshot chunk or install refused");
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     fn serve_snapshot(&self, to: NodeId) {
