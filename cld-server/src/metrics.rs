@@ -72,6 +72,9 @@ counters! {
     role_changes: "Role changes",
     leases_lost: "Master leases lost",
     http_bad_requests: "Metrics listener requests that were not understood",
+    disk_full: "Writes that failed because the disk is full (the member stepped down)",
+    disk_full_dropped: "Peer frames and proposals dropped by a member stopped on a full disk",
+    disk_check_failures: "Free-space checks of the data dir that failed",
 }
 
 /// Gauges of the replica's state.
@@ -89,6 +92,8 @@ pub struct Gauges {
     pub rejoining: Gauge,
     /// 1 while a snapshot received from a peer is installed in the background.
     pub installing: Gauge,
+    /// 1 once a write failed with a full disk (the member stepped down until restarted).
+    pub disk_full: Gauge,
 }
 
 /// Counters, gauges and the serving flag, registered for export.
@@ -137,6 +142,11 @@ impl Metrics {
             "1 while a received snapshot is installed in the background",
             gauges.installing.clone(),
         );
+        registry.register(
+            "disk_full",
+            "1 once a write failed with a full disk (stepped down until restarted)",
+            gauges.disk_full.clone(),
+        );
         Metrics {
             counters,
             gauges,
@@ -181,6 +191,11 @@ impl Metrics {
                     "/healthz" => {
                         if metrics.serving.load(Ordering::Relaxed) {
                             ("200 OK", "serving\n".to_string())
+                        } else if metrics.gauges.disk_full.get() == 1 {
+                            (
+                                "503 Service Unavailable",
+                                "not serving: disk full\n".to_string(),
+                            )
                         } else {
                             ("503 Service Unavailable", "not serving\n".to_string())
                         }

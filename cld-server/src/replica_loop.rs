@@ -39,6 +39,8 @@ pub const INBOUND_QUEUE: usize = 8192;
 pub const TICK: Duration = Duration::from_millis(5);
 /// How often a rejoining member asks the master for a barrier.
 pub const REJOIN_RETRY: Duration = Duration::from_millis(500);
+/// How often the free space in the data dir's file system is checked against the reserve.
+pub const DISK_CHECK: Duration = Duration::from_millis(20);
 
 /// Why a proposal or read was not done.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -268,6 +270,23 @@ pub enum LoopError {
     /// The data dir's identity could not be updated.
     #[error("{0}")]
     DataDir(#[from] crate::datadir::DataDirError),
+    /// A write failed because the disk is full. The member stopped acknowledging and stepped
+    /// down when it happened, and stayed up (reporting it) until shut down.
+    #[error("disk full, member stepped down: {0}")]
+    DiskFull(String),
+}
+
+impl LoopError {
+    /// Whether this failure is a full disk (free space below the reserve, or `ENOSPC` from a
+    /// write): the member steps down and stays up, reporting it, instead of exiting at once.
+    /// The storage layers carry an `ENOSPC` only as text.
+    pub fn is_disk_full(&self) -> bool {
+        if matches!(self, LoopError::DiskFull(_)) {
+            return true;
+        }
+        let text = self.to_string();
+        text.contains("No space left on device") || text.contains("os error 28")
+    }
 }
 
 /// The loop's channels, made before the transport starts (the transport needs the sink).
@@ -361,6 +380,8 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     last_barrier_ask: Option<libpaxos::Time>,
     stop: Option<oneshot::Sender<()>>,
     streaming: Arc<Mutex<HashSet<NodeId>>>,
+    disk_reserve: u64,
+    last_disk_check: Option<libpaxos::Time>,
 }
 
 impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
@@ -402,7 +423,51 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             last_barrier_ask: None,
             stop: None,
             streaming: Arc::new(Mutex::new(HashSet::new())),
+            disk_reserve: 0,
+            last_disk_check: None,
         }
+    }
+
+    /// Keeps `bytes` free in the data dir's file system: below that, the member stops
+    /// writing and steps down (see [`LoopError::DiskFull`]). 0 turns the check off.
+    pub fn with_disk_reserve(mut self, bytes: u64) -> ReplicaLoop<S, C> {
+        self.disk_reserve = bytes;
+        self
+    }
+
+    /// Fails with [`LoopError::DiskFull`] when the data dir's file system has less than the
+    /// reserve free. Checked at most every [`DISK_CHECK`], before a Ready is performed: the
+    /// member stops before a write can fail (sled 0.34 does not always return from a flush
+    /// whose write hit `ENOSPC`), so what is on disk stays whole.
+    fn check_disk(&mut self) -> Result<(), LoopError> {
+        if self.disk_reserve == 0 {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        if self
+            .last_disk_check
+            .is_some_and(|t| now.since(t) < DISK_CHECK)
+        {
+            return Ok(());
+        }
+        self.last_disk_check = Some(now);
+        match rustix::fs::statvfs(self.data_dir.path()) {
+            Ok(st) => {
+                let free = st.f_bavail.saturating_mul(st.f_frsize);
+                if free < self.disk_reserve {
+                    return Err(LoopError::DiskFull(format!(
+                        "{} has {free} bytes free, below the reserve of {} bytes (cell.disk_reserve_mb)",
+                        self.data_dir.path().display(),
+                        self.disk_reserve
+                    )));
+                }
+            }
+            Err(err) => {
+                self.metrics.counters.disk_check_failures.inc();
+                warn!(%err, dir = %self.data_dir.path().display(), "cannot read the free space of the data dir");
+            }
+        }
+        Ok(())
     }
 
     /// Runs until shutdown (`Ok`) or a fatal error (`Err`: the process must exit).
@@ -455,6 +520,9 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 }
             });
             if let Err(err) = turn.and_then(|()| self.drain()).and_then(|()| self.drive()) {
+                if err.is_disk_full() {
+                    break self.halt_disk_full(err).await;
+                }
                 break Err(err);
             }
             if self.stop.is_some() {
@@ -475,6 +543,79 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             let _ = stop.send(());
         }
         result
+    }
+
+    /// A write failed with a full disk. Nothing more is written, synced or sent: the replica's
+    /// memory may be ahead of its disk, so it is never driven again (and a failed sync is
+    /// never retried). The member stops acknowledging and campaigning at once (its peers see
+    /// it as down and elect another master if it was one), keeps answering status requests,
+    /// refuses proposals and reads, reports itself unhealthy, and waits for shutdown. What is
+    /// on disk is what was synced before: a restart recovers from it once space is freed.
+    async fn halt_disk_full(&mut self, err: LoopError) -> Result<(), LoopError> {
+        let cause = err.to_string();
+        self.metrics.counters.disk_full.inc();
+        self.metrics.gauges.disk_full.set(1);
+        self.metrics.serving.store(false, Ordering::Relaxed);
+        error!(
+            %cause,
+            "disk full: this member stops acknowledging and steps down; free space in its data dir and restart it"
+        );
+        for (_, waiter) in std::mem::take(&mut self.pending) {
+            self.fail_waiter(waiter, SubmitError::Stopped);
+        }
+        self.metrics.gauges.is_master.set(0);
+        self.metrics.gauges.installing.set(0);
+        self.roles_tx.send_replace(RoleView {
+            role: Role::Follower { master: None },
+            epoch: None,
+            master: None,
+            lease: false,
+            state: self.state,
+        });
+        loop {
+            tokio::select! {
+                // Background snapshot or install results are dropped unapplied.
+                Some(_) = self.jobs_rx.recv() => {}
+                Some(_) = self.installs_rx.recv() => {}
+                inbound = self.inbound.recv() => {
+                    if inbound.is_none() {
+                        break;
+                    }
+                    self.metrics.counters.disk_full_dropped.inc();
+                }
+                request = self.requests.recv() => match request {
+                    None => break,
+                    Some(Request::Submit { reply, .. }) => {
+                        self.metrics.counters.disk_full_dropped.inc();
+                        let _ = reply.send(Err(SubmitError::Stopped));
+                    }
+                    Some(Request::Read(f)) => {
+                        self.metrics.counters.reads_refused.inc();
+                        f(Err(SubmitError::NotMaster { hint: None }));
+                    }
+                    Some(Request::Status(reply)) => {
+                        let now = self.clock.now();
+                        let status = self.replica.replica().status(now);
+                        let ns = self.replica.database().namespace();
+                        let _ = reply.send(StatusView {
+                            id: status.id,
+                            role: *self.roles_tx.borrow(),
+                            commit: status.commit,
+                            applied: ns.applied(),
+                            sessions: ns.sessions().count(),
+                            pending: 0,
+                            syncs: self.replica.counters().syncs,
+                            snapshots_installed: self.replica.counters().snapshots_installed,
+                        });
+                    }
+                    Some(Request::Shutdown(done)) => {
+                        self.stop = Some(done);
+                        break;
+                    }
+                },
+            }
+        }
+        Err(LoopError::DiskFull(cause))
     }
 
     /// Takes what queued while the last turn ran (group commit), each with its own `now`.
@@ -515,6 +656,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
 
     /// Performs Ready batches until there is nothing left to do.
     fn drive(&mut self) -> Result<(), LoopError> {
+        self.check_disk()?;
         loop {
             let now = self.clock.now();
             let peers = &self.peers;

@@ -121,7 +121,8 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
         entropy,
     );
     let handle = channels.handle.clone();
-    let lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics);
+    let lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics)
+        .with_disk_reserve(config.disk_reserve);
     let task = tokio::spawn(lp.run());
     info!(member = options.id.0, peer = %member.peer, "member started");
     Ok(Server { handle, task })
