@@ -77,9 +77,10 @@ enum Cmd {
         /// How many members (1, 3 or 5).
         #[arg(long, default_value_t = 3)]
         nodes: u64,
-        /// Where the config, keys, secrets and data dirs go (reused if it holds a cell).
-        #[arg(long, value_name = "DIR", default_value = "cld-dev")]
-        dir: PathBuf,
+        /// Where the config, keys, secrets and data dirs go (reused if it holds a cell;
+        /// default: a fresh directory under the system temp dir).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::Keygen { out }) => keygen(&out),
-        Some(Cmd::Dev { nodes, dir }) => dev(nodes, &dir),
+        Some(Cmd::Dev { nodes, dir }) => dev(nodes, dir),
         None => run(cli.run),
     }
 }
@@ -152,6 +153,27 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// A fresh directory under the system temp dir for `cld dev`.
+fn fresh_dev_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for _ in 0..16 {
+        let dir = base.join(format!(
+            "cld-dev-{}-{:08x}",
+            std::process::id(),
+            OsEntropy.next_u64() as u32
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "no fresh directory could be made in {}",
+        base.display()
+    )))
+}
+
 /// Writes a loopback cell of `nodes` members into `dir` (unless one is there) and returns
 /// the config path.
 fn dev_cell(nodes: u64, dir: &Path) -> std::io::Result<PathBuf> {
@@ -189,10 +211,18 @@ fn dev_cell(nodes: u64, dir: &Path) -> std::io::Result<PathBuf> {
     Ok(config)
 }
 
-fn dev(nodes: u64, dir: &Path) -> ExitCode {
+fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
     if ![1, 3, 5].contains(&nodes) {
         return fail(format!("--nodes: {nodes} is not 1, 3 or 5"));
     }
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match fresh_dev_dir() {
+            Ok(dir) => dir,
+            Err(err) => return fail(format!("dev: {err}")),
+        },
+    };
+    let dir = &dir;
     let config = match dev_cell(nodes, dir) {
         Ok(c) => c,
         Err(err) => return fail(format!("dev: {}: {err}", dir.display())),
@@ -204,39 +234,65 @@ fn dev(nodes: u64, dir: &Path) -> ExitCode {
     let Ok(exe) = std::env::current_exe() else {
         return fail("dev: cannot find the cld executable");
     };
+    let public = match std::fs::read_to_string(dir.join("cell.pub")) {
+        Ok(text) => text.trim().to_string(),
+        Err(err) => return fail(format!("dev: {}: {err}", dir.join("cell.pub").display())),
+    };
+    if cell.members.len() as u64 != nodes {
+        println!(
+            "note: {} already holds a {}-member cell; --nodes {nodes} is ignored",
+            dir.display(),
+            cell.members.len()
+        );
+    }
+    println!(
+        "cld dev: a {}-member cell on loopback in {}",
+        cell.members.len(),
+        dir.display()
+    );
     println!("cell config: {}", config.display());
     let mut children = Vec::new();
     for member in &cell.members {
         let id = member.id.0;
-        let metrics = match free_port() {
-            Ok(p) => format!("127.0.0.1:{p}"),
-            Err(err) => return fail(format!("dev: {err}")),
+        let started = free_port()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .and_then(|metrics| {
+                let log = std::fs::File::create(dir.join(format!("member{id}.log")))?;
+                let child = std::process::Command::new(&exe)
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["--id", &id.to_string(), "--metrics", &metrics])
+                    .arg("--data-dir")
+                    .arg(dir.join(format!("data{id}")))
+                    .stderr(log)
+                    .spawn()?;
+                Ok((metrics, child))
+            });
+        let metrics = match started {
+            Ok((metrics, child)) => {
+                children.push(child);
+                metrics
+            }
+            Err(err) => {
+                stop_children(children);
+                return fail(format!("dev: starting member {id}: {err}"));
+            }
         };
-        let log = match std::fs::File::create(dir.join(format!("member{id}.log"))) {
-            Ok(f) => f,
-            Err(err) => return fail(format!("dev: {err}")),
-        };
-        let child = std::process::Command::new(&exe)
-            .arg("--config")
-            .arg(&config)
-            .args(["--id", &id.to_string(), "--metrics", &metrics])
-            .arg("--data-dir")
-            .arg(dir.join(format!("data{id}")))
-            .stderr(log)
-            .spawn();
-        match child {
-            Ok(child) => children.push(child),
-            Err(err) => return fail(format!("dev: starting member {id}: {err}")),
-        }
         println!(
-            "member {id}: peer {} metrics http://{metrics}/metrics log {}",
+            "member {id}: client {} peer {} metrics http://{metrics}/metrics log {}",
+            member.client,
             member.peer,
             dir.join(format!("member{id}.log")).display()
         );
     }
+    let addrs: Vec<String> = cell.members.iter().map(|m| m.client.to_string()).collect();
+    println!("connect with:");
     println!(
-        "running; Ctrl-C stops the cell. (No client front end yet: cldc cannot connect to it.)"
+        "  cldcli --cell {} --cell-key {public} --user dev --secret-file {}",
+        addrs.join(","),
+        dir.join("dev.secret").display()
     );
+    println!("running; Ctrl-C stops the cell.");
     let _ = std::io::stdout().flush();
     let signal = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -245,20 +301,30 @@ fn dev(nodes: u64, dir: &Path) -> ExitCode {
         Ok(rt) => rt.block_on(shutdown_signal()),
         Err(err) => return fail(format!("runtime: {err}")),
     };
-    println!("{signal}: stopping the cell");
+    // stdout may be closed by now (a pipe whose reader left): never panic on it.
+    let _ = writeln!(std::io::stdout(), "{signal}: stopping the cell");
+    if stop_children(children) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// Sends SIGTERM to every child and waits for them; `true` if all exited cleanly.
+fn stop_children(children: Vec<std::process::Child>) -> bool {
     for child in &children {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
     }
-    let mut code = ExitCode::SUCCESS;
+    let mut clean = true;
     for mut child in children {
         match child.wait() {
             Ok(status) if status.success() => {}
-            _ => code = ExitCode::from(EXIT_FAILED),
+            _ => clean = false,
         }
     }
-    code
+    clean
 }
 
 fn run(args: RunArgs) -> ExitCode {
