@@ -45,6 +45,7 @@ fn populated(dir: &TempDir, files: u64) -> Database {
         ClientOp::NewSession {
             user: "u".into(),
             lease: std::time::Duration::from_secs(5),
+            keys: vec![7; 64],
         },
     );
     for i in 0..files {
