@@ -111,7 +111,7 @@ fn op() -> impl Strategy<Value = ClientOp> {
                 keys: KEYS[k].to_vec(),
             }),
         2 => Just(ClientOp::Barrier),
-        2 => (path(), mode(), 0u8..8, 0u64..6).prop_map(|(path, mode, ev, ms)| ClientOp::OpenWith {
+        2 => (path(), mode(), 0u8..8, prop::sample::select(vec![0u64, 3, 40])).prop_map(|(path, mode, ev, ms)| ClientOp::OpenWith {
             path,
             mode,
             events: EventMask::from_bits(ev),
@@ -171,7 +171,7 @@ pub fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// Sessions 1 to 3 created, each with handle 1 on `/a` opened for locking and writing and
+/// Sessions 1 to 3 created, each with handle 1 on `/a` (which has a lock-delay of 25 ms) opened for locking and writing and
 /// watching everything, so that lock contention, queues and events are common.
 pub fn prelude() -> Vec<Step> {
     let mut steps = Vec::new();
@@ -192,10 +192,13 @@ pub fn prelude() -> Vec<Step> {
             session,
             seq: SeqChoice::Next,
             epoch: 3,
-            op: ClientOp::Open {
+            // The first open creates `/a` with a lock-delay, so expiries of its holders
+            // block it (and the later opens leave the delay as it is).
+            op: ClientOp::OpenWith {
                 path: "/a".into(),
                 mode: OpenMode::READ | OpenMode::WRITE | OpenMode::LOCK | OpenMode::CREATE,
                 events: EventMask::MODIFIED | EventMask::CHILDREN | EventMask::LOCK_CONFLICT,
+                lock_delay: Duration::from_millis(25),
             },
         });
     }
