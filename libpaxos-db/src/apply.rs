@@ -191,9 +191,9 @@ fn valid_user_name(user: &str) -> bool {
     !user.is_empty() && user.len() <= MAX_USER_NAME && !user.contains('\0')
 }
 
-/// Ends a session, leaving a tombstone (user, keys, `time`) in its place: deletes its ephemeral nodes (telling other handles on them), closes its
-/// handles releasing their locks and queued requests, then promotes waiters on every lock it
-/// touched. The ending session itself is told nothing. When the session `expired`, each lock
+/// Ends a session, leaving a tombstone (user, keys, `time`) in its place: deletes its
+/// ephemeral nodes (telling other handles on them), closes its handles releasing their locks
+/// and queued requests, then promotes waiters on every lock it touched. The ending session itself is told nothing. When the session `expired`, each lock
 /// it held whose node has a lock-delay is blocked for that delay from `time` (Chubby §2.4);
 /// a clean end blocks nothing.
 pub(crate) fn end_session(
