@@ -235,6 +235,7 @@ fn a_member_on_a_full_disk_steps_down_reports_it_and_recovers_after_restart() {
             ClientOp::NewSession {
                 user: "app".into(),
                 lease: Duration::from_secs(60),
+                keys: vec![7; 64],
             },
         )))
         .unwrap();

@@ -153,6 +153,7 @@ fn a_member_installing_a_large_snapshot_keeps_acking_so_the_master_keeps_its_lea
                         ClientOp::NewSession {
                             user: "app".into(),
                             lease: Duration::from_secs(60),
+                            keys: vec![7; 64],
                         },
                     ))
                     .await
