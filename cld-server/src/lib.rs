@@ -29,10 +29,11 @@
 //! simulation can run this code on turmoil.
 #![deny(missing_docs)]
 
-pub mod b64;
 pub mod config;
 pub mod datadir;
 pub mod env;
+pub mod frontend;
+pub mod keys;
 pub mod metrics;
 pub mod peer;
 pub mod replica_loop;
