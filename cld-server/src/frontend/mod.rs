@@ -743,10 +743,18 @@ impl Frontend {
             return;
         }
         // 10: the reply address, reassembly, decoding, acting.
+        let first_contact = live.addr.is_none();
         live.addr = Some(from);
         if h.ack.0 > 0 {
             live.unacked.retain(|seq, _| *seq > h.ack.0);
         }
+        if first_contact {
+            // Events queued before this master knew where the session is (MasterFailover).
+            self.resend_events(now, id);
+        }
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
         let evicted = live.reassembler.evicted();
         let pushed = live.reassembler.push(&h, &packet.payload);
         self.counters
@@ -854,10 +862,9 @@ impl Frontend {
                 seq: 1,
             },
             command,
-        ) {
-            if let Some(live) = self.lives.get_mut(&id) {
-                live.in_flight = None;
-            }
+        ) && let Some(live) = self.lives.get_mut(&id)
+        {
+            live.in_flight = None;
         }
     }
 
