@@ -51,7 +51,10 @@ fn a_silent_session_expires_its_lock_goes_to_the_waiter_and_its_ephemeral_node_g
         let waited = died.elapsed();
         // Not before lease + margin counted from the last keepalive (at most lease/3 before
         // the drop): 1.5 + 0.3 - 0.5 s.
-        assert!(waited >= Duration::from_millis(1300), "expired after {waited:?}");
+        assert!(
+            waited >= Duration::from_millis(1300),
+            "expired after {waited:?}"
+        );
         assert!(matches!(b.stat("/a-eph").await, Err(Error::NoSuchNode)));
         let status = b.status().await.unwrap();
         assert_eq!(status.sessions, 1);

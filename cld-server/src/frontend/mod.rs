@@ -971,6 +971,22 @@ impl Frontend {
                 mode: convert::open_mode(*mode).ok_or(ErrorCode::BadPacket)?,
                 events: convert::event_mask(*events).ok_or(ErrorCode::BadPacket)?,
             },
+            Request::OpenWith {
+                path,
+                mode,
+                events,
+                lock_delay,
+            } => {
+                if *lock_delay > cldc::proto::MAX_LOCK_DELAY {
+                    return Err(ErrorCode::BadPacket);
+                }
+                ClientOp::OpenWith {
+                    path: path.clone(),
+                    mode: convert::open_mode(*mode).ok_or(ErrorCode::BadPacket)?,
+                    events: convert::event_mask(*events).ok_or(ErrorCode::BadPacket)?,
+                    lock_delay: *lock_delay,
+                }
+            }
             Request::Close { handle } => ClientOp::Close {
                 handle: libpaxos_db::HandleId(handle.0),
             },
