@@ -42,6 +42,10 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_limit(64)
+    }
+
+    fn with_limit(max_sessions_per_user: usize) -> Harness {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let ns = Namespace::open(&db, Limits::default()).unwrap();
         let metrics = Metrics::new();
@@ -58,7 +62,7 @@ impl Harness {
             max_datagram: 1400,
             users,
             client_addrs: addrs,
-            max_sessions_per_user: 64,
+            max_sessions_per_user,
             tombstone_ttl: Duration::from_secs(120),
             max_rto: Duration::from_secs(2),
         };
@@ -198,11 +202,15 @@ struct Client {
 
 impl Client {
     fn handshake(h: &mut Harness) -> Client {
+        Client::handshake_with(h, [7; 32]).expect("accepted")
+    }
+
+    fn handshake_with(h: &mut Harness, ephemeral: [u8; 32]) -> Result<Client, HandshakeOutcome> {
         let hs = ClientHandshake::new(
             UserName::new(USER).unwrap(),
             &Secret::new(SECRET).unwrap(),
             CellPrivateKey::from_bytes([0x42; 32]).public(),
-            [7; 32],
+            ephemeral,
         );
         h.feed(&hs.init_datagram().unwrap());
         assert!(h.proposed.is_empty(), "nothing is logged for a handshake");
@@ -210,14 +218,14 @@ impl Client {
         let (header, body) = parse_header(&reply, 1400).unwrap();
         let (outcome, keys) = hs.read_reply(&header, body).unwrap();
         let HandshakeOutcome::Accepted { session, epoch } = outcome else {
-            panic!("not accepted: {outcome:?}");
+            return Err(outcome);
         };
-        Client {
+        Ok(Client {
             keys: keys.unwrap(),
             session,
             epoch: epoch.0,
             packet: PacketSeq(1),
-        }
+        })
     }
 
     fn seal(&mut self, kind: Kind, msg_seq: u64, body: &[u8]) -> Vec<u8> {
@@ -558,4 +566,23 @@ fn unknown_users_and_wrong_secrets_get_no_answer() {
     assert!(h.quiet());
     assert_eq!(h.counter("handshake_bad"), 1);
     assert_eq!(h.fe.pending_handshakes(), 0);
+}
+
+#[test]
+fn a_user_at_the_session_limit_is_refused_counting_live_and_pending_sessions() {
+    let mut h = Harness::with_limit(2);
+    let _live = session(&mut h);
+    // One pending (accepted, not yet proven) handshake reaches the limit of 2.
+    let _pending = Client::handshake_with(&mut h, [11; 32]).expect("second accepted");
+    match Client::handshake_with(&mut h, [12; 32]) {
+        Err(HandshakeOutcome::Refused { code }) => {
+            assert_eq!(code, cldc::proto::ErrorCode::TooManySessions)
+        }
+        other => panic!(
+            "expected TooManySessions, got {:?}",
+            other.map(|c| c.session)
+        ),
+    }
+    assert_eq!(h.counter("sessions_per_user_refused"), 1);
+    assert!(h.proposed.is_empty());
 }
