@@ -406,6 +406,13 @@ fn a_gap_before_a_read_logs_one_barrier_and_then_answers() {
     h.feed(&c.request(4, &Request::Stat { path: "/".into() }));
     assert!(h.sent.is_empty(), "not answered before the barrier commits");
     assert_eq!(h.proposed.len(), 1);
+    match &h.proposed[0].1 {
+        Command::Client(r) => {
+            assert_eq!(r.op, libpaxos_db::ClientOp::Barrier);
+            assert_eq!(r.seq.0, 3, "the barrier bars everything below the read");
+        }
+        other => panic!("expected a barrier, got {other:?}"),
+    }
     assert_eq!(h.counter("barriers_logged"), 1);
     h.commit_all();
     let (hd, resp) = c.reply(&mut h);
@@ -416,10 +423,14 @@ fn a_gap_before_a_read_logs_one_barrier_and_then_answers() {
     assert!(h.proposed.is_empty());
     let (hd, _) = c.reply(&mut h);
     assert_eq!(hd.msg_seq, 5);
-    // A stale copy of a lower seq is dropped.
-    h.feed(&c.request(3, &Request::Stat { path: "/".into() }));
+    // A late copy of a barred write, and a stale copy of a lower seq, are dropped: nothing
+    // executes, nothing is answered.
+    h.feed(&c.request(3, &Request::Delete { path: "/x".into() }));
     assert!(h.quiet());
     assert_eq!(h.counter("stale_request"), 1);
+    h.feed(&c.request(3, &Request::Stat { path: "/".into() }));
+    assert!(h.quiet());
+    assert_eq!(h.counter("stale_request"), 2);
     assert_eq!(h.counter("barriers_logged"), 1);
 }
 

@@ -12,8 +12,8 @@
 //! counter and the rate limits. Everything else is in the replicated session record.
 
 pub mod convert;
+mod db;
 pub mod edge;
-mod shim;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,12 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cldc::proto::{
-    CellKeys, CellStatus, DecodeError, Epoch, ErrorCode, Event, EventSeq, HEADER_LEN,
-    HandshakeOutcome, Header, InitCheck, KeepAliveReply, Kind, MAX_MESSAGE, MemberStatus,
-    NotMaster, PacketMeta, PacketSeq, Reassembled, Reassembler, ReassemblerLimits, ReplayWindow,
-    Reply, Request, Responder, ResponderCounters, ResponderLimits, Response, Role, Secret, Sender,
-    SessionKeys, StatusCounter, UserName, decode_body, encode_body, encode_message, open_packet,
-    parse_header,
+    CellKeys, CellStatus, DecodeError, Epoch, ErrorCode, Event, EventSeq, HandshakeOutcome, Header,
+    InitCheck, KeepAliveReply, Kind, MAX_MESSAGE, MemberStatus, NotMaster, PacketMeta, PacketSeq,
+    Reassembled, Reassembler, ReassemblerLimits, ReplayWindow, Reply, Request, Responder,
+    ResponderCounters, ResponderLimits, Response, Role, Secret, Sender, SessionKeys, StatusCounter,
+    UserName, decode_body, encode_body, encode_message, open_packet, parse_header,
 };
 use libpaxos_db::{ClientOp, ClientRequest, Command, Namespace, RequestSeq, SessionId, WallTime};
 
@@ -194,7 +193,6 @@ pub struct Frontend {
     responder_seen: ResponderCounters,
     role: FeRole,
     lives: HashMap<SessionId, Live>,
-    db: shim::Db,
     proposals: HashMap<Token, Proposal>,
     next_token: Token,
     stateless_packet: PacketSeq,
@@ -249,7 +247,6 @@ impl Frontend {
             responder_seen: ResponderCounters::default(),
             role: FeRole::default(),
             lives: HashMap::new(),
-            db: shim::Db::default(),
             proposals: HashMap::new(),
             next_token: 1,
             stateless_packet: PacketSeq(1),
@@ -503,7 +500,7 @@ impl Frontend {
             .map(|(id, s)| (id, s.user.clone()))
             .collect();
         for (id, user) in sessions {
-            if let Some(keys) = self.db.session_keys(cell.ns, id) {
+            if let Some(keys) = db::session_keys(cell.ns, id) {
                 self.adopt(now, id, keys, user, epoch);
             }
         }
@@ -615,7 +612,7 @@ impl Frontend {
             .values()
             .filter(|l| l.creating && l.user == user.as_str())
             .count();
-        self.db.sessions_of(cell.ns, user.as_str()) + creating + self.responder.pending_for(user)
+        db::sessions_of(cell.ns, user.as_str()) + creating + self.responder.pending_for(user)
     }
 
     /// A session id never used: random, non-zero, not live, pending or tombstoned.
@@ -624,7 +621,7 @@ impl Frontend {
             let id = SessionId(self.entropy.next_u64());
             let taken = id.0 == 0
                 || self.lives.contains_key(&id)
-                || self.db.known(cell.ns, id)
+                || db::known(cell.ns, id)
                 || self.responder.is_pending(cldc::proto::SessionId(id.0));
             (!taken).then_some(id)
         })
@@ -643,11 +640,11 @@ impl Frontend {
         // 6: find keys — a live session's, a pending handshake's, a tombstone's.
         let found = if self.role.master.is_some() && self.lives.contains_key(&id) {
             Found::Live
-        } else if let Some(k) = self.db.session_keys(cell.ns, id) {
+        } else if let Some(k) = db::session_keys(cell.ns, id) {
             Found::Record(k)
         } else if self.responder.pending_key(h).is_some() {
             Found::Pending
-        } else if let Some(k) = self.db.tombstone_keys(cell.ns, id) {
+        } else if let Some(k) = db::tombstone_keys(cell.ns, id) {
             Found::Tombstone(k)
         } else {
             self.counters.unknown_session.inc();
@@ -848,7 +845,7 @@ impl Frontend {
         };
         live.in_flight = Some(1);
         let (user, keys) = (live.user.clone(), live.keys.clone());
-        let op = self.db.new_session(id, &user, self.config.lease, &keys);
+        let op = db::new_session(&user, self.config.lease, &keys);
         self.counters.requests_proposed.inc();
         let command = Command::Client(ClientRequest {
             session: id,
@@ -1008,23 +1005,9 @@ impl Frontend {
         }))
     }
 
+    /// A read after a gap: first log `Barrier` for `seq - 1` (docs/protocol.md §9.2), answer
+    /// once it is applied.
     fn barrier(&mut self, wall: WallTime, id: SessionId, seq: u64, request: Request) {
-        let Some(op) = self.db.barrier() else {
-            // TODO(db merge): without ClientOp::Barrier the gap is logged as a no-op.
-            self.counters.barriers_logged.inc();
-            if let Some(live) = self.lives.get_mut(&id) {
-                live.in_flight = Some(seq);
-            }
-            self.propose(
-                Proposal::Barrier {
-                    session: id,
-                    seq,
-                    request,
-                },
-                Command::Noop,
-            );
-            return;
-        };
         self.counters.barriers_logged.inc();
         if let Some(live) = self.lives.get_mut(&id) {
             live.in_flight = Some(seq);
@@ -1033,16 +1016,18 @@ impl Frontend {
             session: id,
             seq: RequestSeq(seq - 1),
             time: wall,
-            op,
+            op: db::barrier(),
         });
-        self.propose(
-            Proposal::Barrier {
-                session: id,
-                seq,
-                request,
-            },
-            command,
-        );
+        let proposal = Proposal::Barrier {
+            session: id,
+            seq,
+            request,
+        };
+        if !self.propose(proposal, command)
+            && let Some(live) = self.lives.get_mut(&id)
+        {
+            live.in_flight = None;
+        }
     }
 
     fn answer_from_memory(&mut self, id: SessionId, seq: u64, resp: Response, cell: &CellView<'_>) {
@@ -1172,11 +1157,12 @@ impl Frontend {
         }
     }
 
-    /// A slot was applied; `token` when it held this front end's proposal.
+    /// A slot was applied; `token` when it held this front end's proposal. (`_wall` is the
+    /// wall clock now, kept for symmetry with the other inputs.)
     pub fn on_applied(
         &mut self,
         now: Duration,
-        wall: WallTime,
+        _wall: WallTime,
         token: Option<Token>,
         applied: &libpaxos_db::Applied,
         cell: &CellView<'_>,
@@ -1201,7 +1187,6 @@ impl Frontend {
                         if ended {
                             self.counters.sessions_ended.inc();
                             self.lives.remove(&session);
-                            self.db.ended(session, wall);
                         }
                     } else if let Some(live) = self.lives.get_mut(&session)
                         && live.in_flight == Some(seq)
@@ -1219,7 +1204,9 @@ impl Frontend {
                     {
                         live.in_flight = None;
                     }
-                    if applied.reply.is_ok() {
+                    if applied.request == Some((session, RequestSeq(seq - 1)))
+                        && applied.reply.is_ok()
+                    {
                         match self.write_op(&request) {
                             Err(code) => {
                                 self.answer_from_memory(session, seq, Response::Err(code), cell)
@@ -1232,7 +1219,6 @@ impl Frontend {
                     if cell.ns.session(session).is_none() {
                         self.counters.sessions_expired.inc();
                         self.lives.remove(&session);
-                        self.db.ended(session, wall);
                     } else if let Some(live) = self.lives.get_mut(&session) {
                         live.expiring = false;
                     }
@@ -1305,7 +1291,6 @@ impl Frontend {
         }
         for id in gone {
             self.lives.remove(&id);
-            self.db.ended(id, wall);
         }
         for id in resend {
             self.resend_events(now, id);
@@ -1325,28 +1310,15 @@ impl Frontend {
                 live.expiring = false;
             }
         }
-        if !self.end_delays_in_flight
-            && self
-                .db
-                .next_lock_delay_end(cell.ns)
-                .is_some_and(|t| t <= wall)
+        if !self.end_delays_in_flight && db::next_lock_delay_end(cell.ns).is_some_and(|t| t <= wall)
         {
             self.end_delays_in_flight =
                 self.propose(Proposal::EndDelays, Command::EndLockDelays { time: wall });
         }
         let ttl = self.config.tombstone_ttl.as_millis() as u64;
         let before = WallTime(wall.0.saturating_sub(ttl));
-        if !self.purge_in_flight
-            && self
-                .db
-                .oldest_tombstone(cell.ns)
-                .is_some_and(|t| t < before)
-            && let Some(cmd) = self.db.purge(before)
-        {
-            self.purge_in_flight = self.propose(Proposal::Purge, cmd);
+        if !self.purge_in_flight && db::oldest_tombstone(cell.ns).is_some_and(|t| t < before) {
+            self.purge_in_flight = self.propose(Proposal::Purge, db::purge(before));
         }
     }
 }
-
-/// The header length, re-exported for tests that build datagrams by hand.
-pub const HEADER: usize = HEADER_LEN;
