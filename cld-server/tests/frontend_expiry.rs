@@ -62,3 +62,59 @@ fn a_silent_session_expires_its_lock_goes_to_the_waiter_and_its_ephemeral_node_g
     });
     assert_eq!(cell.counter("sessions_expired"), 1);
 }
+
+#[test]
+fn an_expired_holders_lock_is_withheld_for_the_nodes_lock_delay() {
+    let cell = Cell::start(
+        "fedelay",
+        1,
+        "session_lease_ms = 1500\nexpiry_margin_ms = 300\n",
+    );
+    cell.wait_master(Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = cell.session().await;
+        let b = cell.session().await;
+        let delay = Duration::from_millis(2500);
+        let la = a
+            .open_node_with_lock_delay("/d", LOCKABLE, cldc::proto::EventMask::NONE, delay)
+            .await
+            .unwrap();
+        la.lock(LockMode::Exclusive).await.unwrap();
+        let lb = b.open_node("/d", LOCKABLE).await.unwrap();
+        let waiter = tokio::spawn(async move {
+            let s = lb.lock(LockMode::Exclusive).await;
+            (lb, s)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished());
+        let died = Instant::now();
+        drop(la);
+        drop(a);
+        let (_lb, granted) = tokio::time::timeout(Duration::from_secs(20), waiter)
+            .await
+            .expect("the waiter is granted after the lock-delay")
+            .unwrap();
+        granted.unwrap();
+        let waited = died.elapsed();
+        // Expiry comes after at least lease + margin - lease/3 (1.3 s); the delay then
+        // withholds the lock for 2.5 s more.
+        assert!(
+            waited >= Duration::from_millis(3800),
+            "granted after {waited:?}"
+        );
+        // A delay above 60 s is refused.
+        assert!(
+            b.open_node_with_lock_delay(
+                "/e",
+                LOCKABLE,
+                cldc::proto::EventMask::NONE,
+                Duration::from_secs(61)
+            )
+            .await
+            .is_err()
+        );
+        b.close().await.unwrap();
+    });
+    assert_eq!(cell.counter("sessions_expired"), 1);
+}
