@@ -81,3 +81,78 @@ fn the_holder_keeps_its_lock_across_a_master_kill_and_the_waiter_keeps_waiting()
     });
     assert!(cell.counter("sessions_expired") == 0);
 }
+
+/// A writer keeps writing while the master is killed and restarted, round after round (each
+/// member in turn): every acknowledged write is kept, and the writer's session survives.
+#[test]
+fn acknowledged_writes_survive_repeated_master_kills() {
+    let mut cell = Cell::start("fekill", 3, "");
+    cell.wait_master(Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let session = rt.block_on(cell.session());
+    let file = rt.block_on(session.open_node("/w", LOCKABLE)).unwrap();
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel::<u64>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                match file.put(n.to_string().as_bytes()).await {
+                    Ok(_) => acked_tx.send(n).unwrap(),
+                    Err(e) => panic!("write {n} failed: {e}"),
+                }
+            }
+            file
+        })
+    };
+    let mut last_acked = 0;
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        let master = cell.wait_master(Duration::from_secs(10));
+        cell.members[master].kill();
+        let next = cell.wait_master(Duration::from_secs(10));
+        assert_ne!(master, next, "round {round}");
+        // Writes resume under the new master.
+        let before = acked_rx
+            .try_iter()
+            .last()
+            .unwrap_or(last_acked)
+            .max(last_acked);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(n) = acked_rx.try_iter().last() {
+                last_acked = n;
+                if n > before {
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no write acknowledged after round {round}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cell.restart(master);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let file = rt.block_on(writer).unwrap();
+    last_acked = acked_rx
+        .try_iter()
+        .last()
+        .unwrap_or(last_acked)
+        .max(last_acked);
+    let got = rt.block_on(file.get()).unwrap();
+    let value: u64 = String::from_utf8(got.data).unwrap().parse().unwrap();
+    assert_eq!(
+        value, last_acked,
+        "the last acknowledged write is the value"
+    );
+    // A new node has content generation 0; each write raises it by one.
+    assert_eq!(
+        got.meta.content_generation.0, last_acked,
+        "each write ran exactly once"
+    );
+    rt.block_on(session.close()).unwrap();
+}
