@@ -319,11 +319,17 @@ impl Namespace {
         if !found.mode.contains(OpenMode::READ) {
             return Err(CmdError::ModeForbids(Permission::Read));
         }
-        let dir = self.stat(&found.path)?;
+        self.list_dir(&found.path)
+    }
+
+    /// A directory's children with their metadata, sorted by name, by path (the wire
+    /// protocol's ListDir needs no handle).
+    pub fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, CmdError> {
+        let dir = self.stat(path)?;
         if dir.kind != NodeKind::Directory {
             return Err(CmdError::NotADirectory);
         }
-        let prefix = crate::path::child_prefix(&found.path);
+        let prefix = crate::path::child_prefix(path);
         let mut entries: Vec<DirEntry> = self
             .state
             .nodes
