@@ -1,7 +1,7 @@
 //! Real `cld` processes on loopback driven by cldc async clients: kill -9 of the master while
 //! a client holds a lock and another waits, a minority and a majority down, a wiped member
 //! rejoining with the data clients wrote, two wiped members waiting for the third, discovery
-//! through DNS SRV, and hostile datagrams on the client port.
+//! through DNS SRV (3 and 5 members), and random datagrams on the client port.
 //!
 //! Each test is bounded (a few rounds, well under a minute); `scripts/kill-rounds.sh` runs
 //! the kill -9 test with 20 rounds per member (`CLD_KILL_ROUNDS`).
@@ -137,7 +137,6 @@ fn kill9_rounds(rounds: usize) {
 }
 
 #[test]
-#[ignore = "needs the client front end (branch fe); run after it is merged"]
 fn kill9_of_the_master_keeps_the_holders_lock_and_every_acknowledged_write() {
     let rounds = std::env::var("CLD_KILL_ROUNDS")
         .ok()
@@ -147,7 +146,6 @@ fn kill9_of_the_master_keeps_the_holders_lock_and_every_acknowledged_write() {
 }
 
 #[test]
-#[ignore = "needs the client front end (branch fe); run after it is merged"]
 fn a_minority_down_serves_a_majority_down_times_out_then_recovers() {
     let mut cell = ProcCell::new("clmajority", 3, "");
     cell.start_all();
@@ -193,7 +191,6 @@ fn a_minority_down_serves_a_majority_down_times_out_then_recovers() {
 }
 
 #[test]
-#[ignore = "needs the client front end (branch fe); run after it is merged"]
 fn a_wiped_member_rejoins_with_the_data_and_two_wiped_members_wait_for_the_third() {
     let mut cell = ProcCell::new("clwipe", 3, "snapshot_every = 50");
     cell.start_all();
@@ -334,12 +331,12 @@ async fn exercise(cell: &ProcCell, session: &Session) {
 }
 
 #[test]
-#[ignore = "needs the client front end (branch fe); run after it is merged"]
 fn three_and_five_member_cells_found_through_dns_srv_serve_files_locks_and_ephemerals() {
     for n in [3, 5] {
-        let mut cell = ProcCell::new(&format!("clsrv{n}"), n, "");
+        // The default lease (400 ms): five members electing on a loaded 2-core machine.
+        let mut cell = ProcCell::new(&format!("clsrv{n}"), n, "paxos_lease_ms = 400");
         cell.start_all();
-        cell.wait_master(Duration::from_secs(15));
+        cell.wait_master(Duration::from_secs(30));
         let rt = runtime();
         rt.block_on(async {
             let dns = dns_server(&cell.clients).await;
@@ -358,4 +355,102 @@ fn three_and_five_member_cells_found_through_dns_srv_serve_files_locks_and_ephem
             exercise(&cell, &session).await;
         });
     }
+}
+
+/// The drop counters of the client port's checks before a datagram is acted on.
+const CLIENT_DROPS: &[&str] = &[
+    "too_long",
+    "too_short",
+    "bad_magic",
+    "bad_version",
+    "bad_header",
+    "wrong_direction",
+    "handshake_malformed",
+    "handshake_bad",
+    "handshake_unknown_user",
+    "handshake_unknown_cell_key",
+    "unknown_session",
+    "bad_tag",
+    "ended_session",
+    "stale_epoch",
+    "replayed",
+    "bad_fragment",
+    "bad_body",
+];
+
+fn client_drops(cell: &ProcCell, i: usize) -> i64 {
+    CLIENT_DROPS
+        .iter()
+        .map(|c| cell.metric(i, &format!("cld_{c}_total")).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn random_datagrams_on_the_client_port_are_counted_unanswered_and_harmless() {
+    let mut cell = ProcCell::new("clhostile", 3, "");
+    cell.start_all();
+    let m = cell.wait_master(Duration::from_secs(15));
+    let rt = runtime();
+    let session = rt.block_on(cell.session(Duration::from_secs(10)));
+    let h = rt.block_on(session.open_node("/keep", RW)).unwrap();
+    rt.block_on(h.put(b"before")).unwrap();
+    let epoch = cell.metric(m, "cld_epoch");
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let per_member = 40;
+    for i in 0..3 {
+        let before = client_drops(&cell, i);
+        for k in 0..per_member {
+            let len = 1 + (next() % 1400) as usize;
+            let mut dg: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if k % 2 == 0 {
+                // Junk: never the magic.
+                dg[0] = b'X';
+            } else {
+                // The right magic and version, then junk: header, kind, seal checks.
+                dg.resize(len.max(cldc::proto::HEADER_LEN + 32), 0);
+                dg[..4].copy_from_slice(&cldc::proto::MAGIC);
+                dg[4] = cldc::proto::VERSION;
+            }
+            socket.send_to(&dg, cell.clients[i]).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while client_drops(&cell, i) < before + per_member {
+            assert!(
+                Instant::now() < deadline,
+                "member {}: {} of {per_member} counted\n{}",
+                i + 1,
+                client_drops(&cell, i) - before,
+                cell.metrics_text(i).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            client_drops(&cell, i),
+            before + per_member,
+            "member {}: each datagram counted once",
+            i + 1
+        );
+    }
+    let mut buf = [0u8; 2048];
+    assert!(
+        socket.recv_from(&mut buf).is_err(),
+        "no answer to junk: {:?}",
+        socket.recv_from(&mut buf)
+    );
+    // Nothing changed: same master, same epoch, the session works.
+    assert_eq!(cell.wait_master(Duration::from_secs(5)), m);
+    assert_eq!(cell.metric(m, "cld_epoch"), epoch);
+    assert_eq!(rt.block_on(h.get()).unwrap().data, b"before");
+    rt.block_on(h.put(b"after")).unwrap();
 }

@@ -51,8 +51,14 @@ impl ProcCell {
             .unwrap();
         assert!(out.status.success(), "keygen: {out:?}");
         let public_key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        // A short lease keeps fail-over tests quick, unless `timing` sets one.
+        let lease = if timing.contains("paxos_lease_ms") {
+            ""
+        } else {
+            "paxos_lease_ms = 200\n"
+        };
         let mut text = format!(
-            "[cell]\nname = \"{tag}\"\nsecret = \"{SECRET}\"\nkey_file = \"cell.key\"\n[timing]\npaxos_lease_ms = 200\n{timing}\n"
+            "[cell]\nname = \"{tag}\"\nsecret = \"{SECRET}\"\nkey_file = \"cell.key\"\n[timing]\n{lease}{timing}\n"
         );
         let mut peers = Vec::new();
         let mut clients = Vec::new();
