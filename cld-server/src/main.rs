@@ -266,15 +266,33 @@ fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
         addrs.join(","),
         dir.join("dev.secret").display()
     );
-    println!("running; Ctrl-C stops the cell.");
     let _ = std::io::stdout().flush();
-    let signal = match tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(shutdown_signal()),
-        Err(err) => return fail(format!("runtime: {err}")),
+        Ok(rt) => rt,
+        Err(err) => {
+            stop_children(children);
+            return fail(format!("runtime: {err}"));
+        }
     };
+    let clients: Vec<SocketAddr> = cell.members.iter().map(|m| m.client).collect();
+    let secret_file = dir.join("dev.secret");
+    let signal = rt.block_on(async {
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        tokio::select! {
+            signal = &mut signal => return signal,
+            report = self_check(&clients, &public, &secret_file) => match report {
+                Ok(line) => println!("self-check: {line}"),
+                Err(err) => println!("self-check FAILED: {err} (see the members' logs)"),
+            },
+        }
+        println!("running; Ctrl-C stops the cell.");
+        let _ = std::io::stdout().flush();
+        signal.await
+    });
     // stdout may be closed by now (a pipe whose reader left): never panic on it.
     let _ = writeln!(std::io::stdout(), "{signal}: stopping the cell");
     if stop_children(children) {
@@ -282,6 +300,74 @@ fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILED)
     }
+}
+
+/// How long `cld dev`'s self-check waits for the cell to serve.
+const SELF_CHECK_WAIT: Duration = Duration::from_secs(20);
+
+/// Opens a session as the dev user, writes and reads back a file, and says which member is
+/// master and how long the read's round trip took.
+async fn self_check(
+    clients: &[SocketAddr],
+    public: &str,
+    secret_file: &Path,
+) -> Result<String, String> {
+    use cldc::proto::OpenMode;
+    let key =
+        cldc::proto::CellPublicKey::from_base64(public).map_err(|e| format!("cell.pub: {e}"))?;
+    let text = std::fs::read_to_string(secret_file)
+        .map_err(|e| format!("{}: {e}", secret_file.display()))?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let credentials = cldc::Credentials::new("dev", secret.as_bytes())
+        .map_err(|e| format!("{}: {e}", secret_file.display()))?;
+    let options = cldc::SessionOptions {
+        cell_key: Some(key),
+        call_timeout: Duration::from_secs(5),
+        ..cldc::SessionOptions::default()
+    };
+    // The members are still electing a master: retry until the wait runs out.
+    let deadline = tokio::time::Instant::now() + SELF_CHECK_WAIT;
+    let session = loop {
+        match cldc::Session::open(clients.to_vec(), credentials.clone(), options.clone()).await {
+            Ok(session) => break session,
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("no session after {SELF_CHECK_WAIT:?}: {err}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let path = "/cld-dev-self-check";
+    let mode = OpenMode(OpenMode::READ.0 | OpenMode::WRITE.0 | OpenMode::CREATE.0);
+    let handle = session
+        .open_node(path, mode)
+        .await
+        .map_err(|e| format!("open {path}: {e}"))?;
+    let written = b"hello from cld dev";
+    handle
+        .put(written)
+        .await
+        .map_err(|e| format!("put {path}: {e}"))?;
+    let started = std::time::Instant::now();
+    let read = handle.get().await.map_err(|e| format!("get {path}: {e}"))?;
+    let rtt = started.elapsed();
+    if read.data != written {
+        return Err(format!("get {path}: read back {:?}", read.data));
+    }
+    let status = session.status().await.map_err(|e| format!("status: {e}"))?;
+    let master = status
+        .members
+        .iter()
+        .find(|m| m.is_master)
+        .map_or("unknown".to_string(), |m| {
+            format!("member {} ({})", m.id, m.addr)
+        });
+    let _ = handle.close().await;
+    let _ = session.close().await;
+    Ok(format!(
+        "session opened as dev; put and get {path} ok; master is {master}, epoch {}; get round trip {:.2} ms",
+        status.epoch.0,
+        rtt.as_secs_f64() * 1000.0
+    ))
 }
 
 /// Sends SIGTERM to every child and waits for them; `true` if all exited cleanly.

@@ -500,6 +500,7 @@ fn cld_dev_runs_a_cell_until_sigterm_and_reuses_its_dir() {
         let mut metrics: Vec<SocketAddr> = Vec::new();
         let mut clients: Vec<String> = Vec::new();
         let mut cldcli = None;
+        let mut self_check = None;
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(rest) = line.split("metrics http://").nth(1) {
@@ -511,11 +512,21 @@ fn cld_dev_runs_a_cell_until_sigterm_and_reuses_its_dir() {
             if line.trim_start().starts_with("cldcli ") {
                 cldcli = Some(line.trim().to_string());
             }
+            if line.starts_with("self-check") {
+                self_check = Some(line.clone());
+            }
             if line.starts_with("running;") {
                 break;
             }
         }
         assert_eq!(metrics.len(), 3);
+        // The cell answered a real client before "running" was printed.
+        let self_check = self_check.expect("a self-check line");
+        assert!(
+            self_check.starts_with("self-check: session opened as dev; put and get"),
+            "{self_check}"
+        );
+        assert!(self_check.contains("master is member "), "{self_check}");
         // The printed cldcli line names every member, the cell's public key and the dev
         // user's private secret file.
         let cldcli = cldcli.expect("a cldcli line");
