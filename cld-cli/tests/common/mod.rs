@@ -25,6 +25,7 @@ pub const CLDCLI: &str = env!("CARGO_BIN_EXE_cldcli");
 pub struct Cell {
     pub addr: SocketAddr,
     pub faults: std::sync::Arc<std::sync::Mutex<fake_cell::Faults>>,
+    pub seen: std::sync::Arc<std::sync::Mutex<fake_cell::Seen>>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -40,12 +41,18 @@ impl Cell {
         Cell {
             addr: cell.addr,
             faults: cell.faults,
+            seen: cell.seen,
             _rt: rt,
         }
     }
 
     pub fn faults(&self, f: impl FnOnce(&mut fake_cell::Faults)) {
         f(&mut self.faults.lock().expect("faults"));
+    }
+
+    /// Keepalives the cell has received so far.
+    pub fn keepalives(&self) -> u64 {
+        self.seen.lock().expect("seen").keepalives
     }
 
     /// `cldcli` configured for this cell through the environment (CLD_CELL, CLD_CELL_KEY,
