@@ -102,10 +102,10 @@ impl Completer for ShellHelper {
             .map(|c| c.clone())
             .unwrap_or_else(|_| "/".into());
         let (start, words) = complete_word(line, pos, &cwd, |dir| {
-            let listing = self.rt.block_on(tokio::time::timeout(
-                Duration::from_secs(1),
-                self.session.list(dir),
-            ));
+            // The timer must be made inside the runtime: build it in the async block.
+            let listing = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(1), self.session.list(dir)).await
+            });
             match listing {
                 Ok(Ok(entries)) => entries
                     .into_iter()
@@ -284,10 +284,8 @@ pub fn run(rt: &Runtime, g: &GlobalArgs) -> Result<i32, CliError> {
     drop(input);
     drop(state);
     if let Ok(session) = Arc::try_unwrap(session) {
-        let _ = rt.block_on(tokio::time::timeout(
-            g.timeout.min(Duration::from_secs(2)),
-            session.close(),
-        ));
+        let limit = g.timeout.min(Duration::from_secs(2));
+        let _ = rt.block_on(async { tokio::time::timeout(limit, session.close()).await });
     }
     Ok(status)
 }

@@ -224,7 +224,7 @@ fn lock_exits_with_the_commands_status() {
 fn watch_prints_events_until_interrupted() {
     let c = cell();
     ok(c.run(&["put", "/w", "0"]));
-    let mut child = c
+    let child = c
         .cldcli()
         .args(["--json", "watch", "/w"])
         .stdout(std::process::Stdio::piped())

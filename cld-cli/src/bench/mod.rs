@@ -76,6 +76,11 @@ async fn open_sessions_here(
         match task.await {
             Ok((Ok(s), took, at)) => {
                 rec.record(took, at);
+                // Nobody reads these events, but an unread stream fills up and then holds
+                // back the lock grants that arrive as events: drain it.
+                if let Some(mut events) = s.events() {
+                    tokio::spawn(async move { while events.next().await.is_some() {} });
+                }
                 sessions.push(s);
             }
             Ok((Err(e), _, _)) => {

@@ -6,6 +6,9 @@
 //! knobs such as "stop answering keepalives").
 #![allow(dead_code)]
 
+// Its `fake_cell` module is behind cldc's `tokio` feature, which this crate does not have;
+// it is included below instead.
+#[allow(unexpected_cfgs)]
 #[path = "../../../cldc/tests/support/mod.rs"]
 mod upstream;
 
@@ -142,5 +145,15 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed and reaped when dropped (so a failed test leaves nothing behind).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
