@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 /// The identity file's name inside the data dir.
 pub const IDENTITY_FILE: &str = "cld-member.toml";
+/// The member's boot number (a decimal u32 and a newline), incremented and fsynced at every start.
+pub const BOOT_FILE: &str = "boot";
 /// The data dir format this build writes and reads.
 pub const FORMAT: u32 = 1;
 
@@ -97,6 +99,25 @@ pub enum DataDirError {
         found: u64,
         /// The member started.
         expected: u64,
+    },
+    /// The boot number file does not hold a number.
+    #[error("data dir {path}: {BOOT_FILE} is damaged: {text:?} is not a boot number")]
+    BadBoot {
+        /// The data dir.
+        path: PathBuf,
+        /// What the file holds (first bytes).
+        text: String,
+    },
+    /// The boot number would wrap (docs/protocol.md §12.4: a member whose boot number would
+    /// wrap refuses to start, or it would reuse its sealing keys).
+    #[error(
+        "data dir {path}: boot number {boot} would wrap; this member id cannot start again (give the machine a new member id)"
+    )]
+    BootExhausted {
+        /// The data dir.
+        path: PathBuf,
+        /// The last boot number.
+        boot: u32,
     },
     /// Files but no identity: not a data dir this cld made.
     #[error(
@@ -277,6 +298,30 @@ impl DataDir {
     /// Where the database lives.
     pub fn db_dir(&self) -> PathBuf {
         self.path.join("db")
+    }
+
+    /// Increments the member's boot number and stores it durably (fsynced) before returning
+    /// it: the member seals client datagrams under keys that include it (docs/protocol.md
+    /// §12.4), so a restart never reuses a (key, nonce) pair. The first boot is 1.
+    pub fn next_boot(&mut self) -> Result<u32, DataDirError> {
+        let last = match fs::read_to_string(self.path.join(BOOT_FILE)) {
+            Ok(text) => text
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| DataDirError::BadBoot {
+                    path: self.path.clone(),
+                    text: text.chars().take(32).collect(),
+                })?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(err) => return Err(io(&self.path, "read boot number")(err)),
+        };
+        let boot = last.checked_add(1).ok_or(DataDirError::BootExhausted {
+            path: self.path.clone(),
+            boot: last,
+        })?;
+        write_durably(&self.path, BOOT_FILE, format!("{boot}\n").as_bytes())
+            .map_err(io(&self.path, "write boot number"))?;
+        Ok(boot)
     }
 
     /// Records a new voting state durably.

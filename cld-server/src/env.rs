@@ -93,3 +93,52 @@ impl Entropy for SeededEntropy {
         rng.fill_bytes(buf);
     }
 }
+
+/// A bound datagram socket (the client port), so the whole-cell simulation can swap in its
+/// own (turmoil's `UdpSocket`).
+pub trait DatagramSocket: Send + Sync + 'static {
+    /// Receives one datagram into `buf`: its length and source.
+    fn recv_from(
+        &self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = std::io::Result<(usize, std::net::SocketAddr)>> + Send;
+    /// Sends one datagram.
+    fn send_to(
+        &self,
+        buf: &[u8],
+        to: std::net::SocketAddr,
+    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
+}
+
+/// Binds datagram sockets.
+pub trait Datagrams: Send + Sync + 'static {
+    /// The socket type.
+    type Socket: DatagramSocket;
+    /// Binds `addr`.
+    fn bind(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> impl std::future::Future<Output = std::io::Result<Self::Socket>> + Send;
+}
+
+/// Tokio's UDP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioUdp;
+
+impl DatagramSocket for tokio::net::UdpSocket {
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, std::net::SocketAddr)> {
+        tokio::net::UdpSocket::recv_from(self, buf).await
+    }
+
+    async fn send_to(&self, buf: &[u8], to: std::net::SocketAddr) -> std::io::Result<usize> {
+        tokio::net::UdpSocket::send_to(self, buf, to).await
+    }
+}
+
+impl Datagrams for TokioUdp {
+    type Socket = tokio::net::UdpSocket;
+
+    async fn bind(&self, addr: std::net::SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+        tokio::net::UdpSocket::bind(addr).await
+    }
+}

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cld_server::env::{Entropy, OsEntropy, SystemClock};
+use cld_server::env::{OsEntropy, SystemClock};
 use cld_server::metrics::{self, Metrics};
 use cld_server::peer::TokioNet;
-use cld_server::{CellConfig, ServerOptions, TimingOverrides, b64};
+use cld_server::{CellConfig, ServerOptions, TimingOverrides, keys};
 use libpaxos::NodeId;
 use tracing::{error, info};
 
@@ -97,9 +97,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Cmd::GenSecret) => {
-            let mut bytes = [0u8; 32];
-            OsEntropy.fill(&mut bytes);
-            println!("{}", b64::encode(&bytes));
+            println!("{}", keys::new_secret_text(&OsEntropy).as_str());
             ExitCode::SUCCESS
         }
         Some(Cmd::Keygen { out }) => keygen(&out),
@@ -109,29 +107,13 @@ fn main() -> ExitCode {
 }
 
 fn keygen(out: &Path) -> ExitCode {
-    use std::os::unix::fs::OpenOptionsExt;
-    let (private, public) = match cld_server::peer::x25519_keypair(Arc::new(OsEntropy)) {
-        Ok(k) => k,
-        Err(err) => return fail(format!("keygen: {err}")),
-    };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out);
-    let mut file = match file {
-        Ok(f) => f,
-        Err(err) => return fail(format!("keygen: {}: {err}", out.display())),
-    };
-    let line = format!("{}\n", b64::encode(&private));
-    if let Err(err) = file
-        .write_all(line.as_bytes())
-        .and_then(|()| file.sync_all())
-    {
-        return fail(format!("keygen: {}: {err}", out.display()));
+    match keys::write_new_cell_key(out) {
+        Ok(public) => {
+            println!("{}", public.to_base64());
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(format!("keygen: {err}")),
     }
-    println!("{}", b64::encode(&public));
-    ExitCode::SUCCESS
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -160,20 +142,12 @@ fn dev_cell(nodes: u64, dir: &Path) -> std::io::Result<PathBuf> {
     if config.exists() {
         return Ok(config);
     }
-    let secret = |entropy: &OsEntropy| {
-        let mut bytes = [0u8; 32];
-        entropy.fill(&mut bytes);
-        format!("{}\n", b64::encode(&bytes))
-    };
+    let secret = |entropy: &OsEntropy| format!("{}\n", keys::new_secret_text(entropy).as_str());
     write_private(&dir.join("cell.secret"), &secret(&OsEntropy))?;
     write_private(&dir.join("dev.secret"), &secret(&OsEntropy))?;
-    let (private, public) = cld_server::peer::x25519_keypair(Arc::new(OsEntropy))
+    let public = keys::write_new_cell_key(&dir.join("cell.key"))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    write_private(
-        &dir.join("cell.key"),
-        &format!("{}\n", b64::encode(&private)),
-    )?;
-    std::fs::write(dir.join("cell.pub"), format!("{}\n", b64::encode(&public)))?;
+    std::fs::write(dir.join("cell.pub"), format!("{}\n", public.to_base64()))?;
     let mut text = String::from(
         "# written by `cld dev`\n[cell]\nname = \"dev\"\nsecret_file = \"cell.secret\"\nkey_file = \"cell.key\"\n",
     );

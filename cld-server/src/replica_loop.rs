@@ -26,6 +26,8 @@ use tracing::{error, info, warn};
 
 use crate::datadir::{DataDir, MemberState};
 use crate::env::Clock;
+use crate::frontend::edge::{Inbound as Datagram, Outbound};
+use crate::frontend::{CellView, FeRole, Frontend, Output, Token};
 use crate::metrics::Metrics;
 use crate::peer::{Hello, Inbound, InboundSink, PeerBody, PeerSender};
 
@@ -245,6 +247,24 @@ enum Waiter {
         reply: oneshot::Sender<Result<Applied, SubmitError>>,
     },
     Barrier(NodeId),
+    Frontend(Token),
+}
+
+/// The client front end as the loop drives it.
+struct FrontendParts {
+    core: Frontend,
+    inbound: mpsc::Receiver<Datagram>,
+    outbound: Outbound,
+    client_addrs: BTreeMap<u64, std::net::SocketAddr>,
+    members: Vec<cldc::proto::MemberStatus>,
+    role: Option<FeRole>,
+}
+
+async fn next_datagram(fe: &mut Option<FrontendParts>) -> Option<Datagram> {
+    match fe {
+        Some(fe) => fe.inbound.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Removes a peer from the set of running snapshot streams when its stream ends.
@@ -359,9 +379,151 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     last_barrier_ask: Option<libpaxos::Time>,
     stop: Option<oneshot::Sender<()>>,
     streaming: Arc<Mutex<HashSet<NodeId>>>,
+    fe: Option<FrontendParts>,
 }
 
 impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
+    /// Drives the client front end `core` from this loop: datagrams from `inbound` (the UDP
+    /// edge's queue), datagrams out through `outbound`. `client_addrs` are the members'
+    /// client addresses by id.
+    pub fn with_frontend(
+        mut self,
+        core: Frontend,
+        inbound: mpsc::Receiver<Datagram>,
+        outbound: Outbound,
+        client_addrs: BTreeMap<u64, std::net::SocketAddr>,
+    ) -> ReplicaLoop<S, C> {
+        self.fe = Some(FrontendParts {
+            core,
+            inbound,
+            outbound,
+            client_addrs,
+            members: Vec::new(),
+            role: None,
+        });
+        self
+    }
+
+    /// Sends and proposes what the front end produced.
+    fn flush_frontend(&mut self) {
+        loop {
+            let outputs = match self.fe.as_mut() {
+                Some(fe) => fe.core.take_outputs(),
+                None => return,
+            };
+            if outputs.is_empty() {
+                return;
+            }
+            for output in outputs {
+                match output {
+                    Output::Send(to, dg) => {
+                        if let Some(fe) = &self.fe {
+                            fe.outbound.send(to, dg);
+                        }
+                    }
+                    Output::Propose(token, command) => match self.propose(&command) {
+                        Ok(slot) => {
+                            if let Some(old) = self.pending.insert(slot, Waiter::Frontend(token)) {
+                                self.fail_waiter(old, SubmitError::Lost);
+                            }
+                        }
+                        Err(err) => {
+                            let too_large = matches!(err, SubmitError::TooLarge { .. });
+                            if let Some(fe) = self.fe.as_mut() {
+                                fe.core.on_proposal_failed(token, too_large);
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, from: std::net::SocketAddr, dg: Vec<u8>) {
+        let now = self.clock.now();
+        let wall = self.clock.wall();
+        let can_read = self.replica.can_read(now);
+        let Some(fe) = self.fe.as_mut() else {
+            return;
+        };
+        let cell = CellView {
+            ns: self.replica.database().namespace(),
+            can_read,
+            members: &fe.members,
+        };
+        fe.core.on_datagram(now.0, wall, from, &dg, &cell);
+        self.flush_frontend();
+    }
+
+    fn frontend_tick(&mut self) {
+        let now = self.clock.now();
+        let wall = self.clock.wall();
+        let can_read = self.replica.can_read(now);
+        let status = self.replica.replica().status(now);
+        let peers = self
+            .sink
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(fe) = self.fe.as_mut() else {
+            return;
+        };
+        let applied = self.replica.database().namespace().applied();
+        fe.members = fe
+            .client_addrs
+            .iter()
+            .map(|(&id, &addr)| {
+                let me = id == status.id.0;
+                cldc::proto::MemberStatus {
+                    id,
+                    addr,
+                    is_master: status.master == Some(NodeId(id)),
+                    reachable: me || peers.contains_key(&NodeId(id)),
+                    commit_index: if me { status.commit.0 } else { 0 },
+                    applied_index: if me { applied.0 } else { 0 },
+                }
+            })
+            .collect();
+        let cell = CellView {
+            ns: self.replica.database().namespace(),
+            can_read,
+            members: &fe.members,
+        };
+        fe.core.on_tick(now.0, wall, &cell);
+        self.flush_frontend();
+    }
+
+    /// Tells the front end about a change of role (a new master epoch resets its sessions).
+    fn frontend_role(&mut self) {
+        let now = self.clock.now();
+        let status = self.replica.replica().status(now);
+        let can_read = self.replica.can_read(now);
+        let Some(fe) = self.fe.as_mut() else {
+            return;
+        };
+        let ns = self.replica.database().namespace();
+        let master = match status.role {
+            Role::Master { .. } => status.epoch.map(|e| e.0),
+            _ => None,
+        };
+        let role = FeRole {
+            master,
+            epoch: ns.epoch().0.max(master.unwrap_or(0)),
+            hint: status.master.map(|m| m.0),
+        };
+        if fe.role == Some(role) {
+            return;
+        }
+        fe.role = Some(role);
+        let cell = CellView {
+            ns,
+            can_read,
+            members: &fe.members,
+        };
+        fe.core.on_role(now.0, role, &cell);
+        self.flush_frontend();
+    }
     /// A loop over `replica`, sending through `peers`.
     pub fn new(
         replica: DbReplica<S>,
@@ -397,6 +559,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             last_barrier_ask: None,
             stop: None,
             streaming: Arc::new(Mutex::new(HashSet::new())),
+            fe: None,
         }
     }
 
@@ -426,6 +589,12 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 request = self.requests.recv() => match request {
                     Some(request) => self.on_request(request),
                     None => break Ok(()),
+                },
+                datagram = next_datagram(&mut self.fe) => {
+                    if let Some((from, dg)) = datagram {
+                        self.on_datagram(from, dg);
+                    }
+                    Ok(())
                 },
                 _ = tokio::time::sleep_until(next_tick) => {
                     next_tick = tokio::time::Instant::now() + TICK;
@@ -479,6 +648,12 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 break;
             }
         }
+        for _ in 0..MAX_DRAIN {
+            let Some(Ok((from, dg))) = self.fe.as_mut().map(|fe| fe.inbound.try_recv()) else {
+                break;
+            };
+            self.on_datagram(from, dg);
+        }
         Ok(())
     }
 
@@ -490,6 +665,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         if self.roles_tx.borrow().lease != status.lease_valid {
             self.publish_role();
         }
+        self.frontend_tick();
         Ok(())
     }
 
@@ -569,10 +745,27 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 let waiter = entry.remove();
                 self.fail_waiter(waiter, SubmitError::Lost);
             }
-            let Some(waiter) = self.pending.remove(&a.slot) else {
+            let waiter = self.pending.remove(&a.slot);
+            let mut token = None;
+            if let Some(Waiter::Frontend(t)) = &waiter {
+                token = Some(*t);
+            }
+            if let Some(fe) = self.fe.as_mut() {
+                let now = self.clock.now();
+                let wall = self.clock.wall();
+                let can_read = self.replica.can_read(now);
+                let cell = CellView {
+                    ns: self.replica.database().namespace(),
+                    can_read,
+                    members: &fe.members,
+                };
+                fe.core.on_applied(now.0, wall, token, &a, &cell);
+            }
+            let Some(waiter) = waiter else {
                 continue;
             };
             match waiter {
+                Waiter::Frontend(_) => {}
                 Waiter::Client { key, reply } => {
                     if key == a.request {
                         let _ = reply.send(Ok(a));
@@ -587,6 +780,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 }
             }
         }
+        self.flush_frontend();
         let db_applied = self.replica.database().namespace().applied();
         self.metrics.gauges.applied.set(db_applied.0 as i64);
         self.metrics
@@ -595,10 +789,19 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             .set(self.replica.replica().commit().0 as i64);
     }
 
-    fn fail_waiter(&self, waiter: Waiter, err: SubmitError) {
-        if let Waiter::Client { reply, .. } = waiter {
-            self.metrics.counters.proposals_lost.inc();
-            let _ = reply.send(Err(err));
+    fn fail_waiter(&mut self, waiter: Waiter, err: SubmitError) {
+        match waiter {
+            Waiter::Client { reply, .. } => {
+                self.metrics.counters.proposals_lost.inc();
+                let _ = reply.send(Err(err));
+            }
+            Waiter::Frontend(token) => {
+                self.metrics.counters.proposals_lost.inc();
+                if let Some(fe) = self.fe.as_mut() {
+                    fe.core.on_proposal_failed(token, false);
+                }
+            }
+            Waiter::Barrier(_) => {}
         }
     }
 
@@ -666,6 +869,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             .epoch
             .set(status.epoch.map_or(0, |e| e.0 as i64));
         self.roles_tx.send_replace(view);
+        self.frontend_role();
     }
 
     fn propose(&mut self, command: &Command) -> Result<Slot, SubmitError> {

@@ -10,7 +10,8 @@ use tracing::{info, warn};
 
 use crate::config::{CellConfig, ConfigError};
 use crate::datadir::{DataDir, DataDirError, MemberState};
-use crate::env::{Clock, Entropy};
+use crate::env::{Clock, Datagrams, Entropy, TokioUdp};
+use crate::frontend::{Frontend, FrontendConfig};
 use crate::metrics::Metrics;
 use crate::peer::{self, Net, PeerIdentity};
 use crate::replica_loop::{self, LoopError, ReplicaLoop, ServerHandle};
@@ -43,6 +44,25 @@ pub enum StartError {
         /// Why.
         source: GlueError,
     },
+    /// The cell's key file could not be read.
+    #[error("[cell] key_file: {0}")]
+    Key(#[from] cldc::keyfile::KeyFileError),
+    /// A user's secret is not usable by the wire protocol (32 to 128 bytes).
+    #[error("user {user:?}: {source}")]
+    UserSecret {
+        /// The user.
+        user: String,
+        /// Why.
+        source: cldc::proto::SecretError,
+    },
+    /// The client port could not be bound.
+    #[error("client address {addr}: {source}")]
+    ClientBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why (e.g. in use).
+        source: std::io::Error,
+    },
     /// The peer port could not be bound.
     #[error("peer address {addr}: {source}")]
     Bind {
@@ -62,10 +82,24 @@ pub struct Server {
     pub task: JoinHandle<Result<(), LoopError>>,
 }
 
-/// Starts member `options.id` with these sockets, clock and randomness.
+/// Starts member `options.id` with these peer sockets, clock and randomness, and tokio's UDP
+/// for clients.
 pub async fn start<N: Net, C: Clock, E: Entropy>(
     options: ServerOptions,
     net: Arc<N>,
+    clock: Arc<C>,
+    entropy: Arc<E>,
+    metrics: Metrics,
+) -> Result<Server, StartError> {
+    start_with(options, net, &TokioUdp, clock, entropy, metrics).await
+}
+
+/// Starts member `options.id` with these peer and client sockets, clock and randomness.
+/// Without `[cell] key_file` the member runs no client front end (it replicates only).
+pub async fn start_with<N: Net, D: Datagrams, C: Clock, E: Entropy>(
+    options: ServerOptions,
+    net: Arc<N>,
+    udp: &D,
     clock: Arc<C>,
     entropy: Arc<E>,
     metrics: Metrics,
@@ -82,7 +116,36 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
             addr: member.peer,
             source,
         })?;
+    let cell_key = match &config.key_file {
+        Some(path) => Some(crate::keys::read_cell_key(path)?),
+        None => None,
+    };
+    let mut users = std::collections::HashMap::new();
+    for user in &config.users {
+        let secret = cldc::proto::Secret::new(user.secret.expose()).map_err(|source| {
+            StartError::UserSecret {
+                user: user.name.clone(),
+                source,
+            }
+        })?;
+        users.insert(user.name.clone(), secret);
+    }
+    let client_socket = match &cell_key {
+        Some(_) => {
+            Some(
+                udp.bind(member.client)
+                    .await
+                    .map_err(|source| StartError::ClientBind {
+                        addr: member.client,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
     let mut data_dir = DataDir::open(&options.data_dir, &config.name, options.id)?;
+    // Before this member seals anything (docs/protocol.md §12.4).
+    let boot = data_dir.next_boot()?;
     if data_dir.identity().state == MemberState::Voter && !data_dir.db_dir().exists() {
         // The identity survived but the database did not: this member lost its promises.
         warn!("the database is missing from a voter's data dir: rejoining without a vote");
@@ -96,6 +159,7 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
         created = data_dir.created(),
         "data dir opened"
     );
+    let entropy_dyn: Arc<dyn Entropy> = entropy.clone();
     let mut paxos = config.paxos_config(options.id);
     paxos.seed = entropy.next_u64();
     let db_config = config.db_config(data_dir.db_dir());
@@ -121,7 +185,34 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
         entropy,
     );
     let handle = channels.handle.clone();
-    let lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics);
+    let mut lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics.clone());
+    if let (Some(key), Some(socket)) = (cell_key, client_socket) {
+        let client_addrs: std::collections::BTreeMap<u64, std::net::SocketAddr> =
+            config.members.iter().map(|m| (m.id.0, m.client)).collect();
+        let fe_config = FrontendConfig {
+            member: u32::try_from(options.id.0).unwrap_or(u32::MAX),
+            boot,
+            lease: config.timing.session_lease,
+            expiry_margin: config.timing.expiry_margin,
+            max_datagram: cldc::proto::DEFAULT_MAX_DATAGRAM,
+            users,
+            client_addrs: client_addrs.clone(),
+            max_sessions_per_user: 64,
+            tombstone_ttl: std::time::Duration::from_secs(120),
+            max_rto: std::time::Duration::from_secs(2),
+        };
+        let core = Frontend::new(
+            fe_config,
+            crate::keys::cell_keys(key),
+            entropy_dyn,
+            metrics.counters.clone(),
+        );
+        let edge = crate::frontend::edge::start(socket, metrics.counters.clone());
+        lp = lp.with_frontend(core, edge.inbound, edge.outbound, client_addrs);
+        info!(member = options.id.0, client = %member.client, boot, "client front end on");
+    } else {
+        warn!("no [cell] key_file: this member runs no client front end");
+    }
     let task = tokio::spawn(lp.run());
     info!(member = options.id.0, peer = %member.peer, "member started");
     Ok(Server { handle, task })

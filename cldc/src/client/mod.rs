@@ -167,6 +167,38 @@ impl Session {
         }
     }
 
+    /// Opens `path` as [`Session::open_node_with_events`] does; a node this open creates
+    /// carries `lock_delay` (at most 60 s): if a holder of its lock expires (its process
+    /// dies or is cut off), the cell grants the lock to nobody else until the delay has
+    /// passed, so a holder that lost its session can stop acting on the lock first.
+    pub async fn open_node_with_lock_delay(
+        &self,
+        path: &str,
+        mode: OpenMode,
+        events: EventMask,
+        lock_delay: std::time::Duration,
+    ) -> Result<Handle, Error> {
+        validate_path(path)?;
+        if lock_delay > crate::proto::MAX_LOCK_DELAY {
+            return Err(Error::BadPacket);
+        }
+        let req = Request::OpenWith {
+            path: path.into(),
+            mode,
+            events,
+            lock_delay,
+        };
+        match call(&self.commands, req).await? {
+            Reply::Opened { handle, meta } => Ok(Handle::new(
+                handle,
+                path.into(),
+                meta,
+                self.commands.clone(),
+            )),
+            _ => Err(Error::UnexpectedReply),
+        }
+    }
+
     /// Metadata of `path`.
     pub async fn stat(&self, path: &str) -> Result<NodeMeta, Error> {
         validate_path(path)?;

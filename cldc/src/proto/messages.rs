@@ -229,7 +229,24 @@ pub enum Request {
     },
     /// The cell's view, for operators.
     Status,
+    /// Open as [`Request::Open`] does; a node this open creates carries `lock_delay` (at
+    /// most 60 s; Chubby's lock-delay): when a holder's session expires, its lock is granted
+    /// to nobody else until the delay has passed. Opening an existing node leaves its delay
+    /// unchanged. (Variant 14: added after `Status`, so earlier encodings are unchanged.)
+    OpenWith {
+        /// Absolute path.
+        path: String,
+        /// Open mode.
+        mode: OpenMode,
+        /// Optional events wanted on this handle.
+        events: EventMask,
+        /// The lock-delay of a node this open creates.
+        lock_delay: Duration,
+    },
 }
+
+/// The longest lock-delay a node may carry ([`Request::OpenWith`]).
+pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 
 /// A successful reply; each request has its own variant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

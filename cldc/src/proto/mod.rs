@@ -42,8 +42,8 @@ pub use keys::{
     CellPrivateKey, CellPublicKey, KeyError, PRIVATE_KEY_TAG, decode_base64, encode_base64,
 };
 pub use messages::{
-    CellStatus, DirEntry, Event, EventMask, KeepAliveReply, LockMode, MemberStatus, NodeFlags,
-    NodeMeta, NotMaster, OpenMode, Reply, Request, Response, Sequencer, StatusCounter,
+    CellStatus, DirEntry, Event, EventMask, KeepAliveReply, LockMode, MAX_LOCK_DELAY, MemberStatus,
+    NodeFlags, NodeMeta, NotMaster, OpenMode, Reply, Request, Response, Sequencer, StatusCounter,
     VersionReject,
 };
 pub use packet::{

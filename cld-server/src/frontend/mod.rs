@@ -1,0 +1,1324 @@
+//! The client front end: a sans-IO core that speaks docs/protocol.md (v2) for one member.
+//!
+//! Datagrams and time go in ([`Frontend::on_datagram`], [`Frontend::on_tick`]), so do the
+//! replica's results ([`Frontend::on_applied`], [`Frontend::on_proposal_failed`],
+//! [`Frontend::on_role`]); datagrams to send and commands to propose come out
+//! ([`Frontend::take_outputs`]). The replica loop drives it with the namespace at hand, so
+//! reads see the applied state synchronously; only the UDP edge ([`edge`]) touches sockets.
+//!
+//! What it keeps is docs/protocol.md §17.2: per session, as master, the replay window of its
+//! epoch, `answered` and its reply, the packet counter, unacknowledged events, the reply
+//! address and the lease deadline; per member, the [`Responder`], the stateless packet
+//! counter and the rate limits. Everything else is in the replicated session record.
+
+pub mod convert;
+mod db;
+pub mod edge;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cldc::proto::{
+    CellKeys, CellStatus, DecodeError, Epoch, ErrorCode, Event, EventSeq, HandshakeOutcome, Header,
+    InitCheck, KeepAliveReply, Kind, MAX_MESSAGE, MemberStatus, NotMaster, PacketMeta, PacketSeq,
+    Reassembled, Reassembler, ReassemblerLimits, ReplayWindow, Reply, Request, Responder,
+    ResponderCounters, ResponderLimits, Response, Role, Secret, Sender, SessionKeys, StatusCounter,
+    UserName, decode_body, encode_body, encode_message, open_packet, parse_header,
+};
+use libpaxos_db::{ClientOp, ClientRequest, Command, Namespace, RequestSeq, SessionId, WallTime};
+
+use crate::env::Entropy;
+use crate::metrics::Counters;
+
+/// Most unacknowledged events held per session; beyond it the oldest is dropped (counted).
+pub const MAX_UNACKED_EVENTS: usize = 1024;
+/// Most proposals the front end keeps in flight; beyond it requests are dropped (the client
+/// retransmits).
+pub const MAX_PROPOSALS: usize = 16384;
+/// `Retry` and `NotMaster` answers per session: at most one per this interval.
+pub const ANSWER_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the cookie secret rotates.
+pub const COOKIE_ROTATION: Duration = Duration::from_secs(120);
+/// How often [`Frontend::on_tick`] does its per-session work.
+pub const TICK_EVERY: Duration = Duration::from_millis(20);
+
+/// What the front end needs to know about the cell.
+#[derive(Clone)]
+pub struct FrontendConfig {
+    /// This member's id.
+    pub member: u32,
+    /// This member's boot number (data dir, incremented at every start).
+    pub boot: u32,
+    /// The session lease granted.
+    pub lease: Duration,
+    /// How long past the lease the master waits before it expires a session.
+    pub expiry_margin: Duration,
+    /// The largest datagram sent (and, at least 1400, accepted).
+    pub max_datagram: usize,
+    /// The users and their secrets.
+    pub users: HashMap<String, Secret>,
+    /// Every member's client address, by member id (for `NotMaster` hints and `Status`).
+    pub client_addrs: BTreeMap<u64, SocketAddr>,
+    /// Sessions per user, live and pending.
+    pub max_sessions_per_user: usize,
+    /// How long an ended session's tombstone is kept.
+    pub tombstone_ttl: Duration,
+    /// Unacknowledged events are re-sent at least this often.
+    pub max_rto: Duration,
+}
+
+impl std::fmt::Debug for FrontendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontendConfig")
+            .field("member", &self.member)
+            .field("boot", &self.boot)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The member's role as the front end sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeRole {
+    /// `Some(epoch)` when this member is master of that epoch.
+    pub master: Option<u64>,
+    /// The highest epoch this member knows of.
+    pub epoch: u64,
+    /// The master this member believes in (member id).
+    pub hint: Option<u64>,
+}
+
+/// The replicated state and what the replica allows, at the moment of a call.
+pub struct CellView<'a> {
+    /// The applied namespace.
+    pub ns: &'a Namespace,
+    /// Whether a linearizable read may be answered now (`DbReplica::can_read`).
+    pub can_read: bool,
+    /// The members as this member sees them (for `Status`).
+    pub members: &'a [MemberStatus],
+}
+
+/// Identifies a proposal the front end made.
+pub type Token = u64;
+
+/// What the front end asks of its driver.
+#[derive(Debug)]
+pub enum Output {
+    /// Send a datagram.
+    Send(SocketAddr, Vec<u8>),
+    /// Propose a command; report its fate with [`Frontend::on_applied`] or
+    /// [`Frontend::on_proposal_failed`].
+    Propose(Token, Command),
+}
+
+enum Proposal {
+    Request {
+        session: SessionId,
+        seq: u64,
+    },
+    Barrier {
+        session: SessionId,
+        seq: u64,
+        request: Request,
+    },
+    Expire {
+        session: SessionId,
+    },
+    EndDelays,
+    Purge,
+}
+
+/// A session as the master holds it in memory (docs/protocol.md §17.2).
+struct Live {
+    keys: SessionKeys,
+    user: String,
+    window: ReplayWindow,
+    addr: Option<SocketAddr>,
+    next_packet: PacketSeq,
+    reassembler: Reassembler,
+    answered: u64,
+    reply: Option<Response>,
+    in_flight: Option<u64>,
+    next_event: u64,
+    unacked: BTreeMap<u64, Event>,
+    last_event_send: Duration,
+    lease_until: Duration,
+    last_answer: Option<Duration>,
+    expiring: bool,
+    creating: bool,
+}
+
+impl Live {
+    fn new(keys: SessionKeys, user: String, lease_until: Duration) -> Live {
+        Live {
+            keys,
+            user,
+            window: ReplayWindow::default(),
+            addr: None,
+            next_packet: PacketSeq(1),
+            reassembler: Reassembler::new(ReassemblerLimits::default()),
+            answered: 0,
+            reply: None,
+            in_flight: None,
+            next_event: 1,
+            unacked: BTreeMap::new(),
+            last_event_send: Duration::ZERO,
+            lease_until,
+            last_answer: None,
+            expiring: false,
+            creating: false,
+        }
+    }
+
+    fn rate_ok(&mut self, now: Duration) -> bool {
+        if self
+            .last_answer
+            .is_some_and(|t| now.saturating_sub(t) < ANSWER_INTERVAL)
+        {
+            return false;
+        }
+        self.last_answer = Some(now);
+        true
+    }
+}
+
+/// The front-end core of one member.
+pub struct Frontend {
+    config: FrontendConfig,
+    responder: Responder,
+    entropy: Arc<dyn Entropy>,
+    counters: Counters,
+    responder_seen: ResponderCounters,
+    role: FeRole,
+    lives: HashMap<SessionId, Live>,
+    proposals: HashMap<Token, Proposal>,
+    next_token: Token,
+    stateless_packet: PacketSeq,
+    limited: HashMap<u64, Duration>,
+    out: Vec<Output>,
+    next_tick: Duration,
+    next_cookie_rotation: Duration,
+    end_delays_in_flight: bool,
+    purge_in_flight: bool,
+}
+
+enum Found {
+    Live,
+    Record(SessionKeys),
+    Pending,
+    Tombstone(SessionKeys),
+}
+
+fn random32(entropy: &dyn Entropy) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    entropy.fill(&mut b);
+    b
+}
+
+fn is_read(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::GetContentsAndStat { .. }
+            | Request::Stat { .. }
+            | Request::ListDir { .. }
+            | Request::GetSequencer { .. }
+            | Request::CheckSequencer { .. }
+            | Request::Status
+            | Request::NewSession
+    )
+}
+
+impl Frontend {
+    /// A front end with the cell's key(s).
+    pub fn new(
+        config: FrontendConfig,
+        keys: CellKeys,
+        entropy: Arc<dyn Entropy>,
+        counters: Counters,
+    ) -> Frontend {
+        let responder = Responder::new(keys, random32(&*entropy), ResponderLimits::default());
+        Frontend {
+            config,
+            responder,
+            entropy,
+            counters,
+            responder_seen: ResponderCounters::default(),
+            role: FeRole::default(),
+            lives: HashMap::new(),
+            proposals: HashMap::new(),
+            next_token: 1,
+            stateless_packet: PacketSeq(1),
+            limited: HashMap::new(),
+            out: Vec::new(),
+            next_tick: Duration::ZERO,
+            next_cookie_rotation: COOKIE_ROTATION,
+            end_delays_in_flight: false,
+            purge_in_flight: false,
+        }
+    }
+
+    /// What to send and propose, in order.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Sessions this member holds as master.
+    pub fn live_sessions(&self) -> usize {
+        self.lives.len()
+    }
+
+    /// Pending handshakes.
+    pub fn pending_handshakes(&self) -> usize {
+        self.responder.pending_count()
+    }
+
+    fn master_sender(&self, epoch: u64) -> Sender {
+        Sender {
+            role: Role::Master,
+            epoch: Epoch(epoch),
+            member: self.config.member,
+            boot: self.config.boot,
+        }
+    }
+
+    fn stateless_sender(&self) -> Sender {
+        Sender {
+            role: Role::Stateless,
+            epoch: Epoch(self.role.master.unwrap_or(self.role.epoch)),
+            member: self.config.member,
+            boot: self.config.boot,
+        }
+    }
+
+    fn hint(&self) -> Option<SocketAddr> {
+        self.role
+            .hint
+            .and_then(|m| self.config.client_addrs.get(&m).copied())
+    }
+
+    fn accept_limit(&self) -> usize {
+        self.config
+            .max_datagram
+            .max(cldc::proto::DEFAULT_MAX_DATAGRAM)
+    }
+
+    fn sync_responder_counters(&mut self) {
+        let now = self.responder.counters();
+        let was = self.responder_seen;
+        let c = &self.counters;
+        c.handshake_malformed.inc_by(now.malformed - was.malformed);
+        c.handshake_resent.inc_by(now.resent - was.resent);
+        c.handshake_cookies_sent
+            .inc_by(now.cookies_sent - was.cookies_sent);
+        c.handshake_bad.inc_by(now.bad_inits - was.bad_inits);
+        c.handshake_unknown_cell_key
+            .inc_by(now.unknown_cell_key - was.unknown_cell_key);
+        c.handshake_answered.inc_by(now.answered - was.answered);
+        c.handshake_expired.inc_by(now.expired - was.expired);
+        c.handshake_evicted.inc_by(now.evicted - was.evicted);
+        c.handshake_completed.inc_by(now.completed - was.completed);
+        self.responder_seen = now;
+    }
+
+    fn propose(&mut self, proposal: Proposal, command: Command) -> bool {
+        if self.proposals.len() >= MAX_PROPOSALS {
+            self.counters.proposals_failed.inc();
+            return false;
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.proposals.insert(token, proposal);
+        self.out.push(Output::Propose(token, command));
+        true
+    }
+
+    // ---- sending ----
+
+    fn stateless_answer(
+        &mut self,
+        keys: &SessionKeys,
+        session: cldc::proto::SessionId,
+        kind: Kind,
+        msg_seq: u64,
+        body: &[u8],
+        to: SocketAddr,
+    ) {
+        let key = keys.sealing_key(&self.stateless_sender());
+        let meta = PacketMeta {
+            kind,
+            session,
+            msg_seq,
+            ack: EventSeq(0),
+        };
+        if let Ok(dgs) = encode_message(
+            &meta,
+            body,
+            self.config.max_datagram,
+            &key,
+            &mut self.stateless_packet,
+        ) {
+            self.out
+                .extend(dgs.into_iter().map(|d| Output::Send(to, d)));
+        }
+    }
+
+    fn not_master(
+        &mut self,
+        keys: &SessionKeys,
+        h: &Header,
+        to: SocketAddr,
+        now: Duration,
+        hint: Option<SocketAddr>,
+    ) {
+        // At most one per session per 100 ms (docs/protocol.md §9.1).
+        let last = self.limited.get(&h.session.0).copied();
+        if last.is_some_and(|t| now.saturating_sub(t) < ANSWER_INTERVAL) {
+            self.counters.not_master_limited.inc();
+            return;
+        }
+        if self.limited.len() >= 65536 {
+            self.limited
+                .retain(|_, t| now.saturating_sub(*t) < ANSWER_INTERVAL);
+        }
+        self.limited.insert(h.session.0, now);
+        self.counters.not_master_sent.inc();
+        let body = encode_body(&NotMaster { hint }).unwrap_or_default();
+        self.stateless_answer(keys, h.session, Kind::NotMaster, h.msg_seq, &body, to);
+    }
+
+    /// Seals a message to a live session, to `to` or its reply address.
+    fn send_live(
+        &mut self,
+        id: SessionId,
+        kind: Kind,
+        msg_seq: u64,
+        body: &[u8],
+        to: Option<SocketAddr>,
+    ) {
+        let Some(epoch) = self.role.master else {
+            return;
+        };
+        let sender = self.master_sender(epoch);
+        let max = self.config.max_datagram;
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        let Some(to) = to.or(live.addr) else {
+            return;
+        };
+        let key = live.keys.sealing_key(&sender);
+        let meta = PacketMeta {
+            kind,
+            session: cldc::proto::SessionId(id.0),
+            msg_seq,
+            ack: EventSeq(live.answered),
+        };
+        if let Ok(dgs) = encode_message(&meta, body, max, &key, &mut live.next_packet) {
+            self.out
+                .extend(dgs.into_iter().map(|d| Output::Send(to, d)));
+        }
+    }
+
+    fn reply(&mut self, id: SessionId, seq: u64, response: Response) {
+        let body = match encode_body(&response) {
+            Ok(b) if b.len() <= MAX_MESSAGE => b,
+            _ => encode_body(&Response::Err(ErrorCode::TooLarge)).unwrap_or_default(),
+        };
+        if let Some(live) = self.lives.get_mut(&id) {
+            if seq >= live.answered {
+                live.answered = seq;
+                live.reply = Some(response);
+            }
+            if live.in_flight == Some(seq) {
+                live.in_flight = None;
+            }
+        }
+        self.send_live(id, Kind::Reply, seq, &body, None);
+    }
+
+    fn queue_event(&mut self, now: Duration, id: SessionId, event: Event) {
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        if live.unacked.len() >= MAX_UNACKED_EVENTS {
+            live.unacked.pop_first();
+            self.counters.events_dropped.inc();
+        }
+        let seq = live.next_event;
+        live.next_event += 1;
+        let body = encode_body(&event).unwrap_or_default();
+        live.unacked.insert(seq, event);
+        live.last_event_send = now;
+        if live.addr.is_some() {
+            self.counters.events_sent.inc();
+            self.send_live(id, Kind::Event, seq, &body, None);
+        }
+    }
+
+    fn resend_events(&mut self, now: Duration, id: SessionId) {
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        if live.addr.is_none() || live.unacked.is_empty() {
+            return;
+        }
+        live.last_event_send = now;
+        let events: Vec<(u64, Vec<u8>)> = live
+            .unacked
+            .iter()
+            .map(|(s, e)| (*s, encode_body(e).unwrap_or_default()))
+            .collect();
+        for (seq, body) in events {
+            self.counters.events_resent.inc();
+            self.send_live(id, Kind::Event, seq, &body, None);
+        }
+    }
+
+    // ---- inputs ----
+
+    /// The member's role changed. A new master epoch resets every session's memory: a fresh
+    /// lease from now and `MasterFailover` as its first event (docs/protocol.md §11.3).
+    pub fn on_role(&mut self, now: Duration, role: FeRole, cell: &CellView<'_>) {
+        let epoch = role
+            .epoch
+            .max(self.role.epoch)
+            .max(role.master.unwrap_or(0));
+        let changed = role.master != self.role.master;
+        self.role = FeRole { epoch, ..role };
+        if !changed {
+            return;
+        }
+        self.lives.clear();
+        let Some(epoch) = role.master else {
+            return;
+        };
+        let sessions: Vec<(SessionId, String)> = cell
+            .ns
+            .sessions()
+            .map(|(id, s)| (id, s.user.clone()))
+            .collect();
+        for (id, user) in sessions {
+            if let Some(keys) = db::session_keys(cell.ns, id) {
+                self.adopt(now, id, keys, user, epoch);
+            }
+        }
+    }
+
+    /// Holds a session of the namespace as this master: a fresh lease and `MasterFailover`.
+    fn adopt(&mut self, now: Duration, id: SessionId, keys: SessionKeys, user: String, epoch: u64) {
+        let live = Live::new(keys, user, now + self.config.lease);
+        self.lives.insert(id, live);
+        self.queue_event(
+            now,
+            id,
+            Event::MasterFailover {
+                epoch: Epoch(epoch),
+            },
+        );
+    }
+
+    /// One datagram from `from`, received at `now` (monotonic) / `wall`.
+    pub fn on_datagram(
+        &mut self,
+        now: Duration,
+        wall: WallTime,
+        from: SocketAddr,
+        dg: &[u8],
+        cell: &CellView<'_>,
+    ) {
+        let h = match parse_header(dg, self.accept_limit()) {
+            Ok((h, _)) => h,
+            Err(err) => {
+                let c = &self.counters;
+                match err {
+                    DecodeError::TooLong => c.too_long.inc(),
+                    DecodeError::TooShort => c.too_short.inc(),
+                    DecodeError::BadMagic => c.bad_magic.inc(),
+                    DecodeError::BadVersion(_) => c.bad_version.inc(),
+                    _ => c.bad_header.inc(),
+                };
+                return;
+            }
+        };
+        if !h.kind.is_client_to_server() {
+            self.counters.wrong_direction.inc();
+            return;
+        }
+        if h.kind == Kind::HandshakeInit {
+            self.on_init(now, from, dg, cell);
+            return;
+        }
+        self.on_sealed(now, wall, from, dg, &h, cell);
+    }
+
+    fn on_init(&mut self, now: Duration, from: SocketAddr, dg: &[u8], cell: &CellView<'_>) {
+        let sender = self.stateless_sender();
+        let check = self
+            .responder
+            .check_init(now, from, dg, self.accept_limit(), sender);
+        let init = match check {
+            InitCheck::Answer(a) => {
+                self.sync_responder_counters();
+                self.out.push(Output::Send(from, a));
+                return;
+            }
+            InitCheck::Drop(_) => {
+                self.sync_responder_counters();
+                return;
+            }
+            InitCheck::Fresh(init) => init,
+        };
+        let Some(secret) = self.config.users.get(init.user.as_str()).cloned() else {
+            self.counters.handshake_unknown_user.inc();
+            self.sync_responder_counters();
+            return;
+        };
+        let outcome = match self.role.master {
+            None => HandshakeOutcome::NotMaster { hint: self.hint() },
+            Some(epoch) => {
+                if self.user_sessions(&init.user, cell) >= self.config.max_sessions_per_user {
+                    self.counters.sessions_per_user_refused.inc();
+                    HandshakeOutcome::Refused {
+                        code: ErrorCode::TooManySessions,
+                    }
+                } else {
+                    match self.fresh_session_id(cell) {
+                        Some(session) => HandshakeOutcome::Accepted {
+                            session: cldc::proto::SessionId(session.0),
+                            epoch: Epoch(epoch),
+                        },
+                        None => HandshakeOutcome::Refused {
+                            code: ErrorCode::Busy,
+                        },
+                    }
+                }
+            }
+        };
+        let random = random32(&*self.entropy);
+        if let Ok(reply) = self
+            .responder
+            .answer(now, &init, &secret, &outcome, sender, random)
+        {
+            self.out.push(Output::Send(from, reply));
+        }
+        self.sync_responder_counters();
+    }
+
+    fn user_sessions(&self, user: &UserName, cell: &CellView<'_>) -> usize {
+        let creating = self
+            .lives
+            .values()
+            .filter(|l| l.creating && l.user == user.as_str())
+            .count();
+        db::sessions_of(cell.ns, user.as_str()) + creating + self.responder.pending_for(user)
+    }
+
+    /// A session id never used: random, non-zero, not live, pending or tombstoned.
+    fn fresh_session_id(&self, cell: &CellView<'_>) -> Option<SessionId> {
+        (0..16).find_map(|_| {
+            let id = SessionId(self.entropy.next_u64());
+            let taken = id.0 == 0
+                || self.lives.contains_key(&id)
+                || db::known(cell.ns, id)
+                || self.responder.is_pending(cldc::proto::SessionId(id.0));
+            (!taken).then_some(id)
+        })
+    }
+
+    fn on_sealed(
+        &mut self,
+        now: Duration,
+        wall: WallTime,
+        from: SocketAddr,
+        dg: &[u8],
+        h: &Header,
+        cell: &CellView<'_>,
+    ) {
+        let id = SessionId(h.session.0);
+        // 6: find keys — a live session's, a pending handshake's, a tombstone's.
+        let found = if self.role.master.is_some() && self.lives.contains_key(&id) {
+            Found::Live
+        } else if let Some(k) = db::session_keys(cell.ns, id) {
+            Found::Record(k)
+        } else if self.responder.pending_key(h).is_some() {
+            Found::Pending
+        } else if let Some(k) = db::tombstone_keys(cell.ns, id) {
+            Found::Tombstone(k)
+        } else {
+            self.counters.unknown_session.inc();
+            return;
+        };
+        // 7: open under the client key of the header's epoch.
+        let limit = self.accept_limit();
+        let opened = match &found {
+            Found::Live => {
+                let keys = &self.lives[&id].keys;
+                open_packet(dg, limit, |h| Some(keys.sealing_key(&h.sender)))
+            }
+            Found::Record(k) | Found::Tombstone(k) => {
+                open_packet(dg, limit, |h| Some(k.sealing_key(&h.sender)))
+            }
+            Found::Pending => open_packet(dg, limit, |h| self.responder.pending_key(h)),
+        };
+        let packet = match opened {
+            Ok(p) => p,
+            Err(err) => {
+                match err {
+                    DecodeError::BadTag => self.counters.bad_tag.inc(),
+                    DecodeError::TooShort => self.counters.too_short.inc(),
+                    _ => self.counters.bad_header.inc(),
+                };
+                return;
+            }
+        };
+        let h = packet.header;
+        // 8: pending and tombstones.
+        match found {
+            Found::Tombstone(keys) => {
+                self.counters.ended_session.inc();
+                if matches!(h.kind, Kind::Request | Kind::KeepAlive) {
+                    let body =
+                        encode_body(&Response::Err(ErrorCode::UnknownSession)).unwrap_or_default();
+                    self.stateless_answer(&keys, h.session, Kind::Reply, h.msg_seq, &body, from);
+                }
+                return;
+            }
+            Found::Pending => {
+                self.complete(now, wall, from, &h, &packet.payload);
+                return;
+            }
+            Found::Record(keys) => {
+                // 9: non-masters redirect; a master adopts a session it has not held yet.
+                let Some(epoch) = self.role.master else {
+                    if matches!(h.kind, Kind::Request | Kind::KeepAlive) {
+                        let hint = self.hint();
+                        self.not_master(&keys, &h, from, now, hint);
+                    }
+                    return;
+                };
+                let user = cell
+                    .ns
+                    .session(id)
+                    .map(|s| s.user.clone())
+                    .unwrap_or_default();
+                self.adopt(now, id, keys, user, epoch);
+            }
+            Found::Live => {}
+        }
+        let Some(epoch) = self.role.master else {
+            return;
+        };
+        let client_epoch = h.sender.epoch.0;
+        if client_epoch > epoch {
+            // The client has seen a newer master: this one is deposed.
+            if matches!(h.kind, Kind::Request | Kind::KeepAlive) {
+                let keys = self.lives[&id].keys.clone();
+                self.not_master(&keys, &h, from, now, None);
+            }
+            return;
+        }
+        if client_epoch < epoch {
+            self.counters.stale_epoch.inc();
+            if matches!(h.kind, Kind::Request | Kind::KeepAlive) {
+                let ok = self.lives.get_mut(&id).is_some_and(|l| l.rate_ok(now));
+                if ok {
+                    self.counters.retries_sent.inc();
+                    self.send_live(id, Kind::Retry, h.msg_seq, &[], Some(from));
+                } else {
+                    self.counters.not_master_limited.inc();
+                }
+            }
+            return;
+        }
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        if !live.window.accept(h.packet_seq) {
+            self.counters.replayed.inc();
+            return;
+        }
+        // 10: the reply address, reassembly, decoding, acting.
+        let first_contact = live.addr.is_none();
+        live.addr = Some(from);
+        if h.ack.0 > 0 {
+            live.unacked.retain(|seq, _| *seq > h.ack.0);
+        }
+        if first_contact {
+            // Events queued before this master knew where the session is (MasterFailover).
+            self.resend_events(now, id);
+        }
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        let evicted = live.reassembler.evicted();
+        let pushed = live.reassembler.push(&h, &packet.payload);
+        self.counters
+            .reassembly_evictions
+            .inc_by(live.reassembler.evicted() - evicted);
+        let body = match pushed {
+            Ok(Reassembled::Complete(b)) => b,
+            Ok(_) => return,
+            Err(_) => {
+                self.counters.bad_fragment.inc();
+                return;
+            }
+        };
+        match h.kind {
+            Kind::Ack => {}
+            Kind::KeepAlive => {
+                if !cell.can_read {
+                    self.counters.not_serving.inc();
+                    return;
+                }
+                live.lease_until = now + self.config.lease;
+                self.counters.keepalives_answered.inc();
+                let body = encode_body(&KeepAliveReply {
+                    lease: self.config.lease,
+                })
+                .unwrap_or_default();
+                self.send_live(id, Kind::KeepAliveReply, h.msg_seq, &body, None);
+                self.resend_events(now, id);
+            }
+            Kind::Request => match decode_body::<Request>(&body) {
+                Ok(req) => self.on_request(now, wall, id, h.msg_seq, req, cell),
+                Err(_) => {
+                    self.counters.bad_body.inc();
+                    self.answer_from_memory(
+                        id,
+                        h.msg_seq,
+                        Response::Err(ErrorCode::BadPacket),
+                        cell,
+                    );
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// The first sealed datagram of a pending handshake: the session is born (12.3 step 4).
+    fn complete(
+        &mut self,
+        now: Duration,
+        wall: WallTime,
+        from: SocketAddr,
+        h: &Header,
+        payload: &[u8],
+    ) {
+        let Some(epoch) = self.role.master else {
+            self.counters.not_serving.inc();
+            return;
+        };
+        if h.kind != Kind::Request
+            || h.msg_seq != 1
+            || h.frag_count != 1
+            || h.sender.epoch.0 != epoch
+        {
+            self.counters.bad_body.inc();
+            return;
+        }
+        if decode_body::<Request>(payload) != Ok(Request::NewSession) {
+            self.counters.bad_body.inc();
+            return;
+        }
+        let Some(proven) = self.responder.complete(h.session) else {
+            return;
+        };
+        self.sync_responder_counters();
+        let id = SessionId(proven.session.0);
+        let mut live = Live::new(
+            proven.keys,
+            proven.user.as_str().to_string(),
+            now + self.config.lease,
+        );
+        live.creating = true;
+        live.window.accept(h.packet_seq);
+        live.addr = Some(from);
+        self.lives.insert(id, live);
+        self.propose_new_session(wall, id);
+    }
+
+    fn propose_new_session(&mut self, wall: WallTime, id: SessionId) {
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        live.in_flight = Some(1);
+        let (user, keys) = (live.user.clone(), live.keys.clone());
+        let op = db::new_session(&user, self.config.lease, &keys);
+        self.counters.requests_proposed.inc();
+        let command = Command::Client(ClientRequest {
+            session: id,
+            seq: RequestSeq(1),
+            time: wall,
+            op,
+        });
+        if !self.propose(
+            Proposal::Request {
+                session: id,
+                seq: 1,
+            },
+            command,
+        ) && let Some(live) = self.lives.get_mut(&id)
+        {
+            live.in_flight = None;
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Duration,
+        wall: WallTime,
+        id: SessionId,
+        seq: u64,
+        req: Request,
+        cell: &CellView<'_>,
+    ) {
+        let record = cell.ns.session(id);
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        if live.creating && record.is_none() {
+            // Only the creating NewSession means anything before the record exists.
+            if seq == 1 && req == Request::NewSession && live.in_flight.is_none() {
+                self.propose_new_session(wall, id);
+            } else {
+                self.counters.stale_request.inc();
+            }
+            return;
+        }
+        let Some(record) = record else {
+            return;
+        };
+        live.creating = false;
+        let last_seq = record.last_seq.0;
+        let seen = last_seq.max(live.answered);
+        if seq < seen {
+            self.counters.stale_request.inc();
+            return;
+        }
+        if seq == seen {
+            // A retransmission: the cached reply, never a second execution.
+            let cached = if live.answered == seq {
+                live.reply.clone()
+            } else {
+                convert::response(&record.last_reply, record.lease)
+            };
+            match cached {
+                Some(resp) => {
+                    let body = encode_body(&resp).unwrap_or_default();
+                    self.send_live(id, Kind::Reply, seq, &body, None);
+                }
+                None => {
+                    self.counters.stale_request.inc();
+                }
+            }
+            return;
+        }
+        if live.in_flight == Some(seq) {
+            self.counters.stale_request.inc();
+            return;
+        }
+        let op = match self.write_op(&req) {
+            Ok(Some(op)) => op,
+            Ok(None) => {
+                // A read (or a request refused before the log): the barrier rule.
+                if seq > seen + 1 {
+                    self.barrier(wall, id, seq, req);
+                } else {
+                    self.answer_read(id, seq, &req, cell);
+                }
+                return;
+            }
+            Err(code) => {
+                if seq > seen + 1 {
+                    self.barrier(wall, id, seq, req);
+                } else {
+                    self.answer_from_memory(id, seq, Response::Err(code), cell);
+                }
+                return;
+            }
+        };
+        if let Some(live) = self.lives.get_mut(&id) {
+            live.in_flight = Some(seq);
+        }
+        self.counters.requests_proposed.inc();
+        let command = Command::Client(ClientRequest {
+            session: id,
+            seq: RequestSeq(seq),
+            time: wall,
+            op,
+        });
+        if !self.propose(Proposal::Request { session: id, seq }, command)
+            && let Some(live) = self.lives.get_mut(&id)
+        {
+            live.in_flight = None;
+        }
+        let _ = now;
+    }
+
+    /// The log op of a write; `Ok(None)` for a read; `Err` for a request refused before the
+    /// log (unknown flag bits).
+    fn write_op(&self, req: &Request) -> Result<Option<ClientOp>, ErrorCode> {
+        Ok(Some(match req {
+            r if is_read(r) => return Ok(None),
+            Request::EndSession => ClientOp::EndSession,
+            Request::Open { path, mode, events } => ClientOp::Open {
+                path: path.clone(),
+                mode: convert::open_mode(*mode).ok_or(ErrorCode::BadPacket)?,
+                events: convert::event_mask(*events).ok_or(ErrorCode::BadPacket)?,
+            },
+            Request::OpenWith {
+                path,
+                mode,
+                events,
+                lock_delay,
+            } => {
+                if *lock_delay > cldc::proto::MAX_LOCK_DELAY {
+                    return Err(ErrorCode::BadPacket);
+                }
+                ClientOp::OpenWith {
+                    path: path.clone(),
+                    mode: convert::open_mode(*mode).ok_or(ErrorCode::BadPacket)?,
+                    events: convert::event_mask(*events).ok_or(ErrorCode::BadPacket)?,
+                    lock_delay: *lock_delay,
+                }
+            }
+            Request::Close { handle } => ClientOp::Close {
+                handle: libpaxos_db::HandleId(handle.0),
+            },
+            Request::Put { handle, cas, data } => ClientOp::Put {
+                handle: libpaxos_db::HandleId(handle.0),
+                data: data.clone(),
+                cas: cas.map(|c| libpaxos_db::ContentGeneration(c.0)),
+            },
+            Request::Delete { path } => ClientOp::Delete { path: path.clone() },
+            Request::Lock { handle, mode, wait } => ClientOp::Lock {
+                handle: libpaxos_db::HandleId(handle.0),
+                mode: convert::lock_mode_in(*mode),
+                wait: *wait,
+            },
+            Request::Unlock { handle } => ClientOp::Unlock {
+                handle: libpaxos_db::HandleId(handle.0),
+            },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// A read after a gap: first log `Barrier` for `seq - 1` (docs/protocol.md §9.2), answer
+    /// once it is applied.
+    fn barrier(&mut self, wall: WallTime, id: SessionId, seq: u64, request: Request) {
+        self.counters.barriers_logged.inc();
+        if let Some(live) = self.lives.get_mut(&id) {
+            live.in_flight = Some(seq);
+        }
+        let command = Command::Client(ClientRequest {
+            session: id,
+            seq: RequestSeq(seq - 1),
+            time: wall,
+            op: db::barrier(),
+        });
+        let proposal = Proposal::Barrier {
+            session: id,
+            seq,
+            request,
+        };
+        if !self.propose(proposal, command)
+            && let Some(live) = self.lives.get_mut(&id)
+        {
+            live.in_flight = None;
+        }
+    }
+
+    fn answer_from_memory(&mut self, id: SessionId, seq: u64, resp: Response, cell: &CellView<'_>) {
+        if !cell.can_read {
+            self.counters.not_serving.inc();
+            return;
+        }
+        self.reply(id, seq, resp);
+    }
+
+    fn answer_read(&mut self, id: SessionId, seq: u64, req: &Request, cell: &CellView<'_>) {
+        if !cell.can_read {
+            self.counters.not_serving.inc();
+            return;
+        }
+        let ns = cell.ns;
+        let sid = id;
+        let err = |e: &libpaxos_db::CmdError| Response::Err(convert::error_code(e));
+        let resp = match req {
+            Request::Stat { path } => match ns.stat(path) {
+                Ok(node) => Response::Ok(Reply::Stat {
+                    meta: convert::meta(&node),
+                }),
+                Err(e) => err(&e),
+            },
+            Request::ListDir { path } => match ns.list_dir(path) {
+                Ok(entries) => Response::Ok(Reply::Listing {
+                    entries: entries
+                        .iter()
+                        .map(|e| cldc::proto::DirEntry {
+                            name: e.name.clone(),
+                            meta: convert::meta(&e.node),
+                        })
+                        .collect(),
+                }),
+                Err(e) => err(&e),
+            },
+            Request::GetContentsAndStat { handle } => {
+                match ns.read(sid, libpaxos_db::HandleId(handle.0)) {
+                    Ok((node, data)) => Response::Ok(Reply::Contents {
+                        meta: convert::meta(&node),
+                        data,
+                    }),
+                    Err(libpaxos_db::ReadError::Cmd(e)) => err(&e),
+                    Err(libpaxos_db::ReadError::Db(_)) => Response::Err(ErrorCode::Internal),
+                }
+            }
+            Request::GetSequencer { handle } => {
+                match ns.sequencer(sid, libpaxos_db::HandleId(handle.0)) {
+                    Ok(s) => Response::Ok(Reply::Sequencer {
+                        sequencer: convert::sequencer_out(&s),
+                    }),
+                    Err(e) => err(&e),
+                }
+            }
+            Request::CheckSequencer { sequencer } => {
+                match ns.check_sequencer(&convert::sequencer_in(sequencer)) {
+                    Ok(()) => Response::Ok(Reply::SequencerValid),
+                    Err(e) => err(&e),
+                }
+            }
+            Request::Status => Response::Ok(Reply::Status(self.status(id, cell))),
+            Request::NewSession => Response::Err(ErrorCode::BadPacket),
+            _ => Response::Err(ErrorCode::Internal),
+        };
+        self.counters.reads_answered.inc();
+        self.reply(id, seq, resp);
+    }
+
+    fn status(&self, id: SessionId, cell: &CellView<'_>) -> CellStatus {
+        let last = self
+            .lives
+            .get(&id)
+            .map_or(0, |l| l.answered)
+            .max(cell.ns.session(id).map_or(0, |s| s.last_seq.0));
+        let mut counters: Vec<StatusCounter> = self
+            .counters
+            .values()
+            .into_iter()
+            .map(|(name, value)| StatusCounter {
+                name: name.to_string(),
+                value,
+            })
+            .chain(std::iter::once(StatusCounter {
+                name: "pending_handshakes".to_string(),
+                value: self.responder.pending_count() as u64,
+            }))
+            .collect();
+        counters.sort_by(|a, b| a.name.cmp(&b.name));
+        CellStatus {
+            epoch: Epoch(self.role.master.unwrap_or(self.role.epoch)),
+            members: cell.members.to_vec(),
+            sessions: cell.ns.sessions().count() as u64,
+            last_request: cldc::proto::RequestSeq(last),
+            counters,
+        }
+    }
+
+    /// A proposal was refused or lost its slot: nothing ran; the client retransmits.
+    /// `too_large`: the command exceeds what one Paxos batch carries; the request is
+    /// answered `TooLarge` (it can never run).
+    pub fn on_proposal_failed(&mut self, token: Token, too_large: bool) {
+        let Some(p) = self.proposals.remove(&token) else {
+            return;
+        };
+        self.counters.proposals_failed.inc();
+        if too_large && let Proposal::Request { session, seq } = &p {
+            let (session, seq) = (*session, *seq);
+            self.reply(session, seq, Response::Err(ErrorCode::TooLarge));
+            return;
+        }
+        match p {
+            Proposal::Request { session, seq } | Proposal::Barrier { session, seq, .. } => {
+                if let Some(live) = self.lives.get_mut(&session)
+                    && live.in_flight == Some(seq)
+                {
+                    live.in_flight = None;
+                }
+            }
+            Proposal::Expire { session } => {
+                if let Some(live) = self.lives.get_mut(&session) {
+                    live.expiring = false;
+                }
+            }
+            Proposal::EndDelays => self.end_delays_in_flight = false,
+            Proposal::Purge => self.purge_in_flight = false,
+        }
+    }
+
+    /// A slot was applied; `token` when it held this front end's proposal. (`_wall` is the
+    /// wall clock now, kept for symmetry with the other inputs.)
+    pub fn on_applied(
+        &mut self,
+        now: Duration,
+        _wall: WallTime,
+        token: Option<Token>,
+        applied: &libpaxos_db::Applied,
+        cell: &CellView<'_>,
+    ) {
+        if let Some(p) = token.and_then(|t| self.proposals.remove(&t)) {
+            match p {
+                Proposal::Request { session, seq } => {
+                    if applied.request == Some((session, RequestSeq(seq))) {
+                        let resp = convert::response(&applied.reply, self.config.lease);
+                        let ended =
+                            matches!(applied.reply, Ok(libpaxos_db::Response::SessionEnded));
+                        if matches!(applied.reply, Ok(libpaxos_db::Response::SessionCreated)) {
+                            self.counters.sessions_created.inc();
+                            if let Some(live) = self.lives.get_mut(&session) {
+                                live.creating = false;
+                                live.lease_until = now + self.config.lease;
+                            }
+                        }
+                        if let Some(resp) = resp {
+                            self.reply(session, seq, resp);
+                        }
+                        if ended {
+                            self.counters.sessions_ended.inc();
+                            self.lives.remove(&session);
+                        }
+                    } else if let Some(live) = self.lives.get_mut(&session)
+                        && live.in_flight == Some(seq)
+                    {
+                        live.in_flight = None;
+                    }
+                }
+                Proposal::Barrier {
+                    session,
+                    seq,
+                    request,
+                } => {
+                    if let Some(live) = self.lives.get_mut(&session)
+                        && live.in_flight == Some(seq)
+                    {
+                        live.in_flight = None;
+                    }
+                    if applied.request == Some((session, RequestSeq(seq - 1)))
+                        && applied.reply.is_ok()
+                    {
+                        match self.write_op(&request) {
+                            Err(code) => {
+                                self.answer_from_memory(session, seq, Response::Err(code), cell)
+                            }
+                            _ => self.answer_read(session, seq, &request, cell),
+                        }
+                    }
+                }
+                Proposal::Expire { session } => {
+                    if cell.ns.session(session).is_none() {
+                        self.counters.sessions_expired.inc();
+                        self.lives.remove(&session);
+                    } else if let Some(live) = self.lives.get_mut(&session) {
+                        live.expiring = false;
+                    }
+                }
+                Proposal::EndDelays => self.end_delays_in_flight = false,
+                Proposal::Purge => self.purge_in_flight = false,
+            }
+        }
+        if self.role.master.is_none() || applied.events.is_empty() {
+            return;
+        }
+        let generation = match &applied.reply {
+            Ok(libpaxos_db::Response::Written { node }) => node.content_generation.0,
+            _ => 0,
+        };
+        for notice in &applied.events {
+            let event = convert::event(notice, cldc::proto::ContentGeneration(generation));
+            self.queue_event(now, notice.to.session, event);
+        }
+    }
+
+    /// Timers: session expiry, event resends, lock-delay ends, tombstone purges, cookie
+    /// rotation, pending handshake expiry.
+    pub fn on_tick(&mut self, now: Duration, wall: WallTime, cell: &CellView<'_>) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + TICK_EVERY;
+        self.responder.expire(now);
+        if now >= self.next_cookie_rotation {
+            self.next_cookie_rotation = now + COOKIE_ROTATION;
+            let r = random32(&*self.entropy);
+            self.responder.rotate_cookie_secret(r);
+        }
+        self.sync_responder_counters();
+        if self.limited.len() > 1024 {
+            self.limited
+                .retain(|_, t| now.saturating_sub(*t) < ANSWER_INTERVAL);
+        }
+        if self.role.master.is_none() {
+            return;
+        }
+        let margin = self.config.expiry_margin;
+        let max_rto = self.config.max_rto;
+        let mut expire = Vec::new();
+        let mut gone = Vec::new();
+        let mut resend = Vec::new();
+        for (id, live) in &self.lives {
+            let exists = cell.ns.session(*id).is_some();
+            if live.creating && !exists {
+                if now > live.lease_until + margin && live.in_flight.is_none() {
+                    gone.push(*id);
+                }
+                continue;
+            }
+            if !exists {
+                gone.push(*id);
+                continue;
+            }
+            if !live.expiring && now > live.lease_until + margin {
+                expire.push(*id);
+                continue;
+            }
+            if !live.unacked.is_empty()
+                && live.addr.is_some()
+                && now.saturating_sub(live.last_event_send) >= max_rto
+            {
+                resend.push(*id);
+            }
+        }
+        for id in gone {
+            self.lives.remove(&id);
+        }
+        for id in resend {
+            self.resend_events(now, id);
+        }
+        for id in expire {
+            if let Some(live) = self.lives.get_mut(&id) {
+                live.expiring = true;
+            }
+            let ok = self.propose(
+                Proposal::Expire { session: id },
+                Command::ExpireSession {
+                    session: id,
+                    time: wall,
+                },
+            );
+            if !ok && let Some(live) = self.lives.get_mut(&id) {
+                live.expiring = false;
+            }
+        }
+        if !self.end_delays_in_flight && db::next_lock_delay_end(cell.ns).is_some_and(|t| t <= wall)
+        {
+            self.end_delays_in_flight =
+                self.propose(Proposal::EndDelays, Command::EndLockDelays { time: wall });
+        }
+        let ttl = self.config.tombstone_ttl.as_millis() as u64;
+        let before = WallTime(wall.0.saturating_sub(ttl));
+        if !self.purge_in_flight && db::oldest_tombstone(cell.ns).is_some_and(|t| t < before) {
+            self.purge_in_flight = self.propose(Proposal::Purge, db::purge(before));
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! In-process cells with the client front end on real loopback UDP, for the front-end
+//! tests: each member on its own runtime (killing one drops its tasks and sockets).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cld_server::config::{CellConfig, TimingOverrides};
+use cld_server::env::{OsEntropy, SystemClock};
+use cld_server::metrics::Metrics;
+use cld_server::{ServerHandle, ServerOptions};
+use cldc::proto::{CellPrivateKey, CellPublicKey};
+use cldc::{Credentials, Session, SessionOptions};
+use libpaxos::{NodeId, Role};
+
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::TempDir;
+
+pub const USER: &str = "alice";
+pub const USER_SECRET: &str = "alice-secret-alice-secret-alice-secret";
+pub const CELL_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+fn free_port() -> u16 {
+    // A port free for both TCP and UDP.
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub struct Member {
+    pub rt: Option<tokio::runtime::Runtime>,
+    pub handle: ServerHandle,
+    pub metrics: Metrics,
+}
+
+impl Member {
+    pub fn kill(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub fn is_master(&self) -> bool {
+        let view = *self.handle.roles().borrow();
+        self.rt.is_some() && matches!(view.role, Role::Master { .. }) && view.lease
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.metrics
+            .counters
+            .values()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+}
+
+pub struct Cell {
+    pub dir: TempDir,
+    pub config: CellConfig,
+    pub members: Vec<Member>,
+    pub clients: Vec<SocketAddr>,
+    pub key: CellPublicKey,
+}
+
+impl Cell {
+    /// A cell of `n` members; `timing` is extra `[timing]` lines.
+    pub fn start(tag: &str, n: u64, timing: &str) -> Cell {
+        let dir = TempDir::new(tag);
+        let private = CellPrivateKey::from_bytes([0x42; 32]);
+        let key_path = dir.path().join("cell.key");
+        cldc::keyfile::write_private_key(&key_path, &private).unwrap();
+        let mut text = format!(
+            "[cell]\nname = \"fe\"\nsecret = \"{CELL_SECRET}\"\nkey_file = \"cell.key\"\n[timing]\npaxos_lease_ms = 300\nheartbeat_ms = 50\nelection_timeout_ms = 400\n{timing}\n"
+        );
+        let mut clients = Vec::new();
+        for id in 1..=n {
+            let client = free_port();
+            clients.push(SocketAddr::from(([127, 0, 0, 1], client)));
+            text.push_str(&format!(
+                "[[member]]\nid = {id}\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{}\"\n",
+                free_port()
+            ));
+        }
+        text.push_str(&format!(
+            "[[user]]\nname = \"{USER}\"\nsecret = \"{USER_SECRET}\"\n"
+        ));
+        let path = common::write_file(dir.path(), "cell.toml", &text, 0o600);
+        let config = CellConfig::load(&path, &TimingOverrides::default()).unwrap();
+        let members = (1..=n).map(|id| start(&config, id, dir.path())).collect();
+        Cell {
+            dir,
+            config,
+            members,
+            clients,
+            key: private.public(),
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.members[i].kill();
+        self.members[i] = start(&self.config, i as u64 + 1, self.dir.path());
+    }
+
+    pub fn wait_master(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let masters: Vec<usize> = (0..self.members.len())
+                .filter(|&i| self.members[i].is_master())
+                .collect();
+            if masters.len() == 1 {
+                return masters[0];
+            }
+            assert!(Instant::now() < deadline, "no single master: {masters:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn options(&self) -> SessionOptions {
+        SessionOptions {
+            cell_key: Some(self.key),
+            ..SessionOptions::default()
+        }
+    }
+
+    pub async fn session(&self) -> Session {
+        self.session_with(self.options()).await
+    }
+
+    pub async fn session_with(&self, options: SessionOptions) -> Session {
+        Session::open(
+            self.clients.clone(),
+            Credentials::new(USER, USER_SECRET.as_bytes()).unwrap(),
+            options,
+        )
+        .await
+        .expect("session opens")
+    }
+
+    /// Sum of a counter over the running members.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.members
+            .iter()
+            .filter(|m| m.rt.is_some())
+            .map(|m| m.counter(name))
+            .sum()
+    }
+}
+
+impl Drop for Cell {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            m.kill();
+        }
+    }
+}
+
+pub fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let metrics = Metrics::new();
+        let result = rt.block_on(cld_server::start(
+            ServerOptions {
+                config: config.clone(),
+                id: NodeId(id),
+                data_dir: dir.join(format!("m{id}")),
+            },
+            Arc::new(cld_server::peer::TokioNet),
+            Arc::new(SystemClock::new()),
+            Arc::new(OsEntropy),
+            metrics.clone(),
+        ));
+        match result {
+            Ok(server) => {
+                return Member {
+                    rt: Some(rt),
+                    handle: server.handle,
+                    metrics,
+                };
+            }
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("retrying start of member {id}: {err}");
+                rt.shutdown_background();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => panic!("member {id} did not start: {err}"),
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! The front-end core without sockets or a replica: every receiver check of
+//! docs/protocol.md §15.2 that drops a datagram is counted and sends and proposes nothing;
+//! handshakes, the barrier rule, Retry after a change of epoch, tombstone answers and
+//! redirects behave as specified. A real namespace (sled, temporary) applies what the core
+//! proposes, as the replica loop would.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cld_server::env::SeededEntropy;
+use cld_server::frontend::{CellView, FeRole, Frontend, FrontendConfig, Output, Token};
+use cld_server::metrics::Metrics;
+use cldc::proto::{
+    CellKeys, CellPrivateKey, ClientHandshake, Epoch, EventSeq, HandshakeOutcome, Header, Kind,
+    PacketMeta, PacketSeq, Reply, Request, Response, Role, Secret, Sender, SessionId, SessionKeys,
+    UserName, decode_body, encode_body, encode_message, open_packet, parse_header,
+};
+use libpaxos::{Committed, Payload, Slot, Value};
+use libpaxos_db::{Command, Limits, Namespace, WallTime};
+
+const USER: &str = "alice";
+const SECRET: &[u8] = b"alice-secret-alice-secret-alice-secret";
+
+fn client() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+
+struct Harness {
+    fe: Frontend,
+    metrics: Metrics,
+    ns: Namespace,
+    _db: sled::Db,
+    slot: u64,
+    epoch: u64,
+    now: Duration,
+    proposed: Vec<(Token, Command)>,
+    sent: Vec<(SocketAddr, Vec<u8>)>,
+    can_read: bool,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with_limit(64)
+    }
+
+    fn with_limit(max_sessions_per_user: usize) -> Harness {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let ns = Namespace::open(&db, Limits::default()).unwrap();
+        let metrics = Metrics::new();
+        let mut users = HashMap::new();
+        users.insert(USER.to_string(), Secret::new(SECRET).unwrap());
+        let mut addrs = BTreeMap::new();
+        addrs.insert(1, "127.0.0.1:8001".parse().unwrap());
+        addrs.insert(2, "127.0.0.1:8002".parse().unwrap());
+        let config = FrontendConfig {
+            member: 1,
+            boot: 1,
+            lease: Duration::from_secs(12),
+            expiry_margin: Duration::from_secs(1),
+            max_datagram: 1400,
+            users,
+            client_addrs: addrs,
+            max_sessions_per_user,
+            tombstone_ttl: Duration::from_secs(120),
+            max_rto: Duration::from_secs(2),
+        };
+        let fe = Frontend::new(
+            config,
+            CellKeys::new(CellPrivateKey::from_bytes([0x42; 32]), None),
+            Arc::new(SeededEntropy::new(1)),
+            metrics.counters.clone(),
+        );
+        let mut h = Harness {
+            fe,
+            metrics,
+            ns,
+            _db: db,
+            slot: 0,
+            epoch: 1,
+            now: Duration::from_secs(1),
+            proposed: vec![],
+            sent: vec![],
+            can_read: true,
+        };
+        h.become_master(1);
+        h
+    }
+
+    fn become_master(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.apply(Payload::Noop);
+        let cell = CellView {
+            ns: &self.ns,
+            can_read: self.can_read,
+            members: &[],
+        };
+        self.fe.on_role(
+            self.now,
+            FeRole {
+                master: Some(epoch),
+                epoch,
+                hint: Some(1),
+            },
+            &cell,
+        );
+        self.collect();
+    }
+
+    fn follow(&mut self, master: u64) {
+        let cell = CellView {
+            ns: &self.ns,
+            can_read: false,
+            members: &[],
+        };
+        self.fe.on_role(
+            self.now,
+            FeRole {
+                master: None,
+                epoch: self.epoch,
+                hint: Some(master),
+            },
+            &cell,
+        );
+        self.collect();
+    }
+
+    fn apply(&mut self, payload: Payload) -> libpaxos_db::Applied {
+        self.slot += 1;
+        self.ns
+            .apply(&Committed {
+                slot: Slot(self.slot),
+                value: Value {
+                    epoch: libpaxos::Epoch(self.epoch),
+                    payload,
+                },
+            })
+            .unwrap()
+    }
+
+    fn collect(&mut self) {
+        for o in self.fe.take_outputs() {
+            match o {
+                Output::Send(to, dg) => self.sent.push((to, dg)),
+                Output::Propose(t, c) => self.proposed.push((t, c)),
+            }
+        }
+    }
+
+    fn feed(&mut self, dg: &[u8]) {
+        let cell = CellView {
+            ns: &self.ns,
+            can_read: self.can_read,
+            members: &[],
+        };
+        self.fe
+            .on_datagram(self.now, WallTime(5_000), client(), dg, &cell);
+        self.collect();
+    }
+
+    /// Commits and applies every proposal, in order, reporting each to the core.
+    fn commit_all(&mut self) {
+        while !self.proposed.is_empty() {
+            let batch = std::mem::take(&mut self.proposed);
+            for (token, command) in batch {
+                let applied = self.apply(Payload::Command(command.encode().into()));
+                let cell = CellView {
+                    ns: &self.ns,
+                    can_read: self.can_read,
+                    members: &[],
+                };
+                self.fe
+                    .on_applied(self.now, WallTime(5_000), Some(token), &applied, &cell);
+                self.collect();
+            }
+        }
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        self.metrics
+            .counters
+            .values()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1
+    }
+
+    fn quiet(&self) -> bool {
+        self.sent.is_empty() && self.proposed.is_empty()
+    }
+}
+
+/// A client end: the handshake, then sealing under its epoch's key.
+struct Client {
+    keys: SessionKeys,
+    session: SessionId,
+    epoch: u64,
+    packet: PacketSeq,
+}
+
+impl Client {
+    fn handshake(h: &mut Harness) -> Client {
+        Client::handshake_with(h, [7; 32]).expect("accepted")
+    }
+
+    fn handshake_with(h: &mut Harness, ephemeral: [u8; 32]) -> Result<Client, HandshakeOutcome> {
+        let hs = ClientHandshake::new(
+            UserName::new(USER).unwrap(),
+            &Secret::new(SECRET).unwrap(),
+            CellPrivateKey::from_bytes([0x42; 32]).public(),
+            ephemeral,
+        );
+        h.feed(&hs.init_datagram().unwrap());
+        assert!(h.proposed.is_empty(), "nothing is logged for a handshake");
+        let (_, reply) = h.sent.pop().expect("a handshake reply");
+        let (header, body) = parse_header(&reply, 1400).unwrap();
+        let (outcome, keys) = hs.read_reply(&header, body).unwrap();
+        let HandshakeOutcome::Accepted { session, epoch } = outcome else {
+            return Err(outcome);
+        };
+        Ok(Client {
+            keys: keys.unwrap(),
+            session,
+            epoch: epoch.0,
+            packet: PacketSeq(1),
+        })
+    }
+
+    fn seal(&mut self, kind: Kind, msg_seq: u64, body: &[u8]) -> Vec<u8> {
+        let key = self.keys.sealing_key(&Sender::client(Epoch(self.epoch)));
+        let meta = PacketMeta {
+            kind,
+            session: self.session,
+            msg_seq,
+            ack: EventSeq(0),
+        };
+        let mut dgs = encode_message(&meta, body, 1400, &key, &mut self.packet).unwrap();
+        assert_eq!(dgs.len(), 1);
+        dgs.remove(0)
+    }
+
+    fn request(&mut self, seq: u64, req: &Request) -> Vec<u8> {
+        self.seal(Kind::Request, seq, &encode_body(req).unwrap())
+    }
+
+    fn open(&self, dg: &[u8]) -> (Header, Vec<u8>) {
+        let p = open_packet(dg, 1400, |h| Some(self.keys.sealing_key(&h.sender))).unwrap();
+        (p.header, p.payload)
+    }
+
+    /// The one reply sent, opened.
+    fn reply(&self, h: &mut Harness) -> (Header, Response) {
+        let replies: Vec<(Header, Vec<u8>)> = h
+            .sent
+            .drain(..)
+            .map(|(_, dg)| self.open(&dg))
+            .filter(|(hd, _)| hd.kind == Kind::Reply)
+            .collect();
+        assert_eq!(replies.len(), 1, "exactly one reply");
+        let (hd, body) = replies.into_iter().next().unwrap();
+        (hd, decode_body(&body).unwrap())
+    }
+}
+
+fn session(h: &mut Harness) -> Client {
+    let mut c = Client::handshake(h);
+    h.feed(&c.request(1, &Request::NewSession));
+    assert_eq!(h.proposed.len(), 1, "NewSession is logged once proven");
+    h.commit_all();
+    let (_, resp) = c.reply(h);
+    assert!(
+        matches!(resp, Response::Ok(Reply::SessionCreated { .. })),
+        "{resp:?}"
+    );
+    h.sent.clear();
+    c
+}
+
+#[test]
+fn malformed_datagrams_are_counted_and_answered_with_nothing() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    let good = c.request(2, &Request::Stat { path: "/".into() });
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("too_short", b"CLD".to_vec()),
+        ("bad_magic", vec![0xab; 100]),
+        ("bad_version", {
+            let mut d = good.clone();
+            d[4] = 9;
+            d
+        }),
+        ("too_short", good[..40].to_vec()),
+        ("too_long", vec![0; 1500]),
+        ("bad_header", {
+            let mut d = good.clone();
+            d[5] = 99;
+            d
+        }),
+        ("wrong_direction", {
+            let mut d = good.clone();
+            d[5] = Kind::Reply as u8;
+            d[6] = Role::Master as u8;
+            d[7] = 0;
+            d
+        }),
+        ("bad_tag", {
+            let mut d = good.clone();
+            let n = d.len();
+            d[n - 1] ^= 1;
+            d
+        }),
+        ("bad_tag", {
+            let mut d = good.clone();
+            d[70] ^= 0x10;
+            d
+        }),
+        ("unknown_session", {
+            let mut d = good.clone();
+            d[8] ^= 0xff;
+            d
+        }),
+        ("handshake_malformed", {
+            let mut d = good.clone();
+            d[5] = Kind::HandshakeInit as u8;
+            d[7] = 0;
+            d
+        }),
+    ];
+    for (counter, dg) in cases {
+        let before = h.counter(counter);
+        h.feed(&dg);
+        assert_eq!(h.counter(counter), before + 1, "{counter}");
+        assert!(h.quiet(), "{counter}: nothing sent or proposed");
+    }
+    // Random bytes never panic, never answer.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for len in [0usize, 1, 5, 59, 60, 61, 76, 100, 164, 1400] {
+        let mut d = vec![0u8; len];
+        for b in &mut d {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        if len >= 5 {
+            d[..5].copy_from_slice(b"CLDr\x02");
+        }
+        h.feed(&d);
+        assert!(h.quiet(), "random {len} bytes");
+    }
+    // The good datagram still works afterwards.
+    h.feed(&good);
+    let (_, resp) = c.reply(&mut h);
+    assert!(matches!(resp, Response::Ok(Reply::Stat { .. })));
+}
+
+#[test]
+fn a_replayed_datagram_is_dropped_and_a_retransmission_gets_the_cached_reply() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    let open = c.request(
+        2,
+        &Request::Open {
+            path: "/f".into(),
+            mode: cldc::proto::OpenMode(0x13),
+            events: cldc::proto::EventMask::NONE,
+        },
+    );
+    h.feed(&open);
+    assert_eq!(h.proposed.len(), 1);
+    h.commit_all();
+    let (hd, first) = c.reply(&mut h);
+    assert_eq!(hd.msg_seq, 2);
+    // The same bytes again: the window refuses them.
+    h.feed(&open);
+    assert_eq!(h.counter("replayed"), 1);
+    assert!(h.quiet());
+    // A retransmission (new packet number, same seq): the cached reply, not a second open.
+    let again = c.request(
+        2,
+        &Request::Open {
+            path: "/f".into(),
+            mode: cldc::proto::OpenMode(0x13),
+            events: cldc::proto::EventMask::NONE,
+        },
+    );
+    h.feed(&again);
+    assert!(h.proposed.is_empty(), "executed once");
+    let (_, second) = c.reply(&mut h);
+    assert_eq!(first, second);
+    // A keepalive is answered from memory, never logged.
+    h.feed(&c.seal(Kind::KeepAlive, 1, &[]));
+    assert!(h.proposed.is_empty());
+    assert_eq!(h.sent.len(), 1);
+    assert_eq!(c.open(&h.sent[0].1).0.kind, Kind::KeepAliveReply);
+    assert_eq!(h.counter("keepalives_answered"), 1);
+}
+
+#[test]
+fn a_gap_before_a_read_logs_one_barrier_and_then_answers() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    // Seqs 2 and 3 were given up by the client; 4 is a read.
+    h.feed(&c.request(4, &Request::Stat { path: "/".into() }));
+    assert!(h.sent.is_empty(), "not answered before the barrier commits");
+    assert_eq!(h.proposed.len(), 1);
+    match &h.proposed[0].1 {
+        Command::Client(r) => {
+            assert_eq!(r.op, libpaxos_db::ClientOp::Barrier);
+            assert_eq!(r.seq.0, 3, "the barrier bars everything below the read");
+        }
+        other => panic!("expected a barrier, got {other:?}"),
+    }
+    assert_eq!(h.counter("barriers_logged"), 1);
+    h.commit_all();
+    let (hd, resp) = c.reply(&mut h);
+    assert_eq!(hd.msg_seq, 4);
+    assert!(matches!(resp, Response::Ok(Reply::Stat { .. })));
+    // No gap: a read costs no log entry.
+    h.feed(&c.request(5, &Request::Stat { path: "/".into() }));
+    assert!(h.proposed.is_empty());
+    let (hd, _) = c.reply(&mut h);
+    assert_eq!(hd.msg_seq, 5);
+    // A late copy of a barred write, and a stale copy of a lower seq, are dropped: nothing
+    // executes, nothing is answered.
+    h.feed(&c.request(3, &Request::Delete { path: "/x".into() }));
+    assert!(h.quiet());
+    assert_eq!(h.counter("stale_request"), 1);
+    h.feed(&c.request(3, &Request::Stat { path: "/".into() }));
+    assert!(h.quiet());
+    assert_eq!(h.counter("stale_request"), 2);
+    assert_eq!(h.counter("barriers_logged"), 1);
+}
+
+#[test]
+fn a_datagram_replayed_to_a_new_master_gets_retry_and_acts_on_nothing() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    let put_open = c.request(
+        2,
+        &Request::Open {
+            path: "/g".into(),
+            mode: cldc::proto::OpenMode(0x13),
+            events: cldc::proto::EventMask::NONE,
+        },
+    );
+    let keepalive = c.seal(Kind::KeepAlive, 1, &[]);
+    // A new master (epoch 2) takes over before these arrive.
+    h.become_master(2);
+    h.sent.clear();
+    h.feed(&put_open);
+    assert!(h.proposed.is_empty(), "nothing executed");
+    assert_eq!(h.sent.len(), 1);
+    let (hd, body) = c.open(&h.sent[0].1);
+    assert_eq!(
+        (hd.kind, hd.sender.epoch.0, hd.msg_seq),
+        (Kind::Retry, 2, 2)
+    );
+    assert!(body.is_empty());
+    assert_eq!(h.counter("retries_sent"), 1);
+    // Within 100 ms, another one gets nothing (rate limit), still nothing executed.
+    h.sent.clear();
+    h.feed(&keepalive);
+    assert!(h.quiet());
+    assert_eq!(h.counter("stale_epoch"), 2);
+    // The client adopts epoch 2: its request runs, and MasterFailover is its first event.
+    c.epoch = 2;
+    h.feed(&c.request(
+        2,
+        &Request::Open {
+            path: "/g".into(),
+            mode: cldc::proto::OpenMode(0x13),
+            events: cldc::proto::EventMask::NONE,
+        },
+    ));
+    assert_eq!(h.proposed.len(), 1);
+    let events: Vec<cldc::proto::Event> = h
+        .sent
+        .iter()
+        .map(|(_, d)| c.open(d))
+        .filter(|(hd, _)| hd.kind == Kind::Event)
+        .map(|(hd, b)| {
+            assert_eq!(hd.msg_seq, 1);
+            decode_body(&b).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [cldc::proto::Event::MasterFailover { epoch: Epoch(2) }]
+    );
+}
+
+#[test]
+fn an_ended_session_is_answered_unknown_session_in_the_stateless_role_and_nothing_runs() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    h.feed(&c.request(2, &Request::EndSession));
+    h.commit_all();
+    let (_, resp) = c.reply(&mut h);
+    assert_eq!(resp, Response::Ok(Reply::SessionEnded));
+    h.feed(&c.request(3, &Request::Delete { path: "/x".into() }));
+    assert!(
+        h.proposed.is_empty(),
+        "nothing executes for an ended session"
+    );
+    assert_eq!(h.sent.len(), 1);
+    let (hd, body) = c.open(&h.sent[0].1);
+    assert_eq!(
+        (hd.kind, hd.sender.role, hd.msg_seq),
+        (Kind::Reply, Role::Stateless, 3)
+    );
+    assert_eq!(
+        decode_body::<Response>(&body).unwrap(),
+        Response::Err(cldc::proto::ErrorCode::UnknownSession)
+    );
+    assert_eq!(h.counter("ended_session"), 1);
+}
+
+#[test]
+fn a_non_master_redirects_with_a_hint_and_changes_nothing() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    h.follow(2);
+    h.sent.clear();
+    h.feed(&c.request(2, &Request::Stat { path: "/".into() }));
+    assert!(h.proposed.is_empty());
+    assert_eq!(h.sent.len(), 1);
+    let (hd, body) = c.open(&h.sent[0].1);
+    assert_eq!(
+        (hd.kind, hd.sender.role),
+        (Kind::NotMaster, Role::Stateless)
+    );
+    let nm: cldc::proto::NotMaster = decode_body(&body).unwrap();
+    assert_eq!(nm.hint, Some("127.0.0.1:8002".parse().unwrap()));
+    // At most one per session per 100 ms; acks are never answered.
+    h.sent.clear();
+    h.feed(&c.request(2, &Request::Stat { path: "/".into() }));
+    h.feed(&c.seal(Kind::Ack, 0, &[]));
+    assert!(h.quiet());
+    assert_eq!(h.counter("not_master_sent"), 1);
+    // A handshake at a non-master gets NotMaster, and nothing pending.
+    let hs = ClientHandshake::new(
+        UserName::new(USER).unwrap(),
+        &Secret::new(SECRET).unwrap(),
+        CellPrivateKey::from_bytes([0x42; 32]).public(),
+        [9; 32],
+    );
+    h.feed(&hs.init_datagram().unwrap());
+    let (_, reply) = h.sent.pop().unwrap();
+    let (header, body) = parse_header(&reply, 1400).unwrap();
+    let (outcome, _) = hs.read_reply(&header, body).unwrap();
+    assert!(matches!(outcome, HandshakeOutcome::NotMaster { .. }));
+    assert_eq!(h.fe.pending_handshakes(), 0);
+}
+
+#[test]
+fn unknown_users_and_wrong_secrets_get_no_answer() {
+    let mut h = Harness::new();
+    let hs = ClientHandshake::new(
+        UserName::new("mallory").unwrap(),
+        &Secret::new(SECRET).unwrap(),
+        CellPrivateKey::from_bytes([0x42; 32]).public(),
+        [3; 32],
+    );
+    h.feed(&hs.init_datagram().unwrap());
+    assert!(h.quiet());
+    assert_eq!(h.counter("handshake_unknown_user"), 1);
+    let hs = ClientHandshake::new(
+        UserName::new(USER).unwrap(),
+        &Secret::new(b"not-alices-secret-not-alices-secret!").unwrap(),
+        CellPrivateKey::from_bytes([0x42; 32]).public(),
+        [4; 32],
+    );
+    h.feed(&hs.init_datagram().unwrap());
+    assert!(h.quiet());
+    assert_eq!(h.counter("handshake_bad"), 1);
+    assert_eq!(h.fe.pending_handshakes(), 0);
+}
+
+#[test]
+fn a_user_at_the_session_limit_is_refused_counting_live_and_pending_sessions() {
+    let mut h = Harness::with_limit(2);
+    let _live = session(&mut h);
+    // One pending (accepted, not yet proven) handshake reaches the limit of 2.
+    let _pending = Client::handshake_with(&mut h, [11; 32]).expect("second accepted");
+    match Client::handshake_with(&mut h, [12; 32]) {
+        Err(HandshakeOutcome::Refused { code }) => {
+            assert_eq!(code, cldc::proto::ErrorCode::TooManySessions)
+        }
+        other => panic!(
+            "expected TooManySessions, got {:?}",
+            other.map(|c| c.session)
+        ),
+    }
+    assert_eq!(h.counter("sessions_per_user_refused"), 1);
+    assert!(h.proposed.is_empty());
+}

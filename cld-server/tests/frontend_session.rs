@@ -1,0 +1,177 @@
+//! The client front end end to end: a real in-process cell (1 and 3 members, real UDP on
+//! loopback) and cldc's async client: sessions, files, directories, CAS, locks with waiters,
+//! ephemeral nodes, events and Status.
+
+mod fe_support;
+
+use std::time::Duration;
+
+use cldc::Error;
+use cldc::core::SessionEvent;
+use cldc::proto::{Event, EventMask, LockMode, OpenMode};
+use fe_support::Cell;
+
+const RW: OpenMode = OpenMode(OpenMode::READ.0 | OpenMode::WRITE.0 | OpenMode::CREATE.0);
+const LOCKABLE: OpenMode =
+    OpenMode(OpenMode::READ.0 | OpenMode::WRITE.0 | OpenMode::LOCK.0 | OpenMode::CREATE.0);
+
+async fn next_server_event(events: &mut cldc::Events) -> Event {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("events stream open");
+        if let SessionEvent::Server(e) = e {
+            if matches!(e, Event::MasterFailover { .. }) {
+                continue;
+            }
+            return e;
+        }
+    }
+}
+
+fn files_and_locks(cell: &Cell) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = cell.session().await;
+        let b = cell.session().await;
+        assert_ne!(a.id(), b.id());
+
+        // Put/get.
+        let f = a.open_node("/f", RW).await.unwrap();
+        let written = f.put(b"hello").await.unwrap();
+        assert_eq!(written.size, 5);
+        let got = f.get().await.unwrap();
+        assert_eq!(got.data, b"hello");
+        assert_eq!(got.meta.content_generation, written.content_generation);
+        assert_eq!(a.stat("/f").await.unwrap().size, 5);
+
+        // CAS conflict.
+        let stale = written.content_generation;
+        f.put(b"again").await.unwrap();
+        assert!(matches!(
+            f.put_if(stale, b"lost").await,
+            Err(Error::StaleCas)
+        ));
+        assert_eq!(f.get().await.unwrap().data, b"again");
+
+        // Mkdir, list, delete.
+        a.open_node("/d", OpenMode(OpenMode::CREATE.0 | OpenMode::DIRECTORY.0))
+            .await
+            .unwrap();
+        a.open_node("/d/x", RW).await.unwrap();
+        a.open_node("/d/y", RW).await.unwrap();
+        let names: Vec<String> = a
+            .list("/d")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["x", "y"]);
+        assert!(matches!(
+            a.delete("/d").await,
+            Err(Error::DirectoryNotEmpty)
+        ));
+        a.delete("/d/y").await.unwrap();
+        assert!(matches!(a.stat("/d/y").await, Err(Error::NoSuchNode)));
+        assert!(matches!(a.stat("/nope").await, Err(Error::NoSuchNode)));
+
+        // Events: b watches /f, a writes it.
+        let mut b_events = b.events().unwrap();
+        let watch = b
+            .open_node_with_events("/f", OpenMode::READ, EventMask::CONTENTS_MODIFIED)
+            .await
+            .unwrap();
+        let meta = f.put(b"third").await.unwrap();
+        match next_server_event(&mut b_events).await {
+            Event::ContentsModified { handle, generation } => {
+                assert_eq!(handle, watch.id());
+                assert_eq!(generation, meta.content_generation);
+            }
+            other => panic!("expected ContentsModified, got {other:?}"),
+        }
+
+        // Exclusive lock: a holds it, b's try_lock conflicts, b's lock waits and gets it
+        // after a unlocks.
+        let la = a.open_node("/lock", LOCKABLE).await.unwrap();
+        let lb = b.open_node("/lock", LOCKABLE).await.unwrap();
+        let seq_a = la.lock(LockMode::Exclusive).await.unwrap();
+        assert!(matches!(
+            lb.try_lock(LockMode::Exclusive).await,
+            Err(Error::LockConflict)
+        ));
+        a.check_sequencer(&seq_a).await.unwrap();
+        let waiter = tokio::spawn(async move {
+            let s = lb.lock(LockMode::Exclusive).await;
+            (lb, s)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !waiter.is_finished(),
+            "the waiter must not be granted while a holds the lock"
+        );
+        la.unlock().await.unwrap();
+        let (lb, seq_b) = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the waiter is granted after the unlock")
+            .unwrap();
+        let seq_b = seq_b.unwrap();
+        assert!(seq_b.lock_generation > seq_a.lock_generation);
+        assert_eq!(lb.sequencer().await.unwrap(), seq_b);
+        assert!(matches!(
+            a.check_sequencer(&seq_a).await,
+            Err(Error::StaleSequencer)
+        ));
+
+        // Ephemeral: gone when its session ends.
+        b.open_node("/eph", OpenMode(RW.0 | OpenMode::EPHEMERAL.0))
+            .await
+            .unwrap();
+        a.stat("/eph").await.unwrap();
+        drop(lb);
+        drop(watch);
+        b.close().await.unwrap();
+        assert!(matches!(a.stat("/eph").await, Err(Error::NoSuchNode)));
+
+        // Status.
+        let status = a.status().await.unwrap();
+        assert_eq!(status.members.len(), cell.members.len());
+        assert_eq!(status.members.iter().filter(|m| m.is_master).count(), 1);
+        assert!(status.epoch.0 >= 1);
+        assert_eq!(status.sessions, 1);
+        for name in [
+            "bad_tag",
+            "replayed",
+            "unknown_session",
+            "pending_handshakes",
+            "retries_sent",
+            "barriers_logged",
+            "sessions_per_user_refused",
+            "handshake_cookies_sent",
+        ] {
+            assert!(
+                status.counters.iter().any(|c| c.name == name),
+                "counter {name} missing"
+            );
+        }
+        assert!(status.counters.windows(2).all(|w| w[0].name < w[1].name));
+        a.close().await.unwrap();
+    });
+}
+
+#[test]
+fn one_member_serves_sessions_files_locks_events_and_status() {
+    let cell = Cell::start("fe1", 1, "");
+    cell.wait_master(Duration::from_secs(10));
+    files_and_locks(&cell);
+    assert!(cell.counter("sessions_created") >= 2);
+    assert_eq!(cell.counter("bad_tag"), 0);
+}
+
+#[test]
+fn three_members_serve_the_same_through_redirects() {
+    let cell = Cell::start("fe3", 3, "");
+    cell.wait_master(Duration::from_secs(10));
+    files_and_locks(&cell);
+}
