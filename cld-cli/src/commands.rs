@@ -413,29 +413,28 @@ async fn mkdir(s: &Session, path: &str, parents: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Opens a node for locking, creating it if needed.
-// TODO(fe merge): with `lock_delay`, open through `Request::OpenWith` so a created node
-// carries its lock-delay.
+/// Opens a node for locking, creating it if needed; a node this creates carries
+/// `lock_delay` (an existing node keeps its own).
 async fn open_for_lock(
     s: &Session,
     path: &str,
     lock_delay: Option<Duration>,
     events: EventMask,
 ) -> Result<Handle, CliError> {
-    if lock_delay.is_some() {
-        return Err(CliError::cell(
-            "lock --lock-delay",
-            path,
-            cldc::Error::Unsupported,
-        ));
-    }
-    s.open_node_with_events(
-        path,
-        OpenMode::READ | OpenMode::LOCK | OpenMode::CREATE,
-        events,
-    )
-    .await
-    .map_err(|e| CliError::cell("lock", path, e))
+    let mode = OpenMode::READ | OpenMode::LOCK | OpenMode::CREATE;
+    let opened = match lock_delay {
+        Some(delay) => {
+            if delay > cldc::proto::MAX_LOCK_DELAY {
+                return Err(CliError::Usage(format!(
+                    "--lock-delay: at most {} (the protocol's limit)",
+                    crate::duration::show_duration(cldc::proto::MAX_LOCK_DELAY)
+                )));
+            }
+            s.open_node_with_lock_delay(path, mode, events, delay).await
+        }
+        None => s.open_node_with_events(path, mode, events).await,
+    };
+    opened.map_err(|e| CliError::cell("lock", path, e))
 }
 
 async fn take_lock(
