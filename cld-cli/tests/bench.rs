@@ -71,3 +71,31 @@ fn idle_sessions_hold_many_sessions_and_the_html_report_is_written() {
         "{html}"
     );
 }
+
+/// 10,000 idle sessions from one cldcli process (a long run, not in CI):
+/// `cargo test -p cld-cli --test bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn ten_thousand_idle_sessions_from_one_process() {
+    let c = Cell::start(Duration::from_secs(12));
+    let started = std::time::Instant::now();
+    let out = ok(c.run(&[
+        "--json",
+        "bench",
+        "--workload",
+        "idle-sessions",
+        "--sessions",
+        "10000",
+        "--duration",
+        "15s",
+    ]));
+    let r = &json_lines(&out)[0];
+    eprintln!(
+        "opened {} sessions, open latency {} (us), wall time {:?}",
+        r["ops"],
+        r["latency_us"],
+        started.elapsed()
+    );
+    assert_eq!(r["ops"], 10_000, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+}
