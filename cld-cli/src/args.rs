@@ -16,8 +16,9 @@ Exit status: 0 success; 1 the cell answered with an error (or a local file faile
 5 stale sequencer (`check-seq`); 6 the lock was lost while COMMAND ran (`lock -- COMMAND`);
 otherwise `lock -- COMMAND` exits with COMMAND's own status (128+N if signal N ended it).
 
-`--secret` (and CLD_SECRET) can be read by other users in the process list or the
-environment: prefer `--secret-file` (mode 0600). `cld dev` prints a command line that works.";
+`--secret` shows in the process list (`ps`) to every user of the machine: prefer
+`--secret-file` (mode 0600). For a `cld dev --dir D` cell: --cell (the `client` addresses in
+D/cell.toml) --cell-key \"$(cat D/cell.pub)\" --user dev --secret-file D/dev.secret.";
 
 /// `cldcli`: look around a CLD cell, lock in scripts, see who is master, measure a cell.
 #[derive(Parser, Debug)]
@@ -141,6 +142,19 @@ pub enum Command {
     },
     /// Take a lock. One-shot: `lock PATH -- COMMAND...` runs COMMAND while holding it.
     /// In the shell without COMMAND: hold it until `unlock`.
+    ///
+    /// `cldcli lock PATH -- COMMAND [ARGS...]` creates PATH if needed, waits for the lock
+    /// (exclusive unless --shared; with --try exit 4 at once if it is held elsewhere), then
+    /// runs COMMAND in its own process group with the lock's sequencer in CLD_SEQUENCER (one
+    /// line; `cldcli check-seq` takes it). When COMMAND exits the lock is released and
+    /// cldcli exits with COMMAND's status (128+N if signal N ended it). SIGINT, SIGTERM and
+    /// SIGHUP are passed on to COMMAND's group.
+    ///
+    /// If the lock may be lost while COMMAND runs (the session is in jeopardy because the
+    /// cell did not renew its lease in time, the session expired, or the node was deleted),
+    /// COMMAND's whole process group gets SIGTERM at once and SIGKILL 500 ms later, both
+    /// before the cell could grant the lock to anyone else (docs/cldcli.md derives the
+    /// bound), and cldcli exits 6.
     Lock {
         /// A shared lock instead of an exclusive one.
         #[arg(long)]

@@ -476,7 +476,12 @@ async fn shell_lock(
         )));
     }
     let h = open_for_lock(session, path, lock_delay, EventMask::NONE).await?;
-    let sequencer = match take_lock(&h, path, mode, wait).await {
+    // Ctrl-C while queued gives the place in the queue up and returns to the prompt.
+    let taken = tokio::select! {
+        r = take_lock(&h, path, mode, wait) => r,
+        _ = tokio::signal::ctrl_c() => Err(CliError::Usage(format!("lock {path}: interrupted"))),
+    };
+    let sequencer = match taken {
         Ok(s) => s,
         Err(e) => {
             let _ = h.close().await;

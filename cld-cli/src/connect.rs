@@ -124,6 +124,18 @@ fn members(words: &[String]) -> Result<Vec<SocketAddr>, CliError> {
     Ok(out)
 }
 
+/// The cell for messages: its addresses, or the SRV name looked up.
+pub fn describe(cell: &Cell) -> String {
+    match cell {
+        Cell::Members(m) => m
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        Cell::Srv(q) => q.srv_name(),
+    }
+}
+
 /// Opens a session, giving up after the call timeout (plus DNS time) with exit status 3.
 pub async fn open(t: &Target) -> Result<Session, CliError> {
     // The session's own call timeout bounds the handshake; this outer bound also covers DNS
@@ -136,7 +148,10 @@ pub async fn open(t: &Target) -> Result<Session, CliError> {
     .await
     {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(CliError::Connect(e)),
+        Ok(Err(e)) => Err(CliError::Connect {
+            cell: describe(&t.cell),
+            source: e,
+        }),
         Err(_) => Err(CliError::TimedOut {
             op: "open session",
             timeout: show_duration(limit),

@@ -47,8 +47,13 @@ pub enum CliError {
         source: cldc::Error,
     },
     /// A session with the cell could not be opened.
-    #[error("cannot open a session with the cell: {0}")]
-    Connect(cldc::Error),
+    #[error("cannot open a session with the cell at {cell}: {source}")]
+    Connect {
+        /// The cell as given (addresses or SRV name).
+        cell: String,
+        /// The cause.
+        source: cldc::Error,
+    },
     /// The cell did not answer within the timeout.
     #[error("{op}: the cell did not answer within {timeout}")]
     TimedOut {
@@ -107,7 +112,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => Exit::Usage,
             CliError::Cell { source, .. } => classify(source),
-            CliError::Connect(source) => match classify(source) {
+            CliError::Connect { source, .. } => match classify(source) {
                 Exit::CellError if is_local_config(source) => Exit::Usage,
                 other => other,
             },
@@ -151,6 +156,13 @@ fn is_local_config(e: &cldc::Error) -> bool {
 mod tests {
     use super::*;
 
+    fn connect(source: cldc::Error) -> CliError {
+        CliError::Connect {
+            cell: "127.0.0.1:1".into(),
+            source,
+        }
+    }
+
     #[test]
     fn each_failure_maps_to_its_documented_status() {
         let cases: Vec<(CliError, u8)> = vec![
@@ -159,9 +171,9 @@ mod tests {
             (CliError::cell("put", "/a", cldc::Error::StaleCas), 1),
             (CliError::cell("ls", "/a", cldc::Error::Timeout), 3),
             (CliError::cell("ls", "/a", cldc::Error::SessionExpired), 3),
-            (CliError::Connect(cldc::Error::Timeout), 3),
-            (CliError::Connect(cldc::Error::InvalidUser), 2),
-            (CliError::Connect(cldc::Error::TooManySessions), 1),
+            (connect(cldc::Error::Timeout), 3),
+            (connect(cldc::Error::InvalidUser), 2),
+            (connect(cldc::Error::TooManySessions), 1),
             (
                 CliError::TimedOut {
                     op: "open",
