@@ -135,6 +135,16 @@ fn two_compare_and_sets_on_one_generation_both_succeeding_is_caught() {
 }
 
 #[test]
+fn a_compare_and_set_on_a_stale_generation_succeeding_is_caught() {
+    // No generation in the reply: only the CAS rule itself can catch it.
+    let mut b = Builder::new();
+    b.op(1, "/a", create(), 0, 1, created(0));
+    b.op(1, "/a", put("v1"), 2, 3, written(1));
+    b.op(2, "/a", put_if("v2", 0), 4, 5, ok());
+    assert_fail(&b, 3, "fits nowhere");
+}
+
+#[test]
 fn a_write_applied_twice_shows_in_the_generation() {
     let mut b = Builder::new();
     b.op(1, "/a", create(), 0, 1, created(0));

@@ -121,6 +121,24 @@ fn safe_after_jeopardy_restores_belief() {
 }
 
 #[test]
+fn a_grant_learned_in_jeopardy_is_believed_only_from_safe() {
+    // The reply to a lock sent before the lease ran out arrives during jeopardy; the server
+    // then expires the session and hands the lock on.
+    let mut b = Builder::new();
+    b.op(1, "/l", lock_ex(), 0, 12, granted(ex(1)));
+    b.event(1, 10, Event::Jeopardy {});
+    b.op(2, "/l", lock_ex(), 13, 14, granted(ex(2)));
+    b.event(1, 20, Event::Expired {});
+    assert_eq!(check_lock_safety(&b.build()), Verdict::Pass);
+    let mut b = Builder::new();
+    b.op(1, "/l", lock_ex(), 0, 12, granted(ex(1)));
+    b.event(1, 10, Event::Jeopardy {});
+    b.event(1, 13, Event::Safe {});
+    b.op(2, "/l", lock_ex(), 13, 14, granted(ex(2)));
+    assert!(check_lock_safety(&b.build()).is_fail());
+}
+
+#[test]
 fn a_queued_request_is_believed_from_its_lock_acquired_event() {
     let mut b = Builder::new();
     b.op(1, "/l", lock_ex(), 0, 2, granted(ex(1)));
@@ -164,6 +182,16 @@ fn a_lock_lost_to_expiry_waits_the_lock_delay() {
     assert_eq!(lock_delay(&b, 10), Verdict::Pass);
     assert!(lock_delay(&b, 12).is_fail(), "granted at 16 < 5 + 12");
     assert!(matches!(lock_delay(&b, 0), Verdict::Skipped(_)));
+}
+
+#[test]
+fn a_lock_of_a_stopped_client_waits_the_lock_delay() {
+    let mut b = Builder::new();
+    b.op(1, "/l", lock_ex(), 0, 2, granted(ex(1)));
+    b.fault(5, FaultKind::ClientStop, &[], &[1]);
+    b.op(2, "/l", lock_ex(), 8, 9, granted(ex(2)));
+    assert!(lock_delay(&b, 10).is_fail());
+    assert_eq!(lock_delay(&b, 3), Verdict::Pass);
 }
 
 #[test]
