@@ -4,10 +4,12 @@
 
 mod support;
 
+use support::register::generate;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sim_tests::check::{CheckConfig, Verdict, check_linearizability};
-use sim_tests::history::{History, Line, Op, OpResult, Reply, SimTime};
+use sim_tests::history::{Line, Op, OpResult, Reply, SimTime};
 use support::*;
 
 fn verdict(b: &Builder) -> Verdict {
@@ -224,114 +226,6 @@ fn a_history_without_file_operations_is_skipped() {
     let mut b = Builder::new();
     b.op(1, "/l", lock_ex(), 0, 1, granted(ex(1)));
     assert!(matches!(verdict(&b), Verdict::Skipped(_)));
-}
-
-// ---- Random histories from the sequential model ----
-
-#[derive(Clone, Debug)]
-enum State {
-    Absent,
-    Present(String, u64),
-}
-
-struct Generated {
-    history: History,
-}
-
-/// A random history whose every op takes effect (or, if unknown, maybe not) at a
-/// linearization point inside its interval, so it is linearizable by construction.
-fn generate(seed: u64, deletes: bool) -> Generated {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let paths = ["/a", "/b", "/c"];
-    let n_paths = rng.random_range(1..=paths.len());
-    let n_ops = rng.random_range(5..60);
-    let mut states = vec![State::Absent; n_paths];
-    let mut b = Builder::new();
-    let mut t = 40u64;
-    let mut written = 0;
-    for _ in 0..n_ops {
-        let p = rng.random_range(0..n_paths);
-        let path = paths[p];
-        let lin = t;
-        t += rng.random_range(1..8);
-        let invoke = lin.saturating_sub(rng.random_range(0..30));
-        let complete = lin + rng.random_range(0..30);
-        let client = rng.random_range(1..6);
-        let roll = rng.random_range(0..100);
-        let state = states[p].clone();
-        let (op, mut result, after) = match state {
-            State::Absent if roll < 70 || !deletes && roll < 90 => {
-                let excl = rng.random_bool(0.5);
-                let op = if excl { create_excl() } else { create() };
-                (op, created(0), State::Present(String::new(), 0))
-            }
-            State::Absent if roll < 90 => {
-                if rng.random_bool(0.5) {
-                    (get(), absent(), State::Absent)
-                } else {
-                    (put("x"), absent(), State::Absent)
-                }
-            }
-            State::Absent => (delete(), absent(), State::Absent),
-            State::Present(data, g) => {
-                written += 1;
-                let value = format!("v{written}");
-                if roll < 30 {
-                    (get(), read(&data, g), State::Present(data, g))
-                } else if roll < 55 {
-                    (
-                        put(&value),
-                        self::written(g + 1),
-                        State::Present(value, g + 1),
-                    )
-                } else if roll < 70 {
-                    (
-                        put_if(&value, g),
-                        self::written(g + 1),
-                        State::Present(value, g + 1),
-                    )
-                } else if roll < 80 {
-                    let stale = g + rng.random_range(1..3);
-                    (put_if(&value, stale), stale_cas(), State::Present(data, g))
-                } else if roll < 88 && deletes {
-                    (delete(), ok(), State::Absent)
-                } else if roll < 94 {
-                    (create_excl(), exists(), State::Present(data, g))
-                } else {
-                    (create(), created(g), State::Present(data, g))
-                }
-            }
-        };
-        let mut after = Some(after);
-        let mutating = !matches!(op, Op::Get {}) && matches!(result, OpResult::Ok(_));
-        let fate = rng.random_range(0..100);
-        if mutating && fate < 12 {
-            // The client never learns; half the time the op never took effect.
-            result = unknown();
-            if fate < 6 {
-                after = None;
-            }
-        } else if fate >= 96 {
-            result = refused();
-            after = None;
-        } else if matches!(op, Op::Get {}) && fate < 4 {
-            result = unknown();
-        }
-        if let Some(after) = after {
-            states[p] = after;
-        }
-        b.op(client, path, op, invoke, complete, result);
-    }
-    // Final reads, after everything settled.
-    t += 100;
-    for (p, state) in states.iter().enumerate() {
-        let result = match state {
-            State::Absent => absent(),
-            State::Present(data, g) => read(data, *g),
-        };
-        b.op(9, paths[p], get(), t, t + 1, result);
-    }
-    Generated { history: b.build() }
 }
 
 #[test]

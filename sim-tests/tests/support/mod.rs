@@ -1,6 +1,8 @@
 //! Builders for hand-written histories. Times are given in milliseconds.
 #![allow(dead_code)]
 
+pub mod register;
+
 use sim_tests::history::{
     ClientId, DigestRecord, Event, EventRecord, FaultKind, FaultRecord, History, Line, LockMode,
     MasterRecord, MemberId, Meta, Op, OpError, OpId, OpRecord, OpResult, Reply, SCHEMA_VERSION,
