@@ -13,9 +13,11 @@ pub mod check;
 pub mod error;
 pub mod failure;
 pub mod history;
+pub mod recorder;
 pub mod timeline;
 
 pub use check::{Check, CheckConfig, Report, Verdict, Violation, check_all};
 pub use error::HistoryError;
 pub use failure::{FailureFiles, failure_dir, write_failure};
 pub use history::{History, Line, OpRecord, SimTime};
+pub use recorder::{RecordError, Recorder};
