@@ -49,6 +49,7 @@ async fn open_file(h: &ServerHandle, session: u64) -> HandleId {
             ClientOp::NewSession {
                 user: "bench".into(),
                 lease: Duration::from_secs(12),
+                keys: vec![7; 64],
             },
         ))
         .await

@@ -156,6 +156,7 @@ fn a_cell_replicates_survives_its_master_and_catches_up_a_restarted_member() {
             ClientOp::NewSession {
                 user: "app".into(),
                 lease: Duration::from_secs(12),
+                keys: vec![7; 64],
             },
         )))
         .unwrap();
@@ -423,6 +424,7 @@ fn every_member_killed_in_turn_under_a_writer_loses_no_acknowledged_write() {
                     ClientOp::NewSession {
                         user: "writer".into(),
                         lease: Duration::from_secs(12),
+                        keys: vec![7; 64],
                     }
                 } else {
                     ClientOp::Open {

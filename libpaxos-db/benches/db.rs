@@ -51,6 +51,7 @@ fn session_with_handle(ns: &mut Namespace, mode: OpenMode) -> (Driver, HandleId)
     ns.apply(&d.committed(ClientOp::NewSession {
         user: "bench".into(),
         lease: Duration::from_secs(10),
+        keys: vec![7; 64],
     }))
     .expect("session");
     let opened = ns
@@ -216,6 +217,7 @@ fn populated(dir: &std::path::Path, files: u64) -> Database {
     db.apply(&d.committed(ClientOp::NewSession {
         user: "bench".into(),
         lease: Duration::from_secs(10),
+        keys: vec![7; 64],
     }))
     .expect("session");
     let data = vec![5u8; 1024];

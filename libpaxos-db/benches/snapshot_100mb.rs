@@ -75,6 +75,7 @@ fn populate(dir: &Path) {
         ClientOp::NewSession {
             user: "bench".into(),
             lease: Duration::from_secs(10),
+            keys: vec![7; 64],
         },
     ))
     .expect("session");

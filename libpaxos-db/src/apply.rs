@@ -7,8 +7,10 @@ use libpaxos::Epoch;
 
 use crate::apply_lock::{promote, release};
 use crate::apply_node::remove_node;
-use crate::command::{ClientOp, ClientRequest, CmdError, Command, MAX_USER_NAME, Reply, Response};
-use crate::node::Session;
+use crate::command::{
+    ClientOp, ClientRequest, CmdError, Command, MAX_USER_NAME, Reply, Response, SESSION_KEYS_LEN,
+};
+use crate::node::{Session, Tombstone};
 use crate::state::Tx;
 use crate::types::{HandleId, RequestSeq, SessionId, WallTime};
 
@@ -55,6 +57,23 @@ pub(crate) fn execute(tx: &mut Tx<'_>, command: Command, epoch: Epoch) -> Execut
                 duplicate: false,
             }
         }
+        Command::PurgeTombstones { before } => {
+            let ended: Vec<SessionId> = tx
+                .st
+                .tombstone_ends
+                .iter()
+                .take_while(|(ended_at, _)| *ended_at < before)
+                .map(|(_, id)| *id)
+                .collect();
+            for id in ended {
+                tx.remove_tombstone(id);
+            }
+            Executed {
+                request,
+                reply: Ok(Response::Noop),
+                duplicate: false,
+            }
+        }
         Command::Client(req) => client(tx, req),
     }
 }
@@ -67,10 +86,11 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
         duplicate,
     };
     if let Some(session) = tx.st.sessions.get(&req.session) {
-        // A NewSession naming another user is not a retry of this session's creation, whatever
-        // its seq: answering it from the cache would hand the session to that user.
-        if let ClientOp::NewSession { user, .. } = &req.op
-            && *user != session.user
+        // A NewSession naming another user or other keys is not a retry of this session's
+        // creation, whatever its seq: answering it from the cache would hand the session to
+        // that user, or tell the front end that keys are in force which are not.
+        if let ClientOp::NewSession { user, keys, .. } = &req.op
+            && (*user != session.user || *keys != session.keys)
         {
             return done(Err(CmdError::SessionExists(req.session)), false);
         }
@@ -82,12 +102,18 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
             return done(Err(CmdError::RequestTooOld { seq: req.seq, last }), false);
         }
     }
+    let barrier = matches!(req.op, ClientOp::Barrier);
     let reply = match req.op {
-        ClientOp::NewSession { user, lease } => {
+        ClientOp::NewSession { user, lease, keys } => {
             if !valid_user_name(&user) {
                 return done(Err(CmdError::BadUserName), false);
             }
-            if tx.st.sessions.contains_key(&req.session) {
+            if keys.len() != SESSION_KEYS_LEN {
+                return done(Err(CmdError::BadSessionKeys { len: keys.len() }), false);
+            }
+            if tx.st.sessions.contains_key(&req.session)
+                || tx.st.tombstones.contains_key(&req.session)
+            {
                 return done(Err(CmdError::SessionExists(req.session)), false);
             }
             if tx.st.sessions.len() as u64 >= tx.limits.max_sessions {
@@ -99,6 +125,7 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
             let session = Session {
                 user,
                 lease,
+                keys,
                 created: req.time,
                 next_handle: HandleId(1),
                 last_seq: req.seq,
@@ -140,11 +167,18 @@ fn client(tx: &mut Tx<'_>, req: ClientRequest) -> Executed {
         ClientOp::CheckSequencer { sequencer } => {
             crate::apply_lock::check_sequencer(tx.st, &sequencer).map(|()| Response::SequencerValid)
         }
+        // The seq is newer than the session's last (checked above): record it as executed
+        // with the reply `Barred`, so the barred request never runs.
+        ClientOp::Barrier => Ok(Response::Noop),
     };
     if let Some(session) = tx.st.sessions.get(&req.session) {
         let mut session = session.clone();
         session.last_seq = req.seq;
-        session.last_reply = reply.clone();
+        session.last_reply = if barrier {
+            Err(CmdError::Barred)
+        } else {
+            reply.clone()
+        };
         tx.set_session(req.session, session);
     }
     done(reply, false)
@@ -157,9 +191,9 @@ fn valid_user_name(user: &str) -> bool {
     !user.is_empty() && user.len() <= MAX_USER_NAME && !user.contains('\0')
 }
 
-/// Ends a session: deletes its ephemeral nodes (telling other handles on them), closes its
-/// handles releasing their locks and queued requests, then promotes waiters on every lock it
-/// touched. The ending session itself is told nothing. When the session `expired`, each lock
+/// Ends a session, leaving a tombstone (user, keys, `time`) in its place: deletes its
+/// ephemeral nodes (telling other handles on them), closes its handles releasing their locks
+/// and queued requests, then promotes waiters on every lock it touched. The ending session itself is told nothing. When the session `expired`, each lock
 /// it held whose node has a lock-delay is blocked for that delay from `time` (Chubby §2.4);
 /// a clean end blocks nothing.
 pub(crate) fn end_session(
@@ -204,6 +238,14 @@ pub(crate) fn end_session(
     for path in touched {
         promote(tx, &path, time);
     }
-    tx.remove_session(session);
+    // The record becomes a tombstone in the same command, hence the same transaction.
+    if let Some(ended) = tx.remove_session(session) {
+        let tombstone = Tombstone {
+            user: ended.user,
+            keys: ended.keys,
+            ended_at: time,
+        };
+        tx.set_tombstone(session, tombstone);
+    }
     Ok(())
 }

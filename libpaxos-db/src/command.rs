@@ -17,6 +17,10 @@ use libpaxos::Slot;
 /// protocol's user field).
 pub const MAX_USER_NAME: usize = 32;
 
+/// The length of a session's key material in `ClientOp::NewSession::keys` (the postcard of
+/// cldc's `SessionKeys`, opaque here).
+pub const SESSION_KEYS_LEN: usize = 64;
+
 /// The longest lock-delay a node may carry (Chubby's bound).
 pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 
@@ -41,6 +45,12 @@ pub enum Command {
     EndLockDelays {
         /// The master's wall clock when it proposed this.
         time: WallTime,
+    },
+    /// Removes the tombstones of sessions that ended before `before` (their ids may then be
+    /// created again).
+    PurgeTombstones {
+        /// Tombstones with `ended_at < before` go.
+        before: WallTime,
     },
 }
 
@@ -79,6 +89,9 @@ pub enum ClientOp {
         user: String,
         /// The lease granted.
         lease: Duration,
+        /// The session's key material: [`SESSION_KEYS_LEN`] bytes (the postcard of cldc's
+        /// `SessionKeys`, opaque here), kept in the session record and its tombstone.
+        keys: Vec<u8>,
     },
     /// End the session: as expiry, but asked for.
     EndSession,
@@ -142,6 +155,12 @@ pub enum ClientOp {
         /// The lock-delay of a node this open creates.
         lock_delay: Duration,
     },
+    /// Bars the request numbered `ClientRequest::seq` (docs/protocol.md §9.2): if the session
+    /// has not executed that seq yet, it is recorded as executed with the reply
+    /// [`CmdError::Barred`], so the barred request, arriving later, is answered from the cache
+    /// (or is too old) and never executes. Replies `Response::Noop`. (A later variant, so
+    /// earlier encodings decode unchanged.)
+    Barrier,
 }
 
 /// Proof of holding a lock, for fencing downstream services.
@@ -241,12 +260,22 @@ pub enum CmdError {
     /// No such session.
     #[error("session {0} does not exist")]
     UnknownSession(SessionId),
-    /// NewSession for a session that exists (for a retry: under another user).
+    /// NewSession for a session that exists or has ended and left a tombstone (for a retry:
+    /// under another user or with other keys).
     #[error("session {0} already exists")]
     SessionExists(SessionId),
     /// NewSession's user name is empty, longer than 32 bytes, or contains NUL.
     #[error("user name must be 1 to 32 bytes without NUL")]
     BadUserName,
+    /// NewSession's key material is not [`SESSION_KEYS_LEN`] bytes.
+    #[error("session keys must be {SESSION_KEYS_LEN} bytes, got {len}")]
+    BadSessionKeys {
+        /// The length received.
+        len: usize,
+    },
+    /// A `ClientOp::Barrier` for this request's seq was applied first: it never executes.
+    #[error("the request was barred by a later request")]
+    Barred,
     /// The request number is older than the session's last one, whose reply is all we keep.
     #[error("request {seq} is older than the last one executed ({last}); its reply is gone")]
     RequestTooOld {

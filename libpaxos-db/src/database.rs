@@ -201,6 +201,9 @@ impl Database {
             dir: sled_dir.clone(),
             reason: e.to_string(),
         })?;
+        // Before anything reads or changes the store (the stamp of a new one is made durable
+        // with the layout).
+        store::check_format(&db)?;
         let sync = Arc::new(SledSync::new(&sled_dir));
         make_layout_durable(&db, &sync, &config.dir, &sled_dir, &snapshot_dir)?;
         drop_stale_generations(&db)?;

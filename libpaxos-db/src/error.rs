@@ -33,6 +33,19 @@ pub enum DbError {
         /// What is wrong.
         reason: DecodeError,
     },
+    /// The store was written in another on-disk format than this build's (version 1 is a
+    /// store without a version record). Nothing was read or changed; the data is not
+    /// converted: move the data directory aside and rebuild the member from its peers
+    /// (docs/database.md).
+    #[error(
+        "the database has on-disk format version {found}, this build reads only version {expected}"
+    )]
+    FormatVersion {
+        /// The version found in the store.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
     /// The namespace failed to persist a command earlier and refuses further work.
     #[error("the namespace failed to persist an earlier command; reopen it")]
     Poisoned,

@@ -33,7 +33,7 @@ pub mod types;
 
 pub use command::{
     Applied, ClientOp, ClientRequest, CmdError, Command, EventKind, ModeRule, Notice, Permission,
-    Reply, Response, Sequencer,
+    Reply, Response, SESSION_KEYS_LEN, Sequencer,
 };
 pub use config::{ConfigError, DbConfig, Limits};
 pub use database::{Database, DbCounters, InstallJob, StagedInstall, open_sled};
@@ -44,9 +44,10 @@ pub use lock::LockState;
 pub use log_store::SledLogStore;
 pub use mode::{EventMask, LockMode, OpenMode};
 pub use namespace::{Dump, Namespace, NamespaceCounters, ReadError};
-pub use node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session};
+pub use node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session, Tombstone};
 pub use path::PathError;
 pub use snapshot::{SnapshotInfo, SnapshotJob};
+pub use store::FORMAT_VERSION;
 pub use transfer::{SnapshotChunk, SnapshotInstaller, SnapshotReader};
 pub use types::{
     Checksum, ContentGeneration, HandleId, Instance, LockGeneration, RequestSeq, SessionId,

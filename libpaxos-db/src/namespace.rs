@@ -11,10 +11,10 @@ use crate::config::Limits;
 use crate::error::DbError;
 use crate::lock::LockState;
 use crate::mode::{LockMode, OpenMode};
-use crate::node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session};
+use crate::node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session, Tombstone};
 use crate::state::{Dirty, State, Tx};
 use crate::store::{self, NsTrees, TreeTag};
-use crate::types::{HandleId, SessionId};
+use crate::types::{HandleId, SessionId, WallTime};
 
 /// Counts of what apply did, failures first. Per-cause command failures are keyed by the
 /// error's variant name.
@@ -60,6 +60,8 @@ pub struct Dump {
     pub handles: BTreeMap<HandleRef, Handle>,
     /// Every lock somebody holds or waits for.
     pub locks: BTreeMap<String, LockState>,
+    /// Every tombstone of an ended session.
+    pub tombstones: BTreeMap<SessionId, Tombstone>,
 }
 
 /// The CLD namespace on sled. Apply committed slots in order with [`apply`](Self::apply); read
@@ -104,13 +106,17 @@ fn error_name(err: &CmdError) -> &'static str {
         CmdError::NotLocked => "not_locked",
         CmdError::StaleSequencer => "stale_sequencer",
         CmdError::LockDelayTooLong { .. } => "lock_delay_too_long",
+        CmdError::BadSessionKeys { .. } => "bad_session_keys",
+        CmdError::Barred => "barred",
     }
 }
 
 impl Namespace {
-    /// Opens the namespace stored in `db` (creating the root in a new database).
+    /// Opens the namespace stored in `db` (creating the root in a new database). A store of
+    /// another on-disk format version is refused ([`DbError::FormatVersion`]).
     pub fn open(db: &sled::Db, limits: Limits) -> Result<Namespace, DbError> {
         limits.validate()?;
+        store::check_format(db)?;
         let generation = store::current_generation(db)?;
         let trees = NsTrees::open(db, generation)?;
         let state = match trees.load()? {
@@ -255,6 +261,34 @@ impl Namespace {
         self.state.sessions.iter().map(|(id, s)| (*id, s))
     }
 
+    /// How many live sessions `user` has (an in-memory index: O(log n)).
+    pub fn sessions_of(&self, user: &str) -> usize {
+        self.state.per_user.get(user).copied().unwrap_or(0)
+    }
+
+    /// The tombstone an ended session left, until `Command::PurgeTombstones` removes it.
+    pub fn tombstone(&self, id: SessionId) -> Option<&Tombstone> {
+        self.state.tombstones.get(&id)
+    }
+
+    /// Every tombstone, in session id order.
+    pub fn tombstones(&self) -> impl Iterator<Item = (SessionId, &Tombstone)> {
+        self.state.tombstones.iter().map(|(id, t)| (*id, t))
+    }
+
+    /// When the oldest tombstone's session ended (what the master compares with its purge
+    /// horizon). From an in-memory index: O(log n).
+    pub fn oldest_tombstone(&self) -> Option<WallTime> {
+        self.state.tombstone_ends.first().map(|(ended, _)| *ended)
+    }
+
+    /// The earliest end of a lock-delay that currently blocks a lock (it may lie in the past
+    /// until a command lifts it): the master proposes `Command::EndLockDelays` once its clock
+    /// passes it. From an in-memory index: O(log n).
+    pub fn next_lock_delay_end(&self) -> Option<WallTime> {
+        self.state.delay_ends.first().map(|(until, _)| *until)
+    }
+
     fn handle(&self, session: SessionId, handle: HandleId) -> Result<&Handle, CmdError> {
         if !self.state.sessions.contains_key(&session) {
             return Err(CmdError::UnknownSession(session));
@@ -363,6 +397,7 @@ impl Namespace {
             sessions: state.sessions,
             handles: state.handles,
             locks: state.locks,
+            tombstones: state.tombstones,
         })
     }
 }

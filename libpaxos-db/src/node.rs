@@ -51,6 +51,8 @@ pub struct Session {
     pub user: String,
     /// The lease the session was granted.
     pub lease: Duration,
+    /// The session's key material as `NewSession` carried it (opaque here).
+    pub keys: Vec<u8>,
     /// When it was created.
     pub created: WallTime,
     /// The next handle number to give out.
@@ -59,6 +61,19 @@ pub struct Session {
     pub last_seq: RequestSeq,
     /// That request's reply, returned again to a retry.
     pub last_reply: Reply,
+}
+
+/// What remains of an ended session (docs/protocol.md §10.4, §17.1) until
+/// `Command::PurgeTombstones` removes it: its id cannot be created again meanwhile, and the
+/// front end can still authenticate the session's last messages with its keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// Who owned the session.
+    pub user: String,
+    /// The session's key material.
+    pub keys: Vec<u8>,
+    /// When it ended (the ending command's time).
+    pub ended_at: WallTime,
 }
 
 /// An open handle on a node.

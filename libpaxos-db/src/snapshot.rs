@@ -2,7 +2,7 @@
 //!
 //! Format (all integers little-endian):
 //! ```text
-//! magic "CLDSNAP1" (8) | version u32 = 1 | applied index u64 | epoch u64
+//! magic "CLDSNAP1" (8) | version u32 = 2 | applied index u64 | epoch u64
 //! record* : length u32 (1..=1 MiB) | postcard (tree u8, key bytes, value bytes)
 //! end     : length u32 = 0 | record count u64
 //! trailer : SHA-256 of every byte before it (32)
@@ -25,8 +25,8 @@ use crate::store::{self, NsTrees, TreeTag};
 
 /// The first 8 bytes of every snapshot file.
 pub const MAGIC: &[u8; 8] = b"CLDSNAP1";
-/// The format version written.
-pub const VERSION: u32 = 1;
+/// The format version written (2: session keys, tombstones tree, lock-delay fields).
+pub const VERSION: u32 = 2;
 /// The largest record accepted.
 pub const MAX_RECORD: u32 = 1024 * 1024;
 const HEADER_LEN: u64 = 8 + 4 + 8 + 8;

@@ -10,7 +10,7 @@ use crate::command::{EventKind, Notice};
 use crate::config::Limits;
 use crate::lock::LockState;
 use crate::mode::EventMask;
-use crate::node::{Handle, HandleRef, Node, NodeKind, Session};
+use crate::node::{Handle, HandleRef, Node, NodeKind, Session, Tombstone};
 use crate::types::{Checksum, ContentGeneration, Instance, LockGeneration, SessionId, WallTime};
 
 /// Replicated counters and positions, stored under one key.
@@ -35,10 +35,17 @@ pub(crate) struct State {
     pub sessions: BTreeMap<SessionId, Session>,
     pub handles: BTreeMap<HandleRef, Handle>,
     pub locks: BTreeMap<String, LockState>,
+    pub tombstones: BTreeMap<SessionId, Tombstone>,
     /// Derived: the handles open on each path.
     pub on_path: BTreeMap<String, BTreeSet<HandleRef>>,
     /// Derived: each session's ephemeral nodes.
     pub ephemerals: BTreeMap<SessionId, BTreeSet<String>>,
+    /// Derived: how many live sessions each user has (users with none are absent).
+    pub per_user: BTreeMap<String, usize>,
+    /// Derived: every lock-delay block, as (end, path), so the earliest is the first.
+    pub delay_ends: BTreeSet<(WallTime, String)>,
+    /// Derived: every tombstone as (ended at, session), so the oldest is the first.
+    pub tombstone_ends: BTreeSet<(WallTime, SessionId)>,
 }
 
 impl State {
@@ -56,8 +63,12 @@ impl State {
             sessions: BTreeMap::new(),
             handles: BTreeMap::new(),
             locks: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
             on_path: BTreeMap::new(),
             ephemerals: BTreeMap::new(),
+            per_user: BTreeMap::new(),
+            delay_ends: BTreeSet::new(),
+            tombstone_ends: BTreeSet::new(),
         }
     }
 
@@ -65,6 +76,20 @@ impl State {
     pub fn rebuild_indexes(&mut self) {
         self.on_path.clear();
         self.ephemerals.clear();
+        self.per_user.clear();
+        self.delay_ends.clear();
+        self.tombstone_ends.clear();
+        for (id, tombstone) in &self.tombstones {
+            self.tombstone_ends.insert((tombstone.ended_at, *id));
+        }
+        for session in self.sessions.values() {
+            *self.per_user.entry(session.user.clone()).or_default() += 1;
+        }
+        for (path, lock) in &self.locks {
+            if let Some(until) = lock.blocked_until {
+                self.delay_ends.insert((until, path.clone()));
+            }
+        }
         for (who, handle) in &self.handles {
             self.on_path
                 .entry(handle.path.clone())
@@ -128,6 +153,7 @@ pub(crate) struct Dirty {
     pub sessions: BTreeSet<SessionId>,
     pub handles: BTreeSet<HandleRef>,
     pub locks: BTreeSet<String>,
+    pub tombstones: BTreeSet<SessionId>,
 }
 
 impl Dirty {
@@ -138,6 +164,7 @@ impl Dirty {
         self.sessions.extend(later.sessions);
         self.handles.extend(later.handles);
         self.locks.extend(later.locks);
+        self.tombstones.extend(later.tombstones);
     }
 }
 
@@ -192,14 +219,48 @@ impl<'a> Tx<'a> {
         self.dirty.data.insert(path.to_string(), value);
     }
 
+    /// Creates or updates a session (an update never changes its user).
     pub fn set_session(&mut self, id: SessionId, session: Session) {
-        self.st.sessions.insert(id, session);
+        let user = session.user.clone();
+        let old = self.st.sessions.insert(id, session);
+        if let Some(old) = &old {
+            self.forget_user(&old.user);
+        }
+        *self.st.per_user.entry(user).or_default() += 1;
         self.dirty.sessions.insert(id);
     }
 
-    pub fn remove_session(&mut self, id: SessionId) {
-        self.st.sessions.remove(&id);
+    pub fn remove_session(&mut self, id: SessionId) -> Option<Session> {
+        let old = self.st.sessions.remove(&id);
+        if let Some(old) = &old {
+            self.forget_user(&old.user);
+        }
         self.dirty.sessions.insert(id);
+        old
+    }
+
+    fn forget_user(&mut self, user: &str) {
+        if let Some(count) = self.st.per_user.get_mut(user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.st.per_user.remove(user);
+            }
+        }
+    }
+
+    pub fn set_tombstone(&mut self, id: SessionId, tombstone: Tombstone) {
+        self.st.tombstone_ends.insert((tombstone.ended_at, id));
+        if let Some(old) = self.st.tombstones.insert(id, tombstone) {
+            self.st.tombstone_ends.remove(&(old.ended_at, id));
+        }
+        self.dirty.tombstones.insert(id);
+    }
+
+    pub fn remove_tombstone(&mut self, id: SessionId) {
+        if let Some(old) = self.st.tombstones.remove(&id) {
+            self.st.tombstone_ends.remove(&(old.ended_at, id));
+            self.dirty.tombstones.insert(id);
+        }
     }
 
     pub fn add_handle(&mut self, who: HandleRef, handle: Handle) {
@@ -225,6 +286,12 @@ impl<'a> Tx<'a> {
     }
 
     pub fn set_lock(&mut self, path: &str, lock: LockState) {
+        if let Some(until) = self.st.locks.get(path).and_then(|old| old.blocked_until) {
+            self.st.delay_ends.remove(&(until, path.to_string()));
+        }
+        if let Some(until) = lock.blocked_until {
+            self.st.delay_ends.insert((until, path.to_string()));
+        }
         if lock.is_empty() {
             self.st.locks.remove(path);
         } else {

@@ -13,7 +13,7 @@ use sled::{Batch, Db, Tree};
 use crate::codec::{self, DecodeError};
 use crate::error::DbError;
 use crate::lock::LockState;
-use crate::node::{Handle, HandleRef, Node, Session};
+use crate::node::{Handle, HandleRef, Node, Session, Tombstone};
 use crate::state::{Dirty, Meta, State};
 use crate::types::{HandleId, SessionId};
 
@@ -21,6 +21,14 @@ use crate::types::{HandleId, SessionId};
 pub(crate) const DB_META_TREE: &str = "db.meta";
 /// The key of the generation pointer.
 pub(crate) const GENERATION_KEY: &[u8] = b"ns_generation";
+/// The key of the store's format version in `db.meta`.
+pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
+/// The on-disk format this build reads and writes. Version 1 had no version record (it is
+/// what a store without one is taken to be); version 2 added the session keys, the
+/// tombstones tree and the lock-delay fields of lock records.
+pub const FORMAT_VERSION: u32 = 2;
+/// The version of a store that carries no format version record.
+pub(crate) const UNVERSIONED_FORMAT: u32 = 1;
 /// The key of the one record in the meta tree.
 pub(crate) const META_KEY: &[u8] = b"meta";
 
@@ -33,16 +41,18 @@ pub(crate) enum TreeTag {
     Sessions = 3,
     Handles = 4,
     Locks = 5,
+    Tombstones = 6,
 }
 
 impl TreeTag {
-    pub const ALL: [TreeTag; 6] = [
+    pub const ALL: [TreeTag; 7] = [
         TreeTag::Meta,
         TreeTag::Nodes,
         TreeTag::Data,
         TreeTag::Sessions,
         TreeTag::Handles,
         TreeTag::Locks,
+        TreeTag::Tombstones,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +63,7 @@ impl TreeTag {
             TreeTag::Sessions => "sessions",
             TreeTag::Handles => "handles",
             TreeTag::Locks => "locks",
+            TreeTag::Tombstones => "tombstones",
         }
     }
 
@@ -136,6 +147,9 @@ pub(crate) fn validate_record(tag: TreeTag, key: &[u8], value: &[u8]) -> Result<
         }
         TreeTag::Handles => handle_ref(key).and_then(|_| codec::decode::<Handle>(value).map(drop)),
         TreeTag::Locks => path_key(key).and_then(|_| codec::decode::<LockState>(value).map(drop)),
+        TreeTag::Tombstones => {
+            session_id(key).and_then(|_| codec::decode::<Tombstone>(value).map(drop))
+        }
     }
 }
 
@@ -163,6 +177,56 @@ pub(crate) fn current_generation(db: &Db) -> Result<u64, DbError> {
             reason,
         }),
     }
+}
+
+/// Checks the store's format version before anything reads or changes the namespace or the
+/// log: a store of another version (a version record that differs, or data without one, which
+/// is version 1) is refused with [`DbError::FormatVersion`]; an empty store is stamped with
+/// [`FORMAT_VERSION`].
+pub(crate) fn check_format(db: &Db) -> Result<(), DbError> {
+    let meta = db
+        .open_tree(DB_META_TREE)
+        .map_err(|e| DbError::sled("opening db.meta", e))?;
+    let found = meta
+        .get(FORMAT_KEY)
+        .map_err(|e| DbError::sled("reading the store's format version", e))?;
+    if let Some(bytes) = found {
+        let found = codec::decode::<u32>(&bytes).map_err(|reason| DbError::CorruptRecord {
+            tree: DB_META_TREE.to_string(),
+            key: show_key(FORMAT_KEY),
+            reason,
+        })?;
+        if found != FORMAT_VERSION {
+            return Err(DbError::FormatVersion {
+                found,
+                expected: FORMAT_VERSION,
+            });
+        }
+        return Ok(());
+    }
+    // No version record: a new store, or one written before versions were recorded.
+    let mut holds_data = !meta.is_empty();
+    for name in db.tree_names() {
+        if holds_data {
+            break;
+        }
+        if name.as_ref() == DB_META_TREE.as_bytes() || name.as_ref() == b"__sled__default" {
+            continue;
+        }
+        let tree = db
+            .open_tree(&name)
+            .map_err(|e| DbError::sled("opening a tree to check the format", e))?;
+        holds_data = !tree.is_empty();
+    }
+    if holds_data {
+        return Err(DbError::FormatVersion {
+            found: UNVERSIONED_FORMAT,
+            expected: FORMAT_VERSION,
+        });
+    }
+    meta.insert(FORMAT_KEY, codec::encode(&FORMAT_VERSION))
+        .map_err(|e| DbError::sled("recording the store's format version", e))?;
+    Ok(())
 }
 
 /// One generation's trees.
@@ -228,14 +292,21 @@ impl NsTrees {
             Ok((handle_ref(k)?, codec::decode(v)?))
         })?;
         let locks = self.scan(TreeTag::Locks, |k, v| Ok((path_key(k)?, codec::decode(v)?)))?;
+        let tombstones = self.scan(TreeTag::Tombstones, |k, v| {
+            Ok((session_id(k)?, codec::decode(v)?))
+        })?;
         let mut state = State {
             meta,
             nodes: nodes.into_iter().collect(),
             sessions: sessions.into_iter().collect(),
             handles: handles.into_iter().collect(),
             locks: locks.into_iter().collect(),
+            tombstones: tombstones.into_iter().collect(),
             on_path: BTreeMap::new(),
             ephemerals: BTreeMap::new(),
+            per_user: BTreeMap::new(),
+            delay_ends: std::collections::BTreeSet::new(),
+            tombstone_ends: std::collections::BTreeSet::new(),
         };
         state.rebuild_indexes();
         Ok(Some(state))
@@ -294,6 +365,13 @@ impl NsTrees {
                 None => batch.remove(path.as_bytes()),
             }
         }
+        for id in &dirty.tombstones {
+            let batch = &mut batches[TreeTag::Tombstones as usize];
+            match state.tombstones.get(id) {
+                Some(tombstone) => batch.insert(&session_key(*id), codec::encode(tombstone)),
+                None => batch.remove(&session_key(*id)),
+            }
+        }
         self.trees
             .as_slice()
             .transaction(|trees| {
@@ -319,6 +397,7 @@ impl NsTrees {
             sessions: state.sessions.keys().copied().collect(),
             handles: state.handles.keys().copied().collect(),
             locks: state.locks.keys().cloned().collect(),
+            tombstones: state.tombstones.keys().copied().collect(),
         };
         self.commit(state, &dirty)
     }

@@ -23,6 +23,7 @@ fn new_session(id: u64) -> Command {
         op: ClientOp::NewSession {
             user: "u".into(),
             lease: Duration::from_secs(3600),
+            keys: vec![7; 64],
         },
     })
 }

@@ -42,6 +42,7 @@ fn new_session_for_an_existing_session_is_refused() {
         ClientOp::NewSession {
             user: "x".into(),
             lease: Duration::from_secs(1),
+            keys: vec![7; 64],
         },
     );
     assert_eq!(reply, Err(CmdError::SessionExists(SessionId(1))));
@@ -60,6 +61,7 @@ fn sessions_beyond_the_limit_are_refused() {
         ClientOp::NewSession {
             user: "x".into(),
             lease: Duration::from_secs(1),
+            keys: vec![7; 64],
         },
     );
     assert_eq!(reply, Err(CmdError::TooManySessions(2)));

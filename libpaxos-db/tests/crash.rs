@@ -35,6 +35,7 @@ fn command(i: u64) -> Command {
         ClientOp::NewSession {
             user: "u".into(),
             lease: Duration::from_secs(5),
+            keys: vec![7; 64],
         }
     } else {
         match pick(10) {

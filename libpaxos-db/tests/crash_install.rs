@@ -47,6 +47,7 @@ fn snapshots(dir: &Path) -> Vec<(PathBuf, [u8; 32])> {
         ClientOp::NewSession {
             user: "u".into(),
             lease: Duration::from_secs(5),
+            keys: vec![7; 64],
         },
     );
     assert_eq!(created, Ok(Response::SessionCreated));

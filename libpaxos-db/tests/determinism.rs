@@ -48,6 +48,20 @@ fn to_committed(steps: &[Step], first_slot: u64) -> Vec<Committed> {
                     *epoch,
                 ),
                 Step::Noop { epoch } => (Payload::Noop, *epoch),
+                Step::Purge { age, epoch } => (
+                    Payload::Command(
+                        Command::PurgeTombstones {
+                            before: WallTime(time.0.saturating_sub(*age)),
+                        }
+                        .encode()
+                        .into(),
+                    ),
+                    *epoch,
+                ),
+                Step::EndDelays { epoch } => (
+                    Payload::Command(Command::EndLockDelays { time }.encode().into()),
+                    *epoch,
+                ),
             };
             Committed {
                 slot: Slot(first_slot + i as u64),

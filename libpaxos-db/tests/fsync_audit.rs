@@ -42,6 +42,7 @@ fn command(i: u64) -> Command {
         return request(ClientOp::NewSession {
             user: "audit".into(),
             lease: Duration::from_secs(3600),
+            keys: vec![7; 64],
         });
     }
     let k = (i - 2) / 3 + 1;

@@ -217,6 +217,7 @@ fn workload(cell: &mut Cell, session: u64, count: u64) {
         ClientOp::NewSession {
             user: "u".into(),
             lease: Duration::from_secs(10),
+            keys: vec![7; 64],
         },
     ));
     for i in 0..count {
@@ -337,6 +338,7 @@ fn with_another_log_store_the_namespace_is_flushed_after_every_apply_and_never_a
             ClientOp::NewSession {
                 user: "u".into(),
                 lease: Duration::from_secs(1),
+                keys: vec![7; 64],
             },
         ),
     )
@@ -406,6 +408,7 @@ fn background_snapshots_defer_applies_until_the_job_finishes_then_catch_up_from_
             ClientOp::NewSession {
                 user: "u".into(),
                 lease: Duration::from_secs(1),
+                keys: vec![7; 64],
             }
         } else {
             ClientOp::Open {
@@ -567,6 +570,7 @@ fn messages_that_need_no_sync_leave_before_the_sync() {
             ClientOp::NewSession {
                 user: "u".into(),
                 lease: Duration::from_secs(1),
+                keys: vec![7; 64],
             },
         ),
     )
@@ -595,6 +599,7 @@ fn with_another_log_store_a_snapshot_install_compacts_the_log_durably_before_ret
         ClientOp::NewSession {
             user: "u".into(),
             lease: Duration::from_secs(1),
+            keys: vec![7; 64],
         },
     );
     peer.apply(&common::committed(1, 0, &new_session))
@@ -640,6 +645,7 @@ fn a_refused_snapshot_transfer_leaves_the_replica_running_and_a_later_one_instal
         ClientOp::NewSession {
             user: "u".into(),
             lease: Duration::from_secs(1),
+            keys: vec![7; 64],
         },
     );
     peer.apply(&common::committed(1, 0, &new_session))

@@ -24,6 +24,7 @@ fn valid_snapshot() -> &'static Vec<u8> {
                 1 => ClientOp::NewSession {
                     user: "u".into(),
                     lease: std::time::Duration::from_secs(1),
+                    keys: vec![7; 64],
                 },
                 2 => ClientOp::Open {
                     path: "/a".into(),

@@ -296,6 +296,8 @@ mod model {
         Expire(u64),
         EndDelays,
         Advance(u64),
+        /// Purge every tombstone, so ended sessions' ids can be created again.
+        Purge,
     }
 
     const PATHS: [&str; 2] = ["/a", "/b"];
@@ -315,6 +317,7 @@ mod model {
             2 => s.prop_map(Step::Expire),
             2 => Just(Step::EndDelays),
             3 => (0..3_000u64).prop_map(Step::Advance),
+            1 => Just(Step::Purge),
         ]
     }
 
@@ -349,7 +352,7 @@ mod model {
                     }
                     Step::New(s) => client(
                         s,
-                        ClientOp::NewSession { user: format!("u{s}"), lease: Duration::from_secs(12) },
+                        ClientOp::NewSession { user: format!("u{s}"), lease: Duration::from_secs(12), keys: vec![7; 64] },
                         &mut seqs,
                         time,
                     ),
@@ -379,12 +382,19 @@ mod model {
                     Step::End(s) => client(s, ClientOp::EndSession, &mut seqs, time),
                     Step::Expire(s) => Command::ExpireSession { session: SessionId(s), time: WallTime(time) },
                     Step::EndDelays => Command::EndLockDelays { time: WallTime(time) },
+                    Step::Purge => Command::PurgeTombstones { before: WallTime(time + 1) },
                 };
                 slot += 1;
                 let applied = ns.apply(&committed(slot, 0, &command)).unwrap();
                 let (reply, events) = model.apply(&command, 0);
                 prop_assert_eq!(&applied.reply, &reply, "reply to {:?}", command);
                 prop_assert_eq!(&applied.events, &events, "events of {:?}", command);
+                prop_assert_eq!(
+                    ns.next_lock_delay_end(),
+                    model.next_lock_delay_end(),
+                    "next lock-delay end after {:?}",
+                    command
+                );
             }
             prop_assert_eq!(ns.dump().unwrap(), model.dump());
         }

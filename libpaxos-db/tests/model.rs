@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use common::temp_db;
 use history::{SeqChoice, Step};
 use libpaxos::{Committed, Epoch, Payload, Slot, Value};
-use libpaxos_db::{ClientRequest, Command, Namespace, RequestSeq, SessionId, WallTime};
+use libpaxos_db::{ClientOp, ClientRequest, Command, Namespace, RequestSeq, SessionId, WallTime};
 use proptest::prelude::*;
 
 /// Turns steps into (command-or-noop, epoch), assigning seqs and times.
@@ -28,6 +28,9 @@ pub fn commands(steps: &[Step]) -> Vec<(Option<Command>, u64)> {
             } => {
                 let last = seqs.entry(*session).or_insert(0);
                 let seq = match seq {
+                    // A barrier bars the session's next request: that one, arriving later,
+                    // must get `Barred`.
+                    SeqChoice::Next if *op == ClientOp::Barrier => *last + 1,
                     SeqChoice::Next => {
                         *last += 1;
                         *last
@@ -51,6 +54,13 @@ pub fn commands(steps: &[Step]) -> Vec<(Option<Command>, u64)> {
                 *epoch,
             )),
             Step::Noop { epoch } => out.push((None, *epoch)),
+            Step::Purge { age, epoch } => out.push((
+                Some(Command::PurgeTombstones {
+                    before: WallTime(time.0 - age),
+                }),
+                *epoch,
+            )),
+            Step::EndDelays { epoch } => out.push((Some(Command::EndLockDelays { time }), *epoch)),
         }
     }
     out
@@ -69,6 +79,48 @@ fn committed(slot: u64, command: &Option<Command>, epoch: u64) -> Committed {
     }
 }
 
+/// The queries the front end relies on (tombstones, per-user session counts, lock-delay
+/// deadline) agree with the reference model.
+fn queries_match(
+    ns: &Namespace,
+    reference: &reference::Model,
+    when: &str,
+) -> Result<(), TestCaseError> {
+    for user in ["u", "v", "w"] {
+        prop_assert_eq!(
+            ns.sessions_of(user),
+            reference.sessions_of(user),
+            "sessions of {} {}",
+            user,
+            when
+        );
+    }
+    prop_assert_eq!(
+        ns.next_lock_delay_end(),
+        reference.next_lock_delay_end(),
+        "next lock-delay end {}",
+        when
+    );
+    prop_assert_eq!(
+        ns.oldest_tombstone(),
+        reference.oldest_tombstone(),
+        "oldest tombstone {}",
+        when
+    );
+    let tombstones: Vec<_> = ns.tombstones().map(|(id, t)| (id, t.clone())).collect();
+    prop_assert_eq!(&tombstones, &reference.tombstones(), "tombstones {}", when);
+    for (id, tombstone) in &tombstones {
+        prop_assert_eq!(
+            ns.tombstone(*id),
+            Some(tombstone),
+            "tombstone {} {}",
+            id,
+            when
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -85,6 +137,7 @@ proptest! {
             };
             prop_assert_eq!(&applied.reply, &reply, "reply of step {}: {:?}", i, command);
             prop_assert_eq!(&applied.events, &events, "events of step {}: {:?}", i, command);
+            queries_match(&ns, &reference, &format!("after step {i}: {command:?}"))?;
         }
         prop_assert_eq!(ns.dump().unwrap(), reference.dump());
     }
@@ -161,6 +214,7 @@ proptest! {
                         prop_assert_eq!(&applied.events, &events, "events of step {}: {:?}", i, command);
                     }
                     next = end;
+                    queries_match(db.namespace(), &reference, &format!("after the batch ending at step {next}"))?;
                 }
                 Action::Reopen => {
                     db.flush().unwrap();
@@ -168,6 +222,7 @@ proptest! {
                     let dir = dirs.last().unwrap().path().to_path_buf();
                     db = Database::open(db_config(&dir)).unwrap().0;
                     prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump(), "after reopening at step {}", next);
+                    queries_match(db.namespace(), &reference, &format!("after reopening at step {next}"))?;
                 }
                 Action::Install => {
                     if next == 0 {
@@ -181,6 +236,7 @@ proptest! {
                     drop(db);
                     db = fresh;
                     prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump(), "after installing at step {}", next);
+                    queries_match(db.namespace(), &reference, &format!("after installing at step {next}"))?;
                 }
             }
         }

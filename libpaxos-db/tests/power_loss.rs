@@ -87,6 +87,7 @@ fn command(seed: u64, i: u64) -> Command {
         return request(ClientOp::NewSession {
             user: "power".into(),
             lease: Duration::from_secs(3600),
+            keys: vec![7; 64],
         });
     }
     let k = (i - 2) / 3 + 1;
@@ -482,6 +483,7 @@ fn session_command(id: u64) -> Command {
         op: ClientOp::NewSession {
             user: "install".into(),
             lease: Duration::from_secs(3600),
+            keys: vec![7; 64],
         },
     })
 }

@@ -85,6 +85,7 @@ fn a_new_session_request_retried_gets_its_cached_reply() {
     let op = ClientOp::NewSession {
         user: "u".into(),
         lease: std::time::Duration::from_secs(3),
+        keys: vec![7; 64],
     };
     assert_eq!(
         f.request_seq(1, 1, op.clone()).reply,
@@ -110,6 +111,7 @@ fn the_reply_cache_survives_a_restart() {
             op: ClientOp::NewSession {
                 user: "u".into(),
                 lease: std::time::Duration::from_secs(3),
+                keys: vec![7; 64],
             },
         });
         ns.apply(&committed(1, 0, &new)).unwrap();
@@ -148,10 +150,12 @@ fn a_new_session_from_another_user_for_a_taken_id_is_refused_even_with_the_cache
     let alice = ClientOp::NewSession {
         user: "alice".into(),
         lease,
+        keys: vec![7; 64],
     };
     let mallory = ClientOp::NewSession {
         user: "mallory".into(),
         lease,
+        keys: vec![7; 64],
     };
     assert_eq!(
         f.request_seq(1, 1, alice).reply,
@@ -176,7 +180,15 @@ fn a_new_session_with_a_user_name_outside_1_to_32_bytes_or_with_nul_is_refused()
         (3, "a\0b".to_string()),
     ] {
         let reply = f
-            .request_seq(s, 1, ClientOp::NewSession { user, lease })
+            .request_seq(
+                s,
+                1,
+                ClientOp::NewSession {
+                    user,
+                    lease,
+                    keys: vec![7; 64],
+                },
+            )
             .reply;
         assert_eq!(reply, Err(CmdError::BadUserName), "session {s}");
         assert!(f.ns.session(SessionId(s)).is_none());
@@ -189,6 +201,7 @@ fn a_new_session_with_a_user_name_outside_1_to_32_bytes_or_with_nul_is_refused()
             ClientOp::NewSession {
                 user: longest,
                 lease,
+                keys: vec![7; 64],
             },
         )
         .reply;

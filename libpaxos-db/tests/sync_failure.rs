@@ -62,6 +62,7 @@ fn session(id: u64) -> Command {
         op: ClientOp::NewSession {
             user: "u".into(),
             lease: Duration::from_secs(10),
+            keys: vec![7; 64],
         },
     })
 }

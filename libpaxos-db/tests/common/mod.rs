@@ -122,6 +122,7 @@ impl Fixture {
             ClientOp::NewSession {
                 user: format!("user{s}"),
                 lease: Duration::from_secs(12),
+                keys: vec![s as u8; 64],
             },
         );
         assert_eq!(reply, Ok(Response::SessionCreated));

@@ -35,7 +35,14 @@ pub enum Step {
     Expire { session: u64, epoch: u64 },
     /// A new master's no-op.
     Noop { epoch: u64 },
+    /// The master purges tombstones that ended more than `age` ms before this step.
+    Purge { age: u64, epoch: u64 },
+    /// The master ends the lock-delays that have passed.
+    EndDelays { epoch: u64 },
 }
+
+/// Session key material: two valid ones and one of the wrong length.
+pub const KEYS: [&[u8]; 3] = [&[7; 64], &[9; 64], &[7; 3]];
 
 /// Small limits so every limit error is reachable.
 pub fn limits() -> Limits {
@@ -97,7 +104,19 @@ fn handle() -> impl Strategy<Value = HandleId> {
 
 fn op() -> impl Strategy<Value = ClientOp> {
     prop_oneof![
-        1 => Just(ClientOp::NewSession { user: "u".into(), lease: Duration::from_secs(10) }),
+        2 => (prop::sample::select(vec!["u", "v"]), prop_oneof![4 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)])
+            .prop_map(|(user, k)| ClientOp::NewSession {
+                user: user.into(),
+                lease: Duration::from_secs(10),
+                keys: KEYS[k].to_vec(),
+            }),
+        2 => Just(ClientOp::Barrier),
+        2 => (path(), mode(), 0u8..8, prop::sample::select(vec![0u64, 3, 40])).prop_map(|(path, mode, ev, ms)| ClientOp::OpenWith {
+            path,
+            mode,
+            events: EventMask::from_bits(ev),
+            lock_delay: Duration::from_millis(ms),
+        }),
         1 => Just(ClientOp::EndSession),
         6 => (path(), mode(), 0u8..8).prop_map(|(path, mode, ev)| ClientOp::Open {
             path,
@@ -147,10 +166,12 @@ pub fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(session, seq, epoch, op)| Step::Client { session, seq, epoch, op }),
         1 => (1u64..=4, command_epoch()).prop_map(|(session, epoch)| Step::Expire { session, epoch }),
         1 => (0u64..=3).prop_map(|epoch| Step::Noop { epoch }),
+        1 => (0u64..20, command_epoch()).prop_map(|(age, epoch)| Step::Purge { age, epoch }),
+        1 => command_epoch().prop_map(|epoch| Step::EndDelays { epoch }),
     ]
 }
 
-/// Sessions 1 to 3 created, each with handle 1 on `/a` opened for locking and writing and
+/// Sessions 1 to 3 created, each with handle 1 on `/a` (which has a lock-delay of 25 ms) opened for locking and writing and
 /// watching everything, so that lock contention, queues and events are common.
 pub fn prelude() -> Vec<Step> {
     let mut steps = Vec::new();
@@ -162,6 +183,7 @@ pub fn prelude() -> Vec<Step> {
             op: ClientOp::NewSession {
                 user: "u".into(),
                 lease: Duration::from_secs(10),
+                keys: vec![7; 64],
             },
         });
     }
@@ -170,10 +192,13 @@ pub fn prelude() -> Vec<Step> {
             session,
             seq: SeqChoice::Next,
             epoch: 3,
-            op: ClientOp::Open {
+            // The first open creates `/a` with a lock-delay, so expiries of its holders
+            // block it (and the later opens leave the delay as it is).
+            op: ClientOp::OpenWith {
                 path: "/a".into(),
                 mode: OpenMode::READ | OpenMode::WRITE | OpenMode::LOCK | OpenMode::CREATE,
                 events: EventMask::MODIFIED | EventMask::CHILDREN | EventMask::LOCK_CONFLICT,
+                lock_delay: Duration::from_millis(25),
             },
         });
     }

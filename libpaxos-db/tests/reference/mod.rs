@@ -11,7 +11,7 @@ use libpaxos_db::{
     Checksum, ClientOp, CmdError, Command, ContentGeneration, Dump, EventKind, EventMask, Handle,
     HandleId, HandleRef, Instance, Limits, LockGeneration, LockMode, LockState, ModeRule, Node,
     NodeKind, Notice, OpenMode, Permission, Reply, Response, Sequencer, Session, SessionId,
-    WallTime,
+    Tombstone, WallTime,
 };
 
 /// A lock as (path, exclusive holder, shared holders, queue).
@@ -28,6 +28,8 @@ pub struct Model {
     pub next_instance: u64,
     pub nodes: Vec<(String, Node, Vec<u8>)>,
     pub sessions: Vec<(SessionId, Session)>,
+    /// Ended sessions not yet purged.
+    pub tombstones: Vec<(SessionId, Tombstone)>,
     pub handles: Vec<(HandleRef, Handle)>,
     /// path -> (exclusive, shared, queue)
     pub locks: Vec<ModelLock>,
@@ -68,6 +70,7 @@ impl Model {
             next_instance: 2,
             nodes: vec![("/".into(), root, vec![])],
             sessions: vec![],
+            tombstones: vec![],
             handles: vec![],
             locks: vec![],
             lock_delays: BTreeMap::new(),
@@ -157,6 +160,10 @@ impl Model {
                     }
                     Ok(Response::Noop)
                 }
+                Command::PurgeTombstones { before } => {
+                    self.tombstones.retain(|t| t.1.ended_at >= *before);
+                    Ok(Response::Noop)
+                }
                 Command::Client(req) => self.client(req),
             }
         };
@@ -166,8 +173,8 @@ impl Model {
     fn client(&mut self, req: &libpaxos_db::ClientRequest) -> Reply {
         let sid = req.session;
         if let Some(s) = self.session(sid) {
-            if let ClientOp::NewSession { user, .. } = &req.op
-                && *user != s.user
+            if let ClientOp::NewSession { user, keys, .. } = &req.op
+                && (*user != s.user || *keys != s.keys)
             {
                 return Err(CmdError::SessionExists(sid));
             }
@@ -181,11 +188,14 @@ impl Model {
                 });
             }
         }
-        if let ClientOp::NewSession { user, lease } = &req.op {
+        if let ClientOp::NewSession { user, lease, keys } = &req.op {
             if user.is_empty() || user.len() > 32 || user.contains('\0') {
                 return Err(CmdError::BadUserName);
             }
-            if self.session(sid).is_some() {
+            if keys.len() != 64 {
+                return Err(CmdError::BadSessionKeys { len: keys.len() });
+            }
+            if self.session(sid).is_some() || self.tombstones.iter().any(|t| t.0 == sid) {
                 return Err(CmdError::SessionExists(sid));
             }
             if self.sessions.len() as u64 >= self.limits.max_sessions {
@@ -196,6 +206,7 @@ impl Model {
                 Session {
                     user: user.clone(),
                     lease: *lease,
+                    keys: keys.clone(),
                     created: req.time,
                     next_handle: HandleId(1),
                     last_seq: req.seq,
@@ -256,6 +267,12 @@ impl Model {
             ),
             ClientOp::CheckSequencer { sequencer } => {
                 self.check(sequencer).map(|_| Response::SequencerValid)
+            }
+            ClientOp::Barrier => {
+                let s = self.session_mut(sid).expect("checked");
+                s.last_seq = req.seq;
+                s.last_reply = Err(CmdError::Barred);
+                return Ok(Response::Noop);
             }
         };
         if let Some(s) = self.session_mut(sid) {
@@ -514,7 +531,16 @@ impl Model {
         for path in touched {
             self.promote(&path, time);
         }
+        let ended = self.session(sid).expect("checked").clone();
         self.sessions.retain(|s| s.0 != sid);
+        self.tombstones.push((
+            sid,
+            Tombstone {
+                user: ended.user,
+                keys: ended.keys,
+                ended_at: time,
+            },
+        ));
         Ok(())
     }
 
@@ -734,6 +760,28 @@ impl Model {
         out
     }
 
+    /// How many live sessions `user` has.
+    pub fn sessions_of(&self, user: &str) -> usize {
+        self.sessions.iter().filter(|s| s.1.user == user).count()
+    }
+
+    /// The earliest end of a lock-delay block still recorded.
+    pub fn next_lock_delay_end(&self) -> Option<WallTime> {
+        self.lock_delays.values().filter_map(|d| d.1).min()
+    }
+
+    /// When the oldest tombstone's session ended.
+    pub fn oldest_tombstone(&self) -> Option<WallTime> {
+        self.tombstones.iter().map(|t| t.1.ended_at).min()
+    }
+
+    /// The tombstones in id order.
+    pub fn tombstones(&self) -> Vec<(SessionId, Tombstone)> {
+        let mut all = self.tombstones.clone();
+        all.sort_by_key(|t| t.0);
+        all
+    }
+
     /// The model's state in the library's dump form.
     pub fn dump(&self) -> Dump {
         Dump {
@@ -748,6 +796,7 @@ impl Model {
             sessions: self.sessions.iter().cloned().collect(),
             handles: self.handles.iter().cloned().collect(),
             locks: self.dump_locks(),
+            tombstones: self.tombstones.iter().cloned().collect(),
         }
     }
 }
