@@ -151,3 +151,124 @@ fn a_failing_disk_fails_every_call_and_a_failed_sync_is_fatal() {
     // The failed commit left nothing behind; what survives is what the crash keeps.
     assert_eq!(keys(&store.crash(9)), [1]);
 }
+
+// ---- The Paxos log on the seam ----
+
+mod log_on_kv {
+    use super::common::TempDir;
+    use libpaxos::conformance::{Harness, run_all, sample_entry};
+    use libpaxos::{LogStore, Persist, Slot, Storage};
+    use libpaxos_db::{KvLogStore, KvStore, MemKv, SledKv, SledLogStore};
+
+    /// Real crashes: each keeps a different number of unsynced batches (0, 1, 2, all).
+    struct MemLog {
+        crashes: usize,
+    }
+
+    impl Harness for MemLog {
+        type Store = KvLogStore<MemKv>;
+
+        fn fresh(&mut self) -> Self::Store {
+            KvLogStore::new(MemKv::new(), "memory")
+        }
+
+        fn crash(&mut self, store: Self::Store) -> Self::Store {
+            self.crashes += 1;
+            let kept = [0, 1, 2, usize::MAX][self.crashes % 4];
+            KvLogStore::new(store.store().crash(kept), "memory")
+        }
+
+        fn reopen(&mut self, mut store: Self::Store) -> Self::Store {
+            store.sync().expect("a clean close syncs");
+            KvLogStore::new(store.store().crash(0), "memory")
+        }
+    }
+
+    #[test]
+    fn the_log_on_mem_kv_passes_the_libpaxos_conformance_suite() {
+        run_all(&mut MemLog { crashes: 0 });
+    }
+
+    #[test]
+    fn a_crash_of_the_log_on_mem_kv_loses_exactly_the_unsynced_batches() {
+        let mut log = KvLogStore::new(MemKv::new(), "memory");
+        let persist = |slot| Persist {
+            entries: vec![sample_entry(slot, 1, slot as u8)],
+            ..Persist::default()
+        };
+        log.write(&persist(1)).unwrap();
+        log.sync().unwrap();
+        log.write(&persist(2)).unwrap();
+        log.write(&persist(3)).unwrap();
+        let kept_one = KvLogStore::new(log.store().crash(1), "memory");
+        assert_eq!(kept_one.last_slot().unwrap(), Slot(2));
+    }
+
+    struct SledLog {
+        root: TempDir,
+        next: u64,
+    }
+
+    impl SledLog {
+        fn dir(&self) -> std::path::PathBuf {
+            self.root.path().join(format!("log{}", self.next))
+        }
+    }
+
+    impl Harness for SledLog {
+        type Store = KvLogStore<SledKv>;
+
+        fn fresh(&mut self) -> Self::Store {
+            self.next += 1;
+            KvLogStore::new(SledKv::open(&self.dir()).unwrap(), "sled")
+        }
+
+        /// sled flushes on drop: an in-process crash loses nothing (see SledHarness).
+        fn crash(&mut self, store: Self::Store) -> Self::Store {
+            drop(store);
+            KvLogStore::new(SledKv::open(&self.dir()).unwrap(), "sled")
+        }
+
+        fn reopen(&mut self, store: Self::Store) -> Self::Store {
+            self.crash(store)
+        }
+    }
+
+    #[test]
+    fn the_log_on_sled_kv_passes_the_libpaxos_conformance_suite() {
+        run_all(&mut SledLog {
+            root: TempDir::new("kv-log"),
+            next: 0,
+        });
+    }
+
+    #[test]
+    fn a_log_written_by_sled_log_store_reads_the_same_through_the_seam() {
+        let dir = TempDir::new("kv-log-compat");
+        let path = dir.path().join("db");
+        {
+            let db = libpaxos_db::open_sled(&sled::Config::new().path(&path)).unwrap();
+            let mut old = SledLogStore::open(&db, &path).unwrap();
+            old.write(&Persist {
+                entries: (1..=6).map(|i| sample_entry(i, 2, i as u8)).collect(),
+                hard_state: Some(libpaxos::HardState::default()),
+                ..Persist::default()
+            })
+            .unwrap();
+            old.write(&Persist {
+                compact_through: Some(Slot(2)),
+                ..Persist::default()
+            })
+            .unwrap();
+            old.sync().unwrap();
+        }
+        let kv = SledKv::open(&path).unwrap();
+        let log = KvLogStore::new(kv.clone(), "sled");
+        assert_eq!(log.compacted_through().unwrap(), Slot(2));
+        assert_eq!(log.last_slot().unwrap(), Slot(6));
+        let got = log.entries(Slot(1), Slot(6), 10).unwrap();
+        let want: Vec<_> = (3..=6).map(|i| sample_entry(i, 2, i as u8)).collect();
+        assert_eq!(got, want);
+        assert_eq!(kv.tree_names().unwrap(), ["log", "log.meta"]);
+    }
+}
