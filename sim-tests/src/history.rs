@@ -74,7 +74,7 @@ pub enum Line {
 }
 
 /// The run's parameters, which some checkers need.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     /// [`SCHEMA_VERSION`].
     pub version: u32,
@@ -92,6 +92,32 @@ pub struct Meta {
     /// How soon after the last heal every live client must complete an operation, in ns.
     #[serde(default)]
     pub liveness_bound_ns: Option<u64>,
+    /// The clock-drift bound the cell assumes, in parts per million (protocol 10.1: 1 % is
+    /// 10,000). A server's `lock_delay` measured on its clock may be this much shorter in
+    /// true time.
+    #[serde(default = "default_drift_ppm")]
+    pub clock_drift_ppm: u64,
+}
+
+/// The protocol's drift bound, 1 %.
+pub const DEFAULT_DRIFT_PPM: u64 = 10_000;
+
+fn default_drift_ppm() -> u64 {
+    DEFAULT_DRIFT_PPM
+}
+
+impl Default for Meta {
+    fn default() -> Meta {
+        Meta {
+            version: SCHEMA_VERSION,
+            seed: 0,
+            scenario: String::new(),
+            members: 0,
+            lock_delay_ns: 0,
+            liveness_bound_ns: None,
+            clock_drift_ppm: DEFAULT_DRIFT_PPM,
+        }
+    }
 }
 
 /// One operation: invoked by a client, completed (or not) with a result.

@@ -117,7 +117,7 @@ pub fn render_html(history: &History, report: &Report, title: &str) -> String {
         let _ = writeln!(
             svg,
             r#"<rect x="{x1}" y="{y}" width="{}" height="5" fill="{color}"><title>{}</title></rect>"#,
-            (x2 - x1).max(1),
+            x2.saturating_sub(x1).max(1),
             escape(&format!(
                 "believes it holds {} {:?} until {:?}",
                 interval.path, interval.mode, interval.end_cause
@@ -143,7 +143,7 @@ pub fn render_html(history: &History, report: &Report, title: &str) -> String {
         let _ = writeln!(
             svg,
             r#"<rect x="{x1}" y="{y}" width="{}" height="22" fill="{fill}" stroke="{stroke}" stroke-width="{stroke_width}"{dash}><title>{}</title></rect>"#,
-            (x2 - x1).max(2),
+            x2.saturating_sub(x1).max(2),
             escape(&format!(
                 "#{} {} [{} .. {}]",
                 op.id.0,
@@ -153,7 +153,7 @@ pub fn render_html(history: &History, report: &Report, title: &str) -> String {
                     .map_or("unknown".to_owned(), |c| c.to_string())
             ))
         );
-        if x2 - x1 > 40 {
+        if x2.saturating_sub(x1) > 40 {
             let _ = writeln!(
                 svg,
                 r#"<text x="{}" y="{}" pointer-events="none">{}</text>"#,

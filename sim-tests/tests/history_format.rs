@@ -22,6 +22,7 @@ fn sample() -> History {
         members: 3,
         lock_delay_ns: 0,
         liveness_bound_ns: Some(5_000_000_000),
+        clock_drift_ppm: 10_000,
     }));
     h.push(Line::Op(OpRecord {
         id: OpId(1),
@@ -108,7 +109,7 @@ fn lines_look_as_docs_testing_md_shows() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        r#"{"type":"meta","version":1,"seed":42,"scenario":"minority-partition","members":3,"lock_delay_ns":0,"liveness_bound_ns":5000000000}"#
+        r#"{"type":"meta","version":1,"seed":42,"scenario":"minority-partition","members":3,"lock_delay_ns":0,"liveness_bound_ns":5000000000,"clock_drift_ppm":10000}"#
     );
     assert_eq!(
         lines[1],
@@ -199,6 +200,15 @@ fn an_unsupported_schema_version_is_refused() {
         matches!(err, HistoryError::Invalid { line: 1, .. }),
         "{err}"
     );
+}
+
+#[test]
+fn a_minimal_meta_line_takes_the_defaults() {
+    let h = History::from_jsonl(r#"{"type":"meta","version":1,"seed":3}"#).unwrap();
+    let meta = h.meta().unwrap();
+    assert_eq!(meta.seed, 3);
+    assert_eq!(meta.clock_drift_ppm, 10_000);
+    assert_eq!(meta.liveness_bound_ns, None);
 }
 
 #[test]

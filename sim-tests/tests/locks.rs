@@ -185,6 +185,22 @@ fn a_lock_lost_to_expiry_waits_the_lock_delay() {
 }
 
 #[test]
+fn the_lock_delay_allows_for_a_server_clock_running_slow_by_the_drift_bound() {
+    let mut b = Builder::new();
+    b.op(1, "/l", lock_ex(), 0, 2, granted(ex(1)));
+    b.event(1, 10, Event::Jeopardy {});
+    b.op(2, "/l", lock_ex(), 1000, 1005, granted(ex(2)));
+    let config = |ppm| CheckConfig {
+        lock_delay_ns: ms(1000).0,
+        clock_drift_ppm: ppm,
+        ..CheckConfig::default()
+    };
+    // Granted 995 ms after the belief ended: within 1 % of the 1 s delay.
+    assert_eq!(check_lock_delay(&b.build(), &config(10_000)), Verdict::Pass);
+    assert!(check_lock_delay(&b.build(), &config(0)).is_fail());
+}
+
+#[test]
 fn a_lock_of_a_stopped_client_waits_the_lock_delay() {
     let mut b = Builder::new();
     b.op(1, "/l", lock_ex(), 0, 2, granted(ex(1)));

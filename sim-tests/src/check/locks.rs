@@ -350,7 +350,7 @@ pub fn check_lock_safety(history: &History) -> Verdict {
 }
 
 /// A lock lost to its holder's expiry is granted to a conflicting client no sooner than
-/// `lock_delay` after the holder's belief ended.
+/// `lock_delay` (less the clock-drift allowance) after the holder's belief ended.
 pub fn check_lock_delay(history: &History, config: &CheckConfig) -> Verdict {
     if config.lock_delay_ns == 0 {
         return Verdict::Skipped("lock_delay is 0 (lock safety covers the rest)".to_owned());
@@ -359,7 +359,12 @@ pub fn check_lock_delay(history: &History, config: &CheckConfig) -> Verdict {
     let mut violations = Vec::new();
     for (path, list) in by_path(&intervals) {
         for lost in list.iter().filter(|i| i.lost_to_expiry) {
-            let earliest = lost.end.plus(config.lock_delay_ns);
+            // The server times the delay on its own clock, which may run slow by the drift
+            // bound.
+            let ppm = config.clock_drift_ppm.min(1_000_000);
+            let delay =
+                (config.lock_delay_ns as u128 * (1_000_000 - ppm) as u128 / 1_000_000) as u64;
+            let earliest = lost.end.plus(delay);
             for next in &list {
                 if next.client != lost.client
                     && !next.resumed

@@ -134,6 +134,8 @@ pub struct CheckConfig {
     pub lock_delay_ns: u64,
     /// How soon after the last heal each live client must complete an operation, in ns.
     pub liveness_bound_ns: u64,
+    /// The clock-drift bound, in parts per million (lock-delay allows for it).
+    pub clock_drift_ppm: u64,
 }
 
 impl Default for CheckConfig {
@@ -142,6 +144,7 @@ impl Default for CheckConfig {
             linearizability_steps: 2_000_000,
             lock_delay_ns: 0,
             liveness_bound_ns: 10_000_000_000,
+            clock_drift_ppm: crate::history::DEFAULT_DRIFT_PPM,
         }
     }
 }
@@ -152,6 +155,7 @@ impl CheckConfig {
         let mut config = CheckConfig::default();
         if let Some(meta) = history.meta() {
             config.lock_delay_ns = meta.lock_delay_ns;
+            config.clock_drift_ppm = meta.clock_drift_ppm;
             if let Some(bound) = meta.liveness_bound_ns {
                 config.liveness_bound_ns = bound;
             }

@@ -33,6 +33,7 @@ impl Builder {
             members: 3,
             lock_delay_ns: ms(lock_delay_ms).0,
             liveness_bound_ns: liveness_bound_ms.map(|b| ms(b).0),
+            ..Meta::default()
         }));
         Builder { history, next: 1 }
     }
