@@ -136,7 +136,9 @@ pub struct OpRecord {
     pub result: OpResult,
     /// When the client invoked it.
     pub invoke_ns: SimTime,
-    /// When the client learned the result; absent when the result is unknown.
+    /// When the client learned the result. For an unknown result: absent, or the time after
+    /// which the op can no longer take effect, when the harness knows one (its session
+    /// ended); it may then have taken effect before that time or not at all.
     #[serde(default)]
     pub complete_ns: Option<SimTime>,
 }
@@ -563,7 +565,7 @@ impl History {
     }
 
     /// Checks what the checkers rely on: a supported version, unique op ids, known results
-    /// complete no earlier than they were invoked.
+    /// with a completion, and no completion (or bound) before its invoke.
     pub fn validate(&self) -> Result<(), HistoryError> {
         let mut ids = BTreeSet::new();
         for (index, line) in self.lines.iter().enumerate() {
@@ -584,7 +586,7 @@ impl History {
                         return Err(invalid(format!("op id {} used twice", op.id.0)));
                     }
                     match (&op.result, op.complete_ns) {
-                        (OpResult::Unknown, _) => {}
+                        (OpResult::Unknown, None) => {}
                         (_, None) => {
                             return Err(invalid(format!(
                                 "op {} has a result but no complete_ns",

@@ -91,13 +91,7 @@ impl Recorder {
         if result == OpResult::Unknown {
             return Err(RecordError::UnknownResult(id.0));
         }
-        let Some(&index) = self.pending.get(&id) else {
-            return Err(if id.0 > 0 && id.0 < self.next_id {
-                RecordError::AlreadyComplete(id.0)
-            } else {
-                RecordError::NotInvoked(id.0)
-            });
-        };
+        let index = self.pending_line(id)?;
         let Some(Line::Op(record)) = self.history.lines.get_mut(index) else {
             unreachable!("pending ops index their own op lines");
         };
@@ -112,6 +106,41 @@ impl Recorder {
         record.complete_ns = Some(at);
         self.pending.remove(&id);
         Ok(())
+    }
+
+    /// The op's outcome will never be known, and it cannot take effect after `by` (for
+    /// example its session ended at the cell): it stays unknown, with that bound.
+    pub fn settle_unknown(&mut self, id: OpId, by: SimTime) -> Result<(), RecordError> {
+        let outcome = self.try_settle(id, by);
+        if outcome.is_err() {
+            self.refused += 1;
+        }
+        outcome
+    }
+
+    fn try_settle(&mut self, id: OpId, by: SimTime) -> Result<(), RecordError> {
+        let index = self.pending_line(id)?;
+        let Some(Line::Op(record)) = self.history.lines.get_mut(index) else {
+            unreachable!("pending ops index their own op lines");
+        };
+        if by < record.invoke_ns {
+            return Err(RecordError::BeforeInvoke {
+                id: id.0,
+                invoke: record.invoke_ns,
+                complete: by,
+            });
+        }
+        record.complete_ns = Some(by);
+        self.pending.remove(&id);
+        Ok(())
+    }
+
+    fn pending_line(&self, id: OpId) -> Result<usize, RecordError> {
+        match self.pending.get(&id) {
+            Some(&index) => Ok(index),
+            None if id.0 > 0 && id.0 < self.next_id => Err(RecordError::AlreadyComplete(id.0)),
+            None => Err(RecordError::NotInvoked(id.0)),
+        }
     }
 
     /// The ops still waiting for a result.

@@ -98,6 +98,44 @@ fn an_unknown_write_may_take_effect_long_after_it_was_sent() {
 }
 
 #[test]
+fn an_unknown_write_with_a_bound_takes_effect_before_it_or_not_at_all() {
+    for seen in ["v1", ""] {
+        let mut b = Builder::new();
+        b.op(1, "/a", create(), 0, 1, created(0));
+        let w = b.op(1, "/a", put("v1"), 2, 0, unknown());
+        b.bound(w, 10);
+        let g = if seen.is_empty() { 0 } else { 1 };
+        b.op(2, "/a", get(), 20, 21, read(seen, g));
+        b.op(2, "/a", get(), 30, 31, read(seen, g));
+        assert_pass(&b);
+    }
+}
+
+#[test]
+fn an_unknown_write_cannot_take_effect_after_its_bound() {
+    let mut b = Builder::new();
+    b.op(1, "/a", create(), 0, 1, created(0));
+    let w = b.op(1, "/a", put("v1"), 2, 0, unknown());
+    b.bound(w, 10);
+    b.op(2, "/a", get(), 20, 21, read("", 0));
+    b.op(2, "/a", get(), 30, 31, read("v1", 1));
+    assert_fail(&b, 4, "fits nowhere");
+}
+
+#[test]
+fn a_bounded_unknown_write_may_be_skipped_while_a_later_one_takes_effect() {
+    // Backtracking must try "no effect" for the first before giving up.
+    let mut b = Builder::new();
+    b.op(1, "/a", create(), 0, 1, created(0));
+    let w1 = b.op(1, "/a", put("v1"), 2, 0, unknown());
+    b.bound(w1, 10);
+    let w2 = b.op(2, "/a", put("v2"), 3, 0, unknown());
+    b.bound(w2, 10);
+    b.op(3, "/a", get(), 20, 21, read("v2", 1));
+    assert_pass(&b);
+}
+
+#[test]
 fn refusals_and_unknown_reads_change_nothing() {
     let mut b = Builder::new();
     b.op(1, "/a", create(), 0, 1, created(0));

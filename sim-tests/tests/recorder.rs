@@ -53,3 +53,26 @@ fn harness_mistakes_are_refused_and_counted_and_change_nothing() {
     );
     assert_eq!(r.refused, 4);
 }
+
+#[test]
+fn an_unknown_op_can_be_settled_with_a_bound() {
+    let mut r = recorder();
+    let a = r.invoke(ClientId(1), "/a", Op::Delete {}, SimTime(10));
+    assert!(matches!(
+        r.settle_unknown(a, SimTime(9)),
+        Err(RecordError::BeforeInvoke { .. })
+    ));
+    r.settle_unknown(a, SimTime(50)).unwrap();
+    assert_eq!(r.pending().count(), 0);
+    assert_eq!(
+        r.complete(a, OpResult::Err(OpError::NoSuchNode), SimTime(60)),
+        Err(RecordError::AlreadyComplete(1))
+    );
+    let h = r.finish();
+    let op = h.ops().next().unwrap();
+    assert_eq!(
+        (op.result.clone(), op.complete_ns),
+        (OpResult::Unknown, Some(SimTime(50)))
+    );
+    assert_eq!(History::from_jsonl(&h.to_jsonl()).unwrap(), h);
+}

@@ -6,7 +6,9 @@
 //! Files are independent objects, so each path is checked alone (P-compositionality: a
 //! history is linearizable iff each object's sub-history is). An operation whose outcome the
 //! client never learned returns at infinity, so it may take effect at any point after its
-//! invoke or, placed after everything else, not at all. A read whose outcome is unknown and an
+//! invoke or, placed after everything else, not at all; when the harness knows a time after
+//! which it can no longer take effect (its session ended: `complete_ns` of an unknown op), it
+//! returns then, and takes effect before or not at all. A read whose outcome is unknown and an
 //! operation refused outright change nothing and are left out. The search is bounded: past
 //! the budget the verdict is undecided, never a hang.
 
@@ -179,15 +181,11 @@ impl<'a> Partition<'a> {
     }
 
     fn return_time(&self, index: usize) -> u64 {
-        match self.ops[index].outcome {
-            Outcome::Unknown => u64::MAX,
-            _ => {
-                self.records[index]
-                    .complete_ns
-                    .unwrap_or(SimTime(u64::MAX))
-                    .0
-            }
-        }
+        // An unknown op's complete_ns, when present, bounds when it could take effect.
+        self.records[index]
+            .complete_ns
+            .unwrap_or(SimTime(u64::MAX))
+            .0
     }
 }
 
@@ -274,6 +272,17 @@ enum Search {
     OutOfBudget,
 }
 
+/// The states `op` may leave from `state`: none if it cannot have returned what it did; for
+/// an unknown outcome with a bound on when it could take effect, both its effect and no
+/// effect (without a bound, "no effect" is the same as taking effect after everything else,
+/// which the search finds by itself).
+fn successors(state: RegisterState, op: &ModelOp, bounded: bool) -> [Option<RegisterState>; 2] {
+    let effect = step(state, op);
+    let none = (bounded && matches!(op.outcome, Outcome::Unknown) && effect != Some(state))
+        .then_some(state);
+    [effect, none]
+}
+
 fn search(partition: &Partition<'_>, budget: u64) -> Search {
     let n = partition.ops.len();
     let mut entries = Entries::new(partition);
@@ -281,9 +290,12 @@ fn search(partition: &Partition<'_>, budget: u64) -> Search {
     let mut count = 0;
     let mut state = RegisterState::Absent;
     let mut cache: HashSet<(Bits, RegisterState)> = HashSet::new();
-    let mut calls: Vec<(usize, RegisterState)> = Vec::new();
+    // Each linearized call, the state before it and which successor it took.
+    let mut calls: Vec<(usize, RegisterState, usize)> = Vec::new();
     let mut best = (linearized.clone(), 0, state);
     let mut entry = entries.next[0];
+    // The first successor to try at `entry` (above 0 after backtracking to it).
+    let mut first_choice = 0;
     let mut steps = 0u64;
     while entries.next[0] != NIL {
         steps += 1;
@@ -292,11 +304,22 @@ fn search(partition: &Partition<'_>, budget: u64) -> Search {
         }
         if entry % 2 == 1 {
             let op = (entry - 1) / 2;
-            if let Some(after) = step(state, &partition.ops[op]) {
+            let bounded = partition.return_time(op) != u64::MAX;
+            let options = successors(state, &partition.ops[op], bounded);
+            let mut taken = None;
+            for (choice, after) in options.iter().enumerate().skip(first_choice) {
+                let Some(after) = *after else { continue };
                 let mut with = linearized.clone();
                 with.set(op);
                 if cache.insert((with, after)) {
-                    calls.push((entry, state));
+                    taken = Some((choice, after));
+                    break;
+                }
+            }
+            first_choice = 0;
+            match taken {
+                Some((choice, after)) => {
+                    calls.push((entry, state, choice));
                     state = after;
                     linearized.set(op);
                     count += 1;
@@ -305,12 +328,11 @@ fn search(partition: &Partition<'_>, budget: u64) -> Search {
                     }
                     entries.lift(entry);
                     entry = entries.next[0];
-                    continue;
                 }
+                None => entry = entries.next[entry],
             }
-            entry = entries.next[entry];
         } else {
-            let Some((call, before)) = calls.pop() else {
+            let Some((call, before, choice)) = calls.pop() else {
                 return Search::NotLinearizable {
                     best: best.0,
                     best_count: best.1,
@@ -321,7 +343,9 @@ fn search(partition: &Partition<'_>, budget: u64) -> Search {
             linearized.clear((call - 1) / 2);
             count -= 1;
             entries.unlift(call);
-            entry = entries.next[call];
+            // Try the call's other successor, if any, before moving past it.
+            entry = call;
+            first_choice = choice + 1;
         }
     }
     Search::Linearizable

@@ -63,6 +63,17 @@ impl Builder {
         id
     }
 
+    /// Gives the unknown op `id` a bound: it cannot take effect after `bound` ms.
+    pub fn bound(&mut self, id: OpId, bound: u64) {
+        for line in &mut self.history.lines {
+            if let Line::Op(op) = line
+                && op.id == id
+            {
+                op.complete_ns = Some(ms(bound));
+            }
+        }
+    }
+
     pub fn event(&mut self, client: u32, at: u64, event: Event) {
         self.history.push(Line::Event(EventRecord {
             client: ClientId(client),

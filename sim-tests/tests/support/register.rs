@@ -109,7 +109,12 @@ pub fn generate_sized(
         if let Some(after) = after {
             states[p] = after;
         }
-        b.op(client, path, op, invoke, complete, result);
+        let unknown_op = result == OpResult::Unknown;
+        let id = b.op(client, path, op, invoke, complete, result);
+        if unknown_op && rng.random_bool(0.5) {
+            // Known to have taken effect (if at all) by `complete`, as when its session ended.
+            b.bound(id, complete);
+        }
     }
     // Final reads, after everything settled.
     t += 100;
