@@ -536,6 +536,16 @@ impl History {
         String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 
+    /// A 64-bit FNV-1a hash of the JSON lines: equal for byte-identical histories, so two
+    /// runs of one seed can be compared (and printed) cheaply.
+    pub fn fingerprint(&self) -> u64 {
+        self.to_jsonl()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+    }
+
     /// Reads and validates a history written as JSON lines (blank lines are skipped).
     pub fn read_jsonl(input: impl BufRead) -> Result<History, HistoryError> {
         let mut history = History::new();

@@ -1,11 +1,12 @@
 //! Deterministic simulations of whole cells under faults, and the checkers that judge them.
 //!
 //! What is here today: the history a run records ([`history`], JSON lines whose schema is in
-//! docs/testing.md), the checkers that judge a history ([`check`]: linearizability of files as
-//! registers with compare-and-set, lock safety and lock-delay, sequencers, durability,
-//! convergence, liveness), and the HTML timeline a failing run leaves under
-//! `target/sim-failures/` ([`timeline`]). The harness that runs real `cld-server` members and
-//! `cldc` clients on turmoil hosts comes later; the Paxos core alone has its own simulation in
+//! docs/testing.md; [`Recorder`] builds one as a run goes), the checkers that judge a history
+//! ([`check`]: linearizability of files as registers with compare-and-set, lock safety and
+//! lock-delay, sequencers, durability, convergence, liveness), and what a failing run leaves
+//! under `target/sim-failures/` ([`failure`]: the history, the HTML [`timeline`], the verdicts
+//! and the replay command). The harness that runs real `cld-server` members and `cldc` clients
+//! on turmoil hosts comes later; the Paxos core alone has its own simulation in
 //! `libpaxos::sim`. This crate is for tests: nothing in it belongs in a server or client.
 #![deny(missing_docs)]
 

@@ -216,3 +216,16 @@ fn blank_lines_are_skipped() {
     let text = format!("\n{}\n\n", sample().to_jsonl());
     assert_eq!(History::from_jsonl(&text).unwrap().lines.len(), 10);
 }
+
+#[test]
+fn the_fingerprint_tells_histories_apart_and_equal_ones_alike() {
+    let a = sample();
+    assert_eq!(a.fingerprint(), sample().fingerprint());
+    let mut b = sample();
+    if let Line::Op(op) = &mut b.lines[1] {
+        op.invoke_ns = SimTime(1_001);
+    }
+    assert_ne!(a.fingerprint(), b.fingerprint());
+    // FNV-1a of the empty input is its offset basis.
+    assert_eq!(History::new().fingerprint(), 0xcbf2_9ce4_8422_2325);
+}
