@@ -13,6 +13,7 @@
 pub mod check;
 pub mod error;
 pub mod failure;
+pub mod faults;
 pub mod history;
 pub mod recorder;
 pub mod timeline;
