@@ -17,6 +17,7 @@ pub mod faults;
 pub mod history;
 pub mod recorder;
 pub mod timeline;
+pub mod workload;
 
 pub use check::{Check, CheckConfig, Report, Verdict, Violation, check_all};
 pub use error::HistoryError;
