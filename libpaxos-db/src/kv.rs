@@ -8,8 +8,8 @@
 //! simulation: a crash keeps what was synced and, if asked, a prefix of the later batches).
 //! [`kv_conformance`](crate::kv_conformance) is the suite both pass.
 //!
-//! Not yet wired: `Database`, `Namespace` and `SledLogStore` still use sled directly;
-//! docs/testing.md ("The storage seam") lists what moving them onto this trait takes.
+//! The namespace ([`Namespace`](crate::Namespace)) runs on any engine; `Database` and
+//! `SledLogStore` still hand it sled (docs/testing.md, "The storage seam", lists what is left).
 
 use std::ops::Bound;
 
@@ -133,6 +133,11 @@ pub trait KvStore: Clone + Send + Sync + 'static {
     /// it, and batches survive a crash only in commit order (a later one never without an
     /// earlier one). Durable only after the next [`sync`](KvStore::sync).
     fn commit(&self, batch: &WriteBatch) -> Result<(), KvError>;
+
+    /// Removes whole trees outside any batch (each drop atomic on its own; durable after the
+    /// next sync). On sled this is far cheaper than a batch's `DropTree` for a large tree:
+    /// it is how old namespace generations go.
+    fn drop_trees(&self, names: &[String]) -> Result<(), KvError>;
 
     /// Makes every batch committed before the call durable when it returns. After a failure
     /// every later call fails too.

@@ -29,6 +29,7 @@ pub fn run_all<H: Harness>(harness: &mut H) {
     last_is_the_highest_key(harness);
     tree_names_list_the_non_empty_trees_in_order(harness);
     trees_are_independent(harness);
+    drop_trees_removes_whole_trees(harness);
     synced_writes_survive_a_crash(harness);
     a_batch_is_atomic_across_a_crash(harness);
     batches_survive_a_crash_in_commit_order(harness);
@@ -218,6 +219,28 @@ pub fn trees_are_independent<H: Harness>(h: &mut H) {
         Some(b"in b".to_vec()),
         "other tree kept"
     );
+}
+
+/// `drop_trees` removes the named trees and nothing else.
+pub fn drop_trees_removes_whole_trees<H: Harness>(h: &mut H) {
+    let s = h.fresh();
+    let mut batch = WriteBatch::new();
+    for tree in ["a", "b", "c"] {
+        batch.insert(tree, key(1), b"x".as_slice());
+        batch.insert(tree, key(2), b"y".as_slice());
+    }
+    s.commit(&batch).expect("commit");
+    s.drop_trees(&["a".to_owned(), "c".to_owned(), "never".to_owned()])
+        .expect("drop_trees");
+    assert_eq!(
+        s.tree_names().expect("names"),
+        ["b"],
+        "drop_trees left trees"
+    );
+    assert_eq!(keys(&s, "b").len(), 2, "drop_trees touched another tree");
+    s.commit(&one("a", 3, b"z"))
+        .expect("a dropped tree can be written again");
+    assert_eq!(keys(&s, "a"), vec![key(3)]);
 }
 
 /// Whatever was synced is there after a crash.

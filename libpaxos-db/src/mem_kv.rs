@@ -194,6 +194,14 @@ impl KvStore for MemKv {
         Ok(())
     }
 
+    fn drop_trees(&self, names: &[String]) -> Result<(), KvError> {
+        let mut batch = WriteBatch::new();
+        for name in names {
+            batch.drop_tree(name);
+        }
+        self.commit(&batch)
+    }
+
     fn sync(&self) -> Result<(), KvError> {
         let mut inner = self.lock();
         if inner.failing && !inner.dead {

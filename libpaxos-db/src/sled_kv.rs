@@ -18,13 +18,15 @@ const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 #[derive(Clone)]
 pub struct SledKv {
     db: sled::Db,
-    sync: Arc<SledSync>,
+    /// How `sync` makes the database durable; `None` for a handle that may not sync (a
+    /// namespace opened on a bare `sled::Db`, whose owner syncs).
+    sync: Option<Arc<SledSync>>,
 }
 
 impl core::fmt::Debug for SledKv {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SledKv")
-            .field("dir", &self.sync.dir())
+            .field("dir", &self.sync.as_ref().map(|s| s.dir().to_path_buf()))
             .finish()
     }
 }
@@ -37,8 +39,38 @@ impl SledKv {
             .map_err(|e| KvError::new("opening the sled database", e))?;
         Ok(SledKv {
             db,
-            sync: Arc::new(SledSync::new(dir)),
+            sync: Some(Arc::new(SledSync::new(dir))),
         })
+    }
+
+    /// The store over `db`, made durable by `sync` (shared with the database's log).
+    pub(crate) fn from_parts(db: sled::Db, sync: Arc<SledSync>) -> SledKv {
+        SledKv {
+            db,
+            sync: Some(sync),
+        }
+    }
+
+    /// The sled database underneath.
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// A handle on `db` that reads and commits but refuses to `sync`: its owner syncs.
+    pub fn unsynced(db: &sled::Db) -> SledKv {
+        SledKv {
+            db: db.clone(),
+            sync: None,
+        }
+    }
+
+    /// sled's own flush, without the fsyncs: bounds the memory a long fill holds as dirty
+    /// pages (not a durability point).
+    pub(crate) fn flush_buffers(&self) -> Result<(), KvError> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| KvError::new("flushing sled's buffers", e))
     }
 
     fn tree(&self, name: &str, doing: &'static str) -> Result<sled::Tree, KvError> {
@@ -171,9 +203,22 @@ impl KvStore for SledKv {
             })
     }
 
+    fn drop_trees(&self, names: &[String]) -> Result<(), KvError> {
+        for name in names {
+            self.db
+                .drop_tree(name.as_bytes())
+                .map_err(|e| KvError::new("dropping a tree", e))?;
+        }
+        Ok(())
+    }
+
     fn sync(&self) -> Result<(), KvError> {
-        self.sync
-            .flush(&self.db)
-            .map_err(|e| KvError::new("syncing", e))
+        match &self.sync {
+            Some(sync) => sync.flush(&self.db).map_err(|e| KvError::new("syncing", e)),
+            None => Err(KvError::new(
+                "syncing",
+                "this handle may not sync (SledKv::unsynced); its owner syncs the database",
+            )),
+        }
     }
 }
