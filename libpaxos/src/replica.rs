@@ -4,7 +4,7 @@
 //! `replication.rs` (phase 2 and the commit index), `lease.rs` (heartbeats and master leases),
 //! `catchup.rs` (bringing a lagging replica up to date).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -108,7 +108,7 @@ pub struct Replica<S: Storage> {
     pub(crate) snapshot_wanted: Option<(Slot, Time)>,
     pub(crate) outbox: Outbox,
     /// Self-messages waiting for the Ready they belong to to become durable.
-    pub(crate) waiting_for_persist: Vec<(u64, Message)>,
+    pub(crate) waiting_for_persist: VecDeque<(u64, Message)>,
     pub(crate) ready_number: u64,
     pub(crate) persisted_number: u64,
     /// The master lease as last reported in an event, to report changes once.
@@ -172,7 +172,7 @@ impl<S: Storage> Replica<S> {
             catch_up_sent: None,
             snapshot_wanted: None,
             outbox: Outbox::default(),
-            waiting_for_persist: Vec::new(),
+            waiting_for_persist: VecDeque::new(),
             ready_number: 0,
             persisted_number: 0,
             lease_reported: false,
@@ -342,12 +342,16 @@ impl<S: Storage> Replica<S> {
             return Ok(());
         }
         self.persisted_number = number.min(self.ready_number);
-        let (due, later): (Vec<_>, Vec<_>) = core::mem::take(&mut self.waiting_for_persist)
-            .into_iter()
-            .partition(|(n, _)| *n <= self.persisted_number);
-        self.waiting_for_persist = later;
-        for (_, msg) in due {
-            self.handle(now, self.config.id, msg)?;
+        // Waiting messages are in Ready order: the due ones are a prefix.
+        let persisted = self.persisted_number;
+        while self
+            .waiting_for_persist
+            .front()
+            .is_some_and(|(n, _)| *n <= persisted)
+        {
+            if let Some((_, msg)) = self.waiting_for_persist.pop_front() {
+                self.handle(now, self.config.id, msg)?;
+            }
         }
         Ok(())
     }
@@ -442,7 +446,7 @@ impl<S: Storage> Replica<S> {
             self.ready_number += 1;
             ready.number = self.ready_number;
             for msg in out.to_self {
-                self.waiting_for_persist.push((self.ready_number, msg));
+                self.waiting_for_persist.push_back((self.ready_number, msg));
             }
         }
         ready
@@ -489,6 +493,18 @@ impl<S: Storage> Replica<S> {
             return Ok(Some(self.outbox.entries[i].clone()));
         }
         Ok(self.storage.entry(slot)?)
+    }
+
+    /// The ballot of the entry at `slot` as written, including the outbox, without copying the
+    /// entry.
+    pub(crate) fn read_ballot(&self, slot: Slot) -> Result<Option<Ballot>, Error> {
+        if slot <= self.compacted || slot == Slot::ZERO {
+            return Ok(None);
+        }
+        if let Ok(i) = self.outbox.entries.binary_search_by_key(&slot, |e| e.slot) {
+            return Ok(Some(self.outbox.entries[i].ballot));
+        }
+        Ok(self.storage.ballot_at(slot)?)
     }
 
     /// The highest slot written, including the outbox.
@@ -621,12 +637,37 @@ impl<S: Storage> Replica<S> {
     }
 
     fn take_committed(&mut self, persist: &Persist) -> Result<Vec<Committed>, Error> {
-        let mut out = Vec::new();
-        while self.delivered < self.commit && out.len() < self.config.max_apply_batch {
+        if self.delivered >= self.commit {
+            return Ok(Vec::new());
+        }
+        let max = self.config.max_apply_batch;
+        let last = Slot(
+            self.commit
+                .0
+                .min(self.delivered.0.saturating_add(max as u64)),
+        );
+        // One read for the slots the storage holds (a single one is read alone, without a
+        // vector); the ones this Ready writes come from it.
+        let first = self.delivered.next();
+        let stored_to = match persist.entries.first() {
+            Some(e) if e.slot <= last => e.slot.prev(),
+            _ => last,
+        };
+        let stored = if first < stored_to {
+            self.storage.entries(first, stored_to, max)?
+        } else {
+            Vec::new()
+        };
+        let mut stored = stored.into_iter().peekable();
+        let mut out = Vec::with_capacity((last.0 - self.delivered.0).min(4096) as usize);
+        while self.delivered < self.commit && out.len() < max {
             let slot = self.delivered.next();
             let entry = match persist.entries.binary_search_by_key(&slot, |e| e.slot) {
                 Ok(i) => Some(persist.entries[i].clone()),
-                Err(_) => self.storage.entry(slot)?,
+                Err(_) => match stored.next_if(|e| e.slot == slot) {
+                    Some(e) => Some(e),
+                    None => self.storage.entry(slot)?,
+                },
             };
             let Some(entry) = entry else {
                 // Invariant: every slot up to the commit index is held or compacted.

@@ -1,6 +1,6 @@
 //! Phase 2: the master proposes, acceptors accept, the commit index advances.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::election::entries_sorted;
@@ -26,7 +26,10 @@ pub(crate) struct Master {
     next_slot: Slot,
     /// The take-office no-op; reads are served only once it is committed.
     pub(crate) noop_slot: Slot,
-    inflight: BTreeMap<Slot, InFlight>,
+    /// The slots from `next_slot - inflight.len()` to `next_slot - 1`, in order: a master
+    /// proposes into consecutive slots and they are committed in order, so the first one is
+    /// always `commit + 1`.
+    inflight: VecDeque<InFlight>,
     /// Entries proposed since the last Ready, to broadcast in one Accept per follower.
     unsent: Vec<Entry>,
     pub(crate) lease: MasterLease,
@@ -38,10 +41,21 @@ impl Master {
             ballot,
             next_slot: first,
             noop_slot,
-            inflight: BTreeMap::new(),
+            inflight: VecDeque::new(),
             unsent: Vec::new(),
             lease,
         }
+    }
+
+    /// The slot of the first proposal in flight (`next_slot` if none is).
+    fn first_inflight(&self) -> Slot {
+        Slot(self.next_slot.0 - self.inflight.len() as u64)
+    }
+
+    /// The proposal in flight for `slot`, if any.
+    fn inflight_mut(&mut self, slot: Slot) -> Option<&mut InFlight> {
+        let index = slot.0.checked_sub(self.first_inflight().0)?;
+        self.inflight.get_mut(usize::try_from(index).ok()?)
     }
 }
 
@@ -92,13 +106,10 @@ impl<S: Storage> Replica<S> {
             ballot: master.ballot,
             value,
         };
-        master.inflight.insert(
-            slot,
-            InFlight {
-                acks: 0,
-                sent_at: now,
-            },
-        );
+        master.inflight.push_back(InFlight {
+            acks: 0,
+            sent_at: now,
+        });
         master.unsent.push(entry.clone());
         let ballot = master.ballot;
         self.write_entry(entry);
@@ -127,19 +138,31 @@ impl<S: Storage> Replica<S> {
         }
         let ballot = master.ballot;
         let unsent = core::mem::take(&mut master.unsent);
-        for batch in batches(unsent, max_entries, max_bytes) {
-            // Entries share their payloads: a clone per follower copies no command bytes.
-            for &peer in &self.peer_ids {
-                self.outbox.messages.push(crate::message::Envelope {
-                    to: peer,
+        let (peers, messages) = (&self.peer_ids, &mut self.outbox.messages);
+        batches(unsent, max_entries, max_bytes, |batch| {
+            // Entries share their payloads: a clone per follower copies no command bytes, and
+            // the last follower gets the batch itself.
+            if let Some((&last, others)) = peers.split_last() {
+                for &peer in others {
+                    messages.push(crate::message::Envelope {
+                        to: peer,
+                        msg: Message::Accept {
+                            ballot,
+                            commit,
+                            entries: batch.clone(),
+                        },
+                    });
+                }
+                messages.push(crate::message::Envelope {
+                    to: last,
                     msg: Message::Accept {
                         ballot,
                         commit,
-                        entries: batch.clone(),
+                        entries: batch,
                     },
                 });
             }
-        }
+        });
     }
 
     pub(crate) fn on_accept(
@@ -244,8 +267,8 @@ impl<S: Storage> Replica<S> {
             self.counters.stale_ballot += 1;
             return Ok(());
         }
-        for slot in slots {
-            if let Some(flight) = master.inflight.get_mut(slot) {
+        for &slot in slots {
+            if let Some(flight) = master.inflight_mut(slot) {
                 flight.acks |= 1 << index;
             }
         }
@@ -257,12 +280,19 @@ impl<S: Storage> Replica<S> {
             quorum
         };
         let mut commit = self.commit;
-        while let Some(flight) = master.inflight.get(&commit.next()) {
+        // The first slot in flight is `commit + 1`: a master's commit index moves only here.
+        // Should a slot at or below it be left over, it needs no more votes.
+        while !master.inflight.is_empty() && master.first_inflight() <= commit {
+            master.inflight.pop_front();
+        }
+        while master.first_inflight() == commit.next()
+            && let Some(flight) = master.inflight.front()
+        {
             if (flight.acks.count_ones() as usize) < quorum.max(1) {
                 break;
             }
             commit = commit.next();
-            master.inflight.remove(&commit);
+            master.inflight.pop_front();
         }
         self.advance_commit(now, commit)
     }
@@ -284,8 +314,8 @@ impl<S: Storage> Replica<S> {
         let mut commit = self.commit;
         while commit < master_commit {
             let slot = commit.next();
-            match self.read_entry(slot)? {
-                Some(entry) if entry.ballot == ballot || any_ballot => commit = slot,
+            match self.read_ballot(slot)? {
+                Some(held) if held == ballot || any_ballot => commit = slot,
                 _ => break,
             }
         }
@@ -320,10 +350,11 @@ impl<S: Storage> Replica<S> {
         };
         let ballot = master.ballot;
         let mut stale: Vec<(Slot, u64)> = Vec::new();
-        for (slot, flight) in master.inflight.iter_mut() {
+        let first = master.first_inflight();
+        for (i, flight) in master.inflight.iter_mut().enumerate() {
             if now.since(flight.sent_at) >= resend_after {
                 flight.sent_at = now;
-                stale.push((*slot, flight.acks));
+                stale.push((Slot(first.0 + i as u64), flight.acks));
             }
             if stale.len() >= max_entries {
                 break;
@@ -347,38 +378,52 @@ impl<S: Storage> Replica<S> {
             if entries.is_empty() {
                 continue;
             }
-            for batch in batches(entries, max_entries, max_bytes) {
-                self.counters.accepts_resent += 1;
-                self.send(
-                    peer,
-                    Message::Accept {
+            let (counters, messages) = (&mut self.counters, &mut self.outbox.messages);
+            batches(entries, max_entries, max_bytes, |batch| {
+                counters.accepts_resent += 1;
+                messages.push(crate::message::Envelope {
+                    to: peer,
+                    msg: Message::Accept {
                         ballot,
                         commit,
                         entries: batch,
                     },
-                );
-            }
+                });
+            });
         }
         Ok(())
     }
 }
 
-/// Splits entries into groups of at most `max_entries` and about `max_bytes`.
-fn batches(entries: Vec<Entry>, max_entries: usize, max_bytes: usize) -> Vec<Vec<Entry>> {
-    let mut out = Vec::new();
+/// Splits entries into groups of at most `max_entries` and about `max_bytes`, and hands each
+/// group to `each` in order.
+fn batches(
+    entries: Vec<Entry>,
+    max_entries: usize,
+    max_bytes: usize,
+    mut each: impl FnMut(Vec<Entry>),
+) {
+    if entries.len() <= max_entries
+        && entries.iter().map(|e| e.value.size_hint()).sum::<usize>() <= max_bytes
+    {
+        // One group: the vector itself, not a copy.
+        if !entries.is_empty() {
+            each(entries);
+        }
+        return;
+    }
     let mut current = Vec::new();
     let mut bytes = 0;
     for entry in entries {
         let size = entry.value.size_hint();
         if !current.is_empty() && (current.len() >= max_entries || bytes + size > max_bytes) {
-            out.push(core::mem::take(&mut current));
+            each(core::mem::take(&mut current));
             bytes = 0;
         }
         bytes += size;
         current.push(entry);
     }
     if !current.is_empty() {
-        out.push(current);
+        each(current);
     }
-    out
 }

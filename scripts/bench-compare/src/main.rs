@@ -4,7 +4,10 @@
 //! and applied it; the run is done when every replica has applied every command. Messages are
 //! delivered in FIFO order with no loss. Reports the median of RUNS runs, in commands/s.
 //!
-//! Usage: bench-compare [TOTAL_COMMANDS] [RUNS]
+//! Usage: bench-compare [TOTAL_COMMANDS] [RUNS] [LIBRARY] [BATCH]
+//!
+//! LIBRARY (`libpaxos`, `raft`, `omnipaxos`) and BATCH (`1`, `64`) run only that library or
+//! batch size, for profiling one side under callgrind.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -15,6 +18,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let total: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let only_library = args.next();
+    let only_batch: Option<usize> = args.next().and_then(|a| a.parse().ok());
     println!("{total} commands of 16 bytes, 3 replicas in one thread, median of {runs} runs");
     println!("| library | batch 1 | batch 64 |");
     println!("|---|---|---|");
@@ -25,26 +30,31 @@ fn main() {
         ("omnipaxos 0.2", omnipaxos_run),
     ];
     // Runs interleave the libraries, so a busy machine slows them alike.
+    let chosen = |name: &str| only_library.as_deref().is_none_or(|l| name.starts_with(l));
+    let batch_chosen = |batch: usize| only_batch.is_none_or(|b| b == batch);
     let mut rates = vec![Vec::new(); libraries.len() * 2];
     for _ in 0..runs {
-        for (l, (_, run)) in libraries.iter().enumerate() {
+        for (l, (name, run)) in libraries.iter().enumerate() {
             for (b, batch) in [1usize, 64].into_iter().enumerate() {
-                rates[l * 2 + b].push(total as f64 / run(batch, total).as_secs_f64());
+                if chosen(name) && batch_chosen(batch) {
+                    rates[l * 2 + b].push(total as f64 / run(batch, total).as_secs_f64());
+                }
             }
         }
     }
+    let median = |mut v: Vec<f64>| {
+        if v.is_empty() {
+            return "-".to_string();
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        format!("{:.0} k cmds/s", v[v.len() / 2] / 1000.0)
+    };
     for (l, (name, _)) in libraries.iter().enumerate() {
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        };
-        let one = median(rates[l * 2].clone());
-        let sixty_four = median(rates[l * 2 + 1].clone());
-        println!(
-            "| {name} | {:.0} k cmds/s | {:.0} k cmds/s |",
-            one / 1000.0,
-            sixty_four / 1000.0
-        );
+        if chosen(name) {
+            let one = median(rates[l * 2].clone());
+            let sixty_four = median(rates[l * 2 + 1].clone());
+            println!("| {name} | {one} | {sixty_four} |");
+        }
     }
 }
 
