@@ -60,9 +60,32 @@ pub(crate) struct Outbox {
     pub(crate) entries: Vec<Entry>,
     pub(crate) after_persist: Vec<Envelope>,
     pub(crate) messages: Vec<Envelope>,
-    /// Messages from this replica to itself that count only once the batch is durable.
-    pub(crate) to_self: Vec<Message>,
     pub(crate) events: Vec<Event>,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.compact_through.is_none()
+            && self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.after_persist.is_empty()
+            && self.messages.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// A message from this replica to itself that counts only once the Ready it belongs to is
+/// durable.
+pub(crate) enum SelfMessage {
+    /// Any message, handled as if it came from a peer.
+    Message(Message),
+    /// The master's own `Accepted` of the slots `first..=last` it proposed in one Ready (a
+    /// range, so proposing allocates nothing for it).
+    Accepted {
+        ballot: Ballot,
+        first: Slot,
+        last: Slot,
+    },
 }
 
 /// One replica of the cell: feed it inputs, take [`Ready`] batches, perform them.
@@ -107,8 +130,9 @@ pub struct Replica<S: Storage> {
     /// A snapshot install asked of the driver and not yet done.
     pub(crate) snapshot_wanted: Option<(Slot, Time)>,
     pub(crate) outbox: Outbox,
-    /// Self-messages waiting for the Ready they belong to to become durable.
-    pub(crate) waiting_for_persist: VecDeque<(u64, Message)>,
+    /// Self-messages waiting for the Ready they belong to to become durable, in Ready order,
+    /// with that Ready's number (`ready_number + 1` for the Ready not yet taken).
+    pub(crate) waiting_for_persist: VecDeque<(u64, SelfMessage)>,
     pub(crate) ready_number: u64,
     pub(crate) persisted_number: u64,
     /// The master lease as last reported in an event, to report changes once.
@@ -349,8 +373,20 @@ impl<S: Storage> Replica<S> {
             .front()
             .is_some_and(|(n, _)| *n <= persisted)
         {
-            if let Some((_, msg)) = self.waiting_for_persist.pop_front() {
-                self.handle(now, self.config.id, msg)?;
+            match self.waiting_for_persist.pop_front() {
+                Some((_, SelfMessage::Message(msg))) => self.handle(now, self.config.id, msg)?,
+                Some((
+                    _,
+                    SelfMessage::Accepted {
+                        ballot,
+                        first,
+                        last,
+                    },
+                )) => {
+                    let slots = (first.0..=last.0).map(Slot);
+                    self.on_accepted(now, self.config.id, ballot, slots)?;
+                }
+                None => {}
             }
         }
         Ok(())
@@ -423,6 +459,15 @@ impl<S: Storage> Replica<S> {
     /// Takes the work produced since the last call. Perform it as [`Ready`] describes.
     pub fn ready(&mut self) -> Ready {
         self.flush_proposals();
+        // Messages to self queued for the Ready not yet taken.
+        let to_self = self
+            .waiting_for_persist
+            .back()
+            .is_some_and(|(n, _)| *n > self.ready_number);
+        if !to_self && self.outbox.is_empty() && self.delivered >= self.commit {
+            // Nothing to hand out: the common answer to "anything more?" costs no moves.
+            return Ready::default();
+        }
         let out = core::mem::take(&mut self.outbox);
         let persist = Persist {
             compact_through: out.compact_through,
@@ -442,12 +487,9 @@ impl<S: Storage> Replica<S> {
         if let Ok(committed) = self.take_committed(&ready.persist) {
             ready.committed = committed;
         }
-        if !ready.is_empty() || !out.to_self.is_empty() {
+        if !ready.is_empty() || to_self {
             self.ready_number += 1;
             ready.number = self.ready_number;
-            for msg in out.to_self {
-                self.waiting_for_persist.push_back((self.ready_number, msg));
-            }
         }
         ready
     }
@@ -571,7 +613,9 @@ impl<S: Storage> Replica<S> {
 
     pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
         if to == self.config.id {
-            self.outbox.to_self.push(msg);
+            let number = self.ready_number + 1;
+            self.waiting_for_persist
+                .push_back((number, SelfMessage::Message(msg)));
         } else {
             self.outbox.after_persist.push(Envelope { to, msg });
         }
@@ -707,7 +751,9 @@ impl<S: Storage> Replica<S> {
                 commit,
                 entries,
             } => self.on_accept(now, from, ballot, commit, entries),
-            Message::Accepted { ballot, slots } => self.on_accepted(now, from, ballot, &slots),
+            Message::Accepted { ballot, slots } => {
+                self.on_accepted(now, from, ballot, slots.iter().copied())
+            }
             Message::Heartbeat {
                 ballot,
                 seq,

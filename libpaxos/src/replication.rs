@@ -7,7 +7,7 @@ use crate::election::entries_sorted;
 use crate::error::{Error, ProposeError};
 use crate::lease::MasterLease;
 use crate::message::Message;
-use crate::replica::{Replica, RoleState};
+use crate::replica::{Replica, RoleState, SelfMessage};
 use crate::storage::Storage;
 use crate::types::{Ballot, Entry, Epoch, NodeId, Payload, Slot, Time, Value};
 
@@ -113,16 +113,23 @@ impl<S: Storage> Replica<S> {
         master.unsent.push(entry.clone());
         let ballot = master.ballot;
         self.write_entry(entry);
-        // One self-ack per Ready for all the slots proposed in it.
-        match self.outbox.to_self.last_mut() {
-            Some(Message::Accepted {
-                ballot: held,
-                slots,
-            }) if *held == ballot => slots.push(slot),
-            _ => self.outbox.to_self.push(Message::Accepted {
-                ballot,
-                slots: alloc::vec![slot],
-            }),
+        // One self-ack per Ready for all the slots proposed in it (they are consecutive).
+        let number = self.ready_number + 1;
+        match self.waiting_for_persist.back_mut() {
+            Some((
+                n,
+                SelfMessage::Accepted {
+                    ballot: held, last, ..
+                },
+            )) if *n == number && *held == ballot && last.next() == slot => *last = slot,
+            _ => self.waiting_for_persist.push_back((
+                number,
+                SelfMessage::Accepted {
+                    ballot,
+                    first: slot,
+                    last: slot,
+                },
+            )),
         }
     }
 
@@ -247,7 +254,7 @@ impl<S: Storage> Replica<S> {
         now: Time,
         from: NodeId,
         ballot: Ballot,
-        slots: &[Slot],
+        slots: impl Iterator<Item = Slot>,
     ) -> Result<(), Error> {
         let Some(index) = self.config.members.iter().position(|&n| n == from) else {
             self.counters.unknown_sender += 1;
@@ -267,7 +274,7 @@ impl<S: Storage> Replica<S> {
             self.counters.stale_ballot += 1;
             return Ok(());
         }
-        for &slot in slots {
+        for slot in slots {
             if let Some(flight) = master.inflight_mut(slot) {
                 flight.acks |= 1 << index;
             }
