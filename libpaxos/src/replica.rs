@@ -531,7 +531,7 @@ impl<S: Storage> Replica<S> {
         if slot <= self.compacted || slot == Slot::ZERO {
             return Ok(None);
         }
-        if let Ok(i) = self.outbox.entries.binary_search_by_key(&slot, |e| e.slot) {
+        if let Some(i) = find(&self.outbox.entries, slot) {
             return Ok(Some(self.outbox.entries[i].clone()));
         }
         Ok(self.storage.entry(slot)?)
@@ -543,7 +543,7 @@ impl<S: Storage> Replica<S> {
         if slot <= self.compacted || slot == Slot::ZERO {
             return Ok(None);
         }
-        if let Ok(i) = self.outbox.entries.binary_search_by_key(&slot, |e| e.slot) {
+        if let Some(i) = find(&self.outbox.entries, slot) {
             return Ok(Some(self.outbox.entries[i].ballot));
         }
         Ok(self.storage.ballot_at(slot)?)
@@ -706,9 +706,9 @@ impl<S: Storage> Replica<S> {
         let mut out = Vec::with_capacity((last.0 - self.delivered.0).min(4096) as usize);
         while self.delivered < self.commit && out.len() < max {
             let slot = self.delivered.next();
-            let entry = match persist.entries.binary_search_by_key(&slot, |e| e.slot) {
-                Ok(i) => Some(persist.entries[i].clone()),
-                Err(_) => match stored.next_if(|e| e.slot == slot) {
+            let entry = match find(&persist.entries, slot) {
+                Some(i) => Some(persist.entries[i].clone()),
+                None => match stored.next_if(|e| e.slot == slot) {
                     Some(e) => Some(e),
                     None => self.storage.entry(slot)?,
                 },
@@ -771,4 +771,18 @@ impl<S: Storage> Replica<S> {
             }
         }
     }
+}
+
+/// Where `slot` is in `entries` (sorted by slot, one per slot): O(1) outside their range or
+/// when they are consecutive, a binary search otherwise.
+fn find(entries: &[Entry], slot: Slot) -> Option<usize> {
+    let (first, last) = (entries.first()?.slot, entries.last()?.slot);
+    if slot < first || slot > last {
+        return None;
+    }
+    let guess = usize::try_from(slot.0 - first.0).ok()?;
+    if entries.get(guess).is_some_and(|e| e.slot == slot) {
+        return Some(guess);
+    }
+    entries.binary_search_by_key(&slot, |e| e.slot).ok()
 }

@@ -30,8 +30,10 @@ pub(crate) struct Master {
     /// proposes into consecutive slots and they are committed in order, so the first one is
     /// always `commit + 1`.
     inflight: VecDeque<InFlight>,
-    /// Entries proposed since the last Ready, to broadcast in one Accept per follower.
-    unsent: Vec<Entry>,
+    /// The first slot proposed since the last Ready: the entries from it on in the outbox are
+    /// this master's proposals (it writes nothing else), to broadcast in one Accept per
+    /// follower.
+    unsent_from: Option<Slot>,
     pub(crate) lease: MasterLease,
 }
 
@@ -42,7 +44,7 @@ impl Master {
             next_slot: first,
             noop_slot,
             inflight: VecDeque::new(),
-            unsent: Vec::new(),
+            unsent_from: None,
             lease,
         }
     }
@@ -110,7 +112,7 @@ impl<S: Storage> Replica<S> {
             acks: 0,
             sent_at: now,
         });
-        master.unsent.push(entry.clone());
+        master.unsent_from.get_or_insert(slot);
         let ballot = master.ballot;
         self.write_entry(entry);
         // One self-ack per Ready for all the slots proposed in it (they are consecutive).
@@ -140,11 +142,13 @@ impl<S: Storage> Replica<S> {
         let RoleState::Master(master) = &mut self.role else {
             return;
         };
-        if master.unsent.is_empty() {
+        let Some(from) = master.unsent_from.take() else {
             return;
-        }
+        };
         let ballot = master.ballot;
-        let unsent = core::mem::take(&mut master.unsent);
+        let start = self.outbox.entries.partition_point(|e| e.slot < from);
+        let unsent = self.outbox.entries[start..].to_vec();
+        debug_assert!(unsent.iter().all(|e| e.ballot == ballot));
         let (peers, messages) = (&self.peer_ids, &mut self.outbox.messages);
         batches(unsent, max_entries, max_bytes, |batch| {
             // Entries share their payloads: a clone per follower copies no command bytes, and
@@ -221,12 +225,16 @@ impl<S: Storage> Replica<S> {
         if entries.len() < before {
             self.counters.beyond_accept_window += 1;
         }
-        let mut slots = Vec::with_capacity(entries.len());
-        for entry in entries {
-            slots.push(entry.slot);
-            // Chosen slots are never rewritten; acknowledging them is still true.
-            if entry.slot > self.commit {
-                self.write_entry(entry);
+        let slots: Vec<Slot> = entries.iter().map(|e| e.slot).collect();
+        if self.outbox.entries.is_empty() && entries.first().is_some_and(|e| e.slot > self.commit) {
+            // The common case: nothing else to write, so the batch is the write as it came.
+            self.outbox.entries = entries;
+        } else {
+            for entry in entries {
+                // Chosen slots are never rewritten; acknowledging them is still true.
+                if entry.slot > self.commit {
+                    self.write_entry(entry);
+                }
             }
         }
         if !slots.is_empty() {
