@@ -333,7 +333,7 @@ impl<S: Storage> Replica<S> {
             self.counters.unknown_sender += 1;
             return Ok(());
         }
-        if !msg.ballots().all(Ballot::is_valid) {
+        if !msg.ballots_valid() {
             self.counters.malformed += 1;
             return Ok(());
         }
