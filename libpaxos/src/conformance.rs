@@ -32,6 +32,7 @@ pub fn run_all<H: Harness>(harness: &mut H) {
     an_entry_replaces_its_slot(harness);
     ranges_skip_holes_and_respect_limits(harness);
     ballot_at_agrees_with_entry(harness);
+    write_owned_is_write(harness);
     hard_state_round_trips(harness);
     compaction_drops_entries_at_or_below(harness);
     compaction_never_goes_backwards(harness);
@@ -185,6 +186,56 @@ fn ballot_at_agrees_with_entry<H: Harness>(h: &mut H) {
     );
     check(rule, ok(rule, s.ballot_at(Slot(1))), None);
     check(rule, ok(rule, s.ballot_at(Slot(3))), None);
+}
+
+fn write_owned_is_write<H: Harness>(h: &mut H) {
+    let rule = "write_owned leaves the store as write does";
+    let batches = vec![
+        samples(1..=4),
+        Persist {
+            compact_through: Some(Slot(1)),
+            hard_state: Some(HardState {
+                promised: Ballot {
+                    round: 2,
+                    node: NodeId(2),
+                },
+                commit: Slot(2),
+            }),
+            entries: vec![sample_entry(3, 2, 33), sample_entry(6, 2, 6)],
+        },
+        entries_batch(vec![sample_entry(1, 3, 1), sample_entry(5, 3, 5)]),
+    ];
+    let mut by_ref = h.fresh();
+    let mut owned = h.fresh();
+    for batch in batches {
+        write(rule, &mut by_ref, &batch);
+        ok(rule, owned.write_owned(batch));
+    }
+    check(
+        rule,
+        ok(rule, owned.hard_state()),
+        ok(rule, by_ref.hard_state()),
+    );
+    check(
+        rule,
+        ok(rule, owned.compacted_through()),
+        ok(rule, by_ref.compacted_through()),
+    );
+    check(
+        rule,
+        ok(rule, owned.last_slot()),
+        ok(rule, by_ref.last_slot()),
+    );
+    check(
+        rule,
+        ok(rule, owned.entries(Slot(0), Slot(10), 100)),
+        ok(rule, by_ref.entries(Slot(0), Slot(10), 100)),
+    );
+    check(
+        rule,
+        ok(rule, owned.entries(Slot(0), Slot(10), 100)).len(),
+        5,
+    );
 }
 
 fn hard_state_round_trips<H: Harness>(h: &mut H) {

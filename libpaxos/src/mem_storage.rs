@@ -158,6 +158,33 @@ impl MemStorage {
         }
     }
 
+    /// The compaction and the hard state of a batch, which come before its entries.
+    fn write_header(&mut self, batch: &Persist) {
+        if let Some(through) = batch.compact_through
+            && through > self.compacted
+        {
+            self.compacted = through;
+            while self.entries.front().is_some_and(|e| e.slot <= through) {
+                if let Some(entry) = self.entries.pop_front() {
+                    self.remember(entry.slot, Some(entry));
+                }
+            }
+        }
+        if let Some(hard_state) = batch.hard_state {
+            self.hard_state = hard_state;
+        }
+    }
+
+    /// Writes one entry of a batch (ignored at or below the compaction point).
+    fn write_one(&mut self, entry: Entry) {
+        if entry.slot > self.compacted {
+            let slot = entry.slot;
+            let old = put(&mut self.entries, entry);
+            self.remember(slot, old);
+            self.written_slots.push(slot);
+        }
+    }
+
     /// Records what `slot` held before a change.
     fn remember(&mut self, slot: Slot, old: Option<Entry>) {
         self.undo.push((slot, old));
@@ -214,25 +241,19 @@ impl Storage for MemStorage {
 impl LogStore for MemStorage {
     fn write(&mut self, batch: &Persist) -> Result<(), StorageError> {
         self.check()?;
-        if let Some(through) = batch.compact_through
-            && through > self.compacted
-        {
-            self.compacted = through;
-            while self.entries.front().is_some_and(|e| e.slot <= through) {
-                if let Some(entry) = self.entries.pop_front() {
-                    self.remember(entry.slot, Some(entry));
-                }
-            }
-        }
-        if let Some(hard_state) = batch.hard_state {
-            self.hard_state = hard_state;
-        }
+        self.write_header(batch);
         for entry in &batch.entries {
-            if entry.slot > self.compacted {
-                let old = put(&mut self.entries, entry.clone());
-                self.remember(entry.slot, old);
-                self.written_slots.push(entry.slot);
-            }
+            self.write_one(entry.clone());
+        }
+        self.unsynced = true;
+        Ok(())
+    }
+
+    fn write_owned(&mut self, batch: Persist) -> Result<(), StorageError> {
+        self.check()?;
+        self.write_header(&batch);
+        for entry in batch.entries {
+            self.write_one(entry);
         }
         self.unsynced = true;
         Ok(())

@@ -483,10 +483,8 @@ impl<S: Storage> Replica<S> {
             events: out.events,
         };
         // Hand out newly committed entries; reading can fail only on a broken storage, in
-        // which case they are handed out by a later Ready.
-        if let Ok(committed) = self.take_committed(&ready.persist) {
-            ready.committed = committed;
-        }
+        // which case the rest are handed out by a later Ready.
+        ready.committed = self.take_committed(&ready.persist);
         if !ready.is_empty() || to_self {
             self.ready_number += 1;
             ready.number = self.ready_number;
@@ -680,9 +678,12 @@ impl<S: Storage> Replica<S> {
         self.outbox.entries.retain(|e| e.slot > upto);
     }
 
-    fn take_committed(&mut self, persist: &Persist) -> Result<Vec<Committed>, Error> {
+    /// The committed entries not handed out yet, up to `max_apply_batch`. A storage that fails
+    /// to read stops the batch there (what was read is handed out, the rest later), so no slot
+    /// is marked delivered without its value going out.
+    fn take_committed(&mut self, persist: &Persist) -> Vec<Committed> {
         if self.delivered >= self.commit {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let max = self.config.max_apply_batch;
         let last = Slot(
@@ -698,7 +699,10 @@ impl<S: Storage> Replica<S> {
             _ => last,
         };
         let stored = if first < stored_to {
-            self.storage.entries(first, stored_to, max)?
+            // On a read error, the slots are read one by one below (and stop at the failing one).
+            self.storage
+                .entries(first, stored_to, max)
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -710,7 +714,10 @@ impl<S: Storage> Replica<S> {
                 Some(i) => Some(persist.entries[i].clone()),
                 None => match stored.next_if(|e| e.slot == slot) {
                     Some(e) => Some(e),
-                    None => self.storage.entry(slot)?,
+                    None => match self.storage.entry(slot) {
+                        Ok(entry) => entry,
+                        Err(_) => break,
+                    },
                 },
             };
             let Some(entry) = entry else {
@@ -724,7 +731,7 @@ impl<S: Storage> Replica<S> {
             });
             self.delivered = slot;
         }
-        Ok(out)
+        out
     }
 
     fn handle(&mut self, now: Time, from: NodeId, msg: Message) -> Result<(), Error> {

@@ -83,6 +83,13 @@ pub trait LogStore: Storage {
     /// Entries at or below `compacted_through()` are ignored.
     fn write(&mut self, batch: &Persist) -> Result<(), StorageError>;
 
+    /// [`write`](LogStore::write) of a batch the driver no longer needs, so a store that keeps
+    /// entries in memory can take them instead of cloning them. Same rules, same result; the
+    /// default borrows and calls `write`.
+    fn write_owned(&mut self, batch: Persist) -> Result<(), StorageError> {
+        self.write(&batch)
+    }
+
     /// Makes every write so far durable before it returns (the fsync).
     fn sync(&mut self) -> Result<(), StorageError>;
 }

@@ -1,5 +1,6 @@
 //! `MemStorage` (a slot-ordered `VecDeque` with undo records) against a plain model: a
-//! `BTreeMap` of what was written and a copy of it at every sync. Random batches with holes,
+//! `BTreeMap` of what was written and a copy of it at every sync. Random batches (through
+//! `write` or `write_owned`) with holes,
 //! overwrites, writes below the first entry, compactions, syncs and crashes; after every step
 //! every read must agree with the model, and after a crash the store must hold exactly what the
 //! model had at the last sync.
@@ -131,8 +132,12 @@ fn mem_storage_matches_a_plain_model_through_writes_syncs_and_crashes() {
                         hard_state: Some(HardState::default()),
                         entries,
                     };
-                    store.write(&batch).unwrap();
                     model.write(&batch);
+                    if rng.below(2) == 0 {
+                        store.write(&batch).unwrap();
+                    } else {
+                        store.write_owned(batch).unwrap();
+                    }
                 }
                 6..=7 => {
                     store.sync().unwrap();

@@ -145,7 +145,7 @@ mod lp {
                 if ready.is_empty() && ready.number == 0 {
                     return;
                 }
-                r.storage_mut().write(&ready.persist).unwrap();
+                r.storage_mut().write_owned(ready.persist).unwrap();
                 r.storage_mut().sync().unwrap();
                 let from = r.id();
                 for e in ready.messages.into_iter().chain(ready.after_persist) {
