@@ -35,13 +35,13 @@ impl KvError {
     }
 }
 
-/// One write of a batch.
+/// One write of a batch; `tree` indexes [`WriteBatch::trees`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvWrite {
     /// Set `key` in `tree` to `value`.
     Insert {
-        /// The tree.
-        tree: String,
+        /// The tree's index in the batch.
+        tree: usize,
         /// The key.
         key: Vec<u8>,
         /// The value.
@@ -49,23 +49,39 @@ pub enum KvWrite {
     },
     /// Remove `key` from `tree` (nothing if absent).
     Remove {
-        /// The tree.
-        tree: String,
+        /// The tree's index in the batch.
+        tree: usize,
         /// The key.
         key: Vec<u8>,
     },
     /// Remove every key of `tree`.
     DropTree {
-        /// The tree.
-        tree: String,
+        /// The tree's index in the batch.
+        tree: usize,
     },
 }
 
-/// Writes applied in order, all or nothing.
+impl KvWrite {
+    /// The index of the tree it writes.
+    pub fn tree(&self) -> usize {
+        match self {
+            KvWrite::Insert { tree, .. }
+            | KvWrite::Remove { tree, .. }
+            | KvWrite::DropTree { tree } => *tree,
+        }
+    }
+}
+
+/// Writes applied in order, all or nothing. Tree names are stored once per batch (a batch
+/// names a handful of trees and may hold thousands of writes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
+    /// The trees the writes name, each once.
+    pub trees: Vec<String>,
     /// The writes, in order.
     pub writes: Vec<KvWrite>,
+    /// Whether any write is a `DropTree`.
+    pub drops: bool,
 }
 
 impl WriteBatch {
@@ -74,10 +90,21 @@ impl WriteBatch {
         WriteBatch::default()
     }
 
+    fn tree(&mut self, name: &str) -> usize {
+        match self.trees.iter().position(|t| t == name) {
+            Some(index) => index,
+            None => {
+                self.trees.push(name.to_owned());
+                self.trees.len() - 1
+            }
+        }
+    }
+
     /// Adds an insert.
     pub fn insert(&mut self, tree: &str, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        let tree = self.tree(tree);
         self.writes.push(KvWrite::Insert {
-            tree: tree.to_owned(),
+            tree,
             key: key.into(),
             value: value.into(),
         });
@@ -85,17 +112,18 @@ impl WriteBatch {
 
     /// Adds a removal.
     pub fn remove(&mut self, tree: &str, key: impl Into<Vec<u8>>) {
+        let tree = self.tree(tree);
         self.writes.push(KvWrite::Remove {
-            tree: tree.to_owned(),
+            tree,
             key: key.into(),
         });
     }
 
     /// Adds the removal of a whole tree.
     pub fn drop_tree(&mut self, tree: &str) {
-        self.writes.push(KvWrite::DropTree {
-            tree: tree.to_owned(),
-        });
+        let tree = self.tree(tree);
+        self.drops = true;
+        self.writes.push(KvWrite::DropTree { tree });
     }
 
     /// True when there is nothing to write.

@@ -47,20 +47,21 @@ pub struct MemKv {
 
 fn apply(trees: &mut Trees, batch: &WriteBatch) {
     for write in &batch.writes {
+        let name = &batch.trees[write.tree()];
         match write {
-            KvWrite::Insert { tree, key, value } => {
+            KvWrite::Insert { key, value, .. } => {
                 trees
-                    .entry(tree.clone())
+                    .entry(name.clone())
                     .or_default()
                     .insert(key.clone(), value.clone());
             }
-            KvWrite::Remove { tree, key } => {
-                if let Some(t) = trees.get_mut(tree) {
+            KvWrite::Remove { key, .. } => {
+                if let Some(t) = trees.get_mut(name) {
                     t.remove(key);
                 }
             }
-            KvWrite::DropTree { tree } => {
-                trees.remove(tree);
+            KvWrite::DropTree { .. } => {
+                trees.remove(name);
             }
         }
     }

@@ -1,7 +1,6 @@
 //! [`SledKv`]: the [`KvStore`] on sled, durable against power loss through the same flush and
 //! fsyncs as the database (`SledSync`, decision 0201).
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -139,59 +138,49 @@ impl KvStore for SledKv {
         Ok(names)
     }
 
-    /// One sled transaction over every tree the batch names. A `DropTree` removes the tree's
-    /// keys inside the transaction (read just before it): atomic, but as costly as the tree is
-    /// large.
+    /// One sled transaction over every tree the batch names, each tree's writes applied as
+    /// one sled `Batch` (in order: a later write of a key wins, as in sled's batches). A
+    /// `DropTree` removes the tree's keys inside the transaction (read just before it):
+    /// atomic, but as costly as the tree is large.
     fn commit(&self, batch: &WriteBatch) -> Result<(), KvError> {
-        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut trees = Vec::new();
-        for write in &batch.writes {
-            let (KvWrite::Insert { tree, .. }
-            | KvWrite::Remove { tree, .. }
-            | KvWrite::DropTree { tree }) = write;
-            if !index.contains_key(tree.as_str()) {
-                index.insert(tree, trees.len());
-                trees.push(self.tree(tree, "committing a batch")?);
-            }
-        }
-        if trees.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
-        // For each DropTree (by position): the keys it removes, those stored now and those
-        // inserted earlier in this batch.
-        let mut dropped: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
+        let trees = batch
+            .trees
+            .iter()
+            .map(|name| self.tree(name, "committing a batch"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut batches: Vec<sled::Batch> = trees.iter().map(|_| sled::Batch::default()).collect();
         for (position, write) in batch.writes.iter().enumerate() {
-            if let KvWrite::DropTree { tree } = write {
-                let mut keys = trees[index[tree.as_str()]]
-                    .iter()
-                    .keys()
-                    .map(|k| k.map(|k| k.to_vec()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| KvError::new("committing a batch", e))?;
-                keys.extend(batch.writes[..position].iter().filter_map(|w| match w {
-                    KvWrite::Insert { tree: t, key, .. } if t == tree => Some(key.clone()),
-                    _ => None,
-                }));
-                dropped.insert(position, keys);
+            match write {
+                KvWrite::Insert { tree, key, value } => {
+                    batches[*tree].insert(key.as_slice(), value.as_slice())
+                }
+                KvWrite::Remove { tree, key } => batches[*tree].remove(key.as_slice()),
+                KvWrite::DropTree { tree } => {
+                    // The keys stored now and those inserted earlier in this batch.
+                    let mut keys = trees[*tree]
+                        .iter()
+                        .keys()
+                        .map(|k| k.map(|k| k.to_vec()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| KvError::new("committing a batch", e))?;
+                    keys.extend(batch.writes[..position].iter().filter_map(|w| match w {
+                        KvWrite::Insert { tree: t, key, .. } if t == tree => Some(key.clone()),
+                        _ => None,
+                    }));
+                    for key in keys {
+                        batches[*tree].remove(key);
+                    }
+                }
             }
         }
         trees
             .as_slice()
             .transaction(|t| {
-                for (position, write) in batch.writes.iter().enumerate() {
-                    match write {
-                        KvWrite::Insert { tree, key, value } => {
-                            t[index[tree.as_str()]].insert(key.as_slice(), value.as_slice())?;
-                        }
-                        KvWrite::Remove { tree, key } => {
-                            t[index[tree.as_str()]].remove(key.as_slice())?;
-                        }
-                        KvWrite::DropTree { tree } => {
-                            for key in dropped.get(&position).into_iter().flatten() {
-                                t[index[tree.as_str()]].remove(key.as_slice())?;
-                            }
-                        }
-                    }
+                for (tree, writes) in t.iter().zip(&batches) {
+                    tree.apply_batch(writes)?;
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
