@@ -11,5 +11,5 @@ rounds=${1:-60}
 cargo test -p cld-server --test cell_clients --no-run
 start=$(date +%s)
 CLD_KILL_ROUNDS=$rounds cargo test -p cld-server --test cell_clients -- --include-ignored \
-  --nocapture kill9_of_the_master 2>&1 | grep -E '^(test |kill -9|[0-9]+ writes|test result)|panicked'
+  --nocapture kill9_of_the_master 2>&1 | grep -E '^(test |kill -9|masters killed|[0-9]+ writes|test result)|panicked'
 echo "kill-rounds: $rounds rounds in $(( $(date +%s) - start )) s"

@@ -1337,6 +1337,24 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_failures() {
+        let enospc = LoopError::Glue(GlueError::SyncFailed(
+            "flush: No space left on device (os error 28)".into(),
+        ));
+        assert!(enospc.is_disk_full());
+        let log = LoopError::Glue(GlueError::Log(libpaxos::StorageError::Io(
+            "write: os error 28".into(),
+        )));
+        assert!(log.is_disk_full());
+        assert!(LoopError::DiskFull("below the reserve".into()).is_disk_full());
+        // Any other failed sync still stops the process.
+        let eio = LoopError::Glue(GlueError::SyncFailed(
+            "flush: Input/output error (os error 5)".into(),
+        ));
+        assert!(!eio.is_disk_full());
+    }
     use libpaxos::{Ballot, Entry, Epoch as E, Payload, Value};
 
     #[test]

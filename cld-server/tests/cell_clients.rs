@@ -95,11 +95,13 @@ fn kill9_rounds(rounds: usize) {
     let writer_task = rt.spawn(writer(writing.clone(), stop.clone()));
 
     let mut failovers = Vec::new();
+    let mut killed_as_master = [0usize; 3];
     for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(300));
         let m = cell.wait_master(Duration::from_secs(15));
         let killed = Instant::now();
         cell.kill9(m);
+        killed_as_master[m] += 1;
         // The holder's next request succeeds: its session and lock survived.
         rt.block_on(holder.check_sequencer(&sequencer))
             .unwrap_or_else(|e| {
@@ -121,6 +123,7 @@ fn kill9_rounds(rounds: usize) {
         cell.wait_caught_up(m, Duration::from_secs(20));
     }
     eprintln!("kill -9 → holder's next request answered: {failovers:?}");
+    eprintln!("masters killed, by member: {killed_as_master:?}");
 
     stop.store(true, Ordering::Relaxed);
     let acked = rt.block_on(writer_task).unwrap();
