@@ -64,3 +64,13 @@ fn unknown_formats_damaged_files_and_foreign_dirs_are_refused() {
     let err = DataDir::check(&other, "prod", NodeId(1)).unwrap_err();
     assert!(matches!(err, DataDirError::Foreign { .. }), "{err}");
 }
+
+#[test]
+fn a_new_data_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("dd-private");
+    let path = tmp.path().join("data");
+    cld_server::datadir::DataDir::open(&path, "c", libpaxos::NodeId(1)).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
