@@ -17,8 +17,7 @@ Exit status: 0 success; 1 the cell answered with an error (or a local file faile
 otherwise `lock -- COMMAND` exits with COMMAND's own status (128+N if signal N ended it).
 
 `--secret` shows in the process list (`ps`) to every user of the machine: prefer
-`--secret-file` (mode 0600). For a `cld dev --dir D` cell: --cell (the `client` addresses in
-D/cell.toml) --cell-key \"$(cat D/cell.pub)\" --user dev --secret-file D/dev.secret.";
+`--secret-file` (mode 0600). `cld dev` prints a cldcli command line that works as is.";
 
 /// `cldcli`: look around a CLD cell, lock in scripts, see who is master, measure a cell.
 #[derive(Parser, Debug)]

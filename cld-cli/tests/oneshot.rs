@@ -35,6 +35,16 @@ fn files_are_written_read_listed_and_removed() {
 }
 
 #[test]
+fn touch_creates_an_empty_file_and_keeps_an_existing_one() {
+    let c = cell();
+    ok(c.run(&["touch", "/t"]));
+    assert!(ok(c.run(&["stat", "/t"])).contains("size: 0"));
+    ok(c.run(&["put", "/t", "kept"]));
+    ok(c.run(&["touch", "/t"]));
+    assert_eq!(ok(c.run(&["cat", "/t"])), "kept");
+}
+
+#[test]
 fn put_reads_stdin_without_a_value() {
     let c = cell();
     ok(c.run_with_input(&["put", "/f"], b"from\nstdin"));

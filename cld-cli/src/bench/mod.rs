@@ -257,7 +257,9 @@ async fn busy(
     info: RunInfo,
     hidden: bool,
 ) -> Result<stats::Summary, CliError> {
-    let first = &sessions[0];
+    let Some(first) = sessions.first() else {
+        return Err(CliError::Usage("bench: no session could be opened".into()));
+    };
     let h = first
         .open_node(dir, OpenMode::CREATE | OpenMode::DIRECTORY)
         .await
