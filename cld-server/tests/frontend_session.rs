@@ -175,3 +175,84 @@ fn three_members_serve_the_same_through_redirects() {
     cell.wait_master(Duration::from_secs(10));
     files_and_locks(&cell);
 }
+
+#[test]
+fn hostile_bytes_on_the_client_port_are_counted_and_a_session_still_works() {
+    let cell = Cell::start("fehostile", 1, "");
+    cell.wait_master(Duration::from_secs(10));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    for len in [1usize, 4, 8, 60, 100, 164, 1400, 1500] {
+        let mut d = vec![0u8; len];
+        for b in &mut d {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        if len >= 60 {
+            d[..6].copy_from_slice(b"CLDr\x02\x01");
+            d[6] = 0;
+            d[7] = 0;
+        }
+        sock.send_to(&d, cell.clients[0]).unwrap();
+    }
+    // Nothing answers any of it.
+    let mut buf = [0u8; 2048];
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "hostile bytes were answered"
+    );
+    let dropped: u64 = [
+        "too_short",
+        "too_long",
+        "bad_magic",
+        "bad_header",
+        "unknown_session",
+        "bad_tag",
+    ]
+    .iter()
+    .map(|n| cell.counter(n))
+    .sum();
+    assert!(dropped >= 7, "dropped {dropped}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = cell.session().await;
+        s.stat("/").await.unwrap();
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_client_port_in_use_is_a_start_error_naming_it() {
+    let cell = Cell::start("feport", 1, "");
+    let mut config = cell.config.clone();
+    // A second member process for member 1 on a fresh data dir: its client port is taken.
+    config.members[0].peer = "127.0.0.1:0".parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = cell.dir.path().join("other");
+    let err = rt
+        .block_on(cld_server::start(
+            cld_server::ServerOptions {
+                config,
+                id: libpaxos::NodeId(1),
+                data_dir: dir.clone(),
+            },
+            std::sync::Arc::new(cld_server::peer::TokioNet),
+            std::sync::Arc::new(cld_server::env::SystemClock::new()),
+            std::sync::Arc::new(cld_server::env::OsEntropy),
+            cld_server::metrics::Metrics::new(),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(err, cld_server::StartError::ClientBind { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&cell.clients[0].to_string()),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing written when the port is taken");
+}

@@ -1227,7 +1227,21 @@ impl Frontend {
                 Proposal::Purge => self.purge_in_flight = false,
             }
         }
-        if self.role.master.is_none() || applied.events.is_empty() {
+        let Some(epoch) = self.role.master else {
+            return;
+        };
+        // A session created by a slot this master applied but did not propose (recovered
+        // from the previous master): hold it now, so it is served and can expire.
+        if let (Ok(libpaxos_db::Response::SessionCreated), Some((id, _))) =
+            (&applied.reply, applied.request)
+            && !self.lives.contains_key(&id)
+            && let Some(record) = cell.ns.session(id)
+            && let Some(keys) = db::session_keys(cell.ns, id)
+        {
+            let user = record.user.clone();
+            self.adopt(now, id, keys, user, epoch);
+        }
+        if applied.events.is_empty() {
             return;
         }
         let generation = match &applied.reply {
