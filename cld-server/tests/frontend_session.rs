@@ -46,6 +46,13 @@ fn files_and_locks(cell: &Cell) {
         assert_eq!(got.meta.content_generation, written.content_generation);
         assert_eq!(a.stat("/f").await.unwrap().size, 5);
 
+        // The largest file (128 KiB): fragmented both ways.
+        let big: Vec<u8> = (0..128 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+        let g = a.open_node("/big", RW).await.unwrap();
+        g.put(&big).await.unwrap();
+        assert_eq!(g.get().await.unwrap().data, big);
+        assert!(matches!(g.put(&vec![0u8; 128 * 1024 + 1]).await, Err(Error::TooLarge)));
+
         // CAS conflict.
         let stale = written.content_generation;
         f.put(b"again").await.unwrap();
