@@ -51,7 +51,10 @@ fn files_and_locks(cell: &Cell) {
         let g = a.open_node("/big", RW).await.unwrap();
         g.put(&big).await.unwrap();
         assert_eq!(g.get().await.unwrap().data, big);
-        assert!(matches!(g.put(&vec![0u8; 128 * 1024 + 1]).await, Err(Error::TooLarge)));
+        assert!(matches!(
+            g.put(&vec![0u8; 128 * 1024 + 1]).await,
+            Err(Error::TooLarge)
+        ));
 
         // CAS conflict.
         let stale = written.content_generation;

@@ -1275,6 +1275,14 @@ impl Frontend {
         if self.role.master.is_none() {
             return;
         }
+        if !cell.can_read {
+            // Without a lease this master answers no keepalive: it expires nobody for the
+            // time it could not listen (later is always the safe side of expiry).
+            for live in self.lives.values_mut() {
+                live.lease_until = live.lease_until.max(now);
+            }
+            return;
+        }
         let margin = self.config.expiry_margin;
         let max_rto = self.config.max_rto;
         let mut expire = Vec::new();
