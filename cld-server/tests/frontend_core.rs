@@ -597,3 +597,70 @@ fn a_user_at_the_session_limit_is_refused_counting_live_and_pending_sessions() {
     assert_eq!(h.counter("sessions_per_user_refused"), 1);
     assert!(h.proposed.is_empty());
 }
+
+impl Harness {
+    fn tick(&mut self, now: Duration, wall: u64) {
+        self.now = now;
+        let cell = CellView {
+            ns: &self.ns,
+            can_read: self.can_read,
+            members: &[],
+        };
+        self.fe.on_tick(now, WallTime(wall), &cell);
+        self.collect();
+    }
+
+    /// Commits and applies every proposal at wall time `wall`.
+    fn commit_at(&mut self, wall: u64) {
+        let batch = std::mem::take(&mut self.proposed);
+        for (token, command) in batch {
+            let applied = self.apply(Payload::Command(command.encode().into()));
+            let cell = CellView {
+                ns: &self.ns,
+                can_read: self.can_read,
+                members: &[],
+            };
+            self.fe
+                .on_applied(self.now, WallTime(wall), Some(token), &applied, &cell);
+            self.collect();
+        }
+    }
+}
+
+#[test]
+fn a_silent_session_is_expired_after_lease_and_margin_and_its_tombstone_purged_later() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    // Within lease + margin (12 s + 1 s) of the last keepalive: nothing.
+    h.tick(Duration::from_secs(13), 13_000);
+    assert!(h.proposed.is_empty());
+    // A keepalive at 10 s moves the deadline.
+    h.now = Duration::from_secs(10);
+    h.feed(&c.seal(Kind::KeepAlive, 1, &[]));
+    h.sent.clear();
+    h.tick(Duration::from_secs(22), 22_000);
+    assert!(h.proposed.is_empty(), "renewed by the keepalive");
+    // Lease + margin after it: ExpireSession, once.
+    h.tick(Duration::from_secs(24), 24_000);
+    assert_eq!(h.proposed.len(), 1);
+    assert!(matches!(h.proposed[0].1, Command::ExpireSession { .. }));
+    h.tick(Duration::from_secs(25), 25_000);
+    assert_eq!(h.proposed.len(), 1, "not proposed twice while in flight");
+    h.commit_at(25_000);
+    assert_eq!(h.counter("sessions_expired"), 1);
+    assert!(h.ns.session(libpaxos_db::SessionId(c.session.0)).is_none());
+    // Its datagrams now get the tombstone answer.
+    h.feed(&c.request(2, &Request::Stat { path: "/".into() }));
+    assert_eq!(h.counter("ended_session"), 1);
+    h.sent.clear();
+    // 120 s after it ended, the tombstone is purged through the log; then silence.
+    h.tick(Duration::from_secs(100), 100_000);
+    assert!(h.proposed.is_empty());
+    h.tick(Duration::from_secs(150), 150_000);
+    assert_eq!(h.proposed.len(), 1);
+    assert!(matches!(h.proposed[0].1, Command::PurgeTombstones { .. }));
+    h.commit_at(150_000);
+    h.feed(&c.request(3, &Request::Stat { path: "/".into() }));
+    assert!(h.quiet());
+    assert_eq!(h.counter("unknown_session"), 1);
+}
