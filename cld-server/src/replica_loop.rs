@@ -380,6 +380,7 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     stop: Option<oneshot::Sender<()>>,
     streaming: Arc<Mutex<HashSet<NodeId>>>,
     fe: Option<FrontendParts>,
+    peer_seen: HashMap<NodeId, (Slot, libpaxos::Time)>,
 }
 
 impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
@@ -460,14 +461,14 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         let wall = self.clock.wall();
         let can_read = self.replica.can_read(now);
         let status = self.replica.replica().status(now);
-        let peers = self
-            .sink
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let Some(fe) = self.fe.as_mut() else {
             return;
+        };
+        let peers = &self.peer_seen;
+        let heard = |id: u64| {
+            peers
+                .get(&NodeId(id))
+                .filter(|(_, t)| now.since(*t) < std::time::Duration::from_secs(1))
         };
         let applied = self.replica.database().namespace().applied();
         fe.members = fe
@@ -479,8 +480,13 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     id,
                     addr,
                     is_master: status.master == Some(NodeId(id)),
-                    reachable: me || peers.contains_key(&NodeId(id)),
-                    commit_index: if me { status.commit.0 } else { 0 },
+                    reachable: me || heard(id).is_some(),
+                    commit_index: if me {
+                        status.commit.0
+                    } else {
+                        peers.get(&NodeId(id)).map_or(0, |(c, _)| c.0)
+                    },
+                    // Only this member's applied index is known here.
                     applied_index: if me { applied.0 } else { 0 },
                 }
             })
@@ -560,6 +566,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             stop: None,
             streaming: Arc::new(Mutex::new(HashSet::new())),
             fe: None,
+            peer_seen: HashMap::new(),
         }
     }
 
@@ -948,7 +955,22 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         let now = self.clock.now();
         let from = inbound.from;
         match inbound.body {
-            PeerBody::Paxos(msg) => self.replica.on_message(now, from, msg)?,
+            PeerBody::Paxos(msg) => {
+                // What Status reports of the other members: their commit index as their
+                // heartbeats (acks) carry it, and when they were last heard from.
+                let commit = match &msg {
+                    Message::Heartbeat { commit, .. } | Message::HeartbeatAck { commit, .. } => {
+                        Some(*commit)
+                    }
+                    _ => None,
+                };
+                let seen = self.peer_seen.entry(from).or_insert((Slot(0), now));
+                seen.1 = now;
+                if let Some(c) = commit {
+                    seen.0 = seen.0.max(c);
+                }
+                self.replica.on_message(now, from, msg)?
+            }
             PeerBody::SnapshotRequest => self.serve_snapshot(from),
             PeerBody::SnapshotChunk {
                 applied,
