@@ -664,3 +664,31 @@ fn a_silent_session_is_expired_after_lease_and_margin_and_its_tombstone_purged_l
     assert!(h.quiet());
     assert_eq!(h.counter("unknown_session"), 1);
 }
+
+#[test]
+fn an_epoch_once_left_is_never_served_again_so_no_master_nonce_repeats() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    h.follow(2);
+    // The same epoch again (as a confused driver might report): refused.
+    let cell = CellView {
+        ns: &h.ns,
+        can_read: true,
+        members: &[],
+    };
+    h.fe.on_role(
+        h.now,
+        FeRole {
+            master: Some(1),
+            epoch: 1,
+            hint: Some(1),
+        },
+        &cell,
+    );
+    h.collect();
+    h.sent.clear();
+    h.feed(&c.request(2, &Request::Stat { path: "/".into() }));
+    assert!(h.proposed.is_empty());
+    let kinds: Vec<Kind> = h.sent.iter().map(|(_, d)| c.open(d).0.kind).collect();
+    assert_eq!(kinds, [Kind::NotMaster], "answers as a non-master only");
+}

@@ -150,7 +150,11 @@ fn files_and_locks(cell: &Cell) {
         assert_eq!(status.members.iter().filter(|m| m.is_master).count(), 1);
         for m in &status.members {
             assert!(m.reachable, "member {} unreachable: {status:?}", m.id);
-            assert!(m.commit_index > 0, "member {} commit unknown: {status:?}", m.id);
+            assert!(
+                m.commit_index > 0,
+                "member {} commit unknown: {status:?}",
+                m.id
+            );
         }
         assert!(status.epoch.0 >= 1);
         assert_eq!(status.sessions, 1);

@@ -202,6 +202,7 @@ pub struct Frontend {
     next_cookie_rotation: Duration,
     end_delays_in_flight: bool,
     purge_in_flight: bool,
+    served_epoch: u64,
 }
 
 enum Found {
@@ -256,6 +257,7 @@ impl Frontend {
             next_cookie_rotation: COOKIE_ROTATION,
             end_delays_in_flight: false,
             purge_in_flight: false,
+            served_epoch: 0,
         }
     }
 
@@ -480,7 +482,19 @@ impl Frontend {
 
     /// The member's role changed. A new master epoch resets every session's memory: a fresh
     /// lease from now and `MasterFailover` as its first event (docs/protocol.md §11.3).
-    pub fn on_role(&mut self, now: Duration, role: FeRole, cell: &CellView<'_>) {
+    pub fn on_role(&mut self, now: Duration, mut role: FeRole, cell: &CellView<'_>) {
+        if let Some(e) = role.master
+            && e <= self.served_epoch
+            && self.role.master != Some(e)
+        {
+            // Serving an epoch again after leaving it would restart the per-session packet
+            // counters under the same master keys (a repeated nonce): never.
+            self.counters.not_serving.inc();
+            role.master = None;
+        }
+        if let Some(e) = role.master {
+            self.served_epoch = self.served_epoch.max(e);
+        }
         let epoch = role
             .epoch
             .max(self.role.epoch)
