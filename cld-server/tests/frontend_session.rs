@@ -102,6 +102,26 @@ fn files_and_locks(cell: &Cell) {
             other => panic!("expected ContentsModified, got {other:?}"),
         }
 
+        // Child events follow each handle's own mask: only removals asked for here.
+        let dir_watch = b
+            .open_node_with_events(
+                "/d",
+                OpenMode(OpenMode::DIRECTORY.0),
+                EventMask::CHILD_REMOVED,
+            )
+            .await
+            .unwrap();
+        a.open_node("/d/z", RW).await.unwrap();
+        a.delete("/d/z").await.unwrap();
+        match next_server_event(&mut b_events).await {
+            Event::ChildRemoved { handle, name } => {
+                assert_eq!(handle, dir_watch.id());
+                assert_eq!(name, "z");
+            }
+            other => panic!("expected ChildRemoved only, got {other:?}"),
+        }
+        drop(dir_watch);
+
         // Exclusive lock: a holds it, b's try_lock conflicts, b's lock waits and gets it
         // after a unlocks.
         let la = a.open_node("/lock", LOCKABLE).await.unwrap();

@@ -148,6 +148,11 @@ struct Live {
     last_answer: Option<Duration>,
     expiring: bool,
     creating: bool,
+    /// Event masks of handles opened under this master (the database has one bit for both
+    /// child events; these split them again). Unknown handles get both.
+    masks: HashMap<u64, cldc::proto::EventMask>,
+    /// The mask of the open in flight: (its seq, its mask).
+    opening: Option<(u64, cldc::proto::EventMask)>,
 }
 
 impl Live {
@@ -169,6 +174,8 @@ impl Live {
             last_answer: None,
             expiring: false,
             creating: false,
+            masks: HashMap::new(),
+            opening: None,
         }
     }
 
@@ -955,6 +962,12 @@ impl Frontend {
         };
         if let Some(live) = self.lives.get_mut(&id) {
             live.in_flight = Some(seq);
+            live.opening = match &req {
+                Request::Open { events, .. } | Request::OpenWith { events, .. } => {
+                    Some((seq, *events))
+                }
+                _ => None,
+            };
         }
         self.counters.requests_proposed.inc();
         let command = Command::Client(ClientRequest {
@@ -1195,6 +1208,16 @@ impl Frontend {
                                 live.lease_until = now + self.config.lease;
                             }
                         }
+                        if let (Ok(libpaxos_db::Response::Opened { handle, .. }), Some(live)) =
+                            (&applied.reply, self.lives.get_mut(&session))
+                            && let Some((s, mask)) = live.opening.take()
+                            && s == seq
+                        {
+                            if live.masks.len() >= 4096 {
+                                live.masks.clear();
+                            }
+                            live.masks.insert(handle.0, mask);
+                        }
                         if let Some(resp) = resp {
                             self.reply(session, seq, resp);
                         }
@@ -1263,6 +1286,24 @@ impl Frontend {
             _ => 0,
         };
         for notice in &applied.events {
+            let wanted = match &notice.event {
+                libpaxos_db::EventKind::ChildAdded { .. } => {
+                    Some(cldc::proto::EventMask::CHILD_ADDED)
+                }
+                libpaxos_db::EventKind::ChildRemoved { .. } => {
+                    Some(cldc::proto::EventMask::CHILD_REMOVED)
+                }
+                _ => None,
+            };
+            if let Some(bit) = wanted
+                && let Some(mask) = self
+                    .lives
+                    .get(&notice.to.session)
+                    .and_then(|l| l.masks.get(&notice.to.handle.0))
+                && !mask.contains(bit)
+            {
+                continue;
+            }
             let event = convert::event(notice, cldc::proto::ContentGeneration(generation));
             self.queue_event(now, notice.to.session, event);
         }
