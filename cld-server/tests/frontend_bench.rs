@@ -75,6 +75,11 @@ fn figures() {
                 n as f64 / start.elapsed().as_secs_f64()
             );
         }
+        for s in sessions {
+            if let Ok(s) = Arc::try_unwrap(s) {
+                s.close().await.unwrap();
+            }
+        }
     });
     let syncs: u64 = cell
         .members
@@ -82,4 +87,24 @@ fn figures() {
         .map(|m| m.counter("requests_proposed"))
         .sum();
     println!("requests proposed: {syncs}");
+    // Kill the master, time the first successful write after it (median of 5).
+    let mut cell = cell;
+    let s = rt.block_on(cell.session());
+    let f = rt.block_on(s.open_node("/fo", RW)).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        rt.block_on(f.put(b"x")).unwrap();
+        let master = cell.wait_master(Duration::from_secs(10));
+        let t = Instant::now();
+        cell.members[master].kill();
+        rt.block_on(f.put(b"y")).unwrap();
+        times.push(t.elapsed());
+        cell.restart(master);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    times.sort();
+    println!(
+        "kill master -> first successful write: median {:?} of {times:?}",
+        times[2]
+    );
 }
