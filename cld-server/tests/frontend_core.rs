@@ -692,3 +692,26 @@ fn an_epoch_once_left_is_never_served_again_so_no_master_nonce_repeats() {
     let kinds: Vec<Kind> = h.sent.iter().map(|(_, d)| c.open(d).0.kind).collect();
     assert_eq!(kinds, [Kind::NotMaster], "answers as a non-master only");
 }
+
+#[test]
+fn a_barred_request_is_never_answered_nor_run_even_at_a_new_master() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    h.feed(&c.request(4, &Request::Stat { path: "/".into() }));
+    h.commit_all();
+    let _ = c.reply(&mut h);
+    h.become_master(2);
+    c.epoch = 2;
+    h.sent.clear();
+    // The given-up request 3 arrives late at the new master, whose `answered` starts at
+    // last_seq = 3 (the barrier): dropped, unanswered, not run.
+    h.feed(&c.request(3, &Request::Delete { path: "/".into() }));
+    assert!(h.proposed.is_empty());
+    let replies = h
+        .sent
+        .iter()
+        .filter(|(_, d)| c.open(d).0.kind == Kind::Reply)
+        .count();
+    assert_eq!(replies, 0, "a barred request is never answered");
+    assert_eq!(h.counter("stale_request"), 1);
+}

@@ -675,8 +675,8 @@ impl Frontend {
         let limit = self.accept_limit();
         let opened = match &found {
             Found::Live => {
-                let keys = &self.lives[&id].keys;
-                open_packet(dg, limit, |h| Some(keys.sealing_key(&h.sender)))
+                let keys = self.lives.get(&id).map(|l| &l.keys);
+                open_packet(dg, limit, |h| keys.map(|k| k.sealing_key(&h.sender)))
             }
             Found::Record(k) | Found::Tombstone(k) => {
                 open_packet(dg, limit, |h| Some(k.sealing_key(&h.sender)))
@@ -734,8 +734,9 @@ impl Frontend {
         let client_epoch = h.sender.epoch.0;
         if client_epoch > epoch {
             // The client has seen a newer master: this one is deposed.
-            if matches!(h.kind, Kind::Request | Kind::KeepAlive) {
-                let keys = self.lives[&id].keys.clone();
+            if matches!(h.kind, Kind::Request | Kind::KeepAlive)
+                && let Some(keys) = self.lives.get(&id).map(|l| l.keys.clone())
+            {
                 self.not_master(&keys, &h, from, now, None);
             }
             return;
@@ -1041,7 +1042,7 @@ impl Frontend {
         }
         let command = Command::Client(ClientRequest {
             session: id,
-            seq: RequestSeq(seq - 1),
+            seq: RequestSeq(seq.saturating_sub(1)),
             time: wall,
             op: db::barrier(),
         });
@@ -1241,7 +1242,7 @@ impl Frontend {
                     {
                         live.in_flight = None;
                     }
-                    if applied.request == Some((session, RequestSeq(seq - 1)))
+                    if applied.request == Some((session, RequestSeq(seq.saturating_sub(1))))
                         && applied.reply.is_ok()
                     {
                         match self.write_op(&request) {
