@@ -715,3 +715,86 @@ fn a_barred_request_is_never_answered_nor_run_even_at_a_new_master() {
     assert_eq!(replies, 0, "a barred request is never answered");
     assert_eq!(h.counter("stale_request"), 1);
 }
+
+impl Client {
+    fn ack(&mut self, ack: u64) -> Vec<u8> {
+        let key = self.keys.sealing_key(&Sender::client(Epoch(self.epoch)));
+        let meta = PacketMeta {
+            kind: Kind::Ack,
+            session: self.session,
+            msg_seq: 0,
+            ack: EventSeq(ack),
+        };
+        encode_message(&meta, &[], 1400, &key, &mut self.packet)
+            .unwrap()
+            .remove(0)
+    }
+}
+
+fn events_to(h: &Harness, c: &Client) -> Vec<(u64, cldc::proto::Event)> {
+    h.sent
+        .iter()
+        .filter_map(|(_, d)| open_packet(d, 1400, |hd| Some(c.keys.sealing_key(&hd.sender))).ok())
+        .filter(|p| p.header.kind == Kind::Event && p.header.session == c.session)
+        .map(|p| (p.header.msg_seq, decode_body(&p.payload).unwrap()))
+        .collect()
+}
+
+#[test]
+fn events_are_resent_until_acknowledged_and_a_lower_epochs_ack_clears_nothing() {
+    let mut h = Harness::new();
+    let mut watcher = session(&mut h);
+    let mut writer = Client::handshake_with(&mut h, [21; 32]).unwrap();
+    h.feed(&writer.request(1, &Request::NewSession));
+    h.commit_all();
+    h.sent.clear();
+    let open = |mask: u32| Request::Open {
+        path: "/w".into(),
+        mode: cldc::proto::OpenMode(0x13),
+        events: cldc::proto::EventMask(mask),
+    };
+    h.feed(&watcher.request(2, &open(1)));
+    h.commit_all();
+    h.feed(&writer.request(2, &open(0)));
+    h.commit_all();
+    h.sent.clear();
+    h.feed(&writer.request(
+        3,
+        &Request::Put {
+            handle: cldc::proto::HandleId(1),
+            cas: None,
+            data: b"x".to_vec(),
+        },
+    ));
+    h.commit_all();
+    let first = events_to(&h, &watcher);
+    assert_eq!(first.len(), 1);
+    assert!(matches!(
+        first[0],
+        (1, cldc::proto::Event::ContentsModified { .. })
+    ));
+    // Unacknowledged: re-sent after max_rto (2 s).
+    h.sent.clear();
+    h.tick(Duration::from_millis(2000), 6_000);
+    assert!(events_to(&h, &watcher).is_empty());
+    h.tick(Duration::from_millis(3100), 7_000);
+    assert_eq!(events_to(&h, &watcher), first);
+    // Acknowledged: never again.
+    h.feed(&watcher.ack(1));
+    h.sent.clear();
+    h.tick(Duration::from_millis(6000), 10_000);
+    h.tick(Duration::from_millis(9000), 13_000);
+    assert!(events_to(&h, &watcher).is_empty());
+    // A new master: MasterFailover is event 1 again; an ack sealed under the old epoch
+    // (even a large one) clears nothing.
+    h.become_master(2);
+    h.feed(&watcher.ack(50));
+    assert!(h.sent.is_empty(), "acks are never answered");
+    watcher.epoch = 2;
+    h.feed(&watcher.seal(Kind::KeepAlive, 1, &[]));
+    let after = events_to(&h, &watcher);
+    assert_eq!(
+        after,
+        [(1, cldc::proto::Event::MasterFailover { epoch: Epoch(2) })]
+    );
+}

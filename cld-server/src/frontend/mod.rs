@@ -801,7 +801,9 @@ impl Frontend {
                 })
                 .unwrap_or_default();
                 self.send_live(id, Kind::KeepAliveReply, h.msg_seq, &body, None);
-                self.resend_events(now, id);
+                if !first_contact {
+                    self.resend_events(now, id);
+                }
             }
             Kind::Request => match decode_body::<Request>(&body) {
                 Ok(req) => self.on_request(now, wall, id, h.msg_seq, req, cell),
