@@ -201,3 +201,42 @@ fn a_majority_down_times_calls_out_and_the_cell_serves_again_when_it_returns() {
     rt.block_on(f.put(b"four")).unwrap();
     assert_eq!(rt.block_on(f.get()).unwrap().data, b"four");
 }
+
+/// The holder dies together with the master: the new master gives its session a fresh
+/// lease, expires it when no keepalive comes, and grants the lock to the waiter.
+#[test]
+fn a_holder_that_dies_with_the_master_expires_at_the_new_master_and_the_waiter_is_granted() {
+    let mut cell = Cell::start(
+        "fedual",
+        3,
+        "session_lease_ms = 1500\nexpiry_margin_ms = 300\n",
+    );
+    let first = cell.wait_master(Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, la, waiter, b) = rt.block_on(async {
+        let a = cell.session().await;
+        let b = cell.session().await;
+        let la = a.open_node("/l", LOCKABLE).await.unwrap();
+        la.lock(LockMode::Exclusive).await.unwrap();
+        let lb = b.open_node("/l", LOCKABLE).await.unwrap();
+        let waiter = tokio::spawn(async move {
+            let s = lb.lock(LockMode::Exclusive).await;
+            (lb, s)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished());
+        (a, la, waiter, b)
+    });
+    drop(la);
+    drop(a);
+    cell.members[first].kill();
+    cell.wait_master(Duration::from_secs(10));
+    let (_lb, granted) = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), waiter).await })
+        .expect("the waiter is granted by the new master")
+        .unwrap();
+    granted.unwrap();
+    let status = rt.block_on(b.status()).unwrap();
+    assert_eq!(status.sessions, 1, "the dead holder's session expired");
+    assert_eq!(cell.counter("sessions_expired"), 1);
+}
