@@ -19,6 +19,10 @@ pub const MIN_SECRET_LEN: usize = 32;
 pub const MAX_MEMBERS: usize = 7;
 /// The longest cell name.
 pub const MAX_CELL_NAME: usize = 64;
+/// The default free space a member keeps in its data dir's file system (`disk_reserve_mb`).
+pub const DEFAULT_DISK_RESERVE_MB: u64 = 64;
+/// The largest `disk_reserve_mb` accepted (1 TiB).
+pub const MAX_DISK_RESERVE_MB: u64 = 1 << 20;
 
 /// A secret string. Its `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -105,6 +109,9 @@ pub struct CellConfig {
     pub users: Vec<User>,
     /// Timing.
     pub timing: Timing,
+    /// Free space, in bytes, below which a member stops writing and steps down
+    /// (`cell.disk_reserve_mb`, default 64 MiB; 0 turns the check off).
+    pub disk_reserve: u64,
 }
 
 /// Timing given on the command line; each overrides the file's value.
@@ -253,6 +260,7 @@ struct RawCell {
     secret_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
     users_file: Option<PathBuf>,
+    disk_reserve_mb: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -500,7 +508,15 @@ impl CellConfig {
                 .or(t.snapshot_every)
                 .unwrap_or(d.snapshot_every),
         };
+        let disk_reserve_mb = raw.cell.disk_reserve_mb.unwrap_or(DEFAULT_DISK_RESERVE_MB);
+        if disk_reserve_mb > MAX_DISK_RESERVE_MB {
+            return Err(ConfigError::Timing {
+                key: "cell.disk_reserve_mb",
+                why: format!("{disk_reserve_mb} is above the limit of {MAX_DISK_RESERVE_MB}"),
+            });
+        }
         let mut config = CellConfig {
+            disk_reserve: disk_reserve_mb << 20,
             name,
             secret,
             key_file: raw.cell.key_file.map(|p| relative_to(base, &p)),

@@ -194,6 +194,12 @@ impl DataDir {
                         path: path.to_path_buf(),
                     });
                 }
+                // It will hold session keys: only this member's user may read it.
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+                        .map_err(io(path, "restrict to mode 0700"))?;
+                }
                 let mut dir = DataDir {
                     path: path.to_path_buf(),
                     identity: Identity {

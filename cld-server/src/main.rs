@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cld_server::env::{OsEntropy, SystemClock};
+use cld_server::env::{Entropy, OsEntropy, SystemClock};
 use cld_server::metrics::{self, Metrics};
 use cld_server::peer::TokioNet;
 use cld_server::{CellConfig, ServerOptions, TimingOverrides, keys};
@@ -77,9 +77,10 @@ enum Cmd {
         /// How many members (1, 3 or 5).
         #[arg(long, default_value_t = 3)]
         nodes: u64,
-        /// Where the config, keys, secrets and data dirs go (reused if it holds a cell).
-        #[arg(long, value_name = "DIR", default_value = "cld-dev")]
-        dir: PathBuf,
+        /// Where the config, keys, secrets and data dirs go (reused if it holds a cell;
+        /// default: a fresh directory under the system temp dir).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -101,7 +102,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Cmd::Keygen { out }) => keygen(&out),
-        Some(Cmd::Dev { nodes, dir }) => dev(nodes, &dir),
+        Some(Cmd::Dev { nodes, dir }) => dev(nodes, dir),
         None => run(cli.run),
     }
 }
@@ -134,6 +135,27 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// A fresh directory under the system temp dir for `cld dev`.
+fn fresh_dev_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for _ in 0..16 {
+        let dir = base.join(format!(
+            "cld-dev-{}-{:08x}",
+            std::process::id(),
+            OsEntropy.next_u64() as u32
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "no fresh directory could be made in {}",
+        base.display()
+    )))
+}
+
 /// Writes a loopback cell of `nodes` members into `dir` (unless one is there) and returns
 /// the config path.
 fn dev_cell(nodes: u64, dir: &Path) -> std::io::Result<PathBuf> {
@@ -163,10 +185,18 @@ fn dev_cell(nodes: u64, dir: &Path) -> std::io::Result<PathBuf> {
     Ok(config)
 }
 
-fn dev(nodes: u64, dir: &Path) -> ExitCode {
+fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
     if ![1, 3, 5].contains(&nodes) {
         return fail(format!("--nodes: {nodes} is not 1, 3 or 5"));
     }
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match fresh_dev_dir() {
+            Ok(dir) => dir,
+            Err(err) => return fail(format!("dev: {err}")),
+        },
+    };
+    let dir = &dir;
     let config = match dev_cell(nodes, dir) {
         Ok(c) => c,
         Err(err) => return fail(format!("dev: {}: {err}", dir.display())),
@@ -178,61 +208,183 @@ fn dev(nodes: u64, dir: &Path) -> ExitCode {
     let Ok(exe) = std::env::current_exe() else {
         return fail("dev: cannot find the cld executable");
     };
+    let public = match std::fs::read_to_string(dir.join("cell.pub")) {
+        Ok(text) => text.trim().to_string(),
+        Err(err) => return fail(format!("dev: {}: {err}", dir.join("cell.pub").display())),
+    };
+    if cell.members.len() as u64 != nodes {
+        println!(
+            "note: {} already holds a {}-member cell; --nodes {nodes} is ignored",
+            dir.display(),
+            cell.members.len()
+        );
+    }
+    println!(
+        "cld dev: a {}-member cell on loopback in {}",
+        cell.members.len(),
+        dir.display()
+    );
     println!("cell config: {}", config.display());
     let mut children = Vec::new();
     for member in &cell.members {
         let id = member.id.0;
-        let metrics = match free_port() {
-            Ok(p) => format!("127.0.0.1:{p}"),
-            Err(err) => return fail(format!("dev: {err}")),
+        let started = free_port()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .and_then(|metrics| {
+                let log = std::fs::File::create(dir.join(format!("member{id}.log")))?;
+                let child = std::process::Command::new(&exe)
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["--id", &id.to_string(), "--metrics", &metrics])
+                    .arg("--data-dir")
+                    .arg(dir.join(format!("data{id}")))
+                    .stderr(log)
+                    .spawn()?;
+                Ok((metrics, child))
+            });
+        let metrics = match started {
+            Ok((metrics, child)) => {
+                children.push(child);
+                metrics
+            }
+            Err(err) => {
+                stop_children(children);
+                return fail(format!("dev: starting member {id}: {err}"));
+            }
         };
-        let log = match std::fs::File::create(dir.join(format!("member{id}.log"))) {
-            Ok(f) => f,
-            Err(err) => return fail(format!("dev: {err}")),
-        };
-        let child = std::process::Command::new(&exe)
-            .arg("--config")
-            .arg(&config)
-            .args(["--id", &id.to_string(), "--metrics", &metrics])
-            .arg("--data-dir")
-            .arg(dir.join(format!("data{id}")))
-            .stderr(log)
-            .spawn();
-        match child {
-            Ok(child) => children.push(child),
-            Err(err) => return fail(format!("dev: starting member {id}: {err}")),
-        }
         println!(
-            "member {id}: peer {} metrics http://{metrics}/metrics log {}",
+            "member {id}: client {} peer {} metrics http://{metrics}/metrics log {}",
+            member.client,
             member.peer,
             dir.join(format!("member{id}.log")).display()
         );
     }
+    let addrs: Vec<String> = cell.members.iter().map(|m| m.client.to_string()).collect();
+    println!("connect with:");
     println!(
-        "running; Ctrl-C stops the cell. (No client front end yet: cldc cannot connect to it.)"
+        "  cldcli --cell {} --cell-key {public} --user dev --secret-file {}",
+        addrs.join(","),
+        dir.join("dev.secret").display()
     );
     let _ = std::io::stdout().flush();
-    let signal = match tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(shutdown_signal()),
-        Err(err) => return fail(format!("runtime: {err}")),
+        Ok(rt) => rt,
+        Err(err) => {
+            stop_children(children);
+            return fail(format!("runtime: {err}"));
+        }
     };
-    println!("{signal}: stopping the cell");
+    let clients: Vec<SocketAddr> = cell.members.iter().map(|m| m.client).collect();
+    let secret_file = dir.join("dev.secret");
+    let signal = rt.block_on(async {
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        tokio::select! {
+            signal = &mut signal => return signal,
+            report = self_check(&clients, &public, &secret_file) => match report {
+                Ok(line) => println!("self-check: {line}"),
+                Err(err) => println!("self-check FAILED: {err} (see the members' logs)"),
+            },
+        }
+        println!("running; Ctrl-C stops the cell.");
+        let _ = std::io::stdout().flush();
+        signal.await
+    });
+    // stdout may be closed by now (a pipe whose reader left): never panic on it.
+    let _ = writeln!(std::io::stdout(), "{signal}: stopping the cell");
+    if stop_children(children) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+/// How long `cld dev`'s self-check waits for the cell to serve.
+const SELF_CHECK_WAIT: Duration = Duration::from_secs(20);
+
+/// Opens a session as the dev user, writes and reads back a file, and says which member is
+/// master and how long the read's round trip took.
+async fn self_check(
+    clients: &[SocketAddr],
+    public: &str,
+    secret_file: &Path,
+) -> Result<String, String> {
+    use cldc::proto::OpenMode;
+    let key =
+        cldc::proto::CellPublicKey::from_base64(public).map_err(|e| format!("cell.pub: {e}"))?;
+    let text = std::fs::read_to_string(secret_file)
+        .map_err(|e| format!("{}: {e}", secret_file.display()))?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let credentials = cldc::Credentials::new("dev", secret.as_bytes())
+        .map_err(|e| format!("{}: {e}", secret_file.display()))?;
+    let options = cldc::SessionOptions {
+        cell_key: Some(key),
+        call_timeout: Duration::from_secs(5),
+        ..cldc::SessionOptions::default()
+    };
+    // The members are still electing a master: retry until the wait runs out.
+    let deadline = tokio::time::Instant::now() + SELF_CHECK_WAIT;
+    let session = loop {
+        match cldc::Session::open(clients.to_vec(), credentials.clone(), options.clone()).await {
+            Ok(session) => break session,
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("no session after {SELF_CHECK_WAIT:?}: {err}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let path = "/cld-dev-self-check";
+    let mode = OpenMode(OpenMode::READ.0 | OpenMode::WRITE.0 | OpenMode::CREATE.0);
+    let handle = session
+        .open_node(path, mode)
+        .await
+        .map_err(|e| format!("open {path}: {e}"))?;
+    let written = b"hello from cld dev";
+    handle
+        .put(written)
+        .await
+        .map_err(|e| format!("put {path}: {e}"))?;
+    let started = std::time::Instant::now();
+    let read = handle.get().await.map_err(|e| format!("get {path}: {e}"))?;
+    let rtt = started.elapsed();
+    if read.data != written {
+        return Err(format!("get {path}: read back {:?}", read.data));
+    }
+    let status = session.status().await.map_err(|e| format!("status: {e}"))?;
+    let master = status
+        .members
+        .iter()
+        .find(|m| m.is_master)
+        .map_or("unknown".to_string(), |m| {
+            format!("member {} ({})", m.id, m.addr)
+        });
+    let _ = handle.close().await;
+    let _ = session.close().await;
+    Ok(format!(
+        "session opened as dev; put and get {path} ok; master is {master}, epoch {}; get round trip {:.2} ms",
+        status.epoch.0,
+        rtt.as_secs_f64() * 1000.0
+    ))
+}
+
+/// Sends SIGTERM to every child and waits for them; `true` if all exited cleanly.
+fn stop_children(children: Vec<std::process::Child>) -> bool {
     for child in &children {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
     }
-    let mut code = ExitCode::SUCCESS;
+    let mut clean = true;
     for mut child in children {
         match child.wait() {
             Ok(status) if status.success() => {}
-            _ => code = ExitCode::from(EXIT_FAILED),
+            _ => clean = false,
         }
     }
-    code
+    clean
 }
 
 fn run(args: RunArgs) -> ExitCode {

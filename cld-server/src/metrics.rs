@@ -116,6 +116,9 @@ counters! {
     client_queue_full: "Client datagrams dropped because the front end's queue was full",
     client_send_full: "Datagrams to clients dropped because the send queue was full",
     client_send_errors: "Datagrams to clients the socket failed to send",
+    disk_full: "Writes that failed because the disk is full (the member stepped down)",
+    disk_full_dropped: "Peer frames and proposals dropped by a member stopped on a full disk",
+    disk_check_failures: "Free-space checks of the data dir that failed",
 }
 
 /// Gauges of the replica's state.
@@ -131,6 +134,10 @@ pub struct Gauges {
     pub epoch: Gauge,
     /// 1 while rejoining (not voting).
     pub rejoining: Gauge,
+    /// 1 while a snapshot received from a peer is installed in the background.
+    pub installing: Gauge,
+    /// 1 once a write failed with a full disk (the member stepped down until restarted).
+    pub disk_full: Gauge,
 }
 
 /// Counters, gauges and the serving flag, registered for export.
@@ -173,6 +180,16 @@ impl Metrics {
             "rejoining",
             "1 while rejoining without a vote",
             gauges.rejoining.clone(),
+        );
+        registry.register(
+            "installing",
+            "1 while a received snapshot is installed in the background",
+            gauges.installing.clone(),
+        );
+        registry.register(
+            "disk_full",
+            "1 once a write failed with a full disk (stepped down until restarted)",
+            gauges.disk_full.clone(),
         );
         Metrics {
             counters,
@@ -218,6 +235,11 @@ impl Metrics {
                     "/healthz" => {
                         if metrics.serving.load(Ordering::Relaxed) {
                             ("200 OK", "serving\n".to_string())
+                        } else if metrics.gauges.disk_full.get() == 1 {
+                            (
+                                "503 Service Unavailable",
+                                "not serving: disk full\n".to_string(),
+                            )
                         } else {
                             ("503 Service Unavailable", "not serving\n".to_string())
                         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use libpaxos::{Envelope, Epoch, Event, LogStore, Message, NodeId, ProposeError, Role, Slot};
 use libpaxos_db::{
     Applied, Command, DbReplica, GlueError, Namespace, RequestSeq, SessionId, SnapshotChunk,
-    SnapshotInfo,
+    SnapshotInfo, StagedInstall,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
@@ -41,6 +41,8 @@ pub const INBOUND_QUEUE: usize = 8192;
 pub const TICK: Duration = Duration::from_millis(5);
 /// How often a rejoining member asks the master for a barrier.
 pub const REJOIN_RETRY: Duration = Duration::from_millis(500);
+/// How often the free space in the data dir's file system is checked against the reserve.
+pub const DISK_CHECK: Duration = Duration::from_millis(20);
 
 /// Why a proposal or read was not done.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -288,6 +290,23 @@ pub enum LoopError {
     /// The data dir's identity could not be updated.
     #[error("{0}")]
     DataDir(#[from] crate::datadir::DataDirError),
+    /// A write failed because the disk is full. The member stopped acknowledging and stepped
+    /// down when it happened, and stayed up (reporting it) until shut down.
+    #[error("disk full, member stepped down: {0}")]
+    DiskFull(String),
+}
+
+impl LoopError {
+    /// Whether this failure is a full disk (free space below the reserve, or `ENOSPC` from a
+    /// write): the member steps down and stays up, reporting it, instead of exiting at once.
+    /// The storage layers carry an `ENOSPC` only as text.
+    pub fn is_disk_full(&self) -> bool {
+        if matches!(self, LoopError::DiskFull(_)) {
+            return true;
+        }
+        let text = self.to_string();
+        text.contains("No space left on device") || text.contains("os error 28")
+    }
 }
 
 /// The loop's channels, made before the transport starts (the transport needs the sink).
@@ -373,12 +392,16 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     roles_tx: watch::Sender<RoleView>,
     jobs_tx: mpsc::Sender<Result<SnapshotInfo, libpaxos_db::DbError>>,
     jobs_rx: mpsc::Receiver<Result<SnapshotInfo, libpaxos_db::DbError>>,
+    installs_tx: mpsc::Sender<Result<StagedInstall, libpaxos_db::DbError>>,
+    installs_rx: mpsc::Receiver<Result<StagedInstall, libpaxos_db::DbError>>,
     pending: BTreeMap<Slot, Waiter>,
     state: MemberState,
     barrier: Option<Slot>,
     last_barrier_ask: Option<libpaxos::Time>,
     stop: Option<oneshot::Sender<()>>,
     streaming: Arc<Mutex<HashSet<NodeId>>>,
+    disk_reserve: u64,
+    last_disk_check: Option<libpaxos::Time>,
     fe: Option<FrontendParts>,
     peer_seen: HashMap<NodeId, (Slot, libpaxos::Time)>,
 }
@@ -541,6 +564,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     ) -> ReplicaLoop<S, C> {
         let members = replica.replica().config().members.clone();
         let (jobs_tx, jobs_rx) = mpsc::channel(1);
+        let (installs_tx, installs_rx) = mpsc::channel(1);
         let state = data_dir.identity().state;
         metrics
             .gauges
@@ -559,20 +583,69 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             roles_tx: channels.roles_tx,
             jobs_tx,
             jobs_rx,
+            installs_tx,
+            installs_rx,
             pending: BTreeMap::new(),
             state,
             barrier: None,
             last_barrier_ask: None,
             stop: None,
             streaming: Arc::new(Mutex::new(HashSet::new())),
+            disk_reserve: 0,
+            last_disk_check: None,
             fe: None,
             peer_seen: HashMap::new(),
         }
     }
 
+    /// Keeps `bytes` free in the data dir's file system: below that, the member stops
+    /// writing and steps down (see [`LoopError::DiskFull`]). 0 turns the check off.
+    pub fn with_disk_reserve(mut self, bytes: u64) -> ReplicaLoop<S, C> {
+        self.disk_reserve = bytes;
+        self
+    }
+
+    /// Fails with [`LoopError::DiskFull`] when the data dir's file system has less than the
+    /// reserve free. Checked at most every [`DISK_CHECK`], before a Ready is performed: the
+    /// member stops before a write can fail (sled 0.34 does not always return from a flush
+    /// whose write hit `ENOSPC`), so what is on disk stays whole.
+    fn check_disk(&mut self) -> Result<(), LoopError> {
+        if self.disk_reserve == 0 {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        if self
+            .last_disk_check
+            .is_some_and(|t| now.since(t) < DISK_CHECK)
+        {
+            return Ok(());
+        }
+        self.last_disk_check = Some(now);
+        match rustix::fs::statvfs(self.data_dir.path()) {
+            Ok(st) => {
+                let free = st.f_bavail.saturating_mul(st.f_frsize);
+                if free < self.disk_reserve {
+                    return Err(LoopError::DiskFull(format!(
+                        "{} has {free} bytes free, below the reserve of {} bytes (cell.disk_reserve_mb)",
+                        self.data_dir.path().display(),
+                        self.disk_reserve
+                    )));
+                }
+            }
+            Err(err) => {
+                self.metrics.counters.disk_check_failures.inc();
+                warn!(%err, dir = %self.data_dir.path().display(), "cannot read the free space of the data dir");
+            }
+        }
+        Ok(())
+    }
+
     /// Runs until shutdown (`Ok`) or a fatal error (`Err`: the process must exit).
     pub async fn run(mut self) -> Result<(), LoopError> {
         self.replica.set_background_snapshots(true);
+        // A received snapshot is installed on a blocking thread: a long install never stalls
+        // heartbeats, acks or client answers.
+        self.replica.set_background_installs(true);
         if self.state != MemberState::Voter {
             info!(
                 state = ?self.state,
@@ -587,6 +660,10 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 biased;
                 job = self.jobs_rx.recv() => match job {
                     Some(result) => self.snapshot_done(result),
+                    None => Ok(()),
+                },
+                staged = self.installs_rx.recv() => match staged {
+                    Some(staged) => self.install_done(staged),
                     None => Ok(()),
                 },
                 inbound = self.inbound.recv() => match inbound {
@@ -619,6 +696,9 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 }
             });
             if let Err(err) = turn.and_then(|()| self.drain()).and_then(|()| self.drive()) {
+                if err.is_disk_full() {
+                    break self.halt_disk_full(err).await;
+                }
                 break Err(err);
             }
             if self.stop.is_some() {
@@ -639,6 +719,79 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             let _ = stop.send(());
         }
         result
+    }
+
+    /// A write failed with a full disk. Nothing more is written, synced or sent: the replica's
+    /// memory may be ahead of its disk, so it is never driven again (and a failed sync is
+    /// never retried). The member stops acknowledging and campaigning at once (its peers see
+    /// it as down and elect another master if it was one), keeps answering status requests,
+    /// refuses proposals and reads, reports itself unhealthy, and waits for shutdown. What is
+    /// on disk is what was synced before: a restart recovers from it once space is freed.
+    async fn halt_disk_full(&mut self, err: LoopError) -> Result<(), LoopError> {
+        let cause = err.to_string();
+        self.metrics.counters.disk_full.inc();
+        self.metrics.gauges.disk_full.set(1);
+        self.metrics.serving.store(false, Ordering::Relaxed);
+        error!(
+            %cause,
+            "disk full: this member stops acknowledging and steps down; free space in its data dir and restart it"
+        );
+        for (_, waiter) in std::mem::take(&mut self.pending) {
+            self.fail_waiter(waiter, SubmitError::Stopped);
+        }
+        self.metrics.gauges.is_master.set(0);
+        self.metrics.gauges.installing.set(0);
+        self.roles_tx.send_replace(RoleView {
+            role: Role::Follower { master: None },
+            epoch: None,
+            master: None,
+            lease: false,
+            state: self.state,
+        });
+        loop {
+            tokio::select! {
+                // Background snapshot or install results are dropped unapplied.
+                Some(_) = self.jobs_rx.recv() => {}
+                Some(_) = self.installs_rx.recv() => {}
+                inbound = self.inbound.recv() => {
+                    if inbound.is_none() {
+                        break;
+                    }
+                    self.metrics.counters.disk_full_dropped.inc();
+                }
+                request = self.requests.recv() => match request {
+                    None => break,
+                    Some(Request::Submit { reply, .. }) => {
+                        self.metrics.counters.disk_full_dropped.inc();
+                        let _ = reply.send(Err(SubmitError::Stopped));
+                    }
+                    Some(Request::Read(f)) => {
+                        self.metrics.counters.reads_refused.inc();
+                        f(Err(SubmitError::NotMaster { hint: None }));
+                    }
+                    Some(Request::Status(reply)) => {
+                        let now = self.clock.now();
+                        let status = self.replica.replica().status(now);
+                        let ns = self.replica.database().namespace();
+                        let _ = reply.send(StatusView {
+                            id: status.id,
+                            role: *self.roles_tx.borrow(),
+                            commit: status.commit,
+                            applied: ns.applied(),
+                            sessions: ns.sessions().count(),
+                            pending: 0,
+                            syncs: self.replica.counters().syncs,
+                            snapshots_installed: self.replica.counters().snapshots_installed,
+                        });
+                    }
+                    Some(Request::Shutdown(done)) => {
+                        self.stop = Some(done);
+                        break;
+                    }
+                },
+            }
+        }
+        Err(LoopError::DiskFull(cause))
     }
 
     /// Takes what queued while the last turn ran (group commit), each with its own `now`.
@@ -686,6 +839,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
 
     /// Performs Ready batches until there is nothing left to do.
     fn drive(&mut self) -> Result<(), LoopError> {
+        self.check_disk()?;
         loop {
             let now = self.clock.now();
             let peers = &self.peers;
@@ -847,6 +1001,15 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 self.publish_role();
             }
             Event::SnapshotNeeded { from, slot } => {
+                if let Some(installing) = self.replica.install_in_progress() {
+                    // The install under way brings this member to `installing`; the core
+                    // asks again afterwards if that is not far enough.
+                    tracing::debug!(
+                        installing = installing.0,
+                        "snapshot needed: install under way"
+                    );
+                    return;
+                }
                 info!(
                     from = from.0,
                     slot = slot.0,
@@ -985,23 +1148,18 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     data,
                 };
                 let result = blocking(|| self.replica.receive_snapshot_chunk(now, &chunk));
-                match result {
-                    Ok(Some(slot)) => {
-                        self.metrics.counters.snapshots_installed.inc();
-                        info!(from = from.0, slot = slot.0, "snapshot installed");
-                        self.on_applied(Vec::new());
-                        // Proposals at or below the installed slot cannot be matched any more.
-                        let rest = self.pending.split_off(&slot.next());
-                        for (_, waiter) in std::mem::replace(&mut self.pending, rest) {
-                            self.fail_waiter(waiter, SubmitError::Lost);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(GlueError::SnapshotRefused(err)) => {
-                        self.metrics.counters.snapshot_chunks_refused.inc();
-                        warn!(from = from.0, %err, "snapshot chunk refused");
-                    }
-                    Err(err) => return Err(err.into()),
+                self.on_install_result(result)?;
+                if let Some(job) = self.replica.take_install_job() {
+                    info!(
+                        from = from.0,
+                        slot = job.applied().0,
+                        "snapshot received; installing it in the background"
+                    );
+                    self.metrics.gauges.installing.set(1);
+                    let tx = self.installs_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = tx.blocking_send(job.run());
+                    });
                 }
             }
             PeerBody::SnapshotUnavailable => {
@@ -1027,6 +1185,44 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             }
         }
         Ok(())
+    }
+
+    /// The end of a background install: the quick switch to the staged namespace.
+    fn install_done(
+        &mut self,
+        staged: Result<StagedInstall, libpaxos_db::DbError>,
+    ) -> Result<(), LoopError> {
+        self.metrics.gauges.installing.set(0);
+        let now = self.clock.now();
+        let result = blocking(|| self.replica.install_finished(now, staged));
+        self.on_install_result(result)
+    }
+
+    /// What an install (or a chunk that may have completed one) did.
+    fn on_install_result(
+        &mut self,
+        result: Result<Option<Slot>, GlueError>,
+    ) -> Result<(), LoopError> {
+        match result {
+            Ok(Some(slot)) => {
+                self.metrics.counters.snapshots_installed.inc();
+                info!(slot = slot.0, "snapshot installed");
+                self.on_applied(Vec::new());
+                // Proposals at or below the installed slot cannot be matched any more.
+                let rest = self.pending.split_off(&slot.next());
+                for (_, waiter) in std::mem::replace(&mut self.pending, rest) {
+                    self.fail_waiter(waiter, SubmitError::Lost);
+                }
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(GlueError::SnapshotRefused(err)) => {
+                self.metrics.counters.snapshot_chunks_refused.inc();
+                warn!(%err, "snapshot chunk or install refused");
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     fn serve_snapshot(&self, to: NodeId) {

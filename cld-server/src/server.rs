@@ -185,7 +185,8 @@ pub async fn start_with<N: Net, D: Datagrams, C: Clock, E: Entropy>(
         entropy,
     );
     let handle = channels.handle.clone();
-    let mut lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics.clone());
+    let mut lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics.clone())
+        .with_disk_reserve(config.disk_reserve);
     if let (Some(key), Some(socket)) = (cell_key, client_socket) {
         let client_addrs: std::collections::BTreeMap<u64, std::net::SocketAddr> =
             config.members.iter().map(|m| (m.id.0, m.client)).collect();

@@ -201,3 +201,17 @@ fn flags_override_the_file_and_are_validated_too() {
         Err(ConfigError::NotAMember(9))
     ));
 }
+
+#[test]
+fn the_disk_reserve_defaults_to_64_mib_and_is_bounded() {
+    let dir = TempDir::new("cfg-reserve");
+    assert_eq!(load(dir.path(), &cell("")).unwrap().disk_reserve, 64 << 20);
+    let config = load(dir.path(), &cell("disk_reserve_mb = 0")).unwrap();
+    assert_eq!(config.disk_reserve, 0, "0 turns the check off");
+    let config = load(dir.path(), &cell("disk_reserve_mb = 512")).unwrap();
+    assert_eq!(config.disk_reserve, 512 << 20);
+    let err = error(dir.path(), &cell("disk_reserve_mb = 2000000"));
+    assert!(err.contains("cell.disk_reserve_mb"), "{err}");
+    let err = error(dir.path(), &cell("disk_reserve_mb = -1"));
+    assert!(err.contains("line 4"), "the line is named: {err}");
+}

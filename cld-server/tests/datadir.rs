@@ -87,3 +87,13 @@ fn the_boot_number_rises_at_every_start_and_refuses_to_wrap() {
         DataDirError::BadBoot { .. }
     ));
 }
+
+#[test]
+fn a_new_data_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("dd-private");
+    let path = tmp.path().join("data");
+    cld_server::datadir::DataDir::open(&path, "c", libpaxos::NodeId(1)).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}

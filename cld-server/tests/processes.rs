@@ -498,16 +498,48 @@ fn cld_dev_runs_a_cell_until_sigterm_and_reuses_its_dir() {
             .unwrap();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let mut metrics: Vec<SocketAddr> = Vec::new();
+        let mut clients: Vec<String> = Vec::new();
+        let mut cldcli = None;
+        let mut self_check = None;
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(rest) = line.split("metrics http://").nth(1) {
                 metrics.push(rest.split('/').next().unwrap().parse().unwrap());
+            }
+            if let Some(rest) = line.split(": client ").nth(1) {
+                clients.push(rest.split(' ').next().unwrap().to_string());
+            }
+            if line.trim_start().starts_with("cldcli ") {
+                cldcli = Some(line.trim().to_string());
+            }
+            if line.starts_with("self-check") {
+                self_check = Some(line.clone());
             }
             if line.starts_with("running;") {
                 break;
             }
         }
         assert_eq!(metrics.len(), 3);
+        // The cell answered a real client before "running" was printed.
+        let self_check = self_check.expect("a self-check line");
+        assert!(
+            self_check.starts_with("self-check: session opened as dev; put and get"),
+            "{self_check}"
+        );
+        assert!(self_check.contains("master is member "), "{self_check}");
+        // The printed cldcli line names every member, the cell's public key and the dev
+        // user's private secret file.
+        let cldcli = cldcli.expect("a cldcli line");
+        let words: Vec<&str> = cldcli.split_whitespace().collect();
+        let arg = |name: &str| {
+            let i = words.iter().position(|w| *w == name).expect(name);
+            words[i + 1].to_string()
+        };
+        assert_eq!(arg("--cell"), clients.join(","));
+        assert_eq!(clients.len(), 3);
+        cldc::proto::CellPublicKey::from_base64(&arg("--cell-key")).unwrap();
+        assert_eq!(arg("--user"), "dev");
+        assert_eq!(PathBuf::from(arg("--secret-file")), dir.join("dev.secret"));
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let masters = metrics
@@ -538,4 +570,56 @@ fn cld_dev_runs_a_cell_until_sigterm_and_reuses_its_dir() {
             assert_eq!(mode & 0o077, 0, "{f} is private");
         }
     }
+}
+
+#[test]
+fn cld_dev_without_dir_makes_a_fresh_one_under_the_temp_dir() {
+    use std::io::BufRead;
+    let mut child = Command::new(CLD)
+        .args(["dev", "--nodes", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut dir = None;
+    let mut metrics: Option<SocketAddr> = None;
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("metrics http://").nth(1) {
+            metrics = Some(rest.split('/').next().unwrap().parse().unwrap());
+        }
+        if let Some(rest) = line.split("on loopback in ").nth(1) {
+            dir = Some(PathBuf::from(rest.trim()));
+        }
+        if line.starts_with("running;") {
+            break;
+        }
+    }
+    let dir = dir.expect("the dir is printed");
+    let _cleanup = TempDir(dir.clone());
+    assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
+    for f in ["cell.toml", "cell.key", "cell.secret", "dev.secret"] {
+        assert!(dir.join(f).exists(), "{f} written");
+    }
+    let config = cld_server::CellConfig::load(
+        &dir.join("cell.toml"),
+        &cld_server::TimingOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(config.members.len(), 1);
+    assert!(config.users.iter().any(|u| u.name == "dev"));
+    // The member serves (and has its signal handlers) before it is stopped.
+    let metrics = metrics.expect("the metrics address is printed");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !http_get(metrics, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        assert!(Instant::now() < deadline, "the member never served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
 }

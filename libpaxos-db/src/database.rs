@@ -5,15 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use libpaxos::{Committed, Slot, Storage};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::codec;
 use crate::command::Applied;
 use crate::config::DbConfig;
 use crate::durable::{self, SledSync, SyncCounters};
 use crate::error::DbError;
-use crate::log_store::{COMPACTED_KEY, SledLogStore};
+use crate::kv::{KvStore, WriteBatch};
+use crate::log_store::{COMPACTED_KEY, LOG_META_TREE, SledLogStore};
 use crate::namespace::Namespace;
+use crate::sled_kv::SledKv;
 use crate::snapshot::{self, SnapshotFile, SnapshotInfo, SnapshotJob};
 use crate::store::{self, DB_META_TREE, GENERATION_KEY, NsTrees};
 use crate::transfer::{SnapshotInstaller, SnapshotReader};
@@ -23,6 +24,8 @@ use crate::transfer::{SnapshotInstaller, SnapshotReader};
 pub struct Database {
     config: DbConfig,
     db: sled::Db,
+    /// The same database through the storage seam (the namespace's store).
+    kv: SledKv,
     /// Durable flushes of `db` (shared with the log store).
     sync: Arc<SledSync>,
     namespace: Namespace,
@@ -39,7 +42,7 @@ pub struct Database {
 /// The slow half of a snapshot install, to run off the replica loop (a blocking thread): see
 /// [`Database::install_job`]. It writes only the trees of a generation that is not live.
 pub struct InstallJob {
-    db: sled::Db,
+    kv: SledKv,
     sync: Arc<SledSync>,
     info: SnapshotInfo,
     generation: u64,
@@ -81,14 +84,14 @@ impl InstallJob {
     /// dropped.
     pub fn run(self) -> Result<StagedInstall, DbError> {
         let mut file = SnapshotFile::open(&self.info.path)?;
-        NsTrees::drop_trees(&self.db, self.generation)?;
-        let trees = NsTrees::open(&self.db, self.generation)?;
+        NsTrees::drop_trees(&self.kv, self.generation)?;
+        let trees = NsTrees::open(&self.kv, self.generation);
         if let Err(err) = fill(&trees, &mut file) {
             drop(trees);
-            NsTrees::drop_trees(&self.db, self.generation)?;
+            NsTrees::drop_trees(&self.kv, self.generation)?;
             return Err(err);
         }
-        self.sync.flush(&self.db)?;
+        self.sync.flush(self.kv.db())?;
         Ok(StagedInstall {
             file: file.info.clone(),
             generation: self.generation,
@@ -201,13 +204,14 @@ impl Database {
             dir: sled_dir.clone(),
             reason: e.to_string(),
         })?;
+        let sync = Arc::new(SledSync::new(&sled_dir));
+        let kv = SledKv::from_parts(db.clone(), sync.clone());
         // Before anything reads or changes the store (the stamp of a new one is made durable
         // with the layout).
-        store::check_format(&db)?;
-        let sync = Arc::new(SledSync::new(&sled_dir));
+        store::check_format(&kv)?;
         make_layout_durable(&db, &sync, &config.dir, &sled_dir, &snapshot_dir)?;
-        drop_stale_generations(&db)?;
-        let namespace = Namespace::open(&db, config.limits.clone())?;
+        drop_stale_generations(&kv)?;
+        let namespace = Namespace::open_on(&kv, config.limits.clone())?;
         let log = SledLogStore::open_shared(&db, sync.clone())?;
         let mut counters = DbCounters::default();
         let latest = newest_valid_snapshot_and_prune(&snapshot_dir, &mut counters)?;
@@ -216,6 +220,7 @@ impl Database {
             Database {
                 config,
                 db,
+                kv,
                 sync,
                 namespace,
                 snapshot_dir,
@@ -423,7 +428,7 @@ impl Database {
             .checked_add(1)
             .ok_or(DbError::GenerationExhausted(old))?;
         Ok(InstallJob {
-            db: self.db.clone(),
+            kv: self.kv.clone(),
             sync: self.sync.clone(),
             info: info.clone(),
             generation,
@@ -473,7 +478,7 @@ impl Database {
         if let Some(err) = refusal {
             self.counters.installs_refused += 1;
             if staged.generation != live {
-                NsTrees::drop_trees(&self.db, staged.generation)?;
+                NsTrees::drop_trees(&self.kv, staged.generation)?;
             }
             return Ok(Err(err));
         }
@@ -488,7 +493,7 @@ impl Database {
     pub(crate) fn abandon_install(&mut self, staged: StagedInstall) -> Result<(), DbError> {
         self.counters.installs_refused += 1;
         if staged.generation != self.namespace.trees().generation {
-            NsTrees::drop_trees(&self.db, staged.generation)?;
+            NsTrees::drop_trees(&self.kv, staged.generation)?;
         }
         Ok(())
     }
@@ -499,32 +504,22 @@ impl Database {
         let applied = staged.file.applied;
         let new = staged.generation;
         let old = self.namespace.trees().generation;
-        let db_meta = self
-            .db
-            .open_tree(DB_META_TREE)
-            .map_err(|e| DbError::sled("opening db.meta", e))?;
         let log = SledLogStore::open_shared(&self.db, self.sync.clone())?;
         let compacted = log.compacted_through()?.max(applied);
-        [&db_meta, log.meta_tree()]
-            .transaction(|t| {
-                t[0].insert(GENERATION_KEY, codec::encode(&new))?;
-                t[1].insert(COMPACTED_KEY, codec::encode(&compacted))?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e: TransactionError<()>| match e {
-                TransactionError::Storage(e) => DbError::sled("switching namespace generation", e),
-                TransactionError::Abort(()) => {
-                    DbError::sled("switching namespace generation", "transaction aborted")
-                }
-            })?;
+        let mut batch = WriteBatch::new();
+        batch.insert(DB_META_TREE, GENERATION_KEY, codec::encode(&new));
+        batch.insert(LOG_META_TREE, COMPACTED_KEY, codec::encode(&compacted));
+        self.kv
+            .commit(&batch)
+            .map_err(store::kv_error("switching namespace generation"))?;
         self.sync.flush(&self.db)?;
         if self.crash_after_switch {
             // Test hook: die the way a kill would, right after the switch is durable.
             std::process::abort();
         }
-        self.namespace = Namespace::open(&self.db, self.config.limits.clone())?;
+        self.namespace = Namespace::open_on(&self.kv, self.config.limits.clone())?;
         self.durable_applied = self.namespace.applied();
-        NsTrees::drop_trees(&self.db, old)?;
+        NsTrees::drop_trees(&self.kv, old)?;
         log.purge_compacted(compacted)?;
         if staged.file.path.parent() == Some(self.snapshot_dir.as_path()) {
             self.latest = Some(staged.file.clone());
@@ -566,11 +561,8 @@ impl Database {
 /// snapshot's size.
 const INSTALL_BATCH_BYTES: usize = 64 << 10;
 
-fn fill(trees: &NsTrees, file: &mut SnapshotFile) -> Result<(), DbError> {
-    let mut batches: Vec<sled::Batch> = store::TreeTag::ALL
-        .iter()
-        .map(|_| sled::Batch::default())
-        .collect();
+fn fill(trees: &NsTrees<SledKv>, file: &mut SnapshotFile) -> Result<(), DbError> {
+    let mut batch = WriteBatch::new();
     let mut pending = 0usize;
     let mut meta_seen = false;
     while let Some(record) = file.next_record()? {
@@ -594,9 +586,9 @@ fn fill(trees: &NsTrees, file: &mut SnapshotFile) -> Result<(), DbError> {
             meta_seen = true;
         }
         pending += record.value.len() + record.key.len();
-        batches[record.tag as usize].insert(record.key, record.value);
+        batch.insert(&trees.name(record.tag), record.key, record.value);
         if pending > INSTALL_BATCH_BYTES {
-            flush_batches(trees, &mut batches)?;
+            flush_batch(trees, &mut batch)?;
             pending = 0;
         }
     }
@@ -607,23 +599,20 @@ fn fill(trees: &NsTrees, file: &mut SnapshotFile) -> Result<(), DbError> {
             reason: "no namespace meta record".to_string(),
         });
     }
-    flush_batches(trees, &mut batches)
+    flush_batch(trees, &mut batch)
 }
 
-/// Writes the pending batches and flushes, so sled does not hold the whole snapshot as dirty
-/// pages in memory while the install runs.
-fn flush_batches(trees: &NsTrees, batches: &mut [sled::Batch]) -> Result<(), DbError> {
-    for (tag, batch) in store::TreeTag::ALL.iter().zip(batches.iter_mut()) {
-        trees
-            .tree(*tag)
-            .apply_batch(std::mem::take(batch))
-            .map_err(|e| DbError::sled("filling an installed namespace", e))?;
-    }
+/// Writes the pending batch and flushes sled's buffers, so sled does not hold the whole
+/// snapshot as dirty pages in memory while the install runs.
+fn flush_batch(trees: &NsTrees<SledKv>, batch: &mut WriteBatch) -> Result<(), DbError> {
     trees
-        .tree(store::TreeTag::Meta)
-        .flush()
-        .map_err(|e| DbError::sled("flushing an installed namespace", e))?;
-    Ok(())
+        .store
+        .commit(&std::mem::take(batch))
+        .map_err(store::kv_error("filling an installed namespace"))?;
+    trees
+        .store
+        .flush_buffers()
+        .map_err(store::kv_error("flushing an installed namespace"))
 }
 
 /// Makes the database's files and names durable at open: sled's config file, then sled's
@@ -656,13 +645,10 @@ fn make_layout_durable(
 
 /// Drops namespace trees of generations other than the current one (left by an install that
 /// crashed before switching, or after switching but before dropping the old trees).
-fn drop_stale_generations(db: &sled::Db) -> Result<(), DbError> {
-    let current = store::current_generation(db)?;
+fn drop_stale_generations(kv: &SledKv) -> Result<(), DbError> {
+    let current = store::current_generation(kv)?;
     let mut stale = std::collections::BTreeSet::new();
-    for name in db.tree_names() {
-        let Ok(name) = std::str::from_utf8(&name) else {
-            continue;
-        };
+    for name in kv.tree_names().map_err(store::kv_error("listing trees"))? {
         if let Some(rest) = name.strip_prefix("ns")
             && let Some((digits, _)) = rest.split_once('.')
             && let Ok(generation) = digits.parse::<u64>()
@@ -672,7 +658,7 @@ fn drop_stale_generations(db: &sled::Db) -> Result<(), DbError> {
         }
     }
     for generation in stale {
-        NsTrees::drop_trees(db, generation)?;
+        NsTrees::drop_trees(kv, generation)?;
     }
     Ok(())
 }

@@ -114,10 +114,6 @@ impl SledLogStore {
         io(doing, err)
     }
 
-    pub(crate) fn meta_tree(&self) -> &Tree {
-        &self.meta
-    }
-
     fn corrupt(&self, slot: Slot, what: impl core::fmt::Display) -> StorageError {
         self.counters.set(self.counters.get() + 1);
         StorageError::Corrupt {

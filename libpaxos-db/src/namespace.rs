@@ -9,9 +9,11 @@ use crate::apply::{Executed, execute};
 use crate::command::{Applied, CmdError, Command, Permission, Response, Sequencer};
 use crate::config::Limits;
 use crate::error::DbError;
+use crate::kv::KvStore;
 use crate::lock::LockState;
 use crate::mode::{LockMode, OpenMode};
 use crate::node::{DirEntry, Handle, HandleRef, Node, NodeKind, Session, Tombstone};
+use crate::sled_kv::SledKv;
 use crate::state::{Dirty, State, Tx};
 use crate::store::{self, NsTrees, TreeTag};
 use crate::types::{HandleId, SessionId, WallTime};
@@ -64,10 +66,11 @@ pub struct Dump {
     pub tombstones: BTreeMap<SessionId, Tombstone>,
 }
 
-/// The CLD namespace on sled. Apply committed slots in order with [`apply`](Self::apply); read
-/// with the query methods (the server serves those under its master lease).
-pub struct Namespace {
-    trees: NsTrees,
+/// The CLD namespace on a [`KvStore`] (sled unless told otherwise). Apply committed slots in
+/// order with [`apply`](Self::apply); read with the query methods (the server serves those
+/// under its master lease).
+pub struct Namespace<K: KvStore = SledKv> {
+    trees: NsTrees<K>,
     state: State,
     limits: Limits,
     poisoned: bool,
@@ -111,14 +114,24 @@ fn error_name(err: &CmdError) -> &'static str {
     }
 }
 
-impl Namespace {
-    /// Opens the namespace stored in `db` (creating the root in a new database). A store of
-    /// another on-disk format version is refused ([`DbError::FormatVersion`]).
+impl Namespace<SledKv> {
+    /// Opens the namespace stored in the sled database `db` (creating the root in a new
+    /// database). A store of another on-disk format version is refused
+    /// ([`DbError::FormatVersion`]). Its owner makes it durable (this handle never syncs).
     pub fn open(db: &sled::Db, limits: Limits) -> Result<Namespace, DbError> {
+        Namespace::open_on(&SledKv::unsynced(db), limits)
+    }
+}
+
+impl<K: KvStore> Namespace<K> {
+    /// Opens the namespace stored in `store` (creating the root in a new store). A store of
+    /// another on-disk format version is refused ([`DbError::FormatVersion`]). Durability is
+    /// the store owner's: `store.sync()` makes every applied slot durable.
+    pub fn open_on(store: &K, limits: Limits) -> Result<Namespace<K>, DbError> {
         limits.validate()?;
-        store::check_format(db)?;
-        let generation = store::current_generation(db)?;
-        let trees = NsTrees::open(db, generation)?;
+        store::check_format(store)?;
+        let generation = store::current_generation(store)?;
+        let trees = NsTrees::open(store, generation);
         let state = match trees.load()? {
             Some(state) => state,
             None => {
@@ -156,7 +169,7 @@ impl Namespace {
         &self.limits
     }
 
-    pub(crate) fn trees(&self) -> &NsTrees {
+    pub(crate) fn trees(&self) -> &NsTrees<K> {
         &self.trees
     }
 
@@ -370,24 +383,25 @@ impl Namespace {
         crate::apply_lock::check_sequencer(&self.state, sequencer)
     }
 
-    /// SHA-256 over the canonical dump of the sled trees: equal digests mean byte-identical
-    /// namespaces.
+    /// SHA-256 over the canonical dump of the namespace trees: equal digests mean
+    /// byte-identical namespaces.
     pub fn digest(&self) -> Result<[u8; 32], DbError> {
         let mut hasher = Sha256::new();
         for tag in TreeTag::ALL {
             hasher.update([tag as u8]);
-            for item in self.trees.tree(tag).iter() {
-                let (key, value) = item.map_err(|e| DbError::sled("digesting the namespace", e))?;
-                hasher.update((key.len() as u64).to_be_bytes());
-                hasher.update(&key);
-                hasher.update((value.len() as u64).to_be_bytes());
-                hasher.update(&value);
-            }
+            self.trees
+                .for_each(tag, "digesting the namespace", |key, value| {
+                    hasher.update((key.len() as u64).to_be_bytes());
+                    hasher.update(key);
+                    hasher.update((value.len() as u64).to_be_bytes());
+                    hasher.update(value);
+                    Ok(())
+                })?;
         }
         Ok(hasher.finalize().into())
     }
 
-    /// Decodes the namespace from sled (not from the in-memory copy), for tests and tools.
+    /// Decodes the namespace from the store (not from the in-memory copy), for tests and tools.
     pub fn dump(&self) -> Result<Dump, DbError> {
         let state = self.trees.load()?.unwrap_or_else(State::fresh);
         let mut nodes = BTreeMap::new();

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::DbError;
+use crate::kv::KvStore;
 use crate::namespace::Namespace;
+use crate::sled_kv::SledKv;
 use crate::store::{self, NsTrees, TreeTag};
 
 /// The first 8 bytes of every snapshot file.
@@ -76,21 +78,21 @@ impl<W: Write> HashingWriter<W> {
 }
 
 /// Writes a snapshot of `ns` into `dir` (temp file, fsync, rename, fsync of the directory).
-pub fn write(ns: &Namespace, dir: &Path) -> Result<SnapshotInfo, DbError> {
+pub fn write<K: KvStore>(ns: &Namespace<K>, dir: &Path) -> Result<SnapshotInfo, DbError> {
     write_trees(ns.trees(), ns.applied(), ns.epoch(), dir)
 }
 
 /// A snapshot to be written, possibly on another thread, while nothing is applied to the
 /// namespace (see `DbReplica::set_background_snapshots`). It holds handles to the namespace
 /// trees, not a copy: applying while it runs would make the snapshot inconsistent.
-pub struct SnapshotJob {
-    trees: NsTrees,
+pub struct SnapshotJob<K: KvStore = SledKv> {
+    trees: NsTrees<K>,
     applied: Slot,
     epoch: Epoch,
     dir: PathBuf,
 }
 
-impl core::fmt::Debug for SnapshotJob {
+impl<K: KvStore> core::fmt::Debug for SnapshotJob<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SnapshotJob")
             .field("applied", &self.applied)
@@ -99,8 +101,8 @@ impl core::fmt::Debug for SnapshotJob {
     }
 }
 
-impl SnapshotJob {
-    pub(crate) fn new(ns: &Namespace, dir: &Path) -> SnapshotJob {
+impl<K: KvStore> SnapshotJob<K> {
+    pub(crate) fn new(ns: &Namespace<K>, dir: &Path) -> SnapshotJob<K> {
         SnapshotJob {
             trees: ns.trees().clone(),
             applied: ns.applied(),
@@ -120,8 +122,8 @@ impl SnapshotJob {
     }
 }
 
-fn write_trees(
-    trees: &NsTrees,
+fn write_trees<K: KvStore>(
+    trees: &NsTrees<K>,
     applied: Slot,
     epoch: Epoch,
     dir: &Path,
@@ -135,8 +137,8 @@ fn write_trees(
     written
 }
 
-fn write_file(
-    trees: &NsTrees,
+fn write_file<K: KvStore>(
+    trees: &NsTrees<K>,
     applied: Slot,
     epoch: Epoch,
     dir: &Path,
@@ -156,27 +158,27 @@ fn write_file(
     let mut count: u64 = 0;
     let mut buf = Vec::new();
     for tag in TreeTag::ALL {
-        for item in trees.tree(tag).iter() {
-            let (key, value) = item.map_err(|e| DbError::sled("reading for a snapshot", e))?;
+        trees.for_each(tag, "reading for a snapshot", |key, value| {
             buf.clear();
             let record = Record {
                 tree: tag as u8,
-                key: &key,
-                value: &value,
+                key,
+                value,
             };
             buf = postcard::to_extend(&record, std::mem::take(&mut buf))
                 .map_err(|e| DbError::snapshot_io(tmp, e))?;
             if buf.len() > MAX_RECORD as usize {
                 return Err(DbError::SnapshotRecordTooLarge {
                     tree: store::tree_name(trees.generation, tag),
-                    key: store::show_key(&key),
+                    key: store::show_key(key),
                     len: buf.len(),
                 });
             }
             out.put(&(buf.len() as u32).to_le_bytes()).map_err(fail)?;
             out.put(&buf).map_err(fail)?;
             count += 1;
-        }
+            Ok(())
+        })?;
     }
     out.put(&0u32.to_le_bytes()).map_err(fail)?;
     out.put(&count.to_le_bytes()).map_err(fail)?;

@@ -1,5 +1,5 @@
-//! The namespace's sled trees: layout, loading, and writing one command's changes atomically
-//! with the applied index.
+//! The namespace's trees in a [`KvStore`]: layout, loading, and writing one command's changes
+//! atomically with the applied index.
 //!
 //! Trees are named `ns<generation>.<name>`; the generation in use is recorded in the
 //! `db.meta` tree. Installing a snapshot fills a fresh generation and then flips the pointer,
@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-use sled::{Batch, Db, Tree};
+use std::ops::Bound;
 
 use crate::codec::{self, DecodeError};
 use crate::error::DbError;
+use crate::kv::{KvError, KvStore, WriteBatch};
 use crate::lock::LockState;
 use crate::node::{Handle, HandleRef, Node, Session, Tombstone};
 use crate::state::{Dirty, Meta, State};
@@ -161,14 +161,16 @@ pub(crate) fn show_key(key: &[u8]) -> String {
     }
 }
 
+/// A storage failure while `doing`, as the crate's error.
+pub(crate) fn kv_error(doing: &'static str) -> impl Fn(KvError) -> DbError {
+    move |e| DbError::sled(doing, e.reason)
+}
+
 /// The generation pointer: which namespace trees are in force (0 for a new database).
-pub(crate) fn current_generation(db: &Db) -> Result<u64, DbError> {
-    let meta = db
-        .open_tree(DB_META_TREE)
-        .map_err(|e| DbError::sled("opening db.meta", e))?;
-    match meta
-        .get(GENERATION_KEY)
-        .map_err(|e| DbError::sled("reading the namespace generation", e))?
+pub(crate) fn current_generation<K: KvStore>(store: &K) -> Result<u64, DbError> {
+    match store
+        .get(DB_META_TREE, GENERATION_KEY)
+        .map_err(kv_error("reading the namespace generation"))?
     {
         None => Ok(0),
         Some(bytes) => codec::decode::<u64>(&bytes).map_err(|reason| DbError::CorruptRecord {
@@ -183,13 +185,10 @@ pub(crate) fn current_generation(db: &Db) -> Result<u64, DbError> {
 /// log: a store of another version (a version record that differs, or data without one, which
 /// is version 1) is refused with [`DbError::FormatVersion`]; an empty store is stamped with
 /// [`FORMAT_VERSION`].
-pub(crate) fn check_format(db: &Db) -> Result<(), DbError> {
-    let meta = db
-        .open_tree(DB_META_TREE)
-        .map_err(|e| DbError::sled("opening db.meta", e))?;
-    let found = meta
-        .get(FORMAT_KEY)
-        .map_err(|e| DbError::sled("reading the store's format version", e))?;
+pub(crate) fn check_format<K: KvStore>(store: &K) -> Result<(), DbError> {
+    let found = store
+        .get(DB_META_TREE, FORMAT_KEY)
+        .map_err(kv_error("reading the store's format version"))?;
     if let Some(bytes) = found {
         let found = codec::decode::<u32>(&bytes).map_err(|reason| DbError::CorruptRecord {
             tree: DB_META_TREE.to_string(),
@@ -205,51 +204,80 @@ pub(crate) fn check_format(db: &Db) -> Result<(), DbError> {
         return Ok(());
     }
     // No version record: a new store, or one written before versions were recorded.
-    let mut holds_data = !meta.is_empty();
-    for name in db.tree_names() {
-        if holds_data {
-            break;
-        }
-        if name.as_ref() == DB_META_TREE.as_bytes() || name.as_ref() == b"__sled__default" {
-            continue;
-        }
-        let tree = db
-            .open_tree(&name)
-            .map_err(|e| DbError::sled("opening a tree to check the format", e))?;
-        holds_data = !tree.is_empty();
-    }
+    let holds_data = !store
+        .tree_names()
+        .map_err(kv_error("listing trees to check the format"))?
+        .is_empty();
     if holds_data {
         return Err(DbError::FormatVersion {
             found: UNVERSIONED_FORMAT,
             expected: FORMAT_VERSION,
         });
     }
-    meta.insert(FORMAT_KEY, codec::encode(&FORMAT_VERSION))
-        .map_err(|e| DbError::sled("recording the store's format version", e))?;
-    Ok(())
+    let mut batch = WriteBatch::new();
+    batch.insert(DB_META_TREE, FORMAT_KEY, codec::encode(&FORMAT_VERSION));
+    store
+        .commit(&batch)
+        .map_err(kv_error("recording the store's format version"))
+}
+
+/// Pairs read per call when scanning a whole tree.
+const SCAN_CHUNK: usize = 1024;
+
+/// Calls `each` on every pair of `tree` in key order, reading it in chunks.
+pub(crate) fn scan_tree<K: KvStore>(
+    store: &K,
+    tree: &str,
+    doing: &'static str,
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<(), DbError>,
+) -> Result<(), DbError> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let from = match &after {
+            Some(key) => Bound::Excluded(key.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let chunk = store
+            .range(tree, from, Bound::Unbounded, SCAN_CHUNK)
+            .map_err(kv_error(doing))?;
+        for (key, value) in &chunk {
+            each(key, value)?;
+        }
+        if chunk.len() < SCAN_CHUNK {
+            return Ok(());
+        }
+        after = chunk.last().map(|(key, _)| key.clone());
+    }
 }
 
 /// One generation's trees.
 #[derive(Clone)]
-pub(crate) struct NsTrees {
+pub(crate) struct NsTrees<K: KvStore> {
     pub generation: u64,
-    pub trees: Vec<Tree>,
+    pub store: K,
 }
 
-impl NsTrees {
-    pub fn open(db: &Db, generation: u64) -> Result<NsTrees, DbError> {
-        let mut trees = Vec::with_capacity(TreeTag::ALL.len());
-        for tag in TreeTag::ALL {
-            trees.push(
-                db.open_tree(tree_name(generation, tag))
-                    .map_err(|e| DbError::sled("opening a namespace tree", e))?,
-            );
+impl<K: KvStore> NsTrees<K> {
+    pub fn open(store: &K, generation: u64) -> NsTrees<K> {
+        NsTrees {
+            generation,
+            store: store.clone(),
         }
-        Ok(NsTrees { generation, trees })
     }
 
-    pub fn tree(&self, tag: TreeTag) -> &Tree {
-        &self.trees[tag as usize]
+    /// The store's name of this generation's tree `tag`.
+    pub fn name(&self, tag: TreeTag) -> String {
+        tree_name(self.generation, tag)
+    }
+
+    /// Calls `each` on every record of tree `tag`, in key order.
+    pub fn for_each(
+        &self,
+        tag: TreeTag,
+        doing: &'static str,
+        each: impl FnMut(&[u8], &[u8]) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        scan_tree(&self.store, &self.name(tag), doing, each)
     }
 
     fn corrupt(&self, tag: TreeTag, key: &[u8], reason: DecodeError) -> DbError {
@@ -266,19 +294,19 @@ impl NsTrees {
         mut each: impl FnMut(&[u8], &[u8]) -> Result<T, DecodeError>,
     ) -> Result<Vec<T>, DbError> {
         let mut out = Vec::new();
-        for item in self.tree(tag).iter() {
-            let (key, value) = item.map_err(|e| DbError::sled("scanning the namespace", e))?;
-            out.push(each(&key, &value).map_err(|reason| self.corrupt(tag, &key, reason))?);
-        }
+        self.for_each(tag, "scanning the namespace", |key, value| {
+            out.push(each(key, value).map_err(|reason| self.corrupt(tag, key, reason))?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// Loads the working copy; `None` if these trees were never written.
     pub fn load(&self) -> Result<Option<State>, DbError> {
         let Some(meta_bytes) = self
-            .tree(TreeTag::Meta)
-            .get(META_KEY)
-            .map_err(|e| DbError::sled("reading namespace meta", e))?
+            .store
+            .get(&self.name(TreeTag::Meta), META_KEY)
+            .map_err(kv_error("reading namespace meta"))?
         else {
             return Ok(None);
         };
@@ -315,9 +343,9 @@ impl NsTrees {
     /// A file's contents (empty if it has none stored).
     pub fn data(&self, path: &str) -> Result<Vec<u8>, DbError> {
         match self
-            .tree(TreeTag::Data)
-            .get(path.as_bytes())
-            .map_err(|e| DbError::sled("reading file contents", e))?
+            .store
+            .get(&self.name(TreeTag::Data), path.as_bytes())
+            .map_err(kv_error("reading file contents"))?
         {
             None => Ok(Vec::new()),
             Some(bytes) => codec::decode(&bytes)
@@ -325,68 +353,62 @@ impl NsTrees {
         }
     }
 
-    /// Writes every record `dirty` names, from `state`, plus the meta record, in one sled
-    /// transaction across the trees.
+    /// Writes every record `dirty` names, from `state`, plus the meta record, in one atomic
+    /// batch across the trees.
     pub fn commit(&self, state: &State, dirty: &Dirty) -> Result<(), DbError> {
-        let mut batches: Vec<Batch> = TreeTag::ALL.iter().map(|_| Batch::default()).collect();
-        batches[TreeTag::Meta as usize].insert(META_KEY, codec::encode(&state.meta));
+        let mut batch = WriteBatch::new();
+        let name = |tag| self.name(tag);
+        let (meta, nodes, data, sessions, handles, locks, tombstones) = (
+            name(TreeTag::Meta),
+            name(TreeTag::Nodes),
+            name(TreeTag::Data),
+            name(TreeTag::Sessions),
+            name(TreeTag::Handles),
+            name(TreeTag::Locks),
+            name(TreeTag::Tombstones),
+        );
+        batch.insert(&meta, META_KEY, codec::encode(&state.meta));
         for path in &dirty.nodes {
-            let batch = &mut batches[TreeTag::Nodes as usize];
             match state.nodes.get(path) {
-                Some(node) => batch.insert(path.as_bytes(), codec::encode(node)),
-                None => batch.remove(path.as_bytes()),
+                Some(node) => batch.insert(&nodes, path.as_bytes(), codec::encode(node)),
+                None => batch.remove(&nodes, path.as_bytes()),
             }
         }
-        for (path, data) in &dirty.data {
-            let batch = &mut batches[TreeTag::Data as usize];
-            match data {
-                Some(bytes) => batch.insert(path.as_bytes(), codec::encode(bytes)),
-                None => batch.remove(path.as_bytes()),
+        for (path, contents) in &dirty.data {
+            match contents {
+                Some(bytes) => batch.insert(&data, path.as_bytes(), codec::encode(bytes)),
+                None => batch.remove(&data, path.as_bytes()),
             }
         }
         for id in &dirty.sessions {
-            let batch = &mut batches[TreeTag::Sessions as usize];
             match state.sessions.get(id) {
-                Some(session) => batch.insert(&session_key(*id), codec::encode(session)),
-                None => batch.remove(&session_key(*id)),
+                Some(session) => batch.insert(&sessions, session_key(*id), codec::encode(session)),
+                None => batch.remove(&sessions, session_key(*id)),
             }
         }
         for who in &dirty.handles {
-            let batch = &mut batches[TreeTag::Handles as usize];
             match state.handles.get(who) {
-                Some(handle) => batch.insert(&handle_key(*who), codec::encode(handle)),
-                None => batch.remove(&handle_key(*who)),
+                Some(handle) => batch.insert(&handles, handle_key(*who), codec::encode(handle)),
+                None => batch.remove(&handles, handle_key(*who)),
             }
         }
         for path in &dirty.locks {
-            let batch = &mut batches[TreeTag::Locks as usize];
             match state.locks.get(path) {
-                Some(lock) => batch.insert(path.as_bytes(), codec::encode(lock)),
-                None => batch.remove(path.as_bytes()),
+                Some(lock) => batch.insert(&locks, path.as_bytes(), codec::encode(lock)),
+                None => batch.remove(&locks, path.as_bytes()),
             }
         }
         for id in &dirty.tombstones {
-            let batch = &mut batches[TreeTag::Tombstones as usize];
             match state.tombstones.get(id) {
-                Some(tombstone) => batch.insert(&session_key(*id), codec::encode(tombstone)),
-                None => batch.remove(&session_key(*id)),
+                Some(tombstone) => {
+                    batch.insert(&tombstones, session_key(*id), codec::encode(tombstone))
+                }
+                None => batch.remove(&tombstones, session_key(*id)),
             }
         }
-        self.trees
-            .as_slice()
-            .transaction(|trees| {
-                for (tree, batch) in trees.iter().zip(&batches) {
-                    tree.apply_batch(batch)?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e: TransactionError<()>| match e {
-                TransactionError::Storage(e) => DbError::sled("committing a command", e),
-                TransactionError::Abort(()) => DbError::Sled {
-                    doing: "committing a command",
-                    reason: "transaction aborted".to_string(),
-                },
-            })
+        self.store
+            .commit(&batch)
+            .map_err(kv_error("committing a command"))
     }
 
     /// Writes a whole state (used to initialise a fresh namespace).
@@ -403,11 +425,13 @@ impl NsTrees {
     }
 
     /// Removes this generation's trees.
-    pub fn drop_trees(db: &Db, generation: u64) -> Result<(), DbError> {
-        for tag in TreeTag::ALL {
-            db.drop_tree(tree_name(generation, tag))
-                .map_err(|e| DbError::sled("dropping an old namespace tree", e))?;
-        }
-        Ok(())
+    pub fn drop_trees(store: &K, generation: u64) -> Result<(), DbError> {
+        let names: Vec<String> = TreeTag::ALL
+            .iter()
+            .map(|tag| tree_name(generation, *tag))
+            .collect();
+        store
+            .drop_trees(&names)
+            .map_err(kv_error("dropping an old namespace tree"))
     }
 }

@@ -31,6 +31,7 @@ pub fn run_all<H: Harness>(harness: &mut H) {
     writes_are_visible_before_sync(harness);
     an_entry_replaces_its_slot(harness);
     ranges_skip_holes_and_respect_limits(harness);
+    ballot_at_agrees_with_entry(harness);
     hard_state_round_trips(harness);
     compaction_drops_entries_at_or_below(harness);
     compaction_never_goes_backwards(harness);
@@ -156,6 +157,34 @@ fn ranges_skip_holes_and_respect_limits<H: Harness>(h: &mut H) {
     check(rule, ok(rule, s.entries(Slot(5), Slot(4), 10)), vec![]);
     check(rule, ok(rule, s.entry(Slot(3))), None);
     check(rule, ok(rule, s.last_slot()), Slot(5));
+}
+
+fn ballot_at_agrees_with_entry<H: Harness>(h: &mut H) {
+    let rule =
+        "ballot_at is the ballot of entry, for held, hole, replaced, compacted and later slots";
+    let mut s = h.fresh();
+    let batch = vec![
+        sample_entry(1, 1, 1),
+        sample_entry(2, 1, 2),
+        sample_entry(4, 1, 4),
+        sample_entry(7, 1, 7),
+    ];
+    write(rule, &mut s, &entries_batch(batch));
+    // Replace one slot at a higher ballot, fill a hole behind the last entry, compact one.
+    let batch = vec![sample_entry(2, 3, 22), sample_entry(5, 2, 5)];
+    write(rule, &mut s, &entries_batch(batch));
+    write(rule, &mut s, &compaction(1));
+    for slot in 0..=9 {
+        let expected = ok(rule, s.entry(Slot(slot))).map(|e| e.ballot);
+        check(rule, ok(rule, s.ballot_at(Slot(slot))), expected);
+    }
+    check(
+        rule,
+        ok(rule, s.ballot_at(Slot(2))),
+        Some(sample_entry(2, 3, 22).ballot),
+    );
+    check(rule, ok(rule, s.ballot_at(Slot(1))), None);
+    check(rule, ok(rule, s.ballot_at(Slot(3))), None);
 }
 
 fn hard_state_round_trips<H: Harness>(h: &mut H) {

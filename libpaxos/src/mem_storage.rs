@@ -3,22 +3,24 @@
 //! Writes are visible at once and durable only after [`LogStore::sync`]; [`MemStorage::crash`]
 //! throws away everything written since the last sync, as a power cut would.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use crate::ready::Persist;
 use crate::storage::{HardState, LogStore, Storage, StorageError};
-use crate::types::{Entry, Slot};
+use crate::types::{Ballot, Entry, Slot};
 
-/// The reference storage: one `BTreeMap` of entries as written, plus, for every change since
-/// the last sync, what the slot held before (an undo record; the first one of a slot is what
-/// is durable there). A sync forgets the undo records; a crash plays them back, newest first.
-/// So an entry is stored once, and written with one clone (which shares its payload).
+/// The reference storage: the entries as written, in slot order in one `VecDeque` (a dense log
+/// is indexed by slot directly; holes fall back to a binary search), plus, for every change
+/// since the last sync, what the slot held before (an undo record; the first one of a slot is
+/// what is durable there). A sync forgets the undo records; a crash plays them back, newest
+/// first. So an entry is stored once, and written with one clone (which shares its payload).
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     hard_state: HardState,
     compacted: Slot,
-    entries: BTreeMap<Slot, Entry>,
+    /// Entries as written, strictly increasing by slot, all above `compacted`.
+    entries: VecDeque<Entry>,
     durable_hard_state: HardState,
     durable_compacted: Slot,
     /// Every change since the last sync, in order: the slot and what it held before (`None`:
@@ -29,6 +31,43 @@ pub struct MemStorage {
     /// Whether anything was written since the last sync.
     unsynced: bool,
     failing: Option<&'static str>,
+}
+
+/// Where `slot` is in `entries` (`Ok`), or where it would go (`Err`). O(1) when the log has no
+/// holes between its first entry and `slot`.
+fn position(entries: &VecDeque<Entry>, slot: Slot) -> Result<usize, usize> {
+    let Some(first) = entries.front() else {
+        return Err(0);
+    };
+    if slot < first.slot {
+        return Err(0);
+    }
+    let guess = slot.0 - first.slot.0;
+    if let Ok(i) = usize::try_from(guess)
+        && let Some(e) = entries.get(i)
+        && e.slot == slot
+    {
+        return Ok(i);
+    }
+    if entries.back().is_some_and(|last| last.slot < slot) {
+        return Err(entries.len());
+    }
+    entries.binary_search_by_key(&slot, |e| e.slot)
+}
+
+/// Puts `entry` in its place in `entries`; returns what the slot held.
+fn put(entries: &mut VecDeque<Entry>, entry: Entry) -> Option<Entry> {
+    match position(entries, entry.slot) {
+        Ok(i) => Some(core::mem::replace(&mut entries[i], entry)),
+        Err(i) if i == entries.len() => {
+            entries.push_back(entry);
+            None
+        }
+        Err(i) => {
+            entries.insert(i, entry);
+            None
+        }
+    }
 }
 
 impl MemStorage {
@@ -42,10 +81,12 @@ impl MemStorage {
         while let Some((slot, old)) = self.undo.pop() {
             match old {
                 Some(entry) => {
-                    self.entries.insert(slot, entry);
+                    put(&mut self.entries, entry);
                 }
                 None => {
-                    self.entries.remove(&slot);
+                    if let Ok(i) = position(&self.entries, slot) {
+                        self.entries.remove(i);
+                    }
                 }
             }
         }
@@ -72,17 +113,14 @@ impl MemStorage {
         }
         match self.undo.iter().find(|(s, _)| *s == slot) {
             Some((_, old)) => old.as_ref(),
-            None => self.entries.get(&slot),
+            None => position(&self.entries, slot).ok().map(|i| &self.entries[i]),
         }
     }
 
     /// Every durable entry, in slot order.
     pub fn durable_entries(&self) -> Vec<Entry> {
-        let mut out: BTreeMap<Slot, Option<&Entry>> = self
-            .entries
-            .iter()
-            .map(|(slot, e)| (*slot, Some(e)))
-            .collect();
+        let mut out: BTreeMap<Slot, Option<&Entry>> =
+            self.entries.iter().map(|e| (e.slot, Some(e))).collect();
         // Newest first, so the oldest record of a slot (its durable content) wins.
         for (slot, old) in self.undo.iter().rev() {
             out.insert(*slot, old.as_ref());
@@ -139,13 +177,22 @@ impl Storage for MemStorage {
 
     fn last_slot(&self) -> Result<Slot, StorageError> {
         self.check()?;
-        let last = self.entries.keys().next_back().copied();
+        let last = self.entries.back().map(|e| e.slot);
         Ok(last.unwrap_or(Slot::ZERO).max(self.compacted))
     }
 
     fn entry(&self, slot: Slot) -> Result<Option<Entry>, StorageError> {
         self.check()?;
-        Ok(self.entries.get(&slot).cloned())
+        Ok(position(&self.entries, slot)
+            .ok()
+            .map(|i| self.entries[i].clone()))
+    }
+
+    fn ballot_at(&self, slot: Slot) -> Result<Option<Ballot>, StorageError> {
+        self.check()?;
+        Ok(position(&self.entries, slot)
+            .ok()
+            .map(|i| self.entries[i].ballot))
     }
 
     fn entries(&self, from: Slot, to: Slot, max: usize) -> Result<Vec<Entry>, StorageError> {
@@ -153,11 +200,13 @@ impl Storage for MemStorage {
         if from > to {
             return Ok(Vec::new());
         }
+        let start = position(&self.entries, from).unwrap_or_else(|i| i);
         Ok(self
             .entries
-            .range(from..=to)
+            .range(start..)
+            .take_while(|e| e.slot <= to)
             .take(max)
-            .map(|(_, e)| e.clone())
+            .cloned()
             .collect())
     }
 }
@@ -169,9 +218,10 @@ impl LogStore for MemStorage {
             && through > self.compacted
         {
             self.compacted = through;
-            let kept = self.entries.split_off(&through.next());
-            for (slot, entry) in core::mem::replace(&mut self.entries, kept) {
-                self.remember(slot, Some(entry));
+            while self.entries.front().is_some_and(|e| e.slot <= through) {
+                if let Some(entry) = self.entries.pop_front() {
+                    self.remember(entry.slot, Some(entry));
+                }
             }
         }
         if let Some(hard_state) = batch.hard_state {
@@ -179,7 +229,7 @@ impl LogStore for MemStorage {
         }
         for entry in &batch.entries {
             if entry.slot > self.compacted {
-                let old = self.entries.insert(entry.slot, entry.clone());
+                let old = put(&mut self.entries, entry.clone());
                 self.remember(entry.slot, old);
                 self.written_slots.push(entry.slot);
             }

@@ -4,7 +4,7 @@
 //! `replication.rs` (phase 2 and the commit index), `lease.rs` (heartbeats and master leases),
 //! `catchup.rs` (bringing a lagging replica up to date).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -60,9 +60,32 @@ pub(crate) struct Outbox {
     pub(crate) entries: Vec<Entry>,
     pub(crate) after_persist: Vec<Envelope>,
     pub(crate) messages: Vec<Envelope>,
-    /// Messages from this replica to itself that count only once the batch is durable.
-    pub(crate) to_self: Vec<Message>,
     pub(crate) events: Vec<Event>,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.compact_through.is_none()
+            && self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.after_persist.is_empty()
+            && self.messages.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// A message from this replica to itself that counts only once the Ready it belongs to is
+/// durable.
+pub(crate) enum SelfMessage {
+    /// Any message, handled as if it came from a peer.
+    Message(Message),
+    /// The master's own `Accepted` of the slots `first..=last` it proposed in one Ready (a
+    /// range, so proposing allocates nothing for it).
+    Accepted {
+        ballot: Ballot,
+        first: Slot,
+        last: Slot,
+    },
 }
 
 /// One replica of the cell: feed it inputs, take [`Ready`] batches, perform them.
@@ -107,8 +130,9 @@ pub struct Replica<S: Storage> {
     /// A snapshot install asked of the driver and not yet done.
     pub(crate) snapshot_wanted: Option<(Slot, Time)>,
     pub(crate) outbox: Outbox,
-    /// Self-messages waiting for the Ready they belong to to become durable.
-    pub(crate) waiting_for_persist: Vec<(u64, Message)>,
+    /// Self-messages waiting for the Ready they belong to to become durable, in Ready order,
+    /// with that Ready's number (`ready_number + 1` for the Ready not yet taken).
+    pub(crate) waiting_for_persist: VecDeque<(u64, SelfMessage)>,
     pub(crate) ready_number: u64,
     pub(crate) persisted_number: u64,
     /// The master lease as last reported in an event, to report changes once.
@@ -172,7 +196,7 @@ impl<S: Storage> Replica<S> {
             catch_up_sent: None,
             snapshot_wanted: None,
             outbox: Outbox::default(),
-            waiting_for_persist: Vec::new(),
+            waiting_for_persist: VecDeque::new(),
             ready_number: 0,
             persisted_number: 0,
             lease_reported: false,
@@ -309,7 +333,7 @@ impl<S: Storage> Replica<S> {
             self.counters.unknown_sender += 1;
             return Ok(());
         }
-        if !msg.ballots().all(Ballot::is_valid) {
+        if !msg.ballots_valid() {
             self.counters.malformed += 1;
             return Ok(());
         }
@@ -342,12 +366,28 @@ impl<S: Storage> Replica<S> {
             return Ok(());
         }
         self.persisted_number = number.min(self.ready_number);
-        let (due, later): (Vec<_>, Vec<_>) = core::mem::take(&mut self.waiting_for_persist)
-            .into_iter()
-            .partition(|(n, _)| *n <= self.persisted_number);
-        self.waiting_for_persist = later;
-        for (_, msg) in due {
-            self.handle(now, self.config.id, msg)?;
+        // Waiting messages are in Ready order: the due ones are a prefix.
+        let persisted = self.persisted_number;
+        while self
+            .waiting_for_persist
+            .front()
+            .is_some_and(|(n, _)| *n <= persisted)
+        {
+            match self.waiting_for_persist.pop_front() {
+                Some((_, SelfMessage::Message(msg))) => self.handle(now, self.config.id, msg)?,
+                Some((
+                    _,
+                    SelfMessage::Accepted {
+                        ballot,
+                        first,
+                        last,
+                    },
+                )) => {
+                    let slots = (first.0..=last.0).map(Slot);
+                    self.on_accepted(now, self.config.id, ballot, slots)?;
+                }
+                None => {}
+            }
         }
         Ok(())
     }
@@ -419,6 +459,15 @@ impl<S: Storage> Replica<S> {
     /// Takes the work produced since the last call. Perform it as [`Ready`] describes.
     pub fn ready(&mut self) -> Ready {
         self.flush_proposals();
+        // Messages to self queued for the Ready not yet taken.
+        let to_self = self
+            .waiting_for_persist
+            .back()
+            .is_some_and(|(n, _)| *n > self.ready_number);
+        if !to_self && self.outbox.is_empty() && self.delivered >= self.commit {
+            // Nothing to hand out: the common answer to "anything more?" costs no moves.
+            return Ready::default();
+        }
         let out = core::mem::take(&mut self.outbox);
         let persist = Persist {
             compact_through: out.compact_through,
@@ -438,12 +487,9 @@ impl<S: Storage> Replica<S> {
         if let Ok(committed) = self.take_committed(&ready.persist) {
             ready.committed = committed;
         }
-        if !ready.is_empty() || !out.to_self.is_empty() {
+        if !ready.is_empty() || to_self {
             self.ready_number += 1;
             ready.number = self.ready_number;
-            for msg in out.to_self {
-                self.waiting_for_persist.push((self.ready_number, msg));
-            }
         }
         ready
     }
@@ -485,10 +531,22 @@ impl<S: Storage> Replica<S> {
         if slot <= self.compacted || slot == Slot::ZERO {
             return Ok(None);
         }
-        if let Ok(i) = self.outbox.entries.binary_search_by_key(&slot, |e| e.slot) {
+        if let Some(i) = find(&self.outbox.entries, slot) {
             return Ok(Some(self.outbox.entries[i].clone()));
         }
         Ok(self.storage.entry(slot)?)
+    }
+
+    /// The ballot of the entry at `slot` as written, including the outbox, without copying the
+    /// entry.
+    pub(crate) fn read_ballot(&self, slot: Slot) -> Result<Option<Ballot>, Error> {
+        if slot <= self.compacted || slot == Slot::ZERO {
+            return Ok(None);
+        }
+        if let Some(i) = find(&self.outbox.entries, slot) {
+            return Ok(Some(self.outbox.entries[i].ballot));
+        }
+        Ok(self.storage.ballot_at(slot)?)
     }
 
     /// The highest slot written, including the outbox.
@@ -555,7 +613,9 @@ impl<S: Storage> Replica<S> {
 
     pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
         if to == self.config.id {
-            self.outbox.to_self.push(msg);
+            let number = self.ready_number + 1;
+            self.waiting_for_persist
+                .push_back((number, SelfMessage::Message(msg)));
         } else {
             self.outbox.after_persist.push(Envelope { to, msg });
         }
@@ -621,12 +681,37 @@ impl<S: Storage> Replica<S> {
     }
 
     fn take_committed(&mut self, persist: &Persist) -> Result<Vec<Committed>, Error> {
-        let mut out = Vec::new();
-        while self.delivered < self.commit && out.len() < self.config.max_apply_batch {
+        if self.delivered >= self.commit {
+            return Ok(Vec::new());
+        }
+        let max = self.config.max_apply_batch;
+        let last = Slot(
+            self.commit
+                .0
+                .min(self.delivered.0.saturating_add(max as u64)),
+        );
+        // One read for the slots the storage holds (a single one is read alone, without a
+        // vector); the ones this Ready writes come from it.
+        let first = self.delivered.next();
+        let stored_to = match persist.entries.first() {
+            Some(e) if e.slot <= last => e.slot.prev(),
+            _ => last,
+        };
+        let stored = if first < stored_to {
+            self.storage.entries(first, stored_to, max)?
+        } else {
+            Vec::new()
+        };
+        let mut stored = stored.into_iter().peekable();
+        let mut out = Vec::with_capacity((last.0 - self.delivered.0).min(4096) as usize);
+        while self.delivered < self.commit && out.len() < max {
             let slot = self.delivered.next();
-            let entry = match persist.entries.binary_search_by_key(&slot, |e| e.slot) {
-                Ok(i) => Some(persist.entries[i].clone()),
-                Err(_) => self.storage.entry(slot)?,
+            let entry = match find(&persist.entries, slot) {
+                Some(i) => Some(persist.entries[i].clone()),
+                None => match stored.next_if(|e| e.slot == slot) {
+                    Some(e) => Some(e),
+                    None => self.storage.entry(slot)?,
+                },
             };
             let Some(entry) = entry else {
                 // Invariant: every slot up to the commit index is held or compacted.
@@ -666,7 +751,9 @@ impl<S: Storage> Replica<S> {
                 commit,
                 entries,
             } => self.on_accept(now, from, ballot, commit, entries),
-            Message::Accepted { ballot, slots } => self.on_accepted(now, from, ballot, &slots),
+            Message::Accepted { ballot, slots } => {
+                self.on_accepted(now, from, ballot, slots.iter().copied())
+            }
             Message::Heartbeat {
                 ballot,
                 seq,
@@ -684,4 +771,18 @@ impl<S: Storage> Replica<S> {
             }
         }
     }
+}
+
+/// Where `slot` is in `entries` (sorted by slot, one per slot): O(1) outside their range or
+/// when they are consecutive, a binary search otherwise.
+fn find(entries: &[Entry], slot: Slot) -> Option<usize> {
+    let (first, last) = (entries.first()?.slot, entries.last()?.slot);
+    if slot < first || slot > last {
+        return None;
+    }
+    let guess = usize::try_from(slot.0 - first.0).ok()?;
+    if entries.get(guess).is_some_and(|e| e.slot == slot) {
+        return Some(guess);
+    }
+    entries.binary_search_by_key(&slot, |e| e.slot).ok()
 }

@@ -1,13 +1,13 @@
 //! Phase 2: the master proposes, acceptors accept, the commit index advances.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::election::entries_sorted;
 use crate::error::{Error, ProposeError};
 use crate::lease::MasterLease;
 use crate::message::Message;
-use crate::replica::{Replica, RoleState};
+use crate::replica::{Replica, RoleState, SelfMessage};
 use crate::storage::Storage;
 use crate::types::{Ballot, Entry, Epoch, NodeId, Payload, Slot, Time, Value};
 
@@ -26,9 +26,14 @@ pub(crate) struct Master {
     next_slot: Slot,
     /// The take-office no-op; reads are served only once it is committed.
     pub(crate) noop_slot: Slot,
-    inflight: BTreeMap<Slot, InFlight>,
-    /// Entries proposed since the last Ready, to broadcast in one Accept per follower.
-    unsent: Vec<Entry>,
+    /// The slots from `next_slot - inflight.len()` to `next_slot - 1`, in order: a master
+    /// proposes into consecutive slots and they are committed in order, so the first one is
+    /// always `commit + 1`.
+    inflight: VecDeque<InFlight>,
+    /// The first slot proposed since the last Ready: the entries from it on in the outbox are
+    /// this master's proposals (it writes nothing else), to broadcast in one Accept per
+    /// follower.
+    unsent_from: Option<Slot>,
     pub(crate) lease: MasterLease,
 }
 
@@ -38,10 +43,21 @@ impl Master {
             ballot,
             next_slot: first,
             noop_slot,
-            inflight: BTreeMap::new(),
-            unsent: Vec::new(),
+            inflight: VecDeque::new(),
+            unsent_from: None,
             lease,
         }
+    }
+
+    /// The slot of the first proposal in flight (`next_slot` if none is).
+    fn first_inflight(&self) -> Slot {
+        Slot(self.next_slot.0 - self.inflight.len() as u64)
+    }
+
+    /// The proposal in flight for `slot`, if any.
+    fn inflight_mut(&mut self, slot: Slot) -> Option<&mut InFlight> {
+        let index = slot.0.checked_sub(self.first_inflight().0)?;
+        self.inflight.get_mut(usize::try_from(index).ok()?)
     }
 }
 
@@ -92,26 +108,30 @@ impl<S: Storage> Replica<S> {
             ballot: master.ballot,
             value,
         };
-        master.inflight.insert(
-            slot,
-            InFlight {
-                acks: 0,
-                sent_at: now,
-            },
-        );
-        master.unsent.push(entry.clone());
+        master.inflight.push_back(InFlight {
+            acks: 0,
+            sent_at: now,
+        });
+        master.unsent_from.get_or_insert(slot);
         let ballot = master.ballot;
         self.write_entry(entry);
-        // One self-ack per Ready for all the slots proposed in it.
-        match self.outbox.to_self.last_mut() {
-            Some(Message::Accepted {
-                ballot: held,
-                slots,
-            }) if *held == ballot => slots.push(slot),
-            _ => self.outbox.to_self.push(Message::Accepted {
-                ballot,
-                slots: alloc::vec![slot],
-            }),
+        // One self-ack per Ready for all the slots proposed in it (they are consecutive).
+        let number = self.ready_number + 1;
+        match self.waiting_for_persist.back_mut() {
+            Some((
+                n,
+                SelfMessage::Accepted {
+                    ballot: held, last, ..
+                },
+            )) if *n == number && *held == ballot && last.next() == slot => *last = slot,
+            _ => self.waiting_for_persist.push_back((
+                number,
+                SelfMessage::Accepted {
+                    ballot,
+                    first: slot,
+                    last: slot,
+                },
+            )),
         }
     }
 
@@ -122,24 +142,38 @@ impl<S: Storage> Replica<S> {
         let RoleState::Master(master) = &mut self.role else {
             return;
         };
-        if master.unsent.is_empty() {
+        let Some(from) = master.unsent_from.take() else {
             return;
-        }
+        };
         let ballot = master.ballot;
-        let unsent = core::mem::take(&mut master.unsent);
-        for batch in batches(unsent, max_entries, max_bytes) {
-            // Entries share their payloads: a clone per follower copies no command bytes.
-            for &peer in &self.peer_ids {
-                self.outbox.messages.push(crate::message::Envelope {
-                    to: peer,
+        let start = self.outbox.entries.partition_point(|e| e.slot < from);
+        let unsent = self.outbox.entries[start..].to_vec();
+        debug_assert!(unsent.iter().all(|e| e.ballot == ballot));
+        let (peers, messages) = (&self.peer_ids, &mut self.outbox.messages);
+        batches(unsent, max_entries, max_bytes, |batch| {
+            // Entries share their payloads: a clone per follower copies no command bytes, and
+            // the last follower gets the batch itself.
+            if let Some((&last, others)) = peers.split_last() {
+                for &peer in others {
+                    messages.push(crate::message::Envelope {
+                        to: peer,
+                        msg: Message::Accept {
+                            ballot,
+                            commit,
+                            entries: batch.clone(),
+                        },
+                    });
+                }
+                messages.push(crate::message::Envelope {
+                    to: last,
                     msg: Message::Accept {
                         ballot,
                         commit,
-                        entries: batch.clone(),
+                        entries: batch,
                     },
                 });
             }
-        }
+        });
     }
 
     pub(crate) fn on_accept(
@@ -191,12 +225,16 @@ impl<S: Storage> Replica<S> {
         if entries.len() < before {
             self.counters.beyond_accept_window += 1;
         }
-        let mut slots = Vec::with_capacity(entries.len());
-        for entry in entries {
-            slots.push(entry.slot);
-            // Chosen slots are never rewritten; acknowledging them is still true.
-            if entry.slot > self.commit {
-                self.write_entry(entry);
+        let slots: Vec<Slot> = entries.iter().map(|e| e.slot).collect();
+        if self.outbox.entries.is_empty() && entries.first().is_some_and(|e| e.slot > self.commit) {
+            // The common case: nothing else to write, so the batch is the write as it came.
+            self.outbox.entries = entries;
+        } else {
+            for entry in entries {
+                // Chosen slots are never rewritten; acknowledging them is still true.
+                if entry.slot > self.commit {
+                    self.write_entry(entry);
+                }
             }
         }
         if !slots.is_empty() {
@@ -224,7 +262,7 @@ impl<S: Storage> Replica<S> {
         now: Time,
         from: NodeId,
         ballot: Ballot,
-        slots: &[Slot],
+        slots: impl Iterator<Item = Slot>,
     ) -> Result<(), Error> {
         let Some(index) = self.config.members.iter().position(|&n| n == from) else {
             self.counters.unknown_sender += 1;
@@ -245,7 +283,7 @@ impl<S: Storage> Replica<S> {
             return Ok(());
         }
         for slot in slots {
-            if let Some(flight) = master.inflight.get_mut(slot) {
+            if let Some(flight) = master.inflight_mut(slot) {
                 flight.acks |= 1 << index;
             }
         }
@@ -257,12 +295,19 @@ impl<S: Storage> Replica<S> {
             quorum
         };
         let mut commit = self.commit;
-        while let Some(flight) = master.inflight.get(&commit.next()) {
+        // The first slot in flight is `commit + 1`: a master's commit index moves only here.
+        // Should a slot at or below it be left over, it needs no more votes.
+        while !master.inflight.is_empty() && master.first_inflight() <= commit {
+            master.inflight.pop_front();
+        }
+        while master.first_inflight() == commit.next()
+            && let Some(flight) = master.inflight.front()
+        {
             if (flight.acks.count_ones() as usize) < quorum.max(1) {
                 break;
             }
             commit = commit.next();
-            master.inflight.remove(&commit);
+            master.inflight.pop_front();
         }
         self.advance_commit(now, commit)
     }
@@ -284,8 +329,8 @@ impl<S: Storage> Replica<S> {
         let mut commit = self.commit;
         while commit < master_commit {
             let slot = commit.next();
-            match self.read_entry(slot)? {
-                Some(entry) if entry.ballot == ballot || any_ballot => commit = slot,
+            match self.read_ballot(slot)? {
+                Some(held) if held == ballot || any_ballot => commit = slot,
                 _ => break,
             }
         }
@@ -320,10 +365,11 @@ impl<S: Storage> Replica<S> {
         };
         let ballot = master.ballot;
         let mut stale: Vec<(Slot, u64)> = Vec::new();
-        for (slot, flight) in master.inflight.iter_mut() {
+        let first = master.first_inflight();
+        for (i, flight) in master.inflight.iter_mut().enumerate() {
             if now.since(flight.sent_at) >= resend_after {
                 flight.sent_at = now;
-                stale.push((*slot, flight.acks));
+                stale.push((Slot(first.0 + i as u64), flight.acks));
             }
             if stale.len() >= max_entries {
                 break;
@@ -347,38 +393,52 @@ impl<S: Storage> Replica<S> {
             if entries.is_empty() {
                 continue;
             }
-            for batch in batches(entries, max_entries, max_bytes) {
-                self.counters.accepts_resent += 1;
-                self.send(
-                    peer,
-                    Message::Accept {
+            let (counters, messages) = (&mut self.counters, &mut self.outbox.messages);
+            batches(entries, max_entries, max_bytes, |batch| {
+                counters.accepts_resent += 1;
+                messages.push(crate::message::Envelope {
+                    to: peer,
+                    msg: Message::Accept {
                         ballot,
                         commit,
                         entries: batch,
                     },
-                );
-            }
+                });
+            });
         }
         Ok(())
     }
 }
 
-/// Splits entries into groups of at most `max_entries` and about `max_bytes`.
-fn batches(entries: Vec<Entry>, max_entries: usize, max_bytes: usize) -> Vec<Vec<Entry>> {
-    let mut out = Vec::new();
+/// Splits entries into groups of at most `max_entries` and about `max_bytes`, and hands each
+/// group to `each` in order.
+fn batches(
+    entries: Vec<Entry>,
+    max_entries: usize,
+    max_bytes: usize,
+    mut each: impl FnMut(Vec<Entry>),
+) {
+    if entries.len() <= max_entries
+        && entries.iter().map(|e| e.value.size_hint()).sum::<usize>() <= max_bytes
+    {
+        // One group: the vector itself, not a copy.
+        if !entries.is_empty() {
+            each(entries);
+        }
+        return;
+    }
     let mut current = Vec::new();
     let mut bytes = 0;
     for entry in entries {
         let size = entry.value.size_hint();
         if !current.is_empty() && (current.len() >= max_entries || bytes + size > max_bytes) {
-            out.push(core::mem::take(&mut current));
+            each(core::mem::take(&mut current));
             bytes = 0;
         }
         bytes += size;
         current.push(entry);
     }
     if !current.is_empty() {
-        out.push(current);
+        each(current);
     }
-    out
 }

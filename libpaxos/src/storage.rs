@@ -62,6 +62,13 @@ pub trait Storage {
     /// The entry at `slot`, or `None` for a hole, a slot above `last_slot()`, or a compacted slot.
     fn entry(&self, slot: Slot) -> Result<Option<Entry>, StorageError>;
 
+    /// The ballot of the entry at `slot`, with the same `None` cases as [`Storage::entry`].
+    /// The core asks this on the commit path; the default reads the whole entry, a storage
+    /// that can answer without copying it should.
+    fn ballot_at(&self, slot: Slot) -> Result<Option<Ballot>, StorageError> {
+        Ok(self.entry(slot)?.map(|e| e.ballot))
+    }
+
     /// The entries in `from..=to` in slot order, holes skipped, at most `max` of them.
     /// Compacted slots are skipped like holes: callers check `compacted_through()` first.
     fn entries(&self, from: Slot, to: Slot, max: usize) -> Result<Vec<Entry>, StorageError>;

@@ -2,12 +2,50 @@
 //! replicas in one thread, in memory, each library's own in-memory store, 16-byte commands,
 //! proposed in batches of 1 or 64 at the leader; a batch is done when the leader has committed
 //! and applied it; the run is done when every replica has applied every command. Messages are
-//! delivered in FIFO order with no loss. Reports the median of RUNS runs, in commands/s.
+//! delivered in FIFO order with no loss. Reports the median of RUNS runs, in commands/s: of
+//! elapsed time, and of the thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), which leaves out the
+//! time the thread waited for a core on a loaded machine.
 //!
-//! Usage: bench-compare [TOTAL_COMMANDS] [RUNS]
+//! Usage: bench-compare [TOTAL_COMMANDS] [RUNS] [LIBRARY] [BATCH]
+//!
+//! LIBRARY (`libpaxos`, `raft`, `omnipaxos`) and BATCH (`1`, `64`) run only that library or
+//! batch size, for profiling one side under callgrind.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// Elapsed time and this thread's CPU time since `start`.
+struct Timer {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Timer {
+    fn start() -> Timer {
+        Timer {
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    fn elapsed(&self) -> (Duration, Duration) {
+        (
+            self.wall.elapsed(),
+            thread_cpu_time().saturating_sub(self.cpu),
+        )
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 const PAYLOAD: [u8; 16] = [7; 16];
 
@@ -15,36 +53,49 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let total: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let only_library = args.next();
+    let only_batch: Option<usize> = args.next().and_then(|a| a.parse().ok());
     println!("{total} commands of 16 bytes, 3 replicas in one thread, median of {runs} runs");
-    println!("| library | batch 1 | batch 64 |");
-    println!("|---|---|---|");
-    type Runner = fn(usize, usize) -> Duration;
+    type Runner = fn(usize, usize) -> (Duration, Duration);
     let libraries: [(&str, Runner); 3] = [
         ("libpaxos", libpaxos_run),
         ("raft-rs 0.7", raft_run),
         ("omnipaxos 0.2", omnipaxos_run),
     ];
     // Runs interleave the libraries, so a busy machine slows them alike.
+    let chosen = |name: &str| only_library.as_deref().is_none_or(|l| name.starts_with(l));
+    let batch_chosen = |batch: usize| only_batch.is_none_or(|b| b == batch);
     let mut rates = vec![Vec::new(); libraries.len() * 2];
+    let mut cpu_rates = vec![Vec::new(); libraries.len() * 2];
     for _ in 0..runs {
-        for (l, (_, run)) in libraries.iter().enumerate() {
+        for (l, (name, run)) in libraries.iter().enumerate() {
             for (b, batch) in [1usize, 64].into_iter().enumerate() {
-                rates[l * 2 + b].push(total as f64 / run(batch, total).as_secs_f64());
+                if chosen(name) && batch_chosen(batch) {
+                    let (wall, cpu) = run(batch, total);
+                    rates[l * 2 + b].push(total as f64 / wall.as_secs_f64());
+                    cpu_rates[l * 2 + b].push(total as f64 / cpu.as_secs_f64());
+                }
             }
         }
     }
-    for (l, (name, _)) in libraries.iter().enumerate() {
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        };
-        let one = median(rates[l * 2].clone());
-        let sixty_four = median(rates[l * 2 + 1].clone());
-        println!(
-            "| {name} | {:.0} k cmds/s | {:.0} k cmds/s |",
-            one / 1000.0,
-            sixty_four / 1000.0
-        );
+    let median = |mut v: Vec<f64>| {
+        if v.is_empty() {
+            return "-".to_string();
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        format!("{:.0} k cmds/s", v[v.len() / 2] / 1000.0)
+    };
+    for (title, rates) in [("elapsed time", &rates), ("thread CPU time", &cpu_rates)] {
+        println!();
+        println!("| library ({title}) | batch 1 | batch 64 |");
+        println!("|---|---|---|");
+        for (l, (name, _)) in libraries.iter().enumerate() {
+            if chosen(name) {
+                let one = median(rates[l * 2].clone());
+                let sixty_four = median(rates[l * 2 + 1].clone());
+                println!("| {name} | {one} | {sixty_four} |");
+            }
+        }
     }
 }
 
@@ -126,9 +177,9 @@ mod lp {
     }
 }
 
-fn libpaxos_run(batch: usize, total: usize) -> Duration {
+fn libpaxos_run(batch: usize, total: usize) -> (Duration, Duration) {
     let mut cell = lp::Cell::new();
-    let start = Instant::now();
+    let start = Timer::start();
     let mut proposed = 0;
     while proposed < total {
         for _ in 0..batch {
@@ -241,9 +292,9 @@ mod rr {
     }
 }
 
-fn raft_run(batch: usize, total: usize) -> Duration {
+fn raft_run(batch: usize, total: usize) -> (Duration, Duration) {
     let mut cell = rr::Cell::new();
-    let start = Instant::now();
+    let start = Timer::start();
     let mut proposed = 0;
     while proposed < total {
         for _ in 0..batch {
@@ -362,10 +413,10 @@ mod op {
     }
 }
 
-fn omnipaxos_run(batch: usize, total: usize) -> Duration {
+fn omnipaxos_run(batch: usize, total: usize) -> (Duration, Duration) {
     let mut cell = op::Cell::new();
     let leader = cell.leader;
-    let start = Instant::now();
+    let start = Timer::start();
     let mut proposed = 0;
     while proposed < total {
         for _ in 0..batch {

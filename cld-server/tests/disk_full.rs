@@ -1,0 +1,349 @@
+//! A member whose data dir fills up (a small tmpfs) stops acknowledging when its free space
+//! falls below the reserve, reports it (counter, gauge, /healthz) and steps down, while the
+//! rest of the cell serves on; after space is freed and it is restarted, it recovers from its
+//! disk (not corrupted) and catches up.
+//!
+//! Needs root to mount a tmpfs; without it the test says so and does nothing.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cld_server::config::{CellConfig, TimingOverrides};
+use cld_server::env::{OsEntropy, SystemClock};
+use cld_server::metrics::Metrics;
+use cld_server::peer::TokioNet;
+use cld_server::{ServerHandle, ServerOptions};
+use common::{SECRET, TempDir, write_file};
+use libpaxos::{NodeId, Role};
+use libpaxos_db::{
+    ClientOp, ClientRequest, Command, EventMask, OpenMode, RequestSeq, Response, SessionId,
+    WallTime,
+};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Member {
+    rt: Option<tokio::runtime::Runtime>,
+    handle: ServerHandle,
+    metrics: Metrics,
+}
+
+fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let metrics = Metrics::new();
+        let result = rt.block_on(cld_server::start(
+            ServerOptions {
+                config: config.clone(),
+                id: NodeId(id),
+                data_dir: dir.join(format!("m{id}")),
+            },
+            Arc::new(TokioNet),
+            Arc::new(SystemClock::new()),
+            Arc::new(OsEntropy),
+            metrics.clone(),
+        ));
+        match result {
+            Ok(server) => {
+                return Member {
+                    rt: Some(rt),
+                    handle: server.handle,
+                    metrics,
+                };
+            }
+            Err(err @ cld_server::StartError::Database { .. }) if Instant::now() < deadline => {
+                eprintln!("retrying start of member {id}: {err}");
+                rt.shutdown_background();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => panic!("member {id} did not start: {err}"),
+        }
+    }
+}
+
+impl Member {
+    fn kill(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    fn leased_master(&self) -> bool {
+        let view = *self.handle.roles().borrow();
+        self.rt.is_some() && matches!(view.role, Role::Master { .. }) && view.lease
+    }
+}
+
+fn wait_master(members: &[Member], timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let masters: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].leased_master())
+            .collect();
+        if masters.len() == 1 {
+            return masters[0];
+        }
+        assert!(Instant::now() < deadline, "no single master: {masters:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn request(session: u64, seq: u64, op: ClientOp) -> Command {
+    Command::Client(ClientRequest {
+        session: SessionId(session),
+        seq: RequestSeq(seq),
+        time: WallTime(1),
+        op,
+    })
+}
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "cannot mount a tmpfs ({}): this test needs root",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(path.to_path_buf()))
+    }
+
+    fn grow(&self, size: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn open_and_put(
+    client: &tokio::runtime::Runtime,
+    h: &ServerHandle,
+    session: u64,
+    seq: &mut u64,
+    path: &str,
+    data: Vec<u8>,
+) -> Result<(), cld_server::SubmitError> {
+    let open = client.block_on(
+        h.submit(request(
+            session,
+            *seq,
+            ClientOp::Open {
+                path: path.into(),
+                mode: OpenMode::READ
+                    .union(OpenMode::WRITE)
+                    .union(OpenMode::CREATE),
+                events: EventMask::NONE,
+            },
+        )),
+    )?;
+    *seq += 1;
+    let Ok(Response::Opened { handle, .. }) = open.reply else {
+        panic!("open {path}: {:?}", open.reply)
+    };
+    let put = client.block_on(h.submit(request(
+        session,
+        *seq,
+        ClientOp::Put {
+            handle,
+            data,
+            cas: None,
+        },
+    )))?;
+    *seq += 1;
+    assert!(matches!(put.reply, Ok(Response::Written { .. })), "{put:?}");
+    Ok(())
+}
+
+const CHUNK: usize = 100 * 1024;
+
+#[test]
+fn a_member_on_a_full_disk_steps_down_reports_it_and_recovers_after_restart() {
+    // If the reserve check failed, the member's sled would hit ENOSPC and could hang in a
+    // flush forever (holding sled's process-wide lock, so the other in-process members too):
+    // fail the test instead of hanging CI.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(180));
+        eprintln!("disk_full: no progress after 180 s (a member hung on a full disk?)");
+        std::process::exit(101);
+    });
+    let tmp = TempDir::new("diskfull");
+    let mut text = format!(
+        "[cell]\nname = \"diskfull\"\nsecret = \"{SECRET}\"\ndisk_reserve_mb = 40\n[timing]\npaxos_lease_ms = 200\nsnapshot_every = 100000\n"
+    );
+    for id in 1..=3 {
+        text.push_str(&format!(
+            "[[member]]\nid = {id}\nclient = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\n",
+            free_port(),
+            free_port()
+        ));
+    }
+    let path = write_file(tmp.path(), "cell.toml", &text, 0o600);
+    let config = CellConfig::load(&path, &TimingOverrides::default()).unwrap();
+    let client = tokio::runtime::Runtime::new().unwrap();
+    // Member 3's data dir is a small tmpfs.
+    let Some(fs) = Tmpfs::mount(&tmp.path().join("m3"), "64m") else {
+        return;
+    };
+    let mut members: Vec<Member> = (1..=3).map(|id| start(&config, id, tmp.path())).collect();
+    let mut m = wait_master(&members, Duration::from_secs(10));
+    let full = 2;
+
+    // Write until member 3's disk fills up; every write is still acknowledged by the cell.
+    let session = 1;
+    let mut seq = 1;
+    let created = client
+        .block_on(members[m].handle.submit(request(
+            session,
+            seq,
+            ClientOp::NewSession {
+                user: "app".into(),
+                lease: Duration::from_secs(60),
+                keys: vec![7; 64],
+            },
+        )))
+        .unwrap();
+    assert_eq!(created.reply, Ok(Response::SessionCreated));
+    seq += 1;
+    let mut written = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while members[full].metrics.gauges.disk_full.get() == 0 {
+        assert!(Instant::now() < deadline, "the disk never filled up");
+        assert!(
+            written < 500,
+            "64 MiB never filled up after {written} writes"
+        );
+        let data = vec![(written % 251) as u8; CHUNK];
+        match open_and_put(
+            &client,
+            &members[m].handle,
+            session,
+            &mut seq,
+            &format!("/f{written}"),
+            data.clone(),
+        ) {
+            Ok(()) => written += 1,
+            // The full member was master: another takes over; the write is retried there.
+            Err(err) => {
+                eprintln!("write {written}: {err}; finding the new master");
+                m = wait_master(&members, Duration::from_secs(10));
+            }
+        }
+    }
+    eprintln!("member 3's disk filled up after {written} writes");
+    let f = &members[full];
+    assert!(f.metrics.counters.disk_full.get() >= 1);
+    assert!(
+        !f.metrics.serving.load(std::sync::atomic::Ordering::Relaxed),
+        "/healthz unhealthy"
+    );
+    assert!(!f.leased_master());
+    // It still answers status, refuses work, and never becomes master again.
+    let st = client.block_on(f.handle.status()).unwrap();
+    assert_eq!(st.role.master, None);
+    assert!(client.block_on(f.handle.submit(Command::Noop)).is_err());
+    assert!(client.block_on(f.handle.read(|_| ())).is_err());
+
+    // The other two serve on.
+    m = wait_master(&members, Duration::from_secs(10));
+    assert_ne!(m, full);
+    for _ in 0..5 {
+        open_and_put(
+            &client,
+            &members[m].handle,
+            session,
+            &mut seq,
+            &format!("/f{written}"),
+            vec![(written % 251) as u8; CHUNK],
+        )
+        .unwrap();
+        written += 1;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!members[full].leased_master(), "the full member stays down");
+    assert_eq!(members[full].metrics.gauges.is_master.get(), 0);
+
+    // Space freed, member restarted: it opens its data dir and catches up.
+    members[full].kill();
+    fs.grow("256m");
+    members[full] = start(&config, 3, tmp.path());
+    let target = client
+        .block_on(members[m].handle.submit(Command::Noop))
+        .unwrap()
+        .slot;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = client.block_on(members[full].handle.status()).unwrap();
+        if st.applied >= target {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member 3 stuck after restart: {st:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(members[full].metrics.gauges.disk_full.get(), 0);
+    // The cell now needs member 3 (the third is down): it writes, and every write is there.
+    let other = (0..3).find(|&i| i != m && i != full).unwrap();
+    members[other].kill();
+    let m = wait_master(&members, Duration::from_secs(10));
+    open_and_put(
+        &client,
+        &members[m].handle,
+        session,
+        &mut seq,
+        &format!("/f{written}"),
+        vec![(written % 251) as u8; CHUNK],
+    )
+    .unwrap();
+    written += 1;
+    let sizes = client
+        .block_on(members[m].handle.read(move |ns| {
+            (0..written)
+                .map(|i| ns.stat(&format!("/f{i}")).map(|node| node.size).ok())
+                .collect::<Vec<_>>()
+        }))
+        .unwrap();
+    assert!(sizes.iter().all(|s| *s == Some(CHUNK as u32)), "{sizes:?}");
+    for member in &mut members {
+        member.kill();
+    }
+    drop(fs);
+}

@@ -1,0 +1,145 @@
+//! [`KvStore`]: the storage seam under the namespace and the log — named ordered trees of
+//! byte keys, written in atomic batches, made durable by `sync`.
+//!
+//! The namespace and the Paxos log live in one store so that one sync makes both durable and
+//! one batch can switch a namespace generation and compact the log together. Two engines
+//! implement it: [`SledKv`](crate::SledKv) (sled, durable against power loss through
+//! [`SledSync`](crate::durable)) and [`MemKv`](crate::MemKv) (memory, for deterministic
+//! simulation: a crash keeps what was synced and, if asked, a prefix of the later batches).
+//! [`kv_conformance`](crate::kv_conformance) is the suite both pass.
+//!
+//! The namespace ([`Namespace`](crate::Namespace)) runs on any engine; `Database` and
+//! `SledLogStore` still hand it sled (docs/testing.md, "The storage seam", lists what is left).
+
+use std::ops::Bound;
+
+/// A storage failure: what we were doing and the engine's message. After a failed `commit`
+/// nothing of the batch is visible; after a failed `sync` the store is fatal (DESIGN §6: a
+/// failed fsync stops the process, it is never retried).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("storage failed while {doing}: {reason}")]
+pub struct KvError {
+    /// What we were doing.
+    pub doing: &'static str,
+    /// The engine's message.
+    pub reason: String,
+}
+
+impl KvError {
+    /// An error while `doing`.
+    pub fn new(doing: &'static str, reason: impl core::fmt::Display) -> KvError {
+        KvError {
+            doing,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// One write of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvWrite {
+    /// Set `key` in `tree` to `value`.
+    Insert {
+        /// The tree.
+        tree: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Remove `key` from `tree` (nothing if absent).
+    Remove {
+        /// The tree.
+        tree: String,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Remove every key of `tree`.
+    DropTree {
+        /// The tree.
+        tree: String,
+    },
+}
+
+/// Writes applied in order, all or nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// The writes, in order.
+    pub writes: Vec<KvWrite>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+
+    /// Adds an insert.
+    pub fn insert(&mut self, tree: &str, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.writes.push(KvWrite::Insert {
+            tree: tree.to_owned(),
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+
+    /// Adds a removal.
+    pub fn remove(&mut self, tree: &str, key: impl Into<Vec<u8>>) {
+        self.writes.push(KvWrite::Remove {
+            tree: tree.to_owned(),
+            key: key.into(),
+        });
+    }
+
+    /// Adds the removal of a whole tree.
+    pub fn drop_tree(&mut self, tree: &str) {
+        self.writes.push(KvWrite::DropTree {
+            tree: tree.to_owned(),
+        });
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// A key and its value.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+/// Named ordered trees of byte keys. Handles are cheap clones of one store (the snapshot
+/// install runs on another thread), so every method takes `&self`.
+pub trait KvStore: Clone + Send + Sync + 'static {
+    /// The value of `key` in `tree`. Sees every committed batch, synced or not.
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+
+    /// The pairs of `tree` with keys within the bounds, in ascending key order, at most
+    /// `limit` of them. Sees every committed batch.
+    fn range(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, KvError>;
+
+    /// The pair with the highest key in `tree`.
+    fn last(&self, tree: &str) -> Result<Option<KvPair>, KvError>;
+
+    /// The names of the trees holding at least one key, in ascending order.
+    fn tree_names(&self) -> Result<Vec<String>, KvError>;
+
+    /// Applies `batch` in order, atomically: a crash at any time leaves all of it or none of
+    /// it, and batches survive a crash only in commit order (a later one never without an
+    /// earlier one). Durable only after the next [`sync`](KvStore::sync).
+    fn commit(&self, batch: &WriteBatch) -> Result<(), KvError>;
+
+    /// Removes whole trees outside any batch (each drop atomic on its own; durable after the
+    /// next sync). On sled this is far cheaper than a batch's `DropTree` for a large tree:
+    /// it is how old namespace generations go.
+    fn drop_trees(&self, names: &[String]) -> Result<(), KvError>;
+
+    /// Makes every batch committed before the call durable when it returns. After a failure
+    /// every later call fails too.
+    fn sync(&self) -> Result<(), KvError>;
+}
