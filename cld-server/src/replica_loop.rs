@@ -403,6 +403,7 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     disk_reserve: u64,
     last_disk_check: Option<libpaxos::Time>,
     fe: Option<FrontendParts>,
+    peer_seen: HashMap<NodeId, (Slot, libpaxos::Time)>,
 }
 
 impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
@@ -483,14 +484,14 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         let wall = self.clock.wall();
         let can_read = self.replica.can_read(now);
         let status = self.replica.replica().status(now);
-        let peers = self
-            .sink
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let Some(fe) = self.fe.as_mut() else {
             return;
+        };
+        let peers = &self.peer_seen;
+        let heard = |id: u64| {
+            peers
+                .get(&NodeId(id))
+                .filter(|(_, t)| now.since(*t) < std::time::Duration::from_secs(1))
         };
         let applied = self.replica.database().namespace().applied();
         fe.members = fe
@@ -502,8 +503,13 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     id,
                     addr,
                     is_master: status.master == Some(NodeId(id)),
-                    reachable: me || peers.contains_key(&NodeId(id)),
-                    commit_index: if me { status.commit.0 } else { 0 },
+                    reachable: me || heard(id).is_some(),
+                    commit_index: if me {
+                        status.commit.0
+                    } else {
+                        peers.get(&NodeId(id)).map_or(0, |(c, _)| c.0)
+                    },
+                    // Only this member's applied index is known here.
                     applied_index: if me { applied.0 } else { 0 },
                 }
             })
@@ -588,6 +594,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             disk_reserve: 0,
             last_disk_check: None,
             fe: None,
+            peer_seen: HashMap::new(),
         }
     }
 
@@ -1111,7 +1118,22 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         let now = self.clock.now();
         let from = inbound.from;
         match inbound.body {
-            PeerBody::Paxos(msg) => self.replica.on_message(now, from, msg)?,
+            PeerBody::Paxos(msg) => {
+                // What Status reports of the other members: their commit index as their
+                // heartbeats (acks) carry it, and when they were last heard from.
+                let commit = match &msg {
+                    Message::Heartbeat { commit, .. } | Message::HeartbeatAck { commit, .. } => {
+                        Some(*commit)
+                    }
+                    _ => None,
+                };
+                let seen = self.peer_seen.entry(from).or_insert((Slot(0), now));
+                seen.1 = now;
+                if let Some(c) = commit {
+                    seen.0 = seen.0.max(c);
+                }
+                self.replica.on_message(now, from, msg)?
+            }
             PeerBody::SnapshotRequest => self.serve_snapshot(from),
             PeerBody::SnapshotChunk {
                 applied,

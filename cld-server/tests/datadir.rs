@@ -66,6 +66,29 @@ fn unknown_formats_damaged_files_and_foreign_dirs_are_refused() {
 }
 
 #[test]
+fn the_boot_number_rises_at_every_start_and_refuses_to_wrap() {
+    let tmp = TempDir::new("dd-boot");
+    let dir = tmp.path().join("m1");
+    let mut dd = DataDir::open(&dir, "prod", NodeId(1)).unwrap();
+    assert_eq!(dd.next_boot().unwrap(), 1);
+    drop(dd);
+    let mut dd = DataDir::open(&dir, "prod", NodeId(1)).unwrap();
+    assert_eq!(dd.next_boot().unwrap(), 2, "durable across opens");
+    std::fs::write(dir.join(cld_server::datadir::BOOT_FILE), "4294967295\n").unwrap();
+    let err = dd.next_boot().unwrap_err();
+    assert!(matches!(
+        err,
+        DataDirError::BootExhausted { boot: u32::MAX, .. }
+    ));
+    assert!(err.to_string().contains("wrap"), "{err}");
+    std::fs::write(dir.join(cld_server::datadir::BOOT_FILE), "seven\n").unwrap();
+    assert!(matches!(
+        dd.next_boot().unwrap_err(),
+        DataDirError::BadBoot { .. }
+    ));
+}
+
+#[test]
 fn a_new_data_dir_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = TempDir::new("dd-private");

@@ -597,3 +597,204 @@ fn a_user_at_the_session_limit_is_refused_counting_live_and_pending_sessions() {
     assert_eq!(h.counter("sessions_per_user_refused"), 1);
     assert!(h.proposed.is_empty());
 }
+
+impl Harness {
+    fn tick(&mut self, now: Duration, wall: u64) {
+        self.now = now;
+        let cell = CellView {
+            ns: &self.ns,
+            can_read: self.can_read,
+            members: &[],
+        };
+        self.fe.on_tick(now, WallTime(wall), &cell);
+        self.collect();
+    }
+
+    /// Commits and applies every proposal at wall time `wall`.
+    fn commit_at(&mut self, wall: u64) {
+        let batch = std::mem::take(&mut self.proposed);
+        for (token, command) in batch {
+            let applied = self.apply(Payload::Command(command.encode().into()));
+            let cell = CellView {
+                ns: &self.ns,
+                can_read: self.can_read,
+                members: &[],
+            };
+            self.fe
+                .on_applied(self.now, WallTime(wall), Some(token), &applied, &cell);
+            self.collect();
+        }
+    }
+}
+
+#[test]
+fn a_silent_session_is_expired_after_lease_and_margin_and_its_tombstone_purged_later() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    // Within lease + margin (12 s + 1 s) of the last keepalive: nothing.
+    h.tick(Duration::from_secs(13), 13_000);
+    assert!(h.proposed.is_empty());
+    // A keepalive at 10 s moves the deadline.
+    h.now = Duration::from_secs(10);
+    h.feed(&c.seal(Kind::KeepAlive, 1, &[]));
+    h.sent.clear();
+    h.tick(Duration::from_secs(22), 22_000);
+    assert!(h.proposed.is_empty(), "renewed by the keepalive");
+    // Lease + margin after it: ExpireSession, once.
+    h.tick(Duration::from_secs(24), 24_000);
+    assert_eq!(h.proposed.len(), 1);
+    assert!(matches!(h.proposed[0].1, Command::ExpireSession { .. }));
+    h.tick(Duration::from_secs(25), 25_000);
+    assert_eq!(h.proposed.len(), 1, "not proposed twice while in flight");
+    h.commit_at(25_000);
+    assert_eq!(h.counter("sessions_expired"), 1);
+    assert!(h.ns.session(libpaxos_db::SessionId(c.session.0)).is_none());
+    // Its datagrams now get the tombstone answer.
+    h.feed(&c.request(2, &Request::Stat { path: "/".into() }));
+    assert_eq!(h.counter("ended_session"), 1);
+    h.sent.clear();
+    // 120 s after it ended, the tombstone is purged through the log; then silence.
+    h.tick(Duration::from_secs(100), 100_000);
+    assert!(h.proposed.is_empty());
+    h.tick(Duration::from_secs(150), 150_000);
+    assert_eq!(h.proposed.len(), 1);
+    assert!(matches!(h.proposed[0].1, Command::PurgeTombstones { .. }));
+    h.commit_at(150_000);
+    h.feed(&c.request(3, &Request::Stat { path: "/".into() }));
+    assert!(h.quiet());
+    assert_eq!(h.counter("unknown_session"), 1);
+}
+
+#[test]
+fn an_epoch_once_left_is_never_served_again_so_no_master_nonce_repeats() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    h.follow(2);
+    // The same epoch again (as a confused driver might report): refused.
+    let cell = CellView {
+        ns: &h.ns,
+        can_read: true,
+        members: &[],
+    };
+    h.fe.on_role(
+        h.now,
+        FeRole {
+            master: Some(1),
+            epoch: 1,
+            hint: Some(1),
+        },
+        &cell,
+    );
+    h.collect();
+    h.sent.clear();
+    h.feed(&c.request(2, &Request::Stat { path: "/".into() }));
+    assert!(h.proposed.is_empty());
+    let kinds: Vec<Kind> = h.sent.iter().map(|(_, d)| c.open(d).0.kind).collect();
+    assert_eq!(kinds, [Kind::NotMaster], "answers as a non-master only");
+}
+
+#[test]
+fn a_barred_request_is_never_answered_nor_run_even_at_a_new_master() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    h.feed(&c.request(4, &Request::Stat { path: "/".into() }));
+    h.commit_all();
+    let _ = c.reply(&mut h);
+    h.become_master(2);
+    c.epoch = 2;
+    h.sent.clear();
+    // The given-up request 3 arrives late at the new master, whose `answered` starts at
+    // last_seq = 3 (the barrier): dropped, unanswered, not run.
+    h.feed(&c.request(3, &Request::Delete { path: "/".into() }));
+    assert!(h.proposed.is_empty());
+    let replies = h
+        .sent
+        .iter()
+        .filter(|(_, d)| c.open(d).0.kind == Kind::Reply)
+        .count();
+    assert_eq!(replies, 0, "a barred request is never answered");
+    assert_eq!(h.counter("stale_request"), 1);
+}
+
+impl Client {
+    fn ack(&mut self, ack: u64) -> Vec<u8> {
+        let key = self.keys.sealing_key(&Sender::client(Epoch(self.epoch)));
+        let meta = PacketMeta {
+            kind: Kind::Ack,
+            session: self.session,
+            msg_seq: 0,
+            ack: EventSeq(ack),
+        };
+        encode_message(&meta, &[], 1400, &key, &mut self.packet)
+            .unwrap()
+            .remove(0)
+    }
+}
+
+fn events_to(h: &Harness, c: &Client) -> Vec<(u64, cldc::proto::Event)> {
+    h.sent
+        .iter()
+        .filter_map(|(_, d)| open_packet(d, 1400, |hd| Some(c.keys.sealing_key(&hd.sender))).ok())
+        .filter(|p| p.header.kind == Kind::Event && p.header.session == c.session)
+        .map(|p| (p.header.msg_seq, decode_body(&p.payload).unwrap()))
+        .collect()
+}
+
+#[test]
+fn events_are_resent_until_acknowledged_and_a_lower_epochs_ack_clears_nothing() {
+    let mut h = Harness::new();
+    let mut watcher = session(&mut h);
+    let mut writer = Client::handshake_with(&mut h, [21; 32]).unwrap();
+    h.feed(&writer.request(1, &Request::NewSession));
+    h.commit_all();
+    h.sent.clear();
+    let open = |mask: u32| Request::Open {
+        path: "/w".into(),
+        mode: cldc::proto::OpenMode(0x13),
+        events: cldc::proto::EventMask(mask),
+    };
+    h.feed(&watcher.request(2, &open(1)));
+    h.commit_all();
+    h.feed(&writer.request(2, &open(0)));
+    h.commit_all();
+    h.sent.clear();
+    h.feed(&writer.request(
+        3,
+        &Request::Put {
+            handle: cldc::proto::HandleId(1),
+            cas: None,
+            data: b"x".to_vec(),
+        },
+    ));
+    h.commit_all();
+    let first = events_to(&h, &watcher);
+    assert_eq!(first.len(), 1);
+    assert!(matches!(
+        first[0],
+        (1, cldc::proto::Event::ContentsModified { .. })
+    ));
+    // Unacknowledged: re-sent after max_rto (2 s).
+    h.sent.clear();
+    h.tick(Duration::from_millis(2000), 6_000);
+    assert!(events_to(&h, &watcher).is_empty());
+    h.tick(Duration::from_millis(3100), 7_000);
+    assert_eq!(events_to(&h, &watcher), first);
+    // Acknowledged: never again.
+    h.feed(&watcher.ack(1));
+    h.sent.clear();
+    h.tick(Duration::from_millis(6000), 10_000);
+    h.tick(Duration::from_millis(9000), 13_000);
+    assert!(events_to(&h, &watcher).is_empty());
+    // A new master: MasterFailover is event 1 again; an ack sealed under the old epoch
+    // (even a large one) clears nothing.
+    h.become_master(2);
+    h.feed(&watcher.ack(50));
+    assert!(h.sent.is_empty(), "acks are never answered");
+    watcher.epoch = 2;
+    h.feed(&watcher.seal(Kind::KeepAlive, 1, &[]));
+    let after = events_to(&h, &watcher);
+    assert_eq!(
+        after,
+        [(1, cldc::proto::Event::MasterFailover { epoch: Epoch(2) })]
+    );
+}

@@ -156,3 +156,87 @@ fn acknowledged_writes_survive_repeated_master_kills() {
     );
     rt.block_on(session.close()).unwrap();
 }
+
+/// A minority down: the cell serves. A majority down: calls fail with a timeout. Members
+/// back: the same session's calls succeed again and nothing acknowledged was lost.
+#[test]
+fn a_majority_down_times_calls_out_and_the_cell_serves_again_when_it_returns() {
+    let mut cell = Cell::start("femaj", 3, "");
+    let master = cell.wait_master(Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let options = cldc::SessionOptions {
+        call_timeout: Duration::from_secs(3),
+        ..cell.options()
+    };
+    let s = rt.block_on(cell.session_with(options));
+    let f = rt.block_on(s.open_node("/m", LOCKABLE)).unwrap();
+    rt.block_on(f.put(b"one")).unwrap();
+    // One follower down: still served.
+    let followers: Vec<usize> = (0..3).filter(|&i| i != master).collect();
+    cell.members[followers[0]].kill();
+    rt.block_on(f.put(b"two")).unwrap();
+    // Both followers down: the master cannot commit; the call times out.
+    cell.members[followers[1]].kill();
+    let err = rt.block_on(f.put(b"three")).unwrap_err();
+    assert!(matches!(err, cldc::Error::Timeout), "{err}");
+    // They return: the session carries on, "two" (or the timed-out "three") is there.
+    cell.restart(followers[0]);
+    cell.restart(followers[1]);
+    cell.wait_master(Duration::from_secs(15));
+    let got = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), async {
+                loop {
+                    match f.get().await {
+                        Ok(c) => return c,
+                        Err(cldc::Error::Timeout) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+            .await
+        })
+        .expect("served again");
+    assert!(got.data == b"two" || got.data == b"three", "{:?}", got.data);
+    rt.block_on(f.put(b"four")).unwrap();
+    assert_eq!(rt.block_on(f.get()).unwrap().data, b"four");
+}
+
+/// The holder dies together with the master: the new master gives its session a fresh
+/// lease, expires it when no keepalive comes, and grants the lock to the waiter.
+#[test]
+fn a_holder_that_dies_with_the_master_expires_at_the_new_master_and_the_waiter_is_granted() {
+    let mut cell = Cell::start(
+        "fedual",
+        3,
+        "session_lease_ms = 1500\nexpiry_margin_ms = 300\n",
+    );
+    let first = cell.wait_master(Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, la, waiter, b) = rt.block_on(async {
+        let a = cell.session().await;
+        let b = cell.session().await;
+        let la = a.open_node("/l", LOCKABLE).await.unwrap();
+        la.lock(LockMode::Exclusive).await.unwrap();
+        let lb = b.open_node("/l", LOCKABLE).await.unwrap();
+        let waiter = tokio::spawn(async move {
+            let s = lb.lock(LockMode::Exclusive).await;
+            (lb, s)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished());
+        (a, la, waiter, b)
+    });
+    drop(la);
+    drop(a);
+    cell.members[first].kill();
+    cell.wait_master(Duration::from_secs(10));
+    let (_lb, granted) = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), waiter).await })
+        .expect("the waiter is granted by the new master")
+        .unwrap();
+    granted.unwrap();
+    let status = rt.block_on(b.status()).unwrap();
+    assert_eq!(status.sessions, 1, "the dead holder's session expired");
+    assert_eq!(cell.counter("sessions_expired"), 1);
+}

@@ -46,6 +46,16 @@ fn files_and_locks(cell: &Cell) {
         assert_eq!(got.meta.content_generation, written.content_generation);
         assert_eq!(a.stat("/f").await.unwrap().size, 5);
 
+        // The largest file (128 KiB): fragmented both ways.
+        let big: Vec<u8> = (0..128 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+        let g = a.open_node("/big", RW).await.unwrap();
+        g.put(&big).await.unwrap();
+        assert_eq!(g.get().await.unwrap().data, big);
+        assert!(matches!(
+            g.put(&vec![0u8; 128 * 1024 + 1]).await,
+            Err(Error::TooLarge)
+        ));
+
         // CAS conflict.
         let stale = written.content_generation;
         f.put(b"again").await.unwrap();
@@ -91,6 +101,26 @@ fn files_and_locks(cell: &Cell) {
             }
             other => panic!("expected ContentsModified, got {other:?}"),
         }
+
+        // Child events follow each handle's own mask: only removals asked for here.
+        let dir_watch = b
+            .open_node_with_events(
+                "/d",
+                OpenMode(OpenMode::DIRECTORY.0),
+                EventMask::CHILD_REMOVED,
+            )
+            .await
+            .unwrap();
+        a.open_node("/d/z", RW).await.unwrap();
+        a.delete("/d/z").await.unwrap();
+        match next_server_event(&mut b_events).await {
+            Event::ChildRemoved { handle, name } => {
+                assert_eq!(handle, dir_watch.id());
+                assert_eq!(name, "z");
+            }
+            other => panic!("expected ChildRemoved only, got {other:?}"),
+        }
+        drop(dir_watch);
 
         // Exclusive lock: a holds it, b's try_lock conflicts, b's lock waits and gets it
         // after a unlocks.
@@ -138,6 +168,14 @@ fn files_and_locks(cell: &Cell) {
         let status = a.status().await.unwrap();
         assert_eq!(status.members.len(), cell.members.len());
         assert_eq!(status.members.iter().filter(|m| m.is_master).count(), 1);
+        for m in &status.members {
+            assert!(m.reachable, "member {} unreachable: {status:?}", m.id);
+            assert!(
+                m.commit_index > 0,
+                "member {} commit unknown: {status:?}",
+                m.id
+            );
+        }
         assert!(status.epoch.0 >= 1);
         assert_eq!(status.sessions, 1);
         for name in [
@@ -174,4 +212,85 @@ fn three_members_serve_the_same_through_redirects() {
     let cell = Cell::start("fe3", 3, "");
     cell.wait_master(Duration::from_secs(10));
     files_and_locks(&cell);
+}
+
+#[test]
+fn hostile_bytes_on_the_client_port_are_counted_and_a_session_still_works() {
+    let cell = Cell::start("fehostile", 1, "");
+    cell.wait_master(Duration::from_secs(10));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    for len in [1usize, 4, 8, 60, 100, 164, 1400, 1500] {
+        let mut d = vec![0u8; len];
+        for b in &mut d {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        if len >= 60 {
+            d[..6].copy_from_slice(b"CLDr\x02\x01");
+            d[6] = 0;
+            d[7] = 0;
+        }
+        sock.send_to(&d, cell.clients[0]).unwrap();
+    }
+    // Nothing answers any of it.
+    let mut buf = [0u8; 2048];
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "hostile bytes were answered"
+    );
+    let dropped: u64 = [
+        "too_short",
+        "too_long",
+        "bad_magic",
+        "bad_header",
+        "unknown_session",
+        "bad_tag",
+    ]
+    .iter()
+    .map(|n| cell.counter(n))
+    .sum();
+    assert!(dropped >= 7, "dropped {dropped}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = cell.session().await;
+        s.stat("/").await.unwrap();
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_client_port_in_use_is_a_start_error_naming_it() {
+    let cell = Cell::start("feport", 1, "");
+    let mut config = cell.config.clone();
+    // A second member process for member 1 on a fresh data dir: its client port is taken.
+    config.members[0].peer = "127.0.0.1:0".parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = cell.dir.path().join("other");
+    let err = rt
+        .block_on(cld_server::start(
+            cld_server::ServerOptions {
+                config,
+                id: libpaxos::NodeId(1),
+                data_dir: dir.clone(),
+            },
+            std::sync::Arc::new(cld_server::peer::TokioNet),
+            std::sync::Arc::new(cld_server::env::SystemClock::new()),
+            std::sync::Arc::new(cld_server::env::OsEntropy),
+            cld_server::metrics::Metrics::new(),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(err, cld_server::StartError::ClientBind { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&cell.clients[0].to_string()),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing written when the port is taken");
 }

@@ -121,8 +121,9 @@ pub fn error_code(err: &db::CmdError) -> wire::ErrorCode {
         E::AlreadyWaiting => C::LockPending,
         E::NotLocked => C::NotLocked,
         E::StaleSequencer => C::StaleSequencer,
-        #[allow(unreachable_patterns)]
-        _ => C::Internal,
+        E::BadSessionKeys { .. } => C::BadPacket,
+        // Never sent: a barred request is dropped (`response` returns `None`).
+        E::Barred => C::Internal,
     }
 }
 
@@ -132,6 +133,8 @@ pub fn response(reply: &db::Reply, lease: Duration) -> Option<wire::Response> {
     use db::Response as R;
     use wire::Reply as W;
     let ok = match reply {
+        // A barred request is never answered (docs/protocol.md §9.2).
+        Err(db::CmdError::Barred) => return None,
         Err(err) => return Some(wire::Response::Err(error_code(err))),
         Ok(r) => r,
     };

@@ -148,6 +148,11 @@ struct Live {
     last_answer: Option<Duration>,
     expiring: bool,
     creating: bool,
+    /// Event masks of handles opened under this master (the database has one bit for both
+    /// child events; these split them again). Unknown handles get both.
+    masks: HashMap<u64, cldc::proto::EventMask>,
+    /// The mask of the open in flight: (its seq, its mask).
+    opening: Option<(u64, cldc::proto::EventMask)>,
 }
 
 impl Live {
@@ -169,6 +174,8 @@ impl Live {
             last_answer: None,
             expiring: false,
             creating: false,
+            masks: HashMap::new(),
+            opening: None,
         }
     }
 
@@ -202,6 +209,7 @@ pub struct Frontend {
     next_cookie_rotation: Duration,
     end_delays_in_flight: bool,
     purge_in_flight: bool,
+    served_epoch: u64,
 }
 
 enum Found {
@@ -256,6 +264,7 @@ impl Frontend {
             next_cookie_rotation: COOKIE_ROTATION,
             end_delays_in_flight: false,
             purge_in_flight: false,
+            served_epoch: 0,
         }
     }
 
@@ -480,7 +489,19 @@ impl Frontend {
 
     /// The member's role changed. A new master epoch resets every session's memory: a fresh
     /// lease from now and `MasterFailover` as its first event (docs/protocol.md §11.3).
-    pub fn on_role(&mut self, now: Duration, role: FeRole, cell: &CellView<'_>) {
+    pub fn on_role(&mut self, now: Duration, mut role: FeRole, cell: &CellView<'_>) {
+        if let Some(e) = role.master
+            && e <= self.served_epoch
+            && self.role.master != Some(e)
+        {
+            // Serving an epoch again after leaving it would restart the per-session packet
+            // counters under the same master keys (a repeated nonce): never.
+            self.counters.not_serving.inc();
+            role.master = None;
+        }
+        if let Some(e) = role.master {
+            self.served_epoch = self.served_epoch.max(e);
+        }
         let epoch = role
             .epoch
             .max(self.role.epoch)
@@ -654,8 +675,8 @@ impl Frontend {
         let limit = self.accept_limit();
         let opened = match &found {
             Found::Live => {
-                let keys = &self.lives[&id].keys;
-                open_packet(dg, limit, |h| Some(keys.sealing_key(&h.sender)))
+                let keys = self.lives.get(&id).map(|l| &l.keys);
+                open_packet(dg, limit, |h| keys.map(|k| k.sealing_key(&h.sender)))
             }
             Found::Record(k) | Found::Tombstone(k) => {
                 open_packet(dg, limit, |h| Some(k.sealing_key(&h.sender)))
@@ -713,8 +734,9 @@ impl Frontend {
         let client_epoch = h.sender.epoch.0;
         if client_epoch > epoch {
             // The client has seen a newer master: this one is deposed.
-            if matches!(h.kind, Kind::Request | Kind::KeepAlive) {
-                let keys = self.lives[&id].keys.clone();
+            if matches!(h.kind, Kind::Request | Kind::KeepAlive)
+                && let Some(keys) = self.lives.get(&id).map(|l| l.keys.clone())
+            {
                 self.not_master(&keys, &h, from, now, None);
             }
             return;
@@ -779,7 +801,9 @@ impl Frontend {
                 })
                 .unwrap_or_default();
                 self.send_live(id, Kind::KeepAliveReply, h.msg_seq, &body, None);
-                self.resend_events(now, id);
+                if !first_contact {
+                    self.resend_events(now, id);
+                }
             }
             Kind::Request => match decode_body::<Request>(&body) {
                 Ok(req) => self.on_request(now, wall, id, h.msg_seq, req, cell),
@@ -941,6 +965,12 @@ impl Frontend {
         };
         if let Some(live) = self.lives.get_mut(&id) {
             live.in_flight = Some(seq);
+            live.opening = match &req {
+                Request::Open { events, .. } | Request::OpenWith { events, .. } => {
+                    Some((seq, *events))
+                }
+                _ => None,
+            };
         }
         self.counters.requests_proposed.inc();
         let command = Command::Client(ClientRequest {
@@ -1014,7 +1044,7 @@ impl Frontend {
         }
         let command = Command::Client(ClientRequest {
             session: id,
-            seq: RequestSeq(seq - 1),
+            seq: RequestSeq(seq.saturating_sub(1)),
             time: wall,
             op: db::barrier(),
         });
@@ -1181,6 +1211,16 @@ impl Frontend {
                                 live.lease_until = now + self.config.lease;
                             }
                         }
+                        if let (Ok(libpaxos_db::Response::Opened { handle, .. }), Some(live)) =
+                            (&applied.reply, self.lives.get_mut(&session))
+                            && let Some((s, mask)) = live.opening.take()
+                            && s == seq
+                        {
+                            if live.masks.len() >= 4096 {
+                                live.masks.clear();
+                            }
+                            live.masks.insert(handle.0, mask);
+                        }
                         if let Some(resp) = resp {
                             self.reply(session, seq, resp);
                         }
@@ -1204,7 +1244,7 @@ impl Frontend {
                     {
                         live.in_flight = None;
                     }
-                    if applied.request == Some((session, RequestSeq(seq - 1)))
+                    if applied.request == Some((session, RequestSeq(seq.saturating_sub(1))))
                         && applied.reply.is_ok()
                     {
                         match self.write_op(&request) {
@@ -1227,7 +1267,21 @@ impl Frontend {
                 Proposal::Purge => self.purge_in_flight = false,
             }
         }
-        if self.role.master.is_none() || applied.events.is_empty() {
+        let Some(epoch) = self.role.master else {
+            return;
+        };
+        // A session created by a slot this master applied but did not propose (recovered
+        // from the previous master): hold it now, so it is served and can expire.
+        if let (Ok(libpaxos_db::Response::SessionCreated), Some((id, _))) =
+            (&applied.reply, applied.request)
+            && !self.lives.contains_key(&id)
+            && let Some(record) = cell.ns.session(id)
+            && let Some(keys) = db::session_keys(cell.ns, id)
+        {
+            let user = record.user.clone();
+            self.adopt(now, id, keys, user, epoch);
+        }
+        if applied.events.is_empty() {
             return;
         }
         let generation = match &applied.reply {
@@ -1235,6 +1289,24 @@ impl Frontend {
             _ => 0,
         };
         for notice in &applied.events {
+            let wanted = match &notice.event {
+                libpaxos_db::EventKind::ChildAdded { .. } => {
+                    Some(cldc::proto::EventMask::CHILD_ADDED)
+                }
+                libpaxos_db::EventKind::ChildRemoved { .. } => {
+                    Some(cldc::proto::EventMask::CHILD_REMOVED)
+                }
+                _ => None,
+            };
+            if let Some(bit) = wanted
+                && let Some(mask) = self
+                    .lives
+                    .get(&notice.to.session)
+                    .and_then(|l| l.masks.get(&notice.to.handle.0))
+                && !mask.contains(bit)
+            {
+                continue;
+            }
             let event = convert::event(notice, cldc::proto::ContentGeneration(generation));
             self.queue_event(now, notice.to.session, event);
         }
@@ -1259,6 +1331,14 @@ impl Frontend {
                 .retain(|_, t| now.saturating_sub(*t) < ANSWER_INTERVAL);
         }
         if self.role.master.is_none() {
+            return;
+        }
+        if !cell.can_read {
+            // Without a lease this master answers no keepalive: it expires nobody for the
+            // time it could not listen (later is always the safe side of expiry).
+            for live in self.lives.values_mut() {
+                live.lease_until = live.lease_until.max(now);
+            }
             return;
         }
         let margin = self.config.expiry_margin;
