@@ -116,6 +116,7 @@ counters! {
     client_queue_full: "Client datagrams dropped because the front end's queue was full",
     client_send_full: "Datagrams to clients dropped because the send queue was full",
     client_send_errors: "Datagrams to clients the socket failed to send",
+    keepalives_refused: "Keepalives not renewed: the session is being expired, ended or past its lease",
 }
 
 /// Gauges of the replica's state.

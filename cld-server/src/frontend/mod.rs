@@ -658,6 +658,14 @@ impl Frontend {
         cell: &CellView<'_>,
     ) {
         let id = SessionId(h.session.0);
+        if self
+            .lives
+            .get(&id)
+            .is_some_and(|l| !l.creating && cell.ns.session(id).is_none())
+        {
+            // Ended by a slot this master applied (any proposer): its tombstone answers.
+            self.lives.remove(&id);
+        }
         // 6: find keys — a live session's, a pending handshake's, a tombstone's.
         let found = if self.role.master.is_some() && self.lives.contains_key(&id) {
             Found::Live
@@ -791,6 +799,14 @@ impl Frontend {
             Kind::KeepAlive => {
                 if !cell.can_read {
                     self.counters.not_serving.inc();
+                    return;
+                }
+                if live.expiring
+                    || cell.ns.session(id).is_none()
+                    || now > live.lease_until + self.config.expiry_margin
+                {
+                    // Its expiry is (or may be) on its way: no lease for it (REVIEW-FE 1).
+                    self.counters.keepalives_refused.inc();
                     return;
                 }
                 live.lease_until = now + self.config.lease;
