@@ -121,3 +121,89 @@ fn a_session_applied_after_take_over_is_held_and_expires() {
         "the session from the old term's tail never expires"
     );
 }
+
+fn open_write(c: &mut fe_harness::Client, h: &mut Harness, seq: u64, path: &str) -> u64 {
+    h.feed(&c.request(
+        seq,
+        &Request::Open {
+            path: path.into(),
+            mode: cldc::proto::OpenMode(
+                cldc::proto::OpenMode::READ.0
+                    | cldc::proto::OpenMode::WRITE.0
+                    | cldc::proto::OpenMode::LOCK.0
+                    | cldc::proto::OpenMode::CREATE.0,
+            ),
+            events: cldc::proto::EventMask::NONE,
+        },
+    ));
+    h.commit_all();
+    match c.reply(h).1 {
+        cldc::proto::Response::Ok(cldc::proto::Reply::Opened { handle, .. }) => handle.0,
+        other => panic!("open: {other:?}"),
+    }
+}
+
+/// Finding 3: an older-term proposal that applies as StaleEpoch is neither answered nor
+/// cached while the client's re-sent copy of the same seq can still execute.
+#[test]
+fn a_stale_epoch_result_of_an_earlier_reign_is_never_answered_nor_cached() {
+    use cldc::proto::{Reply, Response};
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    let handle = open_write(&mut c, &mut h, 2, "/f");
+    let put = Request::Put {
+        handle: cldc::proto::HandleId(handle),
+        cas: None,
+        data: b"v".to_vec().into(),
+    };
+    h.feed(&c.request(3, &put));
+    assert_eq!(h.proposed.len(), 1);
+    let (t1, cmd1) = h.proposed.remove(0);
+    // E2 takes office elsewhere; this member becomes master of E3 before slot 11 applies.
+    h.follow(2);
+    h.epoch = 2;
+    h.apply(libpaxos::Payload::Noop);
+    h.role(FeRole {
+        master: Some(3),
+        epoch: 3,
+        hint: Some(1),
+    });
+    c.epoch = 3;
+    h.sent.clear();
+    h.feed(&c.request(3, &put));
+    assert_eq!(h.proposed.len(), 1, "the retransmission is proposed again");
+    let (t2, cmd2) = h.proposed.remove(0);
+    h.sent.clear();
+    // The E1 copy applies: StaleEpoch.
+    h.epoch = 1;
+    let a = h.apply_reported(Some(t1), &cmd1, 5_000);
+    assert!(matches!(
+        a.reply,
+        Err(libpaxos_db::CmdError::StaleEpoch { .. })
+    ));
+    let replies: Vec<Response> = c
+        .drain(&mut h)
+        .into_iter()
+        .filter(|(hd, _)| hd.kind == Kind::Reply)
+        .map(|(_, b)| cldc::proto::decode_body(&b).unwrap())
+        .collect();
+    assert!(replies.is_empty(), "answered {replies:?}");
+    // E3's no-op, then the re-sent copy executes and is answered Written.
+    h.epoch = 3;
+    h.apply(libpaxos::Payload::Noop);
+    h.apply_reported(Some(t2), &cmd2, 5_000);
+    let (hd, resp) = c.reply(&mut h);
+    assert_eq!(hd.msg_seq, 3);
+    assert!(
+        matches!(resp, Response::Ok(Reply::Written { .. })),
+        "{resp:?}"
+    );
+    // A further retransmission gets the same outcome from memory.
+    h.feed(&c.request(3, &put));
+    assert!(h.proposed.is_empty());
+    let (_, resp) = c.reply(&mut h);
+    assert!(
+        matches!(resp, Response::Ok(Reply::Written { .. })),
+        "{resp:?}"
+    );
+}

@@ -512,6 +512,12 @@ impl Frontend {
             return;
         }
         self.lives.clear();
+        // Proposals of an earlier reign: their outcomes are never answered from here (a
+        // StaleEpoch one may still be re-sent and run); the client's retransmission is answered
+        // from the record (REVIEW-FE 3).
+        self.proposals.clear();
+        self.end_delays_in_flight = false;
+        self.purge_in_flight = false;
         let Some(epoch) = role.master else {
             return;
         };
@@ -1213,7 +1219,15 @@ impl Frontend {
         if let Some(p) = token.and_then(|t| self.proposals.remove(&t)) {
             match p {
                 Proposal::Request { session, seq } => {
-                    if applied.request == Some((session, RequestSeq(seq))) {
+                    if matches!(applied.reply, Err(libpaxos_db::CmdError::StaleEpoch { .. })) {
+                        // Did not run: like a lost proposal, nothing answered or cached.
+                        self.counters.proposals_failed.inc();
+                        if let Some(live) = self.lives.get_mut(&session)
+                            && live.in_flight == Some(seq)
+                        {
+                            live.in_flight = None;
+                        }
+                    } else if applied.request == Some((session, RequestSeq(seq))) {
                         let resp = convert::response(&applied.reply, self.config.lease);
                         let ended =
                             matches!(applied.reply, Ok(libpaxos_db::Response::SessionEnded));
