@@ -117,6 +117,7 @@ counters! {
     client_send_full: "Datagrams to clients dropped because the send queue was full",
     client_send_errors: "Datagrams to clients the socket failed to send",
     keepalives_refused: "Keepalives not renewed: the session is being expired, ended or past its lease",
+    events_lost: "MasterFailover notices sent after a full event queue dropped events",
 }
 
 /// Gauges of the replica's state.

@@ -207,3 +207,84 @@ fn a_stale_epoch_result_of_an_earlier_reign_is_never_answered_nor_cached() {
         "{resp:?}"
     );
 }
+
+fn event_seqs(c: &fe_harness::Client, h: &mut Harness) -> Vec<(u64, cldc::proto::Event)> {
+    c.drain(h)
+        .into_iter()
+        .filter(|(hd, _)| hd.kind == Kind::Event)
+        .map(|(hd, b)| (hd.msg_seq, cldc::proto::decode_body(&b).unwrap()))
+        .collect()
+}
+
+/// Finding 4: a full event queue stops queueing (no gap in the seqs the client waits for);
+/// once there is room one MasterFailover ("events were lost, re-read") takes the next seq.
+#[test]
+fn event_overflow_leaves_no_gap_and_is_signalled_once_there_is_room() {
+    use cldc::proto::{Event, EventMask, OpenMode};
+    let mut h = Harness::new();
+    let mut a = session(&mut h);
+    let mut b = fe_harness::Client::handshake_with(&mut h, [9; 32]).unwrap();
+    h.feed(&b.request(1, &Request::NewSession));
+    h.commit_all();
+    h.sent.clear();
+    h.feed(&a.request(
+        2,
+        &Request::Open {
+            path: "/d".into(),
+            mode: OpenMode(OpenMode::READ.0 | OpenMode::CREATE.0 | OpenMode::DIRECTORY.0),
+            events: EventMask::CHILD_ADDED,
+        },
+    ));
+    h.commit_all();
+    h.sent.clear();
+    let total = cld_server::frontend::MAX_UNACKED_EVENTS as u64 + 76;
+    let mut seq = 2;
+    for i in 0..total {
+        h.feed(&b.request(
+            seq,
+            &Request::Open {
+                path: format!("/d/c{i}"),
+                mode: OpenMode(OpenMode::READ.0 | OpenMode::CREATE.0),
+                events: EventMask::NONE,
+            },
+        ));
+        h.commit_all();
+        h.sent
+            .retain(|(_, dg)| cldc::proto::parse_header(dg, 1400).unwrap().0.session == b.session);
+        let handle = match b.reply(&mut h).1 {
+            cldc::proto::Response::Ok(cldc::proto::Reply::Opened { handle, .. }) => handle,
+            other => panic!("open {i}: {other:?}"),
+        };
+        h.feed(&b.request(seq + 1, &Request::Close { handle }));
+        h.commit_all();
+        h.sent.clear();
+        seq += 2;
+    }
+    h.sent.clear();
+    // a never acked: a keepalive with ack 0 gets the held events re-sent, from seq 1 on.
+    h.feed(&a.seal_ack(Kind::KeepAlive, 1, 0, &[]));
+    let got = event_seqs(&a, &mut h);
+    let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+    let max = cld_server::frontend::MAX_UNACKED_EVENTS as u64;
+    assert!(
+        seqs == (1..=max).collect::<Vec<u64>>(),
+        "a gap: {} events from {:?} to {:?}",
+        seqs.len(),
+        seqs.first(),
+        seqs.last()
+    );
+    assert_eq!(h.counter("events_dropped"), 76);
+    // Once a acknowledges them, the loss is signalled with the next seq.
+    h.feed(&a.seal_ack(Kind::Ack, 2, max, &[]));
+    let got = event_seqs(&a, &mut h);
+    assert_eq!(
+        got,
+        [(
+            max + 1,
+            Event::MasterFailover {
+                epoch: cldc::proto::Epoch(1)
+            }
+        )]
+    );
+    assert_eq!(h.counter("events_lost"), 1);
+}

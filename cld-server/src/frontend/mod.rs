@@ -32,7 +32,8 @@ use libpaxos_db::{ClientOp, ClientRequest, Command, Namespace, RequestSeq, Sessi
 use crate::env::Entropy;
 use crate::metrics::Counters;
 
-/// Most unacknowledged events held per session; beyond it the oldest is dropped (counted).
+/// Most unacknowledged events held per session; beyond it new events are dropped (counted)
+/// and one `MasterFailover` follows once there is room (docs/protocol.md 9.4).
 pub const MAX_UNACKED_EVENTS: usize = 1024;
 /// Most proposals the front end keeps in flight; beyond it requests are dropped (the client
 /// retransmits).
@@ -151,6 +152,8 @@ struct Live {
     /// Event masks of handles opened under this master (the database has one bit for both
     /// child events; these split them again). Unknown handles get both.
     masks: HashMap<u64, cldc::proto::EventMask>,
+    /// Events were dropped on a full queue: a `MasterFailover` is owed once there is room.
+    events_lost: bool,
     /// The mask of the open in flight: (its seq, its mask).
     opening: Option<(u64, cldc::proto::EventMask)>,
 }
@@ -176,6 +179,7 @@ impl Live {
             creating: false,
             masks: HashMap::new(),
             opening: None,
+            events_lost: false,
         }
     }
 
@@ -451,9 +455,16 @@ impl Frontend {
         let Some(live) = self.lives.get_mut(&id) else {
             return;
         };
+        if live.events_lost && live.unacked.len() < MAX_UNACKED_EVENTS {
+            // Room again after a loss: the next seq says "events were lost, re-read"
+            // (docs/protocol.md 9.4), never a gap in the numbered stream (REVIEW-FE 4).
+            self.owe_lost_notice(now, id);
+            return self.queue_event(now, id, event);
+        }
         if live.unacked.len() >= MAX_UNACKED_EVENTS {
-            live.unacked.pop_first();
+            live.events_lost = true;
             self.counters.events_dropped.inc();
+            return;
         }
         let seq = live.next_event;
         live.next_event += 1;
@@ -463,6 +474,24 @@ impl Frontend {
         if live.addr.is_some() {
             self.counters.events_sent.inc();
             self.send_live(id, Kind::Event, seq, &body, None);
+        }
+    }
+
+    /// Sends the `MasterFailover` owed after a loss, if there is room now.
+    fn owe_lost_notice(&mut self, now: Duration, id: SessionId) {
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        if !live.events_lost || live.unacked.len() >= MAX_UNACKED_EVENTS {
+            return;
+        }
+        live.events_lost = false;
+        if let Some(epoch) = self.role.master {
+            self.counters.events_lost.inc();
+            let lost = Event::MasterFailover {
+                epoch: Epoch(epoch),
+            };
+            self.queue_event(now, id, lost);
         }
     }
 
@@ -779,6 +808,9 @@ impl Frontend {
         live.addr = Some(from);
         if h.ack.0 > 0 {
             live.unacked.retain(|seq, _| *seq > h.ack.0);
+        }
+        if live.events_lost {
+            self.owe_lost_notice(now, id);
         }
         if first_contact {
             // Events queued before this master knew where the session is (MasterFailover).

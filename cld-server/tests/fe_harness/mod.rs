@@ -12,7 +12,7 @@ use cld_server::frontend::{CellView, FeRole, Frontend, FrontendConfig, Output, T
 use cld_server::metrics::Metrics;
 use cldc::proto::{
     CellKeys, CellPrivateKey, ClientHandshake, Epoch, EventSeq, HandshakeOutcome, Header, Kind,
-    PacketMeta, PacketSeq, Reply, Request, Response, Role, Secret, Sender, SessionId, SessionKeys,
+    PacketMeta, PacketSeq, Reply, Request, Response, Secret, Sender, SessionId, SessionKeys,
     UserName, decode_body, encode_body, encode_message, open_packet, parse_header,
 };
 use libpaxos::{Committed, Payload, Slot, Value};
