@@ -288,3 +288,129 @@ fn event_overflow_leaves_no_gap_and_is_signalled_once_there_is_room() {
     );
     assert_eq!(h.counter("events_lost"), 1);
 }
+
+fn locker() -> cldc::proto::OpenMode {
+    use cldc::proto::OpenMode;
+    OpenMode(OpenMode::READ.0 | OpenMode::WRITE.0 | OpenMode::LOCK.0 | OpenMode::CREATE.0)
+}
+
+fn new_client(h: &mut Harness, ephemeral: u8) -> fe_harness::Client {
+    let mut c = fe_harness::Client::handshake_with(h, [ephemeral; 32]).unwrap();
+    h.feed(&c.request(1, &Request::NewSession));
+    h.commit_all();
+    h.sent.clear();
+    c
+}
+
+fn call(
+    h: &mut Harness,
+    c: &mut fe_harness::Client,
+    seq: u64,
+    req: &Request,
+) -> cldc::proto::Response {
+    h.feed(&c.request(seq, req));
+    h.commit_all();
+    h.sent
+        .retain(|(_, dg)| cldc::proto::parse_header(dg, 1400).unwrap().0.session == c.session);
+    c.reply(h).1
+}
+
+fn opened(r: cldc::proto::Response) -> cldc::proto::HandleId {
+    match r {
+        cldc::proto::Response::Ok(cldc::proto::Reply::Opened { handle, .. }) => handle,
+        other => panic!("open: {other:?}"),
+    }
+}
+
+/// Finding 5: a new master restarts every running lock-delay from its takeover on its own
+/// wall clock (RestartLockDelays first), and proposes no lock request before it applied.
+#[test]
+fn a_new_master_restarts_lock_delays_on_its_own_clock_before_any_lock_request() {
+    use cldc::proto::{EventMask, LockMode};
+    let mut h = Harness::new();
+    let mut a = session(&mut h);
+    let mut b = new_client(&mut h, 9);
+    let mut c = new_client(&mut h, 11);
+    let ha = opened(call(
+        &mut h,
+        &mut a,
+        2,
+        &Request::OpenWith {
+            path: "/l".into(),
+            mode: locker(),
+            events: EventMask::NONE,
+            lock_delay: Duration::from_secs(30),
+        },
+    ));
+    let lock = |handle, wait| Request::Lock {
+        handle,
+        mode: LockMode::Exclusive,
+        wait,
+    };
+    let r = call(&mut h, &mut a, 3, &lock(ha, false));
+    assert!(matches!(r, cldc::proto::Response::Ok(_)), "{r:?}");
+    let open_l = Request::Open {
+        path: "/l".into(),
+        mode: locker(),
+        events: EventMask::NONE,
+    };
+    let hb = opened(call(&mut h, &mut b, 2, &open_l));
+    let hc = opened(call(&mut h, &mut c, 2, &open_l));
+    h.feed(&b.request(3, &lock(hb, true)));
+    h.commit_all();
+    h.sent.clear();
+    // The old master expires a at its wall 5 s: blocked until 35 s on its clock.
+    h.apply_reported(
+        None,
+        &Command::ExpireSession {
+            session: SessionId(a.session.0),
+            time: WallTime(5_000),
+        },
+        5_000,
+    );
+    h.follow(2);
+    h.become_master(2);
+    h.proposed.clear();
+    // The new master's wall clock reads 100 s.
+    let t0 = h.now;
+    h.tick(t0 + Duration::from_millis(20), 100_000);
+    let cmds: Vec<&Command> = h.proposed.iter().map(|(_, c)| c).collect();
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Command::EndLockDelays { .. })),
+        "the delay ended by another master's clock: {cmds:?}"
+    );
+    assert!(
+        matches!(cmds.as_slice(), [Command::RestartLockDelays { time }] if time.0 == 100_000),
+        "{cmds:?}"
+    );
+    // A lock request before the restart applied is not proposed.
+    c.epoch = 2;
+    h.sent.clear();
+    h.feed(&c.request(3, &lock(hc, false)));
+    assert_eq!(h.proposed.len(), 1, "only the restart: {:?}", h.proposed);
+    h.commit_at(100_000);
+    h.sent.clear();
+    // Now blocked until 130 s on this master's clock.
+    h.tick(t0 + Duration::from_millis(40), 129_000);
+    assert!(
+        !h.proposed
+            .iter()
+            .any(|(_, c)| matches!(c, Command::EndLockDelays { .. })),
+        "{:?}",
+        h.proposed
+    );
+    h.proposed.clear();
+    h.feed(&c.request(3, &lock(hc, false)));
+    assert_eq!(h.proposed.len(), 1, "the lock request now goes to the log");
+    h.proposed.clear();
+    h.tick(t0 + Duration::from_millis(60), 130_000);
+    assert!(
+        h.proposed
+            .iter()
+            .any(|(_, c)| matches!(c, Command::EndLockDelays { .. })),
+        "{:?}",
+        h.proposed
+    );
+}

@@ -129,6 +129,7 @@ enum Proposal {
     },
     EndDelays,
     Purge,
+    RestartDelays,
 }
 
 /// A session as the master holds it in memory (docs/protocol.md §17.2).
@@ -214,6 +215,9 @@ pub struct Frontend {
     end_delays_in_flight: bool,
     purge_in_flight: bool,
     served_epoch: u64,
+    /// This reign's `RestartLockDelays` applied (REVIEW-FE 5).
+    delays_restarted: bool,
+    restart_in_flight: bool,
 }
 
 enum Found {
@@ -269,6 +273,8 @@ impl Frontend {
             end_delays_in_flight: false,
             purge_in_flight: false,
             served_epoch: 0,
+            delays_restarted: false,
+            restart_in_flight: false,
         }
     }
 
@@ -547,6 +553,8 @@ impl Frontend {
         self.proposals.clear();
         self.end_delays_in_flight = false;
         self.purge_in_flight = false;
+        self.delays_restarted = false;
+        self.restart_in_flight = false;
         let Some(epoch) = role.master else {
             return;
         };
@@ -1014,6 +1022,12 @@ impl Frontend {
                 return;
             }
         };
+        if self.delays_pending(cell) {
+            // A write could grant a lock before this reign restarted the lock-delays: the
+            // client's retransmission comes after the restart applied.
+            self.counters.not_serving.inc();
+            return;
+        }
         if let Some(live) = self.lives.get_mut(&id) {
             live.in_flight = Some(seq);
             live.opening = match &req {
@@ -1235,7 +1249,14 @@ impl Frontend {
             }
             Proposal::EndDelays => self.end_delays_in_flight = false,
             Proposal::Purge => self.purge_in_flight = false,
+            Proposal::RestartDelays => self.restart_in_flight = false,
         }
+    }
+
+    /// Whether a lock-delay runs that this reign has not restarted on its own clock yet: until
+    /// then no write that could grant a lock is proposed (docs/database.md, lock-delay).
+    fn delays_pending(&self, cell: &CellView<'_>) -> bool {
+        !self.delays_restarted && db::next_lock_delay_end(cell.ns).is_some()
     }
 
     /// A slot was applied; `token` when it held this front end's proposal. (`_wall` is the
@@ -1324,6 +1345,10 @@ impl Frontend {
                 }
                 Proposal::EndDelays => self.end_delays_in_flight = false,
                 Proposal::Purge => self.purge_in_flight = false,
+                Proposal::RestartDelays => {
+                    self.restart_in_flight = false;
+                    self.delays_restarted = applied.reply.is_ok();
+                }
             }
         }
         let Some(epoch) = self.role.master else {
@@ -1392,6 +1417,14 @@ impl Frontend {
         if self.role.master.is_none() {
             return;
         }
+        if self.delays_pending(cell) && !self.restart_in_flight {
+            // First in this reign: every running lock-delay restarts from now on this
+            // master's wall clock, never compared with another master's (REVIEW-FE 5).
+            self.restart_in_flight = self.propose(
+                Proposal::RestartDelays,
+                Command::RestartLockDelays { time: wall },
+            );
+        }
         if !cell.can_read {
             // Without a lease this master answers no keepalive: it expires nobody for the
             // time it could not listen (later is always the safe side of expiry).
@@ -1402,6 +1435,7 @@ impl Frontend {
         }
         let margin = self.config.expiry_margin;
         let max_rto = self.config.max_rto;
+        let delays_pending = self.delays_pending(cell);
         let mut expire = Vec::new();
         let mut gone = Vec::new();
         let mut resend = Vec::new();
@@ -1417,7 +1451,7 @@ impl Frontend {
                 gone.push(*id);
                 continue;
             }
-            if !live.expiring && now > live.lease_until + margin {
+            if !live.expiring && now > live.lease_until + margin && !delays_pending {
                 expire.push(*id);
                 continue;
             }
@@ -1449,7 +1483,9 @@ impl Frontend {
                 live.expiring = false;
             }
         }
-        if !self.end_delays_in_flight && db::next_lock_delay_end(cell.ns).is_some_and(|t| t <= wall)
+        if !self.end_delays_in_flight
+            && !delays_pending
+            && db::next_lock_delay_end(cell.ns).is_some_and(|t| t <= wall)
         {
             self.end_delays_in_flight =
                 self.propose(Proposal::EndDelays, Command::EndLockDelays { time: wall });
