@@ -414,3 +414,83 @@ fn a_new_master_restarts_lock_delays_on_its_own_clock_before_any_lock_request() 
         h.proposed
     );
 }
+
+/// Finding 7: a later copy of a barred seq is dropped, never answered.
+#[test]
+fn a_later_copy_of_a_barred_seq_is_dropped() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    h.feed(&c.request(3, &Request::Stat { path: "/".into() }));
+    assert_eq!(h.proposed.len(), 1, "a barrier");
+    h.can_read = false;
+    h.commit_all();
+    h.sent.clear();
+    h.can_read = true;
+    let stale = h.counter("stale_request");
+    h.feed(&c.request(2, &Request::Delete { path: "/x".into() }));
+    assert!(h.quiet(), "answered: {:?}", kinds(&mut h, &c));
+    assert_eq!(h.counter("stale_request"), stale + 1);
+}
+
+/// Finding 8: an undecodable request goes through the seq checks: after a gap, a barrier is
+/// logged before it is answered BadPacket.
+#[test]
+fn an_undecodable_request_after_a_gap_logs_a_barrier_first() {
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    h.feed(&c.seal(Kind::Request, 4, &[0xff]));
+    assert!(h.sent.is_empty(), "answered before the barrier");
+    assert_eq!(h.proposed.len(), 1);
+    match &h.proposed[0].1 {
+        Command::Client(r) => {
+            assert_eq!(r.op, libpaxos_db::ClientOp::Barrier);
+            assert_eq!(r.seq.0, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    h.commit_all();
+    let (hd, resp) = c.reply(&mut h);
+    assert_eq!(hd.msg_seq, 4);
+    assert_eq!(
+        resp,
+        cldc::proto::Response::Err(cldc::proto::ErrorCode::BadPacket)
+    );
+    // Its copy gets the same answer; a stale copy of a lower seq nothing.
+    h.feed(&c.seal(Kind::Request, 4, &[0xff]));
+    assert_eq!(
+        c.reply(&mut h).1,
+        cldc::proto::Response::Err(cldc::proto::ErrorCode::BadPacket)
+    );
+    h.feed(&c.seal(Kind::Request, 2, &[0xff]));
+    assert!(h.quiet());
+}
+
+/// Finding 11: an oversized reply is answered TooLarge, and so is its retransmission.
+#[test]
+fn a_retransmission_of_an_oversized_reply_is_answered_too_large_again() {
+    use cldc::proto::{ErrorCode, EventMask, OpenMode, Response};
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    let mut seq = 2;
+    let long = "n".repeat(200);
+    for i in 0..1400 {
+        let r = call(
+            &mut h,
+            &mut c,
+            seq,
+            &Request::Open {
+                path: format!("/{long}{i}"),
+                mode: OpenMode(OpenMode::READ.0 | OpenMode::CREATE.0),
+                events: EventMask::NONE,
+            },
+        );
+        let handle = opened(r);
+        call(&mut h, &mut c, seq + 1, &Request::Close { handle });
+        seq += 2;
+    }
+    let list = Request::ListDir { path: "/".into() };
+    h.feed(&c.request(seq, &list));
+    assert_eq!(c.reply(&mut h).1, Response::Err(ErrorCode::TooLarge));
+    h.feed(&c.request(seq, &list));
+    assert_eq!(c.reply(&mut h).1, Response::Err(ErrorCode::TooLarge));
+}

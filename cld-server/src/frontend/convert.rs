@@ -132,6 +132,8 @@ pub fn response(reply: &db::Reply, lease: Duration) -> Option<wire::Response> {
     use db::Response as R;
     use wire::Reply as W;
     let ok = match reply {
+        // A barred seq's copy is dropped, never answered (docs/protocol.md 9.2).
+        Err(db::CmdError::Barred) => return None,
         Err(err) => return Some(wire::Response::Err(error_code(err))),
         Ok(r) => r,
     };

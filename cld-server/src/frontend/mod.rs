@@ -441,9 +441,13 @@ impl Frontend {
     }
 
     fn reply(&mut self, id: SessionId, seq: u64, response: Response) {
-        let body = match encode_body(&response) {
-            Ok(b) if b.len() <= MAX_MESSAGE => b,
-            _ => encode_body(&Response::Err(ErrorCode::TooLarge)).unwrap_or_default(),
+        let (body, response) = match encode_body(&response) {
+            Ok(b) if b.len() <= MAX_MESSAGE => (b, response),
+            // Cached as sent, so a retransmission gets TooLarge again (REVIEW-FE 11).
+            _ => (
+                encode_body(&Response::Err(ErrorCode::TooLarge)).unwrap_or_default(),
+                Response::Err(ErrorCode::TooLarge),
+            ),
         };
         if let Some(live) = self.lives.get_mut(&id) {
             if seq >= live.answered {
@@ -868,12 +872,11 @@ impl Frontend {
                 Ok(req) => self.on_request(now, wall, id, h.msg_seq, req, cell),
                 Err(_) => {
                     self.counters.bad_body.inc();
-                    self.answer_from_memory(
-                        id,
-                        h.msg_seq,
-                        Response::Err(ErrorCode::BadPacket),
-                        cell,
-                    );
+                    if h.msg_seq > 1 {
+                        // Through the seq checks and the barrier rule like any read; it is
+                        // answered BadPacket (`answer_read` of NewSession) (REVIEW-FE 8).
+                        self.on_request(now, wall, id, h.msg_seq, Request::NewSession, cell);
+                    }
                 }
             },
             _ => {}
