@@ -494,3 +494,56 @@ fn a_retransmission_of_an_oversized_reply_is_answered_too_large_again() {
     h.feed(&c.request(seq, &list));
     assert_eq!(c.reply(&mut h).1, Response::Err(ErrorCode::TooLarge));
 }
+
+/// Finding 9: unacknowledged events are re-sent at least every max_rto (2 s) even while new
+/// events keep coming more often.
+#[test]
+fn new_events_do_not_postpone_the_resend_of_unacknowledged_ones() {
+    use cldc::proto::{EventMask, OpenMode};
+    let mut h = Harness::new();
+    let mut a = session(&mut h);
+    let mut b = new_client(&mut h, 9);
+    opened(call(
+        &mut h,
+        &mut a,
+        2,
+        &Request::Open {
+            path: "/d".into(),
+            mode: OpenMode(OpenMode::READ.0 | OpenMode::CREATE.0 | OpenMode::DIRECTORY.0),
+            events: EventMask::CHILD_ADDED,
+        },
+    ));
+    h.sent.clear();
+    let start = h.now;
+    let mut seq = 2;
+    let mut first_event_sends = 0;
+    let mut next_write = start;
+    let mut t = start;
+    while t < start + Duration::from_secs(10) {
+        if t >= next_write {
+            next_write += Duration::from_secs(1);
+            h.feed(&b.request(
+                seq,
+                &Request::Open {
+                    path: format!("/d/c{seq}"),
+                    mode: OpenMode(OpenMode::READ.0 | OpenMode::CREATE.0),
+                    events: EventMask::NONE,
+                },
+            ));
+            h.commit_all();
+            seq += 1;
+        }
+        h.tick(t, 5_000);
+        for (_, dg) in std::mem::take(&mut h.sent) {
+            let hd = cldc::proto::parse_header(&dg, 1400).unwrap().0;
+            if hd.session == a.session && hd.kind == Kind::Event && hd.msg_seq == 1 {
+                first_event_sends += 1;
+            }
+        }
+        t += Duration::from_millis(20);
+    }
+    assert!(
+        first_event_sends >= 4,
+        "event 1 sent {first_event_sends} times in 10 s"
+    );
+}

@@ -479,8 +479,12 @@ impl Frontend {
         let seq = live.next_event;
         live.next_event += 1;
         let body = encode_body(&event).unwrap_or_default();
+        if live.unacked.is_empty() {
+            // The resend clock runs from the oldest unacknowledged event's send: new events
+            // do not postpone it (REVIEW-FE 9).
+            live.last_event_send = now;
+        }
         live.unacked.insert(seq, event);
-        live.last_event_send = now;
         if live.addr.is_some() {
             self.counters.events_sent.inc();
             self.send_live(id, Kind::Event, seq, &body, None);
