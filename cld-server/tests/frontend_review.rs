@@ -154,7 +154,7 @@ fn a_stale_epoch_result_of_an_earlier_reign_is_never_answered_nor_cached() {
     let put = Request::Put {
         handle: cldc::proto::HandleId(handle),
         cas: None,
-        data: b"v".to_vec().into(),
+        data: b"v".to_vec(),
     };
     h.feed(&c.request(3, &put));
     assert_eq!(h.proposed.len(), 1);
