@@ -597,6 +597,26 @@ impl CellConfig {
         )?;
         range("timing.session_lease_ms", t.session_lease, 1_000, 600_000)?;
         range("timing.expiry_margin_ms", t.expiry_margin, 0, 600_000)?;
+        if t.expiry_margin.is_zero() {
+            return Err(ConfigError::Timing {
+                key: "timing.expiry_margin_ms",
+                why: "must be above 0 (docs/protocol.md 10.1)".into(),
+            });
+        }
+        // docs/protocol.md 10.1: 2ρ·lease < lease_margin + expiry_margin, ρ = 0.01 and the
+        // client's lease_margin 250 ms; in ms: lease / 50 < 250 + margin.
+        let (lease_ms, margin_ms) = (t.session_lease.as_millis(), t.expiry_margin.as_millis());
+        if lease_ms >= 50 * (250 + margin_ms) {
+            return Err(ConfigError::Timing {
+                key: "timing.session_lease_ms",
+                why: format!(
+                    "a lease of {lease_ms} ms needs timing.expiry_margin_ms above {} ms \
+                     (2 x 1% drift x lease must stay below the client's 250 ms margin + \
+                     expiry_margin_ms, docs/protocol.md 10.1); it is {margin_ms} ms",
+                    lease_ms / 50 - 250
+                ),
+            });
+        }
         if t.heartbeat >= t.paxos_lease {
             return Err(ConfigError::Timing {
                 key: "timing.heartbeat_ms",

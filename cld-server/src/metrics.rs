@@ -119,6 +119,8 @@ counters! {
     disk_full: "Writes that failed because the disk is full (the member stepped down)",
     disk_full_dropped: "Peer frames and proposals dropped by a member stopped on a full disk",
     disk_check_failures: "Free-space checks of the data dir that failed",
+    keepalives_refused: "Keepalives not renewed: the session is being expired, ended or past its lease",
+    events_lost: "MasterFailover notices sent after a full event queue dropped events",
 }
 
 /// Gauges of the replica's state.

@@ -49,6 +49,14 @@ pub(crate) fn execute(tx: &mut Tx<'_>, command: Command, epoch: Epoch) -> Execut
             reply: end_session(tx, session, time, true).map(|()| Response::SessionEnded),
             duplicate: false,
         },
+        Command::RestartLockDelays { time } => {
+            crate::apply_lock::restart_delays(tx, time);
+            Executed {
+                request,
+                reply: Ok(Response::Noop),
+                duplicate: false,
+            }
+        }
         Command::EndLockDelays { time } => {
             crate::apply_lock::end_delays(tx, time);
             Executed {

@@ -2,7 +2,7 @@
 
 use crate::apply_node::handle_of;
 use crate::command::{CmdError, EventKind, Permission, Reply, Response, Sequencer};
-use crate::lock::Waiter;
+use crate::lock::{LockState, Waiter};
 use crate::mode::{EventMask, LockMode, OpenMode};
 use crate::node::HandleRef;
 use crate::state::{State, Tx};
@@ -148,6 +148,22 @@ pub(crate) fn promote(tx: &mut Tx<'_>, path: &str, time: WallTime) {
         if let Some(sequencer) = sequencer(tx, path, waiter.mode) {
             tx.notify(waiter.who, EventKind::LockAcquired { sequencer });
         }
+    }
+}
+
+/// Restarts every running lock-delay from `time` (a new master's takeover): each blocked
+/// lock stays blocked until `max(end, time + delay)`.
+pub(crate) fn restart_delays(tx: &mut Tx<'_>, time: WallTime) {
+    let blocked: Vec<(String, LockState)> = tx
+        .st
+        .locks
+        .iter()
+        .filter(|(_, l)| l.blocked_until.is_some())
+        .map(|(path, l)| (path.clone(), l.clone()))
+        .collect();
+    for (path, mut lock) in blocked {
+        lock.block_after_expiry(time);
+        tx.set_lock(&path, lock);
     }
 }
 

@@ -52,6 +52,14 @@ pub enum Command {
         /// Tombstones with `ended_at < before` go.
         before: WallTime,
     },
+    /// A new master restarts every running lock-delay from its takeover, on its own wall
+    /// clock: each blocked lock's end becomes `max(end, time + the node's delay)`. Proposed
+    /// first in its epoch, before any lock request, so a delay never ends by comparing the
+    /// wall clocks of two masters (docs/database.md). (Last variant: older logs decode.)
+    RestartLockDelays {
+        /// The new master's wall clock when it proposed this.
+        time: WallTime,
+    },
 }
 
 impl Command {

@@ -62,6 +62,10 @@ fn to_committed(steps: &[Step], first_slot: u64) -> Vec<Committed> {
                     Payload::Command(Command::EndLockDelays { time }.encode().into()),
                     *epoch,
                 ),
+                Step::RestartDelays { epoch } => (
+                    Payload::Command(Command::RestartLockDelays { time }.encode().into()),
+                    *epoch,
+                ),
             };
             Committed {
                 slot: Slot(first_slot + i as u64),

@@ -400,3 +400,42 @@ mod model {
         }
     }
 }
+
+#[test]
+fn a_new_master_restarts_every_running_delay_from_its_takeover_on_its_own_clock() {
+    let (mut f, _h1, _h2) = held_and_waited(Duration::from_secs(10));
+    let t = f.time + 1;
+    expire(&mut f, 1, t);
+    // The new master's clock reads far ahead of the old one's (t + 40 s): the delay restarts
+    // from there, so its EndLockDelays at t + 40 s grants nothing.
+    let restart = f.command(&Command::RestartLockDelays {
+        time: WallTime(t + 40_000),
+    });
+    assert_eq!(restart.reply, Ok(Response::Noop));
+    assert!(acquired(&restart.events).is_empty());
+    let lock = f.ns.dump().unwrap().locks["/l"].clone();
+    assert_eq!(lock.blocked_until, Some(WallTime(t + 50_000)));
+    let early = f.command(&Command::EndLockDelays {
+        time: WallTime(t + 49_999),
+    });
+    assert!(acquired(&early.events).is_empty());
+    let done = f.command(&Command::EndLockDelays {
+        time: WallTime(t + 50_000),
+    });
+    assert_eq!(acquired(&done.events), vec![2]);
+    // A restart never shortens a delay (a clock behind), and touches no unblocked lock.
+    let (mut g, _, _) = held_and_waited(Duration::from_secs(10));
+    let t = g.time + 1;
+    expire(&mut g, 1, t);
+    g.command(&Command::RestartLockDelays {
+        time: WallTime(t.saturating_sub(5_000)),
+    });
+    let lock = g.ns.dump().unwrap().locks["/l"].clone();
+    assert_eq!(lock.blocked_until, Some(WallTime(t + 10_000)));
+    let (mut k, _, _) = held_and_waited(Duration::from_secs(10));
+    let before = k.ns.dump().unwrap().locks["/l"].clone();
+    k.command(&Command::RestartLockDelays {
+        time: WallTime(t + 1),
+    });
+    assert_eq!(k.ns.dump().unwrap().locks["/l"], before);
+}

@@ -63,6 +63,9 @@ pub fn commands(steps: &[Step]) -> Vec<(Option<Command>, u64)> {
                 *epoch,
             )),
             Step::EndDelays { epoch } => out.push((Some(Command::EndLockDelays { time }), *epoch)),
+            Step::RestartDelays { epoch } => {
+                out.push((Some(Command::RestartLockDelays { time }), *epoch))
+            }
         }
     }
     out

@@ -32,7 +32,8 @@ use libpaxos_db::{ClientOp, ClientRequest, Command, Namespace, RequestSeq, Sessi
 use crate::env::Entropy;
 use crate::metrics::Counters;
 
-/// Most unacknowledged events held per session; beyond it the oldest is dropped (counted).
+/// Most unacknowledged events held per session; beyond it new events are dropped (counted)
+/// and one `MasterFailover` follows once there is room (docs/protocol.md 9.4).
 pub const MAX_UNACKED_EVENTS: usize = 1024;
 /// Most proposals the front end keeps in flight; beyond it requests are dropped (the client
 /// retransmits).
@@ -128,6 +129,7 @@ enum Proposal {
     },
     EndDelays,
     Purge,
+    RestartDelays,
 }
 
 /// A session as the master holds it in memory (docs/protocol.md §17.2).
@@ -151,6 +153,8 @@ struct Live {
     /// Event masks of handles opened under this master (the database has one bit for both
     /// child events; these split them again). Unknown handles get both.
     masks: HashMap<u64, cldc::proto::EventMask>,
+    /// Events were dropped on a full queue: a `MasterFailover` is owed once there is room.
+    events_lost: bool,
     /// The mask of the open in flight: (its seq, its mask).
     opening: Option<(u64, cldc::proto::EventMask)>,
 }
@@ -176,6 +180,7 @@ impl Live {
             creating: false,
             masks: HashMap::new(),
             opening: None,
+            events_lost: false,
         }
     }
 
@@ -210,6 +215,9 @@ pub struct Frontend {
     end_delays_in_flight: bool,
     purge_in_flight: bool,
     served_epoch: u64,
+    /// This reign's `RestartLockDelays` applied (REVIEW-FE 5).
+    delays_restarted: bool,
+    restart_in_flight: bool,
 }
 
 enum Found {
@@ -265,6 +273,8 @@ impl Frontend {
             end_delays_in_flight: false,
             purge_in_flight: false,
             served_epoch: 0,
+            delays_restarted: false,
+            restart_in_flight: false,
         }
     }
 
@@ -431,9 +441,13 @@ impl Frontend {
     }
 
     fn reply(&mut self, id: SessionId, seq: u64, response: Response) {
-        let body = match encode_body(&response) {
-            Ok(b) if b.len() <= MAX_MESSAGE => b,
-            _ => encode_body(&Response::Err(ErrorCode::TooLarge)).unwrap_or_default(),
+        let (body, response) = match encode_body(&response) {
+            Ok(b) if b.len() <= MAX_MESSAGE => (b, response),
+            // Cached as sent, so a retransmission gets TooLarge again (REVIEW-FE 11).
+            _ => (
+                encode_body(&Response::Err(ErrorCode::TooLarge)).unwrap_or_default(),
+                Response::Err(ErrorCode::TooLarge),
+            ),
         };
         if let Some(live) = self.lives.get_mut(&id) {
             if seq >= live.answered {
@@ -451,18 +465,47 @@ impl Frontend {
         let Some(live) = self.lives.get_mut(&id) else {
             return;
         };
+        if live.events_lost && live.unacked.len() < MAX_UNACKED_EVENTS {
+            // Room again after a loss: the next seq says "events were lost, re-read"
+            // (docs/protocol.md 9.4), never a gap in the numbered stream (REVIEW-FE 4).
+            self.owe_lost_notice(now, id);
+            return self.queue_event(now, id, event);
+        }
         if live.unacked.len() >= MAX_UNACKED_EVENTS {
-            live.unacked.pop_first();
+            live.events_lost = true;
             self.counters.events_dropped.inc();
+            return;
         }
         let seq = live.next_event;
         live.next_event += 1;
         let body = encode_body(&event).unwrap_or_default();
+        if live.unacked.is_empty() {
+            // The resend clock runs from the oldest unacknowledged event's send: new events
+            // do not postpone it (REVIEW-FE 9).
+            live.last_event_send = now;
+        }
         live.unacked.insert(seq, event);
-        live.last_event_send = now;
         if live.addr.is_some() {
             self.counters.events_sent.inc();
             self.send_live(id, Kind::Event, seq, &body, None);
+        }
+    }
+
+    /// Sends the `MasterFailover` owed after a loss, if there is room now.
+    fn owe_lost_notice(&mut self, now: Duration, id: SessionId) {
+        let Some(live) = self.lives.get_mut(&id) else {
+            return;
+        };
+        if !live.events_lost || live.unacked.len() >= MAX_UNACKED_EVENTS {
+            return;
+        }
+        live.events_lost = false;
+        if let Some(epoch) = self.role.master {
+            self.counters.events_lost.inc();
+            let lost = Event::MasterFailover {
+                epoch: Epoch(epoch),
+            };
+            self.queue_event(now, id, lost);
         }
     }
 
@@ -512,6 +555,14 @@ impl Frontend {
             return;
         }
         self.lives.clear();
+        // Proposals of an earlier reign: their outcomes are never answered from here (a
+        // StaleEpoch one may still be re-sent and run); the client's retransmission is answered
+        // from the record (REVIEW-FE 3).
+        self.proposals.clear();
+        self.end_delays_in_flight = false;
+        self.purge_in_flight = false;
+        self.delays_restarted = false;
+        self.restart_in_flight = false;
         let Some(epoch) = role.master else {
             return;
         };
@@ -658,6 +709,14 @@ impl Frontend {
         cell: &CellView<'_>,
     ) {
         let id = SessionId(h.session.0);
+        if self
+            .lives
+            .get(&id)
+            .is_some_and(|l| !l.creating && cell.ns.session(id).is_none())
+        {
+            // Ended by a slot this master applied (any proposer): its tombstone answers.
+            self.lives.remove(&id);
+        }
         // 6: find keys — a live session's, a pending handshake's, a tombstone's.
         let found = if self.role.master.is_some() && self.lives.contains_key(&id) {
             Found::Live
@@ -767,6 +826,9 @@ impl Frontend {
         if h.ack.0 > 0 {
             live.unacked.retain(|seq, _| *seq > h.ack.0);
         }
+        if live.events_lost {
+            self.owe_lost_notice(now, id);
+        }
         if first_contact {
             // Events queued before this master knew where the session is (MasterFailover).
             self.resend_events(now, id);
@@ -794,6 +856,14 @@ impl Frontend {
                     self.counters.not_serving.inc();
                     return;
                 }
+                if live.expiring
+                    || cell.ns.session(id).is_none()
+                    || now > live.lease_until + self.config.expiry_margin
+                {
+                    // Its expiry is (or may be) on its way: no lease for it (REVIEW-FE 1).
+                    self.counters.keepalives_refused.inc();
+                    return;
+                }
                 live.lease_until = now + self.config.lease;
                 self.counters.keepalives_answered.inc();
                 let body = encode_body(&KeepAliveReply {
@@ -809,12 +879,11 @@ impl Frontend {
                 Ok(req) => self.on_request(now, wall, id, h.msg_seq, req, cell),
                 Err(_) => {
                     self.counters.bad_body.inc();
-                    self.answer_from_memory(
-                        id,
-                        h.msg_seq,
-                        Response::Err(ErrorCode::BadPacket),
-                        cell,
-                    );
+                    if h.msg_seq > 1 {
+                        // Through the seq checks and the barrier rule like any read; it is
+                        // answered BadPacket (`answer_read` of NewSession) (REVIEW-FE 8).
+                        self.on_request(now, wall, id, h.msg_seq, Request::NewSession, cell);
+                    }
                 }
             },
             _ => {}
@@ -963,6 +1032,12 @@ impl Frontend {
                 return;
             }
         };
+        if self.delays_pending(cell) {
+            // A write could grant a lock before this reign restarted the lock-delays: the
+            // client's retransmission comes after the restart applied.
+            self.counters.not_serving.inc();
+            return;
+        }
         if let Some(live) = self.lives.get_mut(&id) {
             live.in_flight = Some(seq);
             live.opening = match &req {
@@ -1184,7 +1259,14 @@ impl Frontend {
             }
             Proposal::EndDelays => self.end_delays_in_flight = false,
             Proposal::Purge => self.purge_in_flight = false,
+            Proposal::RestartDelays => self.restart_in_flight = false,
         }
+    }
+
+    /// Whether a lock-delay runs that this reign has not restarted on its own clock yet: until
+    /// then no write that could grant a lock is proposed (docs/database.md, lock-delay).
+    fn delays_pending(&self, cell: &CellView<'_>) -> bool {
+        !self.delays_restarted && db::next_lock_delay_end(cell.ns).is_some()
     }
 
     /// A slot was applied; `token` when it held this front end's proposal. (`_wall` is the
@@ -1200,7 +1282,15 @@ impl Frontend {
         if let Some(p) = token.and_then(|t| self.proposals.remove(&t)) {
             match p {
                 Proposal::Request { session, seq } => {
-                    if applied.request == Some((session, RequestSeq(seq))) {
+                    if matches!(applied.reply, Err(libpaxos_db::CmdError::StaleEpoch { .. })) {
+                        // Did not run: like a lost proposal, nothing answered or cached.
+                        self.counters.proposals_failed.inc();
+                        if let Some(live) = self.lives.get_mut(&session)
+                            && live.in_flight == Some(seq)
+                        {
+                            live.in_flight = None;
+                        }
+                    } else if applied.request == Some((session, RequestSeq(seq))) {
                         let resp = convert::response(&applied.reply, self.config.lease);
                         let ended =
                             matches!(applied.reply, Ok(libpaxos_db::Response::SessionEnded));
@@ -1265,6 +1355,10 @@ impl Frontend {
                 }
                 Proposal::EndDelays => self.end_delays_in_flight = false,
                 Proposal::Purge => self.purge_in_flight = false,
+                Proposal::RestartDelays => {
+                    self.restart_in_flight = false;
+                    self.delays_restarted = applied.reply.is_ok();
+                }
             }
         }
         let Some(epoch) = self.role.master else {
@@ -1333,6 +1427,14 @@ impl Frontend {
         if self.role.master.is_none() {
             return;
         }
+        if self.delays_pending(cell) && !self.restart_in_flight {
+            // First in this reign: every running lock-delay restarts from now on this
+            // master's wall clock, never compared with another master's (REVIEW-FE 5).
+            self.restart_in_flight = self.propose(
+                Proposal::RestartDelays,
+                Command::RestartLockDelays { time: wall },
+            );
+        }
         if !cell.can_read {
             // Without a lease this master answers no keepalive: it expires nobody for the
             // time it could not listen (later is always the safe side of expiry).
@@ -1343,6 +1445,7 @@ impl Frontend {
         }
         let margin = self.config.expiry_margin;
         let max_rto = self.config.max_rto;
+        let delays_pending = self.delays_pending(cell);
         let mut expire = Vec::new();
         let mut gone = Vec::new();
         let mut resend = Vec::new();
@@ -1358,7 +1461,7 @@ impl Frontend {
                 gone.push(*id);
                 continue;
             }
-            if !live.expiring && now > live.lease_until + margin {
+            if !live.expiring && now > live.lease_until + margin && !delays_pending {
                 expire.push(*id);
                 continue;
             }
@@ -1390,7 +1493,9 @@ impl Frontend {
                 live.expiring = false;
             }
         }
-        if !self.end_delays_in_flight && db::next_lock_delay_end(cell.ns).is_some_and(|t| t <= wall)
+        if !self.end_delays_in_flight
+            && !delays_pending
+            && db::next_lock_delay_end(cell.ns).is_some_and(|t| t <= wall)
         {
             self.end_delays_in_flight =
                 self.propose(Proposal::EndDelays, Command::EndLockDelays { time: wall });

@@ -39,6 +39,8 @@ pub enum Step {
     Purge { age: u64, epoch: u64 },
     /// The master ends the lock-delays that have passed.
     EndDelays { epoch: u64 },
+    /// A new master restarts the running lock-delays from now.
+    RestartDelays { epoch: u64 },
 }
 
 /// Session key material: two valid ones and one of the wrong length.
@@ -168,6 +170,7 @@ pub fn step() -> impl Strategy<Value = Step> {
         1 => (0u64..=3).prop_map(|epoch| Step::Noop { epoch }),
         1 => (0u64..20, command_epoch()).prop_map(|(age, epoch)| Step::Purge { age, epoch }),
         1 => command_epoch().prop_map(|epoch| Step::EndDelays { epoch }),
+        1 => command_epoch().prop_map(|epoch| Step::RestartDelays { epoch }),
     ]
 }
 

@@ -160,6 +160,15 @@ impl Model {
                     }
                     Ok(Response::Noop)
                 }
+                Command::RestartLockDelays { time } => {
+                    for (delay, until) in self.lock_delays.values_mut() {
+                        if let Some(u) = until {
+                            let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                            *u = (*u).max(WallTime(time.0.saturating_add(ms)));
+                        }
+                    }
+                    Ok(Response::Noop)
+                }
                 Command::PurgeTombstones { before } => {
                     self.tombstones.retain(|t| t.1.ended_at >= *before);
                     Ok(Response::Noop)
