@@ -242,10 +242,11 @@ fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
                     .spawn()?;
                 Ok((metrics, child))
             });
-        let metrics = match started {
+        let (metrics, pid) = match started {
             Ok((metrics, child)) => {
+                let pid = child.id();
                 children.push(child);
-                metrics
+                (metrics, pid)
             }
             Err(err) => {
                 stop_children(children);
@@ -253,7 +254,7 @@ fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
             }
         };
         println!(
-            "member {id}: client {} peer {} metrics http://{metrics}/metrics log {}",
+            "member {id}: pid {pid} client {} peer {} metrics http://{metrics}/metrics log {}",
             member.client,
             member.peer,
             dir.join(format!("member{id}.log")).display()
