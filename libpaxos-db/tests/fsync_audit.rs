@@ -123,6 +123,8 @@ struct Call {
     text: String,
     /// The position of the call's start in the trace (for "began after").
     started: usize,
+    /// The thread that made the call (strace -f prefixes every line with it).
+    pid: String,
 }
 
 fn parse(trace: &str) -> Vec<Call> {
@@ -173,6 +175,7 @@ fn parse(trace: &str) -> Vec<Call> {
             ok,
             text: written,
             started,
+            pid: pid.to_string(),
         });
     }
     calls
@@ -248,9 +251,16 @@ fn every_acknowledgement_follows_an_fsync_of_the_files_holding_it() {
                         panic!("command {i} acknowledged without an fsync of {data_file}")
                     });
                 let sync_start = window[sync].started;
-                let last_write = window[..sync]
-                    .iter()
-                    .rposition(|c| c.name == "pwrite64" && on_data(c));
+                let sync_pid = &window[sync].pid;
+                // A write another thread began after this fsync began (sled's own flusher
+                // thread, which writes on its 500 ms timer) cannot belong to the flush that
+                // returned before the fsync was called: the next sync covers it. Every other
+                // write that completed before the fsync must have begun before it.
+                let last_write = window[..sync].iter().rposition(|c| {
+                    c.name == "pwrite64"
+                        && on_data(c)
+                        && !(c.started > sync_start && c.pid != *sync_pid)
+                });
                 if let Some(w) = last_write {
                     assert!(
                         calls[from + w].started < sync_start,
