@@ -254,7 +254,7 @@ fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
             }
         };
         println!(
-            "member {id}: pid {pid} client {} peer {} metrics http://{metrics}/metrics log {}",
+            "member {id}: client {} peer {} metrics http://{metrics}/metrics log {} pid {pid}",
             member.client,
             member.peer,
             dir.join(format!("member{id}.log")).display()
