@@ -21,6 +21,11 @@ pub const MAX_MEMBERS: usize = 7;
 pub const MAX_CELL_NAME: usize = 64;
 /// The default free space a member keeps in its data dir's file system (`disk_reserve_mb`).
 pub const DEFAULT_DISK_RESERVE_MB: u64 = 64;
+/// The default number of sessions one user may hold, live and pending (`sessions_per_user`;
+/// docs/protocol.md §12.3).
+pub const DEFAULT_SESSIONS_PER_USER: usize = 64;
+/// The largest `sessions_per_user` accepted (the namespace holds at most 100,000 sessions).
+pub const MAX_SESSIONS_PER_USER: usize = 100_000;
 /// The largest `disk_reserve_mb` accepted (1 TiB).
 pub const MAX_DISK_RESERVE_MB: u64 = 1 << 20;
 
@@ -112,6 +117,8 @@ pub struct CellConfig {
     /// Free space, in bytes, below which a member stops writing and steps down
     /// (`cell.disk_reserve_mb`, default 64 MiB; 0 turns the check off).
     pub disk_reserve: u64,
+    /// Sessions one user may hold, live and pending (`cell.sessions_per_user`, default 64).
+    pub sessions_per_user: usize,
 }
 
 /// Timing given on the command line; each overrides the file's value.
@@ -261,6 +268,7 @@ struct RawCell {
     key_file: Option<PathBuf>,
     users_file: Option<PathBuf>,
     disk_reserve_mb: Option<u64>,
+    sessions_per_user: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -515,8 +523,19 @@ impl CellConfig {
                 why: format!("{disk_reserve_mb} is above the limit of {MAX_DISK_RESERVE_MB}"),
             });
         }
+        let sessions_per_user = raw
+            .cell
+            .sessions_per_user
+            .unwrap_or(DEFAULT_SESSIONS_PER_USER);
+        if !(1..=MAX_SESSIONS_PER_USER).contains(&sessions_per_user) {
+            return Err(ConfigError::Timing {
+                key: "cell.sessions_per_user",
+                why: format!("{sessions_per_user} is not between 1 and {MAX_SESSIONS_PER_USER}"),
+            });
+        }
         let mut config = CellConfig {
             disk_reserve: disk_reserve_mb << 20,
+            sessions_per_user,
             name,
             secret,
             key_file: raw.cell.key_file.map(|p| relative_to(base, &p)),

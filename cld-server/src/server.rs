@@ -198,7 +198,7 @@ pub async fn start_with<N: Net, D: Datagrams, C: Clock, E: Entropy>(
             max_datagram: cldc::proto::DEFAULT_MAX_DATAGRAM,
             users,
             client_addrs: client_addrs.clone(),
-            max_sessions_per_user: 64,
+            max_sessions_per_user: config.sessions_per_user,
             tombstone_ttl: std::time::Duration::from_secs(120),
             max_rto: std::time::Duration::from_secs(2),
         };

@@ -215,3 +215,15 @@ fn the_disk_reserve_defaults_to_64_mib_and_is_bounded() {
     let err = error(dir.path(), &cell("disk_reserve_mb = -1"));
     assert!(err.contains("line 4"), "the line is named: {err}");
 }
+
+#[test]
+fn sessions_per_user_defaults_to_64_and_is_bounded() {
+    let dir = TempDir::new("cfg-per-user");
+    assert_eq!(load(dir.path(), &cell("")).unwrap().sessions_per_user, 64);
+    let config = load(dir.path(), &cell("sessions_per_user = 20000")).unwrap();
+    assert_eq!(config.sessions_per_user, 20000);
+    for bad in ["sessions_per_user = 0", "sessions_per_user = 100001"] {
+        let err = error(dir.path(), &cell(bad));
+        assert!(err.contains("cell.sessions_per_user"), "{bad}: {err}");
+    }
+}
