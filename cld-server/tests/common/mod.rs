@@ -39,3 +39,4 @@ pub fn write_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     path
 }
+pub mod inproc_cell;
