@@ -117,10 +117,33 @@ fn keygen(out: &Path) -> ExitCode {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `count` distinct loopback ports, each free for both TCP and UDP and not in `avoid`.
+/// Every socket stays bound until all are chosen, so the kernel cannot hand the same port
+/// out twice.
+fn free_ports(count: usize, avoid: &[u16]) -> std::io::Result<Vec<u16>> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..count * 16 {
+        if ports.len() == count {
+            break;
+        }
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if avoid.contains(&port) {
+            continue;
+        }
+        if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            ports.push(port);
+            held.push((tcp, udp));
+        }
+    }
+    if ports.len() < count {
+        return Err(std::io::Error::other(format!(
+            "found only {} of {count} loopback ports free for both TCP and UDP",
+            ports.len()
+        )));
+    }
+    Ok(ports)
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -173,11 +196,11 @@ fn dev_cell(nodes: u64, dir: &Path) -> std::io::Result<PathBuf> {
     let mut text = String::from(
         "# written by `cld dev`\n[cell]\nname = \"dev\"\nsecret_file = \"cell.secret\"\nkey_file = \"cell.key\"\n",
     );
-    for id in 1..=nodes {
+    let ports = free_ports(2 * nodes as usize, &[])?;
+    for (id, pair) in (1..=nodes).zip(ports.chunks(2)) {
         text.push_str(&format!(
             "\n[[member]]\nid = {id}\nclient = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\n",
-            free_port()?,
-            free_port()?
+            pair[0], pair[1]
         ));
     }
     text.push_str("\n[[user]]\nname = \"dev\"\nsecret_file = \"dev.secret\"\n");
@@ -226,22 +249,29 @@ fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
     );
     println!("cell config: {}", config.display());
     let mut children = Vec::new();
-    for member in &cell.members {
+    let taken: Vec<u16> = cell
+        .members
+        .iter()
+        .flat_map(|m| [m.client.port(), m.peer.port()])
+        .collect();
+    let metrics_ports = match free_ports(cell.members.len(), &taken) {
+        Ok(ports) => ports,
+        Err(err) => return fail(format!("dev: choosing metrics ports: {err}")),
+    };
+    for (member, port) in cell.members.iter().zip(metrics_ports) {
         let id = member.id.0;
-        let started = free_port()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .and_then(|metrics| {
-                let log = std::fs::File::create(dir.join(format!("member{id}.log")))?;
-                let child = std::process::Command::new(&exe)
-                    .arg("--config")
-                    .arg(&config)
-                    .args(["--id", &id.to_string(), "--metrics", &metrics])
-                    .arg("--data-dir")
-                    .arg(dir.join(format!("data{id}")))
-                    .stderr(log)
-                    .spawn()?;
-                Ok((metrics, child))
-            });
+        let started = Ok::<_, std::io::Error>(format!("127.0.0.1:{port}")).and_then(|metrics| {
+            let log = std::fs::File::create(dir.join(format!("member{id}.log")))?;
+            let child = std::process::Command::new(&exe)
+                .arg("--config")
+                .arg(&config)
+                .args(["--id", &id.to_string(), "--metrics", &metrics])
+                .arg("--data-dir")
+                .arg(dir.join(format!("data{id}")))
+                .stderr(log)
+                .spawn()?;
+            Ok((metrics, child))
+        });
         let (metrics, pid) = match started {
             Ok((metrics, child)) => {
                 let pid = child.id();

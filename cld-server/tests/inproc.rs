@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,13 +24,7 @@ use libpaxos_db::{
 };
 use tokio::io::AsyncWriteExt;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::ports::free_port;
 
 fn cell_toml(dir: &Path, name: &str, secret: &str, n: u64) -> PathBuf {
     cell_toml_with(dir, name, secret, n, "")

@@ -17,13 +17,7 @@ use libpaxos::NodeId;
 
 const CLD: &str = env!("CARGO_BIN_EXE_cld");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::ports::free_port;
 
 struct Cell {
     dir: TempDir,

@@ -1,7 +1,6 @@
 //! A cell of in-process members (each on its own one-thread runtime, real TCP peers, sled
 //! with fsync), for tests that drive `ServerHandle` directly.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,13 +13,8 @@ use cld_server::{ServerHandle, ServerOptions};
 use libpaxos::{NodeId, Role};
 use libpaxos_db::{ClientOp, ClientRequest, Command, RequestSeq, SessionId, WallTime};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)]
+pub use super::ports::free_port;
 
 pub struct Member {
     pub rt: Option<tokio::runtime::Runtime>,

@@ -40,3 +40,4 @@ pub fn write_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
     path
 }
 pub mod inproc_cell;
+pub mod ports;

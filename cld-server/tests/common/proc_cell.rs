@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,22 +13,7 @@ use crate::common::{SECRET, TempDir, write_file};
 pub const CLD: &str = env!("CARGO_BIN_EXE_cld");
 pub const USER: &str = "app";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A UDP port free on loopback now (for a member's client address).
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::common::ports::free_port;
 
 pub struct ProcCell {
     pub dir: TempDir,
@@ -65,7 +50,7 @@ impl ProcCell {
         let mut metrics = Vec::new();
         for id in 1..=n {
             let peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let client: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+            let client: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             text.push_str(&format!(
                 "[[member]]\nid = {id}\nclient = \"{client}\"\npeer = \"{peer}\"\n"
             ));

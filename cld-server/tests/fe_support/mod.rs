@@ -2,7 +2,7 @@
 //! tests: each member on its own runtime (killing one drops its tasks and sockets).
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,16 +23,7 @@ pub const USER: &str = "alice";
 pub const USER_SECRET: &str = "alice-secret-alice-secret-alice-secret";
 pub const CELL_SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-fn free_port() -> u16 {
-    // A port free for both TCP and UDP.
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use common::ports::free_port;
 
 pub struct Member {
     pub rt: Option<tokio::runtime::Runtime>,
