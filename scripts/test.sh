@@ -18,7 +18,7 @@ echo "== cargo test --workspace"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 if [ -f scripts/check-no-std.sh ]; then
   echo "== cldc builds without std"

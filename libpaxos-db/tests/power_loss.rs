@@ -150,10 +150,20 @@ fn assert_prefix(seed: u64, ns: &Namespace, when: &str) -> u64 {
     let n = executed(ns);
     let got = ns.dump().expect("dump");
     let want = reference(seed, n);
-    assert_eq!(
-        got.nodes, want.nodes,
-        "seed {seed} {when}: files differ from the script's first {n} commands"
-    );
+    if got.nodes != want.nodes {
+        let next = reference(seed, n + 1);
+        panic!(
+            "seed {seed} {when}: files differ from the script's first {n} commands \
+             (they {} the first {}): {}",
+            if got.nodes == next.nodes {
+                "are"
+            } else {
+                "are not"
+            },
+            n + 1,
+            node_differences(&got, &want)
+        );
+    }
     assert_eq!(
         got.sessions, want.sessions,
         "seed {seed} {when}: sessions differ (n = {n})"
@@ -171,6 +181,33 @@ fn assert_prefix(seed: u64, ns: &Namespace, when: &str) -> u64 {
         "seed {seed} {when}: instance counter differs (n = {n})"
     );
     n
+}
+
+/// Which files differ between `got` and `want`, and how (for a failure message).
+fn node_differences(got: &Dump, want: &Dump) -> String {
+    let summary = |entry: Option<&(libpaxos_db::Node, Vec<u8>)>| match entry {
+        None => "absent".to_string(),
+        Some((node, data)) => format!(
+            "{:?} {} bytes (first {:?})",
+            node,
+            data.len(),
+            &data[..data.len().min(4)]
+        ),
+    };
+    let paths: std::collections::BTreeSet<&String> =
+        got.nodes.keys().chain(want.nodes.keys()).collect();
+    paths
+        .into_iter()
+        .filter(|p| got.nodes.get(*p) != want.nodes.get(*p))
+        .map(|p| {
+            format!(
+                "{p}: on disk {}, expected {}",
+                summary(got.nodes.get(p)),
+                summary(want.nodes.get(p))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn drive_all(
