@@ -694,6 +694,7 @@ fn a_short_bench_runs_and_its_json_parses() {
         assert_eq!(v["errors"], 0, "{v}");
         assert!(v["latency_us"]["p50"].as_u64().unwrap() > 0, "{v}");
         assert!(!v["histogram"].as_array().unwrap().is_empty(), "{v}");
+        assert!(v.get("idle").is_none(), "idle-sessions only: {v}");
     }
     // The benchmark's files are deleted at the end.
     let v = c.json(&["ls", "/bench-real"]);
@@ -1267,14 +1268,21 @@ fn five_hundred_idle_sessions_stay_open_for_three_lease_periods() {
     let v = &json_lines(&stdout)[0];
     assert_eq!(v["workload"], "idle-sessions");
     assert_eq!(v["ops"], N, "every session opened: {v}");
-    assert_eq!(
-        c.counter_sum("sessions_expired"),
-        expired_before,
-        "no member expired a session"
+    let idle = &v["idle"];
+    assert_eq!(idle["expired"], 0, "no held session expired: {v}");
+    // The cell expired none of them either. What it may expire are sessions it created for
+    // a handshake the client gave up on and restarted on another member (slow answers on a
+    // loaded machine): at most one per restart.
+    let restarts = idle["handshake_restarts"].as_u64().unwrap();
+    let expired = c.counter_sum("sessions_expired") - expired_before;
+    assert!(
+        expired <= restarts,
+        "the members expired {expired} sessions; only {restarts} handshakes were restarted: {v}"
     );
     eprintln!(
-        "{N} idle sessions: open p50 {} us, p99 {} us, held 15 s; {} went into jeopardy, none expired",
-        v["latency_us"]["p50"], v["latency_us"]["p99"], v["errors"]
+        "{N} idle sessions: open p50 {} us, p99 {} us, held 15 s; {} went into jeopardy, {} \
+         expired; the members expired {expired} ({restarts} handshakes restarted)",
+        v["latency_us"]["p50"], v["latency_us"]["p99"], idle["jeopardy"], idle["expired"]
     );
 }
 
