@@ -65,6 +65,9 @@ fn idle_sessions_hold_many_sessions_and_the_html_report_is_written() {
     );
     assert_eq!(r["ops"], 40, "every session opened: {r}");
     assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["idle"]["jeopardy"], 0, "{r}");
+    assert_eq!(r["idle"]["expired"], 0, "{r}");
+    assert!(r["idle"]["handshake_restarts"].is_u64(), "{r}");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(
         html.contains("<svg") && html.contains("idle-sessions"),

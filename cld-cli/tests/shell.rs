@@ -1,53 +1,12 @@
-//! The shell of the real binary: a script on stdin, and line editing (backspace, history,
-//! completion) through a pseudo-terminal.
+//! The shell of the real binary against cldc's scripted cell: a failing line does not stop
+//! a script, and `--json` in the shell. The shell through a pipe and on a pseudo-terminal
+//! against real `cld` processes: real_cell.rs.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Cell, json_lines, ok, outcome};
-
-#[test]
-fn a_script_on_stdin_runs_with_a_working_directory_and_shell_locks() {
-    let c = Cell::start(Duration::from_secs(12));
-    let script = "\
-mkdir /s
-cd /s
-put f hello
-cat f
-pwd
-cd ..
-ls s
-touch --ephemeral s/e
-ls /s
-lock s/l
-locks
-seq s/l
-unlock s/l
-locks
-lock s/held-at-exit
-";
-    let out = ok(c.run_with_input(&[], script.as_bytes()));
-    // cat prints the contents as they are (no newline), then pwd's line.
-    assert!(out.contains("hello/s\n"), "{out}");
-    assert!(out.contains("f\n"), "{out}");
-    assert!(out.contains("e\nf\n"), "ephemeral file listed: {out}");
-    assert!(
-        out.contains("locked /s/l (exclusive); sequencer cldseq1:x:"),
-        "{out}"
-    );
-    assert!(out.contains("/s/l exclusive\n"), "{out}");
-    // After unlock, `locks` prints nothing: the sequencer line is followed by the last lock.
-    let last: Vec<&str> = out.trim_end().lines().rev().take(2).collect();
-    assert!(last[1].starts_with("cldseq1:x:"), "{out}");
-    assert!(last[0].starts_with("locked /s/held-at-exit"), "{out}");
-    // The shell ended its session on exit: the lock it still held is free at once.
-    ok(c.run(&["lock", "--try", "/s/held-at-exit", "--", "true"]));
-}
 
 #[test]
 fn a_failing_line_does_not_stop_the_shell_and_sets_the_status() {
@@ -69,108 +28,4 @@ fn the_shell_speaks_json_too() {
     assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(lines[1]["cwd"], "/");
     assert_eq!(lines[2]["entries"][0]["name"], "j");
-}
-
-/// A pseudo-terminal pair: the master end for the test, the slave end for cldcli.
-fn open_pty() -> (OwnedFd, OwnedFd) {
-    // SAFETY: plain libc calls on fds this function owns; ptsname's buffer is copied at once.
-    unsafe {
-        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(master >= 0, "posix_openpt");
-        assert_eq!(libc::grantpt(master), 0);
-        assert_eq!(libc::unlockpt(master), 0);
-        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
-        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-        assert!(slave >= 0, "open slave");
-        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
-    }
-}
-
-struct Terminal {
-    writer: std::fs::File,
-    screen: Arc<Mutex<String>>,
-}
-
-impl Terminal {
-    fn type_keys(&mut self, keys: &str) {
-        self.writer.write_all(keys.as_bytes()).unwrap();
-        self.writer.flush().unwrap();
-    }
-
-    /// Waits until the screen has shown `text` `times` times.
-    fn wait_for(&self, text: &str, times: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let screen = self.screen.lock().unwrap().clone();
-            if screen.matches(text).count() >= times {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{text:?} x{times} never shown:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-#[test]
-fn line_editing_history_and_completion_work_on_a_terminal() {
-    let c = Cell::start(Duration::from_secs(12));
-    ok(c.run(&["put", "/greeting", "hi-there"]));
-    let (master, slave) = open_pty();
-    let history = common::TempDir::new("history");
-    let mut child = common::Reaped(
-        c.cldcli()
-            .env("TERM", "xterm")
-            .env("CLDCLI_HISTORY", history.path().join("h"))
-            .stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave))
-            .spawn()
-            .unwrap(),
-    );
-    let screen = Arc::new(Mutex::new(String::new()));
-    let mut reader = std::fs::File::from(master.try_clone().unwrap());
-    let shown = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            shown
-                .lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let mut t = Terminal {
-        writer: std::fs::File::from(master),
-        screen,
-    };
-    t.wait_for("alice@cld:/> ", 1);
-    // A typo fixed with backspace.
-    t.type_keys("cat /greetingX\x7f\r");
-    t.wait_for("hi-there", 1);
-    // Up-arrow recalls the line.
-    t.wait_for("alice@cld:/> ", 2);
-    t.type_keys("\x1b[A\r");
-    t.wait_for("hi-there", 2);
-    // Tab completes the command name and the path.
-    t.wait_for("alice@cld:/> ", 3);
-    t.type_keys("ca\t/gre\t\r");
-    t.wait_for("hi-there", 3);
-    t.type_keys("exit\r");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "shell did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success());
-    let saved = std::fs::read_to_string(history.path().join("h")).unwrap();
-    assert!(saved.contains("cat /greeting"), "history saved: {saved}");
 }

@@ -45,17 +45,28 @@ pub fn raise_open_file_limit() -> u64 {
     }
 }
 
-async fn open_sessions(t: &Target, n: u32, rec: &mut Recorder) -> Result<Vec<Session>, CliError> {
+/// Sessions of a run whose event stream said `Expired`.
+type ExpiredCount = Arc<AtomicU64>;
+
+async fn open_sessions(
+    t: &Target,
+    n: u32,
+    rec: &mut Recorder,
+    expired: &ExpiredCount,
+) -> Result<Vec<Session>, CliError> {
     // Session::open is not Send (DNS discovery holds a thread-local rng), so the opens run
     // concurrently on this thread.
     let local = tokio::task::LocalSet::new();
-    local.run_until(open_sessions_here(t, n, rec)).await
+    local
+        .run_until(open_sessions_here(t, n, rec, expired))
+        .await
 }
 
 async fn open_sessions_here(
     t: &Target,
     n: u32,
     rec: &mut Recorder,
+    expired: &ExpiredCount,
 ) -> Result<Vec<Session>, CliError> {
     let gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
     let start = Instant::now();
@@ -79,7 +90,14 @@ async fn open_sessions_here(
                 // Nobody reads these events, but an unread stream fills up and then holds
                 // back the lock grants that arrive as events: drain it.
                 if let Some(mut events) = s.events() {
-                    tokio::spawn(async move { while events.next().await.is_some() {} });
+                    let expired = expired.clone();
+                    tokio::spawn(async move {
+                        while let Some(ev) = events.next().await {
+                            if matches!(ev, cldc::core::SessionEvent::Expired) {
+                                expired.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
                 }
                 sessions.push(s);
             }
@@ -187,7 +205,8 @@ pub async fn run(t: &Target, a: &BenchArgs, json: bool) -> Result<i32, CliError>
         eprintln!("opening {} sessions...", a.sessions);
     }
     let mut open_rec = Recorder::new();
-    let sessions = open_sessions(t, a.sessions, &mut open_rec).await?;
+    let expired = ExpiredCount::default();
+    let sessions = open_sessions(t, a.sessions, &mut open_rec, &expired).await?;
     let run_id = format!(
         "{}-{}",
         std::process::id(),
@@ -197,7 +216,7 @@ pub async fn run(t: &Target, a: &BenchArgs, json: bool) -> Result<i32, CliError>
             .unwrap_or(0)
     );
     let summary = match a.workload {
-        Workload::IdleSessions => idle(&sessions, a, info, open_rec, hidden).await,
+        Workload::IdleSessions => idle(&sessions, a, info, open_rec, hidden, &expired).await,
         w => busy(w, &sessions, &dir, &run_id, a, info, hidden).await?,
     };
     close_all(sessions).await;
@@ -229,6 +248,7 @@ async fn idle(
     info: RunInfo,
     open_rec: Recorder,
     hidden: bool,
+    expired: &ExpiredCount,
 ) -> stats::Summary {
     let bar = progress(hidden, a.duration);
     bar.set_message(format!("{} sessions held", sessions.len()));
@@ -240,11 +260,14 @@ async fn idle(
     bar.finish_and_clear();
     let mut s = open_rec.summary(info, a.duration);
     // A session that lost its lease counts as an error.
-    let lost = sessions
-        .iter()
-        .filter(|s| s.stats().core.jeopardies > 0)
-        .count() as u64;
+    let stats: Vec<_> = sessions.iter().map(|s| s.stats().core).collect();
+    let lost = stats.iter().filter(|c| c.jeopardies > 0).count() as u64;
     s.errors += lost;
+    s.idle = Some(stats::IdleOutcome {
+        jeopardy: lost,
+        expired: expired.load(Ordering::Relaxed),
+        handshake_restarts: stats.iter().map(|c| c.handshake_restarts).sum(),
+    });
     s
 }
 

@@ -98,6 +98,7 @@ impl Recorder {
                 .collect()
         };
         Summary {
+            idle: None,
             run,
             elapsed_s: secs,
             ops,
@@ -176,6 +177,23 @@ pub struct Summary {
     pub throughput_per_s: Vec<u64>,
     /// Latency histogram (log-spaced buckets, empty ones left out).
     pub histogram: Vec<Bucket>,
+    /// idle-sessions only: what became of the held sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleOutcome>,
+}
+
+/// What became of the sessions an idle-sessions run held.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct IdleOutcome {
+    /// Sessions that went into jeopardy (their lease ran out before a keepalive was
+    /// answered); also counted in `errors`.
+    pub jeopardy: u64,
+    /// Sessions that expired (lost) while held.
+    pub expired: u64,
+    /// Handshakes restarted on another member while opening (no answer in time). Each may
+    /// leave a session the cell created but nobody uses, which the cell expires after the
+    /// lease: the cell's `sessions_expired` counts those too.
+    pub handshake_restarts: u64,
 }
 
 /// A latency for people: `850us`, `1.25ms`, `2.10s`.
@@ -193,7 +211,7 @@ impl Summary {
     /// The text report.
     pub fn text(&self) -> String {
         let l = &self.latency_us;
-        format!(
+        let mut text = format!(
             "workload {} | {} sessions | {:.1} s | size {} B\n\
              ops {} (errors {}) | {:.1} ops/s\n\
              latency p50 {} | p90 {} | p99 {} | p99.9 {} | max {}\n",
@@ -209,7 +227,14 @@ impl Summary {
             show_us(l.p99),
             show_us(l.p999),
             show_us(l.max),
-        )
+        );
+        if let Some(i) = &self.idle {
+            text.push_str(&format!(
+                "held sessions: {} went into jeopardy, {} expired | handshakes restarted while opening: {}\n",
+                i.jeopardy, i.expired, i.handshake_restarts
+            ));
+        }
+        text
     }
 }
 

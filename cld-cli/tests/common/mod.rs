@@ -17,6 +17,8 @@ pub use upstream::{SECRET, USER, cell_key, cell_keys, secret};
 #[path = "../../../cldc/tests/support/fake_cell/mod.rs"]
 pub mod fake_cell;
 
+pub mod pty;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
