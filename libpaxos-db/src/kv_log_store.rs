@@ -4,8 +4,8 @@
 //!
 //! Step 2 of moving the database onto the storage seam (docs/testing.md, "The storage
 //! seam"): with [`MemKv`](crate::MemKv) underneath it is a log for the deterministic
-//! simulation whose crashes lose exactly what was not synced. `SledLogStore` is not yet an
-//! alias of `KvLogStore<SledKv>`: the database still hands it a `sled::Db`.
+//! simulation whose crashes lose exactly what was not synced. `SledLogStore` is this store on a
+//! [`SledKv`](crate::SledKv) sharing the database's durability handle.
 
 use std::cell::Cell;
 use std::ops::Bound;
@@ -50,6 +50,11 @@ impl<K: KvStore> KvLogStore<K> {
     /// The store underneath (shared with the namespace).
     pub fn store(&self) -> &K {
         &self.store
+    }
+
+    /// Counts a write refused by the owner (the database's durability handle failed).
+    pub(crate) fn count_io_failure(&mut self) {
+        self.stats.io_failures += 1;
     }
 
     /// The counters (reads are counted even through `&self`).
