@@ -40,6 +40,12 @@ const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 /// documentation for why, and for the bound it keeps sled's items under).
 pub const CHUNK_BYTES: usize = 2048;
 
+/// The longest key a commit writes. sled's index nodes hold up to about 320 separator keys
+/// (split above 256 children, merged below 64); keys of at most this size keep one under
+/// 320 × (320 + 6 + ~10) bytes ≈ 105 KiB, below sled's blob threshold (~128 KiB). Our keys
+/// are at most 256-byte paths (plus 6 bytes in a chunk tree).
+pub const MAX_KEY_BYTES: usize = 320;
+
 /// The suffix of a tree's companion chunk tree. Tree names ending with it are refused.
 pub const CHUNKS_SUFFIX: &str = ".chunks";
 
@@ -420,6 +426,18 @@ impl KvStore for SledKv {
                 format!("tree name `{name}` ends with `{CHUNKS_SUFFIX}`, which is reserved"),
             ));
         }
+        if let Some(key) = batch.writes.iter().find_map(|w| match w {
+            KvWrite::Insert { key, .. } if key.len() > MAX_KEY_BYTES => Some(key),
+            _ => None,
+        }) {
+            return Err(KvError::new(
+                "committing a batch",
+                format!(
+                    "a key of {} bytes is longer than {MAX_KEY_BYTES} (sled could write a blob file)",
+                    key.len()
+                ),
+            ));
+        }
         let mut trees = batch
             .trees
             .iter()
@@ -632,6 +650,18 @@ mod tests {
             .commit(&one("x.chunks", b"k", b"v"))
             .expect_err("reserved");
         assert!(err.reason.contains("reserved"), "{err}");
+        kv.commit(&one("t", &[9; MAX_KEY_BYTES], b"v"))
+            .expect("the longest key");
+        let err = kv
+            .commit(&one("t", &[9; MAX_KEY_BYTES + 1], b"v"))
+            .expect_err("too long");
+        assert!(
+            err.reason.contains("a key of 321 bytes is longer than 320"),
+            "{err}"
+        );
+        let mut batch = WriteBatch::new();
+        batch.remove("t", vec![9; MAX_KEY_BYTES]);
+        kv.commit(&batch).expect("remove");
         assert_eq!(kv.drop_orphan_chunk_trees().expect("none"), 0);
         // A crash between the two drops of drop_trees: the main tree gone, its chunks left.
         kv.db.drop_tree("t").expect("drop");
