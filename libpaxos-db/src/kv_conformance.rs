@@ -354,6 +354,10 @@ pub fn values_of_any_size_round_trip<H: Harness>(h: &mut H) {
             .map(|k| (key(k as u64), value(SIZES[(k + round) % n], salt)))
             .collect();
         assert!(all == want, "range over large values (round {round})");
+        let keys_only = s
+            .range_keys("big", Bound::Excluded(&key(1)), Bound::Unbounded, 3)
+            .expect("range_keys");
+        assert_eq!(keys_only, vec![key(2), key(3), key(4)], "range_keys");
         assert!(
             s.last("big").expect("last") == want.last().cloned(),
             "last over large values"

@@ -98,13 +98,13 @@ impl<K: KvStore> KvLogStore<K> {
         let mut writes = WriteBatch::new();
         if through > compacted {
             let key = slot_key(through);
-            let gone = self.read(self.store.range(
+            let gone = self.read(self.store.range_keys(
                 LOG_TREE,
                 Bound::Unbounded,
                 Bound::Included(&key),
                 usize::MAX,
             ))?;
-            for (key, _) in gone {
+            for key in gone {
                 writes.remove(LOG_TREE, key);
             }
             writes.insert(LOG_META_TREE, COMPACTED_KEY, codec::encode(&through));

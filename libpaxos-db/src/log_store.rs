@@ -99,7 +99,7 @@ impl SledLogStore {
     pub(crate) fn purge_compacted(&self, through: Slot) -> Result<(), StorageError> {
         let store = self.inner.store();
         let gone = store
-            .range(
+            .range_keys(
                 LOG_TREE,
                 Bound::Unbounded,
                 Bound::Included(&slot_key(through)),
@@ -107,7 +107,7 @@ impl SledLogStore {
             )
             .map_err(|e| StorageError::Io(format!("scanning the log: {e}")))?;
         let mut batch = WriteBatch::new();
-        for (key, _) in gone {
+        for key in gone {
             batch.remove(LOG_TREE, key);
         }
         store

@@ -377,6 +377,28 @@ impl KvStore for SledKv {
         Ok(out)
     }
 
+    /// Keys only: chunked values are not reassembled.
+    fn range_keys(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, KvError> {
+        if empty_bounds(from, to) {
+            return Ok(Vec::new());
+        }
+        let t = self.tree(tree, "scanning a tree's keys")?;
+        t.range::<&[u8], _>((from, to))
+            .keys()
+            .take(limit)
+            .map(|k| {
+                k.map(|k| k.to_vec())
+                    .map_err(|e| KvError::new("scanning a tree's keys", e))
+            })
+            .collect()
+    }
+
     fn last(&self, tree: &str) -> Result<Option<KvPair>, KvError> {
         let t = self.tree(tree, "reading the last key")?;
         match t
