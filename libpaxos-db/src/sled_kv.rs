@@ -21,8 +21,14 @@
 //! the blob threshold: a leaf splits above 16 items (node.rs `should_split`) and merges below
 //! 4, so a consolidated leaf holds at most about 21 items of at most 2.4 KiB (about 50 KiB);
 //! an index node splits above 256 children and merges below 64 (at most about 320 separator
-//! keys of at most ~270 bytes, about 90 KiB). [`SledSync`] counts blob files it finds
+//! keys of at most [`MAX_KEY_BYTES`], about 105 KiB). [`SledSync`] counts blob files it finds
 //! (`SyncCounters::blob_files`), which must stay zero.
+//!
+//! Commits are atomic (one sled transaction over the trees and their chunk trees); a read of a
+//! chunked value is two reads (header, then chunks) and is not atomic against a commit of the
+//! same key on another thread. The database never does that: applies wait while a snapshot
+//! job reads the namespace, and an install fills a generation nobody reads. (A value torn that
+//! way would fail its record's CRC.)
 
 use std::ops::Bound;
 use std::path::Path;
