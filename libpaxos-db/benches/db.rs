@@ -101,7 +101,20 @@ fn apply(c: &mut Criterion) {
             black_box(ns.apply_batch(&batch).expect("apply"))
         })
     });
+    // The largest file of the default limits: before decision 0202 a sled blob file, now 64
+    // chunks of 2 KiB in the same transaction.
+    let large = vec![9u8; 128 * 1024];
     group.throughput(Throughput::Elements(1));
+    group.bench_function("put_128KiB", |b| {
+        b.iter(|| {
+            let c = d.committed(ClientOp::Put {
+                handle,
+                data: large.clone(),
+                cas: None,
+            });
+            black_box(ns.apply(&c).expect("apply"))
+        })
+    });
     group.bench_function("lock_unlock_pair", |b| {
         b.iter(|| {
             let lock = d.committed(ClientOp::Lock {
@@ -207,6 +220,31 @@ fn log_append(c: &mut Criterion) {
     }
     group.finish();
     drop(wal);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // One entry carrying a 128 KiB put, written and synced (a blob file before decision 0202,
+    // chunks now).
+    let mut group = c.benchmark_group("log_append_flush_128KiB");
+    let dir = temp_dir("log-large");
+    let db = sled::Config::new().path(&dir).open().expect("sled");
+    let mut log = SledLogStore::open(&db, &dir).expect("log");
+    let mut next = 1u64;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("1", |b| {
+        b.iter(|| {
+            let mut batch = entries(&mut next, 1);
+            batch[0].value.payload = Payload::Command(vec![3u8; 128 * 1024].into());
+            log.write(&Persist {
+                entries: batch,
+                ..Persist::default()
+            })
+            .expect("write");
+            log.sync().expect("sync");
+        })
+    });
+    group.finish();
+    drop(log);
+    drop(db);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

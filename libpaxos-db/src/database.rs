@@ -644,8 +644,11 @@ fn make_layout_durable(
 }
 
 /// Drops namespace trees of generations other than the current one (left by an install that
-/// crashed before switching, or after switching but before dropping the old trees).
+/// crashed before switching, or after switching but before dropping the old trees), and chunk
+/// trees left without their tree by a crash in the middle of a drop.
 fn drop_stale_generations(kv: &SledKv) -> Result<(), DbError> {
+    kv.drop_orphan_chunk_trees()
+        .map_err(store::kv_error("dropping orphan chunk trees"))?;
     let current = store::current_generation(kv)?;
     let mut stale = std::collections::BTreeSet::new();
     for name in kv.tree_names().map_err(store::kv_error("listing trees"))? {

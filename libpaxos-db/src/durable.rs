@@ -10,6 +10,10 @@
 //! directory. sled also renames its page-table snapshots (`snap.<lsn>`) without an fsync of the
 //! directory.
 //!
+//! The database never lets sled write a blob (values are chunked, decision 0202: a blob lost
+//! at a power cut tears the transaction that wrote it, whatever we fsync afterwards), and
+//! counts any blob file found ([`SyncCounters::blob_files`]).
+//!
 //! [`SledSync::flush`] therefore does, after sled's flush: fsync every blob file not yet known
 //! to be durable and then the `blobs` directory (only when a name was added), fsync the sled
 //! directory when its names changed, and `fsync` (`sync_all`) the data file `db` last. Blob
@@ -50,6 +54,11 @@ pub struct SyncCounters {
     pub dir_fsyncs: u64,
     /// Flushes that failed (each makes the store fatal; later calls fail without syncing).
     pub failures: u64,
+    /// sled blob files found by flushes (each counted once). Must stay zero: the database
+    /// never hands sled a value large enough for a blob (decision 0202: sled's recovery skips
+    /// a log record whose blob is missing, tearing its transaction). The flush still fsyncs
+    /// any it finds.
+    pub blob_files: u64,
 }
 
 struct State {
@@ -158,6 +167,7 @@ impl SledSync {
         let mut added = false;
         for name in blobs.difference(&state.blobs) {
             let path = blob_dir.join(name);
+            state.counters.blob_files += 1;
             match fsync_path(&path) {
                 Ok(()) => state.counters.file_fsyncs += 1,
                 // sled removed it meanwhile (a rewritten page): nothing to make durable.
@@ -313,6 +323,7 @@ mod tests {
             .count();
         assert!(blobs >= 1, "precondition: sled wrote a blob file");
         let after = sync.counters();
+        assert_eq!(after.blob_files - base.blob_files, blobs as u64, "counted");
         assert_eq!(
             after.file_fsyncs - base.file_fsyncs,
             blobs as u64 + 1,

@@ -151,6 +151,22 @@ pub trait KvStore: Clone + Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<KvPair>, KvError>;
 
+    /// The keys of `tree` within the bounds, in ascending order, at most `limit` of them: what
+    /// [`range`](KvStore::range) returns without the values (an engine may skip reading them).
+    fn range_keys(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, KvError> {
+        Ok(self
+            .range(tree, from, to, limit)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
+
     /// The pair with the highest key in `tree`.
     fn last(&self, tree: &str) -> Result<Option<KvPair>, KvError>;
 

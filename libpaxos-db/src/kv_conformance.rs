@@ -34,6 +34,7 @@ pub fn run_all<H: Harness>(harness: &mut H) {
     a_batch_is_atomic_across_a_crash(harness);
     batches_survive_a_crash_in_commit_order(harness);
     reopen_keeps_everything_synced(harness);
+    values_of_any_size_round_trip(harness);
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -319,4 +320,78 @@ pub fn reopen_keeps_everything_synced<H: Harness>(h: &mut H) {
         ["t"],
         "reopen changed the trees"
     );
+}
+
+/// Values of every size (around 2 KiB, the sled engine's chunk size, and far above sled's blob
+/// threshold) read back whole through `get`, `range` and `last`, across overwrites by smaller
+/// and larger values, removals, a tree drop inside a batch, and a crash after the sync.
+pub fn values_of_any_size_round_trip<H: Harness>(h: &mut H) {
+    const SIZES: [usize; 8] = [0, 1, 2047, 2048, 2049, 6145, 200_000, 600_000];
+    let value = |size: usize, salt: u8| -> Vec<u8> {
+        (0..size)
+            .map(|b| (b as u8).wrapping_mul(13).wrapping_add(salt))
+            .collect()
+    };
+    let n = SIZES.len();
+    let s = h.fresh();
+    for (round, salt) in [(0usize, 1u8), (3, 2), (5, 3)] {
+        let mut batch = WriteBatch::new();
+        for k in 0..n {
+            batch.insert("big", key(k as u64), value(SIZES[(k + round) % n], salt));
+        }
+        s.commit(&batch).expect("commit");
+        for k in 0..n {
+            assert_eq!(
+                s.get("big", &key(k as u64)).expect("get"),
+                Some(value(SIZES[(k + round) % n], salt)),
+                "value {k} (round {round}) did not read back whole"
+            );
+        }
+        let all = s
+            .range("big", Bound::Unbounded, Bound::Unbounded, usize::MAX)
+            .expect("range");
+        let want: Vec<_> = (0..n)
+            .map(|k| (key(k as u64), value(SIZES[(k + round) % n], salt)))
+            .collect();
+        assert!(all == want, "range over large values (round {round})");
+        let keys_only = s
+            .range_keys("big", Bound::Excluded(&key(1)), Bound::Unbounded, 3)
+            .expect("range_keys");
+        assert_eq!(keys_only, vec![key(2), key(3), key(4)], "range_keys");
+        assert!(
+            s.last("big").expect("last") == want.last().cloned(),
+            "last over large values"
+        );
+    }
+    // Removing large values (and a key written twice in one batch) leaves nothing behind.
+    let mut batch = WriteBatch::new();
+    batch.remove("big", key(6));
+    batch.insert("big", key(7), value(300_000, 9));
+    batch.insert("big", key(7), value(10, 9));
+    s.commit(&batch).expect("commit");
+    assert_eq!(s.get("big", &key(6)).expect("get"), None, "removed");
+    assert_eq!(s.get("big", &key(7)).expect("get"), Some(value(10, 9)));
+    s.sync().expect("sync");
+    let s = h.crash(s);
+    assert_eq!(
+        keys(&s, "big").len(),
+        n - 1,
+        "synced large values survive a crash"
+    );
+    assert_eq!(
+        s.get("big", &key(5)).expect("get"),
+        Some(value(SIZES[(5 + 5) % n], 3))
+    );
+    // A tree dropped in a batch after a large insert: empty, and writable again.
+    let mut batch = WriteBatch::new();
+    batch.insert("big", key(99), value(100_000, 4));
+    batch.drop_tree("big");
+    batch.insert("big", key(1), value(5000, 5));
+    s.commit(&batch).expect("commit");
+    assert_eq!(keys(&s, "big"), vec![key(1)], "drop_tree in a batch");
+    assert_eq!(s.get("big", &key(1)).expect("get"), Some(value(5000, 5)));
+    s.drop_trees(&["big".to_owned()]).expect("drop_trees");
+    assert!(s.tree_names().expect("names").is_empty(), "dropped");
+    s.commit(&one("big", 2, &value(4100, 6))).expect("commit");
+    assert_eq!(s.get("big", &key(2)).expect("get"), Some(value(4100, 6)));
 }

@@ -4,8 +4,8 @@
 //!
 //! Step 2 of moving the database onto the storage seam (docs/testing.md, "The storage
 //! seam"): with [`MemKv`](crate::MemKv) underneath it is a log for the deterministic
-//! simulation whose crashes lose exactly what was not synced. `SledLogStore` is not yet an
-//! alias of `KvLogStore<SledKv>`: the database still hands it a `sled::Db`.
+//! simulation whose crashes lose exactly what was not synced. `SledLogStore` is this store on a
+//! [`SledKv`](crate::SledKv) sharing the database's durability handle.
 
 use std::cell::Cell;
 use std::ops::Bound;
@@ -52,6 +52,11 @@ impl<K: KvStore> KvLogStore<K> {
         &self.store
     }
 
+    /// Counts a write refused by the owner (the database's durability handle failed).
+    pub(crate) fn count_io_failure(&mut self) {
+        self.stats.io_failures += 1;
+    }
+
     /// The counters (reads are counted even through `&self`).
     pub fn counters(&self) -> LogCounters {
         let mut stats = self.stats.clone();
@@ -93,13 +98,13 @@ impl<K: KvStore> KvLogStore<K> {
         let mut writes = WriteBatch::new();
         if through > compacted {
             let key = slot_key(through);
-            let gone = self.read(self.store.range(
+            let gone = self.read(self.store.range_keys(
                 LOG_TREE,
                 Bound::Unbounded,
                 Bound::Included(&key),
                 usize::MAX,
             ))?;
-            for (key, _) in gone {
+            for key in gone {
                 writes.remove(LOG_TREE, key);
             }
             writes.insert(LOG_META_TREE, COMPACTED_KEY, codec::encode(&through));

@@ -25,8 +25,10 @@ pub(crate) const GENERATION_KEY: &[u8] = b"ns_generation";
 pub(crate) const FORMAT_KEY: &[u8] = b"format_version";
 /// The on-disk format this build reads and writes. Version 1 had no version record (it is
 /// what a store without one is taken to be); version 2 added the session keys, the
-/// tombstones tree and the lock-delay fields of lock records.
-pub const FORMAT_VERSION: u32 = 2;
+/// tombstones tree and the lock-delay fields of lock records; version 3 tags every value sled
+/// stores and keeps values above 2 KiB in chunk trees (decision 0202: sled must never write a
+/// blob file).
+pub const FORMAT_VERSION: u32 = 3;
 /// The version of a store that carries no format version record.
 pub(crate) const UNVERSIONED_FORMAT: u32 = 1;
 /// The key of the one record in the meta tree.

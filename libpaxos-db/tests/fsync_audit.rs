@@ -5,7 +5,8 @@
 //!
 //! - sled's data file `sled/db` was fsynced (or fdatasynced) successfully, after the last
 //!   write to it that came before that fsync began, and
-//! - every blob file created in that window was fsynced, and the `blobs` directory after it,
+//! - every blob file created in that window was fsynced, and the `blobs` directory after it
+//!   (a guard: since decision 0202 the trace must show no write to a blob file at all),
 //!
 //! and it counts the syscalls per Ready (the child prints the glue's Ready count at the end).
 //! Without `strace` (scripts/install-test-deps.sh installs it) the test says loudly that it
@@ -54,7 +55,8 @@ fn command(i: u64) -> Command {
         },
         1 => ClientOp::Put {
             handle: HandleId(k),
-            // Every fourth file is the largest (sled blob files for the log and the data).
+            // Every fourth file is large: before decision 0202 these were sled blob files for
+            // the log and the data; now they are chunked and no blob file may appear.
             data: vec![k as u8; if k.is_multiple_of(4) { 128 * 1024 } else { 100 }],
             cas: None,
         },
@@ -307,6 +309,17 @@ fn every_acknowledgement_follows_an_fsync_of_the_files_holding_it() {
         }
     }
     assert_eq!(acks, COMMANDS, "every command was acknowledged and checked");
+    // sled writes no blob file at all (decision 0202: values are chunked); the checks above
+    // stay as a guard should one ever appear.
+    let blob_writes: Vec<&str> = calls
+        .iter()
+        .filter(|c| (c.name == "pwrite64" || c.name == "write") && c.arg.contains(&blob_dir))
+        .map(|c| c.arg.as_str())
+        .collect();
+    assert!(
+        blob_writes.is_empty(),
+        "sled wrote blob files: {blob_writes:?}"
+    );
     assert!(readies > 0, "the child reported its Ready count");
     let count = |names: &[&str]| {
         calls

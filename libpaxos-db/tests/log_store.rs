@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use common::TempDir;
 use libpaxos::conformance::{Harness, run_all, sample_entry};
 use libpaxos::{LogStore, Persist, Slot, Storage, StorageError};
-use libpaxos_db::SledLogStore;
+use libpaxos_db::{KvStore, SledKv, SledLogStore, WriteBatch};
 
 struct SledHarness {
     root: TempDir,
@@ -57,6 +57,14 @@ fn sled_log_store_passes_the_libpaxos_conformance_suite() {
     run_all(&mut harness);
 }
 
+/// Overwrites a record through the store's own layout (tagged, chunked if large), as damage
+/// to the record's bytes would leave it.
+fn put(db: &sled::Db, tree: &str, key: &[u8], value: &[u8]) {
+    let mut batch = WriteBatch::new();
+    batch.insert(tree, key, value);
+    SledKv::unsynced(db).commit(&batch).unwrap();
+}
+
 fn store_with_entries(dir: &TempDir) -> (sled::Db, SledLogStore) {
     let db = libpaxos_db::open_sled(&sled::Config::new().path(dir.path())).unwrap();
     let mut store = SledLogStore::open(&db, dir.path()).unwrap();
@@ -74,10 +82,10 @@ fn store_with_entries(dir: &TempDir) -> (sled::Db, SledLogStore) {
 fn a_corrupt_entry_is_a_typed_error_naming_the_slot_and_the_database() {
     let dir = TempDir::new("corrupt-entry");
     let (db, store) = store_with_entries(&dir);
-    let log = db.open_tree("log").unwrap();
-    let mut bytes = log.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
+    let kv = SledKv::unsynced(&db);
+    let mut bytes = kv.get("log", &2u64.to_be_bytes()).unwrap().unwrap();
     bytes[0] ^= 0x55;
-    log.insert(2u64.to_be_bytes(), bytes).unwrap();
+    put(&db, "log", &2u64.to_be_bytes(), &bytes);
     let err = store
         .entry(Slot(2))
         .expect_err("corrupt entry must not read");
@@ -101,10 +109,7 @@ fn a_corrupt_entry_is_a_typed_error_naming_the_slot_and_the_database() {
 fn a_truncated_entry_is_a_typed_error() {
     let dir = TempDir::new("truncated-entry");
     let (db, store) = store_with_entries(&dir);
-    db.open_tree("log")
-        .unwrap()
-        .insert(3u64.to_be_bytes(), &[1u8, 2][..])
-        .unwrap();
+    put(&db, "log", &3u64.to_be_bytes(), &[1u8, 2]);
     assert!(matches!(
         store.last_slot(),
         Err(StorageError::Corrupt { slot: Slot(3), .. })
@@ -115,9 +120,11 @@ fn a_truncated_entry_is_a_typed_error() {
 fn an_entry_stored_under_the_wrong_slot_is_corrupt() {
     let dir = TempDir::new("misplaced-entry");
     let (db, store) = store_with_entries(&dir);
-    let log = db.open_tree("log").unwrap();
-    let one = log.get(1u64.to_be_bytes()).unwrap().unwrap();
-    log.insert(2u64.to_be_bytes(), one).unwrap();
+    let one = SledKv::unsynced(&db)
+        .get("log", &1u64.to_be_bytes())
+        .unwrap()
+        .unwrap();
+    put(&db, "log", &2u64.to_be_bytes(), &one);
     assert!(matches!(
         store.entry(Slot(2)),
         Err(StorageError::Corrupt { slot: Slot(2), .. })
@@ -128,10 +135,7 @@ fn an_entry_stored_under_the_wrong_slot_is_corrupt() {
 fn a_corrupt_hard_state_is_a_typed_error() {
     let dir = TempDir::new("corrupt-hs");
     let (db, store) = store_with_entries(&dir);
-    db.open_tree("log.meta")
-        .unwrap()
-        .insert("hard_state", &[9u8; 9][..])
-        .unwrap();
+    put(&db, "log.meta", b"hard_state", &[9u8; 9]);
     assert!(matches!(
         store.hard_state(),
         Err(StorageError::Corrupt { slot: Slot(0), .. })

@@ -17,7 +17,11 @@
 //!   and the namespace is still exactly a prefix of the script.
 //!
 //! Then the child starts again on that state and the next round cuts the power again. Files of
-//! 128 KiB (sled blob files, for the namespace and for the log) are a quarter of the writes.
+//! 128 KiB are a quarter of the writes: before decision 0202 they were sled blob files (for the
+//! namespace and for the log), whose loss at a cut tore transactions (seed 14: "files differ
+//! from the script's first 36 commands"; seed 629: sled's panic "cannot find pid 19 in
+//! view_for_key"); now they are chunked and every cut checks that `sled/blobs` is empty.
+//! [`REGRESSION_SEEDS`] run in every run besides the range.
 //!
 //! A second test cuts the power mid-install: a child installs a series of snapshots (40, 80,
 //! ... 240) through the chunked transfer and the off-loop install job, and the power goes
@@ -59,6 +63,9 @@ const CHILD_DIR: &str = "LIBPAXOS_DB_POWER_LOSS_CHILD_DIR";
 const CHILD_SEED: &str = "LIBPAXOS_DB_POWER_LOSS_CHILD_SEED";
 const TEST_NAME: &str = "power_loss_never_loses_an_acknowledged_command";
 const ROUNDS: usize = 3;
+/// Seeds that failed once (a seed fixes the cut points and what survives, not the timing, so
+/// they are not certain to fail again without the fix): 14 and 629 lost sled blob files.
+const REGRESSION_SEEDS: [u64; 2] = [14, 629];
 
 fn config() -> Config {
     Config::new(NodeId(1), vec![NodeId(1)])
@@ -370,6 +377,14 @@ fn check_disk(
     hard_state: Option<(u64, u64, u64)>,
 ) {
     let when = format!("after power cut {round}");
+    // sled must never write a blob file (decision 0202): its recovery skips a log record whose
+    // blob is missing, tearing the transaction (failures seen before: seed 14 "files differ",
+    // seed 629 "cannot find pid 19 in view_for_key"). Before the fix every seed had some here.
+    let blobs = blob_files(dir);
+    assert!(
+        blobs.is_empty(),
+        "seed {seed} {when}: sled wrote blob files: {blobs:?}"
+    );
     {
         let (db, log) = Database::open(db_config(dir))
             .unwrap_or_else(|e| panic!("seed {seed} {when}: reopening failed: {e}"));
@@ -420,6 +435,24 @@ fn check_disk(
         n >= acked,
         "seed {seed} {when}: command {acked} was acknowledged, only {n} survived"
     );
+}
+
+/// The names of the files in sled's blob directory (`sled/blobs`), sorted.
+fn blob_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir.join("sled").join("blobs")) {
+        Ok(entries) => entries
+            .map(|e| {
+                e.expect("blob entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("listing sled's blob directory: {e}"),
+    };
+    names.sort();
+    names
 }
 
 fn mode(seed: u64) -> Mode {
@@ -498,6 +531,11 @@ fn power_loss_never_loses_an_acknowledged_command() {
     let first = env_u64("LIBPAXOS_DB_POWER_LOSS_FIRST_SEED", 1);
     let count = env_u64("LIBPAXOS_DB_POWER_LOSS_SEEDS", 100);
     let started = Instant::now();
+    for seed in REGRESSION_SEEDS {
+        if !(first..first + count).contains(&seed) {
+            run_seed(seed, root.path());
+        }
+    }
     for seed in first..first + count {
         run_seed(seed, root.path());
     }

@@ -8,6 +8,7 @@ use std::path::Path;
 use common::{CREATE_RW, TempDir, committed};
 use libpaxos::conformance::sample_entry;
 use libpaxos::{LogStore, Persist, Slot, Storage};
+use libpaxos_db::KvStore as _;
 use libpaxos_db::{
     ClientOp, ClientRequest, Command, Database, DbConfig, DbError, EventMask, RequestSeq,
     SessionId, SnapshotChunk, SnapshotInfo, WallTime,
@@ -382,11 +383,7 @@ fn a_corrupt_namespace_record_is_an_error_naming_tree_and_key() {
     {
         let sled_db =
             libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
-        sled_db
-            .open_tree("ns0.nodes")
-            .unwrap()
-            .insert("/f1", &b"garbage!"[..])
-            .unwrap();
+        kv_put(&sled_db, "ns0.nodes", b"/f1", b"garbage!");
     }
     let err = Database::open(config(&dir)).err().expect("corrupt record");
     let message = err.to_string();
@@ -422,10 +419,7 @@ fn a_record_too_large_to_read_back_fails_the_snapshot_write_and_leaves_no_file()
     // No command can make a record this large; a damaged or foreign tree could, and the writer
     // must not produce a file that every reader refuses.
     let huge = libpaxos_db::codec::encode(&vec![7u8; libpaxos_db::snapshot::MAX_RECORD as usize]);
-    db.open_tree("ns0.data")
-        .unwrap()
-        .insert("/big", huge)
-        .unwrap();
+    kv_put(&db, "ns0.data", b"/big", &huge);
     let err = libpaxos_db::snapshot::write(&ns, dir.path()).expect_err("record too large");
     assert!(
         matches!(&err, DbError::SnapshotRecordTooLarge { tree, key, .. } if tree == "ns0.data" && key == "/big"),
@@ -629,12 +623,19 @@ fn craft<T: serde::Serialize + serde::de::DeserializeOwned>(
 ) {
     let sled_db =
         libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
-    let tree = sled_db.open_tree(tree).unwrap();
-    let mut value: T = libpaxos_db::codec::decode(&tree.get(key).unwrap().unwrap()).unwrap();
+    let kv = libpaxos_db::SledKv::unsynced(&sled_db);
+    let mut value: T = libpaxos_db::codec::decode(&kv.get(tree, key).unwrap().unwrap()).unwrap();
     change(&mut value);
-    tree.insert(key, libpaxos_db::codec::encode(&value))
-        .unwrap();
+    kv_put(&sled_db, tree, key, &libpaxos_db::codec::encode(&value));
     sled_db.flush().unwrap();
+}
+
+/// Writes a record through the store's own layout (what a damaged or crafted record on disk
+/// reads back as).
+fn kv_put(db: &sled::Db, tree: &str, key: &[u8], value: &[u8]) {
+    let mut batch = libpaxos_db::WriteBatch::new();
+    batch.insert(tree, key, value);
+    libpaxos_db::SledKv::unsynced(db).commit(&batch).unwrap();
 }
 
 #[test]
@@ -721,15 +722,19 @@ fn an_install_over_an_exhausted_namespace_generation_is_refused() {
     {
         let sled_db =
             libpaxos_db::open_sled(&sled::Config::new().path(b_dir.path().join("sled"))).unwrap();
-        let meta = sled_db.open_tree("db.meta").unwrap();
-        meta.insert("ns_generation", libpaxos_db::codec::encode(&u64::MAX))
-            .unwrap();
+        kv_put(
+            &sled_db,
+            "db.meta",
+            b"ns_generation",
+            &libpaxos_db::codec::encode(&u64::MAX),
+        );
         // A store of this build's format (else it would be refused as unversioned).
-        meta.insert(
-            "format_version",
-            libpaxos_db::codec::encode(&libpaxos_db::FORMAT_VERSION),
-        )
-        .unwrap();
+        kv_put(
+            &sled_db,
+            "db.meta",
+            b"format_version",
+            &libpaxos_db::codec::encode(&libpaxos_db::FORMAT_VERSION),
+        );
         sled_db.flush().unwrap();
     }
     let (mut b, _) = Database::open(config(&b_dir)).unwrap();

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use libpaxos_db::KvStore as _;
 use libpaxos_db::{
     ClientOp, CmdError, Command, Database, DbConfig, DbError, EventMask, FORMAT_VERSION, LockMode,
     Namespace, Response, SESSION_KEYS_LEN, SessionId, Tombstone, WallTime,
@@ -245,9 +246,35 @@ fn next_lock_delay_end_is_the_earliest_block_until_it_is_lifted() {
 
 fn stored_format(dir: &std::path::Path) -> Option<u32> {
     let db = sled::open(dir.join("sled")).unwrap();
-    let meta = db.open_tree("db.meta").unwrap();
-    let bytes = meta.get("format_version").unwrap()?;
+    let bytes = libpaxos_db::SledKv::unsynced(&db)
+        .get("db.meta", b"format_version")
+        .unwrap()?;
     Some(libpaxos_db::codec::decode::<u32>(&bytes).unwrap())
+}
+
+#[test]
+fn a_store_of_format_2_written_before_values_were_tagged_is_refused_by_version() {
+    // Format 2 stored sled values as they were (no tag, no chunks): its version record must
+    // still read as "version 2", not as a damaged record.
+    let dir = TempDir::new("format-2");
+    {
+        let db = sled::open(dir.path().join("sled")).unwrap();
+        let meta = db.open_tree("db.meta").unwrap();
+        meta.insert("format_version", libpaxos_db::codec::encode(&2u32))
+            .unwrap();
+        db.open_tree("ns0.meta")
+            .unwrap()
+            .insert("meta", &[1u8][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let Err(err) = Database::open(DbConfig::new(dir.path())) else {
+        panic!("a store of format 2 was opened");
+    };
+    assert!(
+        matches!(err, DbError::FormatVersion { found: 2, expected } if expected == FORMAT_VERSION),
+        "{err}"
+    );
 }
 
 #[test]
@@ -279,9 +306,10 @@ fn a_store_of_another_format_version_is_refused_and_left_unchanged() {
     // Another version recorded: refused, naming both.
     {
         let db = sled::open(dir.path().join("sled")).unwrap();
-        let meta = db.open_tree("db.meta").unwrap();
+        let mut batch = libpaxos_db::WriteBatch::new();
         let value = libpaxos_db::codec::encode(&(FORMAT_VERSION + 1));
-        meta.insert("format_version", value).unwrap();
+        batch.insert("db.meta", &b"format_version"[..], value);
+        libpaxos_db::SledKv::unsynced(&db).commit(&batch).unwrap();
         db.flush().unwrap();
     }
     let Err(err) = Database::open(DbConfig::new(dir.path())) else {
