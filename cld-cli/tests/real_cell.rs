@@ -192,6 +192,24 @@ fn a_three_member_cell_serves_every_command() {
     assert_eq!(masters, 1, "{status}");
     let text = ok(c.run(&["status"]));
     assert!(text.contains("master member"), "{text}");
+    // Every member's indexes, as it reported them to the master, reach the master's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = &json_lines(&ok(c.run(&["--json", "status"])))[0];
+        let members = status["members"].as_array().unwrap();
+        let master = members.iter().find(|m| m["is_master"] == true).unwrap();
+        let applied = master["applied_index"].as_u64().unwrap();
+        let caught_up = members.iter().all(|m| {
+            m["reachable"] == true
+                && m["applied_index"] == master["applied_index"]
+                && m["commit_index"] == master["commit_index"]
+        });
+        if applied > 0 && caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members' indexes: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A sequencer is valid while its lock is held, stale after.
     let script = format!(
         "{CLDCLI} --cell {} --cell-key {} --user {USER} --secret {USER_SECRET} check-seq \"$CLD_SEQUENCER\" && printf %s \"$CLD_SEQUENCER\"",
