@@ -574,6 +574,29 @@ fn status_shows_three_members_and_one_master() {
     );
     let text = ok(c.run(&["status"]));
     assert!(text.contains("master member"), "{text}");
+    // Every member's indexes, as it reported them to the master, reach what the master had
+    // applied when asked first (other tests write to this cell meanwhile, so not equality).
+    c.json(&["put", "/status-probe", "x"]);
+    let v = c.json(&["status"]);
+    let members = v["members"].as_array().unwrap();
+    let master = members.iter().find(|m| m["is_master"] == true).unwrap();
+    let target = master["applied_index"].as_u64().unwrap();
+    assert!(target > 0, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = c.json(&["status"]);
+        let members = v["members"].as_array().unwrap();
+        let caught_up = members.iter().all(|m| {
+            m["reachable"] == true
+                && m["applied_index"].as_u64().unwrap() >= target
+                && m["commit_index"].as_u64().unwrap() >= target
+        });
+        if caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members' indexes: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

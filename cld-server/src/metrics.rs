@@ -54,6 +54,7 @@ counters! {
     peer_queue_full_drops: "Peer frames dropped because the peer's queue was full",
     peer_dropped_no_connection: "Peer frames dropped because there was no connection",
     peer_send_unknown_member: "Peer frames addressed to a non-member",
+    peer_progress_held_back: "Progress frames not sent to a peer whose hello says it does not understand them (an older cld)",
     loop_inbound_full: "Peer frames dropped because the replica loop's queue was full",
     loop_requests_full: "Requests refused because the replica loop's queue was full",
     proposals_not_master: "Proposals refused because this member is not master",

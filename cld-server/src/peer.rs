@@ -12,7 +12,9 @@
 //!    cannot be altered) and `SHA-256("cld peer psk v1" || cell secret)` as PSK: fresh
 //!    ephemeral keys from both sides; a process without the secret fails the first message
 //!    (counted as `peer_auth_failures`). Each handshake message is `u16 length + bytes`
-//!    and carries a [`Hello`] payload (the sender's voting state, see the rejoin rule).
+//!    and carries a [`Hello`] payload (the sender's voting state, see the rejoin rule, and
+//!    whether it understands [`PeerBody::Progress`]; fields are only appended, so members of
+//!    adjacent versions read each other's hellos).
 //! 3. Records: `u16 length + ciphertext` (at most 65 535 bytes); each record's plaintext is a
 //!    continuation byte (1: more records follow, 0: last) and a piece of a frame. A frame is
 //!    `FRAME_VERSION (u8) + postcard(PeerBody)`, at most [`MAX_FRAME`] bytes; a larger one, a
@@ -94,13 +96,60 @@ pub enum PeerBody {
         /// The slot.
         slot: Slot,
     },
+    /// The sender's commit and applied index, sent every [`PROGRESS_EVERY`] to the peers
+    /// whose [`Hello`] says they understand it (`Status` reports them, docs/protocol.md 5.6).
+    /// The last variant: an older member never receives it, so it is added without a new
+    /// frame version.
+    Progress {
+        /// The sender's commit index.
+        commit: Slot,
+        /// The sender's applied index.
+        applied: Slot,
+    },
+}
+
+/// How often a member tells its peers its commit and applied index ([`PeerBody::Progress`]).
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// The variant index of [`PeerBody::Progress`], the second byte of its frame: the peer task
+/// reads it to hold the frame back from a peer that does not understand it.
+const PROGRESS_TAG: u8 = 6;
+
+/// Whether `frame` (as [`encode_frame`] made it) is a [`PeerBody::Progress`].
+fn is_progress_frame(frame: &[u8]) -> bool {
+    frame.get(1) == Some(&PROGRESS_TAG)
 }
 
 /// The payload of each handshake message.
+///
+/// Fields are only ever appended: an older member decodes the fields it knows and ignores
+/// the rest (postcard leaves trailing bytes alone), and [`decode_hello`] reads an older
+/// member's shorter hello with the later fields at their "not understood" default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// The sender's voting state.
     pub state: MemberState,
+    /// The sender understands [`PeerBody::Progress`] frames (members before it close the
+    /// connection on a frame they cannot decode, so none is sent to them).
+    pub progress: bool,
+}
+
+/// The hello of members that did not know [`Hello::progress`].
+#[derive(Deserialize)]
+struct HelloV1 {
+    state: MemberState,
+}
+
+/// Decodes a peer's hello, of this version or an older one.
+fn decode_hello(bytes: &[u8]) -> Result<Hello, PeerError> {
+    if let Ok(hello) = postcard::from_bytes::<Hello>(bytes) {
+        return Ok(hello);
+    }
+    let old: HelloV1 = postcard::from_bytes(bytes).map_err(|_| PeerError::BadPayload)?;
+    Ok(Hello {
+        state: old.state,
+        progress: false,
+    })
 }
 
 /// Why a peer connection failed or was refused.
@@ -335,7 +384,7 @@ async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     let n = hs
         .read_message(&buf, &mut plain)
         .map_err(|_| PeerError::Auth)?;
-    let theirs: Hello = postcard::from_bytes(&plain[..n]).map_err(|_| PeerError::BadPayload)?;
+    let theirs = decode_hello(&plain[..n])?;
     let transport = hs
         .into_stateless_transport_mode()
         .map_err(|_| PeerError::Auth)?;
@@ -453,7 +502,7 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     let n = hs
         .read_message(&buf, &mut plain)
         .map_err(|_| PeerError::Auth)?;
-    let theirs: Hello = postcard::from_bytes(&plain[..n]).map_err(|_| PeerError::BadPayload)?;
+    let theirs = decode_hello(&plain[..n])?;
     let payload = postcard::to_allocvec(&mine).map_err(|_| PeerError::BadPayload)?;
     let mut msg = vec![0u8; MAX_RECORD];
     let n = hs
@@ -476,7 +525,11 @@ pub async fn probe(
 ) -> Result<Hello, PeerError> {
     let run = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let (_, theirs) = initiate(identity, to, &mut stream, Hello { state }).await?;
+        let mine = Hello {
+            state,
+            progress: true,
+        };
+        let (_, theirs) = initiate(identity, to, &mut stream, mine).await?;
         Ok(theirs)
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
@@ -631,6 +684,8 @@ impl PeerSender {
 struct Conn<S> {
     stream: S,
     keys: Keys,
+    /// The peer's hello said it understands [`PeerBody::Progress`].
+    progress: bool,
 }
 
 /// Starts the transport on a bound peer `listener` (see [`Net::bind`]) and spawns one task
@@ -726,8 +781,13 @@ async fn accept_loop<N: Net>(
             match result {
                 Ok((from, keys, theirs)) => {
                     sink.peer_hello(from, theirs);
+                    let conn = Conn {
+                        stream,
+                        keys,
+                        progress: theirs.progress,
+                    };
                     if let Some((_, tx)) = routes.iter().find(|(id, _)| *id == from)
-                        && tx.send(Conn { stream, keys }).await.is_err()
+                        && tx.send(conn).await.is_err()
                     {
                         counters.peer_io_errors.inc();
                     }
@@ -775,7 +835,12 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
         )
         .await
         .map_err(|_| PeerError::Timeout)??;
-        Ok((Conn { stream, keys }, theirs))
+        let conn = Conn {
+            stream,
+            keys,
+            progress: theirs.progress,
+        };
+        Ok((conn, theirs))
     }
 
     async fn run(mut self) {
@@ -846,6 +911,7 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
     async fn serve(&mut self, conn: Conn<N::Stream>) -> &'static str {
         let mut conn = conn;
         loop {
+            let progress = conn.progress;
             let (reader, mut writer) = tokio::io::split(conn.stream);
             let keys = Arc::new(conn.keys);
             let (done_tx, mut done_rx) = oneshot::channel::<()>();
@@ -869,6 +935,10 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
                     Some(f) = self.urgent.recv() => f,
                     Some(f) = self.bulk.recv() => f,
                 };
+                if !progress && is_progress_frame(&frame) {
+                    self.counters.peer_progress_held_back.inc();
+                    continue;
+                }
                 let write = write_frame(&mut writer, &keys, &mut nonce, &frame);
                 match tokio::time::timeout(SEND_DEADLINE, write).await {
                     Ok(Ok(())) => {
@@ -953,6 +1023,7 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const VOTER: Hello = Hello {
         state: MemberState::Voter,
+        progress: true,
     };
 
     async fn handshake(
@@ -1097,5 +1168,132 @@ mod tests {
             decode_frame(&[FRAME_VERSION, 200, 200]),
             Err(PeerError::Decode(_))
         ));
+    }
+
+    #[test]
+    fn progress_frames_are_told_apart_from_every_other_frame() {
+        let progress = PeerBody::Progress {
+            commit: Slot(9),
+            applied: Slot(8),
+        };
+        assert!(is_progress_frame(&encode_frame(&progress)));
+        assert_eq!(decode_frame(&encode_frame(&progress)).unwrap(), progress);
+        let others = [
+            PeerBody::Paxos(Message::CatchUpRequest { from: Slot(1) }),
+            PeerBody::SnapshotRequest,
+            PeerBody::SnapshotChunk {
+                applied: Slot(1),
+                total: 1,
+                offset: 0,
+                data: vec![6],
+            },
+            PeerBody::SnapshotUnavailable,
+            PeerBody::RejoinBarrier,
+            PeerBody::RejoinBarrierDone { slot: Slot(6) },
+        ];
+        for body in &others {
+            assert!(!is_progress_frame(&encode_frame(body)), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn hellos_are_read_across_versions() {
+        #[derive(Serialize)]
+        struct Old {
+            state: MemberState,
+        }
+        // An older member's hello: no progress frames for it.
+        let old = postcard::to_allocvec(&Old {
+            state: MemberState::Rejoining,
+        })
+        .unwrap();
+        assert_eq!(
+            decode_hello(&old).unwrap(),
+            Hello {
+                state: MemberState::Rejoining,
+                progress: false
+            }
+        );
+        // This hello, read as an older member reads it (postcard ignores the rest).
+        let new = postcard::to_allocvec(&VOTER).unwrap();
+        let read: HelloV1 = postcard::from_bytes(&new).unwrap();
+        assert_eq!(read.state, MemberState::Voter);
+        assert_eq!(decode_hello(&new).unwrap(), VOTER);
+        assert!(matches!(decode_hello(&[]), Err(PeerError::BadPayload)));
+    }
+
+    /// Collects what a peer delivers; its hello says whether it understands progress frames.
+    struct TestSink {
+        progress: bool,
+        got: std::sync::Mutex<Vec<PeerBody>>,
+    }
+
+    impl InboundSink for TestSink {
+        fn deliver(&self, inbound: Inbound) {
+            self.got.lock().unwrap().push(inbound.body);
+        }
+        fn hello(&self) -> Hello {
+            Hello {
+                state: MemberState::Voter,
+                progress: self.progress,
+            }
+        }
+        fn peer_hello(&self, _: NodeId, _: Hello) {}
+    }
+
+    #[tokio::test]
+    async fn progress_frames_are_held_back_from_a_peer_that_does_not_understand_them() {
+        // Listeners stay bound for the whole test (no port is handed out twice).
+        let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let members = vec![
+            (NodeId(1), l1.local_addr().unwrap()),
+            (NodeId(2), l2.local_addr().unwrap()),
+        ];
+        let id = |me: u64| {
+            PeerIdentity::new("c", SECRET, NodeId(me), members.clone())
+                .with_entropy(Arc::new(SeededEntropy::new(me)))
+        };
+        let new = Arc::new(TestSink {
+            progress: true,
+            got: Default::default(),
+        });
+        let old = Arc::new(TestSink {
+            progress: false,
+            got: Default::default(),
+        });
+        let (c1, c2) = (Counters::default(), Counters::default());
+        let entropy = Arc::new(SeededEntropy::new(5));
+        let s1 = start(
+            Arc::new(TokioNet),
+            l1,
+            id(1),
+            new.clone(),
+            c1.clone(),
+            entropy.clone(),
+        );
+        let s2 = start(Arc::new(TokioNet), l2, id(2), old.clone(), c2, entropy);
+        let progress = PeerBody::Progress {
+            commit: Slot(3),
+            applied: Slot(2),
+        };
+        let marker = PeerBody::RejoinBarrierDone { slot: Slot(1) };
+        for _ in 0..200 {
+            if !old.got.lock().unwrap().is_empty() && !new.got.lock().unwrap().is_empty() {
+                break;
+            }
+            s1.send(NodeId(2), &progress);
+            s1.send(NodeId(2), &marker);
+            s2.send(NodeId(1), &progress);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The older member got the other frames, never a progress frame, and its connection
+        // stayed up; the newer one got the progress frames.
+        let got_old = old.got.lock().unwrap().clone();
+        assert!(got_old.contains(&marker), "{got_old:?}");
+        assert!(!got_old.contains(&progress), "{got_old:?}");
+        assert!(new.got.lock().unwrap().contains(&progress));
+        assert!(c1.peer_progress_held_back.get() > 0);
+        assert_eq!(c1.peer_connects.get(), 1, "the connection was not replaced");
     }
 }

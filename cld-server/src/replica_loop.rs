@@ -29,7 +29,7 @@ use crate::env::Clock;
 use crate::frontend::edge::{Inbound as Datagram, Outbound};
 use crate::frontend::{CellView, FeRole, Frontend, Output, Token};
 use crate::metrics::Metrics;
-use crate::peer::{Hello, Inbound, InboundSink, PeerBody, PeerSender};
+use crate::peer::{Hello, Inbound, InboundSink, PROGRESS_EVERY, PeerBody, PeerSender};
 
 /// Inputs taken per turn before the replica is driven (bounds a turn's latency).
 pub const MAX_DRAIN: usize = 512;
@@ -232,6 +232,7 @@ impl InboundSink for Sink {
     fn hello(&self) -> Hello {
         Hello {
             state: *self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            progress: true,
         }
     }
 
@@ -251,6 +252,21 @@ enum Waiter {
     Barrier(NodeId),
     Frontend(Token),
 }
+
+/// What this member last heard of another member (for `Status`, docs/protocol.md 5.6).
+#[derive(Clone, Copy, Debug)]
+struct PeerSeen {
+    /// Its commit index: from its latest progress frame, raised by its heartbeats or acks.
+    commit: Slot,
+    /// Its applied index, from its latest progress frame (0 until one came: unknown).
+    applied: Slot,
+    /// When an authenticated frame from it last arrived.
+    heard: libpaxos::Time,
+}
+
+/// A member is reachable when heard from within this long (a progress frame comes every
+/// [`PROGRESS_EVERY`], a heartbeat or ack more often).
+pub const REACHABLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// The client front end as the loop drives it.
 struct FrontendParts {
@@ -403,7 +419,8 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     disk_reserve: u64,
     last_disk_check: Option<libpaxos::Time>,
     fe: Option<FrontendParts>,
-    peer_seen: HashMap<NodeId, (Slot, libpaxos::Time)>,
+    peer_seen: HashMap<NodeId, PeerSeen>,
+    last_progress: Option<libpaxos::Time>,
 }
 
 impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
@@ -487,30 +504,32 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         let Some(fe) = self.fe.as_mut() else {
             return;
         };
-        let peers = &self.peer_seen;
-        let heard = |id: u64| {
-            peers
-                .get(&NodeId(id))
-                .filter(|(_, t)| now.since(*t) < std::time::Duration::from_secs(1))
-        };
         let applied = self.replica.database().namespace().applied();
+        let peers = &self.peer_seen;
         fe.members = fe
             .client_addrs
             .iter()
             .map(|(&id, &addr)| {
-                let me = id == status.id.0;
+                let is_master = status.master == Some(NodeId(id));
+                if id == status.id.0 {
+                    return cldc::proto::MemberStatus {
+                        id,
+                        addr,
+                        is_master,
+                        reachable: true,
+                        commit_index: status.commit.0,
+                        applied_index: applied.0,
+                    };
+                }
+                // Another member: what it last reported, kept when it goes silent.
+                let seen = peers.get(&NodeId(id));
                 cldc::proto::MemberStatus {
                     id,
                     addr,
-                    is_master: status.master == Some(NodeId(id)),
-                    reachable: me || heard(id).is_some(),
-                    commit_index: if me {
-                        status.commit.0
-                    } else {
-                        peers.get(&NodeId(id)).map_or(0, |(c, _)| c.0)
-                    },
-                    // Only this member's applied index is known here.
-                    applied_index: if me { applied.0 } else { 0 },
+                    is_master,
+                    reachable: seen.is_some_and(|p| now.since(p.heard) < REACHABLE_WITHIN),
+                    commit_index: seen.map_or(0, |p| p.commit.0),
+                    applied_index: seen.map_or(0, |p| p.applied.0),
                 }
             })
             .collect();
@@ -595,6 +614,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             last_disk_check: None,
             fe: None,
             peer_seen: HashMap::new(),
+            last_progress: None,
         }
     }
 
@@ -825,6 +845,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         if self.roles_tx.borrow().lease != status.lease_valid {
             self.publish_role();
         }
+        self.send_progress(now);
         self.frontend_tick();
         Ok(())
     }
@@ -1127,12 +1148,16 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     }
                     _ => None,
                 };
-                let seen = self.peer_seen.entry(from).or_insert((Slot(0), now));
-                seen.1 = now;
+                let seen = self.heard_from(from, now);
                 if let Some(c) = commit {
-                    seen.0 = seen.0.max(c);
+                    seen.commit = seen.commit.max(c);
                 }
                 self.replica.on_message(now, from, msg)?
+            }
+            PeerBody::Progress { commit, applied } => {
+                let seen = self.heard_from(from, now);
+                seen.commit = commit;
+                seen.applied = applied;
             }
             PeerBody::SnapshotRequest => self.serve_snapshot(from),
             PeerBody::SnapshotChunk {
@@ -1185,6 +1210,40 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             }
         }
         Ok(())
+    }
+
+    /// What this member knows of `from`, which was just heard from (`from` is a member: the
+    /// transport authenticated it, so the map holds at most one entry per member).
+    fn heard_from(&mut self, from: NodeId, now: libpaxos::Time) -> &mut PeerSeen {
+        let seen = self.peer_seen.entry(from).or_insert(PeerSeen {
+            commit: Slot(0),
+            applied: Slot(0),
+            heard: now,
+        });
+        seen.heard = now;
+        seen
+    }
+
+    /// Tells every peer this member's commit and applied index, every [`PROGRESS_EVERY`]
+    /// (the master reports them in `Status`).
+    fn send_progress(&mut self, now: libpaxos::Time) {
+        if self
+            .last_progress
+            .is_some_and(|t| now.since(t) < PROGRESS_EVERY)
+        {
+            return;
+        }
+        self.last_progress = Some(now);
+        let me = self.replica.replica().id();
+        let body = PeerBody::Progress {
+            commit: self.replica.replica().commit(),
+            applied: self.replica.database().namespace().applied(),
+        };
+        for &m in &self.members {
+            if m != me {
+                self.peers.send(m, &body);
+            }
+        }
     }
 
     /// The end of a background install: the quick switch to the staged namespace.

@@ -547,3 +547,61 @@ fn new_events_do_not_postpone_the_resend_of_unacknowledged_ones() {
         "event 1 sent {first_event_sends} times in 10 s"
     );
 }
+
+/// Finding 10: a datagram sealed under an older epoch for a session this master holds no
+/// state for. Its only keys are a handshake this member accepted in an earlier reign of its
+/// own (the client's `NewSession` left before the re-election): the entry is used once, so
+/// it is no replay, and the session is born in the current epoch (docs/protocol.md 15.2
+/// step 8). It was dropped (counted as `bad_body`), stalling the client's open until the
+/// pending entry expired.
+#[test]
+fn a_new_session_proven_under_an_earlier_reigns_handshake_is_born_in_the_current_epoch() {
+    use cldc::proto::{Epoch, Reply, Response, Role};
+    let mut h = Harness::new();
+    let mut c = fe_harness::Client::handshake(&mut h);
+    assert_eq!(c.epoch, 1);
+    h.follow(2);
+    h.become_master(3);
+    h.sent.clear();
+    h.feed(&c.request(1, &Request::NewSession));
+    assert_eq!(h.proposed.len(), 1, "the session is logged once proven");
+    h.commit_all();
+    let (hd, resp) = c.reply(&mut h);
+    assert_eq!((hd.sender.role, hd.sender.epoch), (Role::Master, Epoch(3)));
+    assert!(
+        matches!(resp, Response::Ok(Reply::SessionCreated { .. })),
+        "{resp:?}"
+    );
+    // The client adopts epoch 3 from the reply and is served under it.
+    c.epoch = 3;
+    h.feed(&c.request(2, &Request::Stat { path: "/".into() }));
+    assert!(matches!(
+        c.reply(&mut h).1,
+        Response::Ok(Reply::Stat { .. })
+    ));
+}
+
+/// Finding 10, the other cases: with no keys at all (the pending entry expired) the master
+/// stays silent and counts `unknown_session`; for a session it holds the record of, an
+/// older-epoch request gets `Retry` in the master role and is not executed.
+#[test]
+fn an_older_epoch_datagram_is_answered_retry_with_a_record_and_nothing_without_keys() {
+    let mut h = Harness::new();
+    let mut gone = fe_harness::Client::handshake_with(&mut h, [9; 32]).expect("accepted");
+    let mut c = session(&mut h);
+    h.tick(h.now + Duration::from_secs(11), 5_000);
+    h.follow(2);
+    h.become_master(3);
+    h.sent.clear();
+    h.proposed.clear();
+    let unknown = h.counter("unknown_session");
+    h.feed(&gone.request(1, &Request::NewSession));
+    assert!(h.quiet(), "answered a session without keys");
+    assert_eq!(h.counter("unknown_session"), unknown + 1);
+    h.feed(&c.request(2, &Request::Delete { path: "/x".into() }));
+    assert!(h.proposed.is_empty(), "an older-epoch request executed");
+    let answers: Vec<_> = c.drain(&mut h);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].0.kind, Kind::Retry);
+    assert_eq!(answers[0].0.sender.epoch.0, 3);
+}

@@ -294,3 +294,73 @@ fn a_client_port_in_use_is_a_start_error_naming_it() {
     );
     assert!(!dir.exists(), "nothing written when the port is taken");
 }
+
+/// Every member's commit and applied index as the master answers `Status`: what each member
+/// last reported (docs/protocol.md 5.6), until `deadline` says `done`.
+async fn status_until(
+    s: &cldc::Session,
+    what: &str,
+    done: impl Fn(&cldc::proto::CellStatus) -> bool,
+) -> cldc::proto::CellStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = s.status().await.unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within 10 s: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn status_shows_each_members_indexes_and_a_killed_member_unreachable_with_its_last_ones() {
+    let mut cell = Cell::start("festatus", 3, "");
+    let master = cell.wait_master(Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = rt.block_on(cell.session());
+    let write = |n: usize| {
+        rt.block_on(async {
+            let h = s.open_node("/status", RW).await.unwrap();
+            for i in 0..n {
+                h.put(format!("{i}").as_bytes()).await.unwrap();
+            }
+            h.close().await.unwrap();
+        })
+    };
+    write(5);
+    let master_id = master as u64 + 1;
+    let caught_up = |st: &cldc::proto::CellStatus| {
+        let Some(m) = st.members.iter().find(|m| m.id == master_id) else {
+            return false;
+        };
+        m.is_master
+            && m.applied_index >= 7
+            && st.members.iter().all(|o| {
+                o.reachable
+                    && o.commit_index == m.commit_index
+                    && o.applied_index == m.applied_index
+            })
+    };
+    let before = rt.block_on(status_until(&s, "every member caught up", caught_up));
+    let victim = (master + 1) % 3;
+    let last = before.members[victim].clone();
+    assert_eq!(last.id, victim as u64 + 1);
+    cell.members[victim].kill();
+    write(3);
+    let after = rt.block_on(status_until(&s, "the killed member unreachable", |st| {
+        !st.members[victim].reachable
+    }));
+    let gone = &after.members[victim];
+    assert_eq!(
+        (gone.commit_index, gone.applied_index),
+        (last.commit_index, last.applied_index),
+        "the killed member's last known indexes: {after:?}"
+    );
+    let now = after.members.iter().find(|m| m.id == master_id).unwrap();
+    assert!(now.applied_index > last.applied_index, "{after:?}");
+    rt.block_on(async { s.close().await.unwrap() });
+}

@@ -180,7 +180,11 @@ pub async fn discover(q: &SrvQuery) -> Result<Vec<SocketAddr>, DiscoveryError> {
         return Err(DiscoveryError::ServiceNotAvailable { name });
     }
     let mut members = Vec::new();
-    for t in order_srv(available, &mut rand::rng()) {
+    // Ordered before the loop: a `rand::rng()` temporary in the loop's head would live
+    // across its awaits and make `Session::open` a future no multi-threaded runtime can
+    // spawn (`ThreadRng` is not `Send`).
+    let ordered = order_srv(available, &mut rand::rng());
+    for t in ordered {
         // A session remembers no more members than this; a zone with hundreds of targets
         // must not cost hundreds of address lookups (each up to timeout x attempts).
         if members.len() >= MAX_MEMBERS {

@@ -1,21 +1,92 @@
-//! The async API against a scripted fake cell on loopback, with tokio's paused clock.
+//! The async API against cldc's scripted fake cell on loopback, with tokio's paused clock.
+//!
+//! The bodies in `support/api_bodies.rs` (`session_api_bodies!`) run here against a fake
+//! cell each, and in `cld-server/tests/cldc_session_api.rs` against a real in-process cell.
+//! The tests written out below stay fake-only, because they script the fake cell or its
+//! clock:
+//!
+//! - `lost_and_duplicated_datagrams_still_execute_each_request_once`,
+//!   `delayed_replies_are_matched_to_their_calls`,
+//!   `close_during_an_in_flight_call_lets_the_call_finish_first`: inject loss, duplication
+//!   and delay on one path, and count executions inside the cell;
+//! - `not_master_redirects_the_session_to_the_hinted_master`,
+//!   `silent_first_member_makes_the_session_use_the_next`,
+//!   `unreachable_cell_fails_open_with_timeout`: a member scripted to redirect or to be
+//!   silent (a real member is either master or redirects after an election of its own);
+//! - `unanswered_keepalives_lead_to_jeopardy_then_expiry`,
+//!   `jeopardy_ends_safe_when_the_master_answers_again`,
+//!   `events_stream_ends_after_expiry_even_while_handles_live`,
+//!   `expiry_fails_a_waiting_lock`,
+//!   `a_slow_application_loses_no_event_and_still_learns_of_jeopardy`: a cell that stops
+//!   answering on cue, then minutes of lease and grace on the paused clock;
+//! - `a_grant_lost_in_a_fail_over_is_recovered_by_asking_the_new_master`: drops exactly the
+//!   grant event, then fails over at once;
+//! - `a_session_the_cell_forgot_expires_at_the_next_keepalive_not_after_the_grace`: a cell
+//!   that forgets its sessions on cue;
+//! - `dropping_the_session_and_its_handles_stops_its_keepalives`: counts keepalives inside the
+//!   cell over 80 s of paused clock.
 #![cfg(feature = "tokio")]
 
 mod support;
 
 use cldc::core::SessionEvent;
-use cldc::proto::{Event, EventMask, LockMode, OpenMode, PathError, Request};
+use cldc::proto::{Event, EventMask, LockMode, Request};
 use cldc::{Credentials, Error, Session, SessionOptions};
+use std::net::SocketAddr;
 use std::time::Duration;
+use support::api_bodies::{self, RW, TestCell};
 use support::fake_cell::FakeCell;
 use support::{SECRET, USER};
 
 const LEASE: Duration = Duration::from_secs(12);
-const RW: OpenMode = OpenMode(OpenMode::READ.0 | OpenMode::WRITE.0 | OpenMode::CREATE.0);
-const LOCKING: OpenMode = OpenMode(OpenMode::LOCK.0 | OpenMode::CREATE.0);
+const LOCKING: cldc::proto::OpenMode = api_bodies::LOCKING;
 
 fn creds() -> Credentials {
     Credentials::new(USER, SECRET).expect("valid credentials")
+}
+
+impl TestCell for FakeCell {
+    fn members(&self) -> Vec<SocketAddr> {
+        vec![self.addr]
+    }
+
+    fn options(&self) -> SessionOptions {
+        support::options()
+    }
+
+    fn credentials(&self) -> Credentials {
+        creds()
+    }
+
+    fn requests_handled(&self) -> u64 {
+        let seen = self.seen();
+        seen.executed.len() as u64 + seen.deduplicated
+    }
+}
+
+/// Each shared body against a fake cell of its own.
+macro_rules! on_fake_cells {
+    ($($body:ident),* $(,)?) => {
+        $(
+            #[tokio::test(start_paused = true)]
+            async fn $body() {
+                let cell = FakeCell::start(LEASE).await;
+                api_bodies::$body(&cell).await;
+            }
+        )*
+    };
+}
+
+session_api_bodies!(on_fake_cells);
+
+#[test]
+fn opening_a_session_is_a_future_a_multi_threaded_runtime_can_spawn() {
+    fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+    spawnable(Session::open(
+        vec![support::addr(1)],
+        creds(),
+        support::options(),
+    ));
 }
 
 async fn session(cell: &FakeCell) -> Session {
@@ -30,54 +101,6 @@ fn puts(cell: &FakeCell) -> usize {
         .iter()
         .filter(|(_, _, r)| matches!(r, Request::Put { .. }))
         .count()
-}
-
-#[tokio::test(start_paused = true)]
-async fn put_then_get_returns_the_contents_and_new_generation() {
-    let cell = FakeCell::start(LEASE).await;
-    let s = session(&cell).await;
-    let h = s.open_node("/f", RW).await.expect("open");
-    let written = h.put(b"hello").await.expect("put");
-    let got = h.get().await.expect("get");
-    assert_eq!(got.data, b"hello");
-    assert_eq!(got.meta, written);
-    assert_eq!(
-        got.meta.content_generation.0,
-        h.meta_at_open().content_generation.0 + 1
-    );
-    assert_eq!(s.stat("/f").await.expect("stat").size, 5);
-    let names: Vec<String> = s
-        .list("/")
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    assert_eq!(names, vec!["f".to_string()]);
-    h.close().await.expect("close");
-    s.delete("/f").await.expect("delete");
-    assert!(matches!(s.stat("/f").await, Err(Error::NoSuchNode)));
-}
-
-#[tokio::test(start_paused = true)]
-async fn large_contents_travel_in_fragments_both_ways() {
-    let cell = FakeCell::start(LEASE).await;
-    let s = session(&cell).await;
-    let h = s.open_node("/big", RW).await.expect("open");
-    let data: Vec<u8> = (0..128 * 1024u32).map(|i| (i * 7) as u8).collect();
-    h.put(&data).await.expect("put");
-    assert_eq!(h.get().await.expect("get").data, data);
-}
-
-#[tokio::test(start_paused = true)]
-async fn put_if_with_an_old_generation_fails_with_stale_cas() {
-    let cell = FakeCell::start(LEASE).await;
-    let s = session(&cell).await;
-    let h = s.open_node("/cas", RW).await.expect("open");
-    let g0 = h.meta_at_open().content_generation;
-    h.put_if(g0, b"a").await.expect("first CAS wins");
-    assert!(matches!(h.put_if(g0, b"b").await, Err(Error::StaleCas)));
-    assert_eq!(h.get().await.expect("get").data, b"a");
 }
 
 #[tokio::test(start_paused = true)]
@@ -137,58 +160,6 @@ async fn silent_first_member_makes_the_session_use_the_next() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn try_lock_conflicts_and_a_waiting_lock_is_granted_on_unlock() {
-    let cell = FakeCell::start(LEASE).await;
-    let a = session(&cell).await;
-    let b = session(&cell).await;
-    let ha = a.open_node("/lock", LOCKING).await.expect("open a");
-    let hb = b.open_node("/lock", LOCKING).await.expect("open b");
-    let seq_a = ha.lock(LockMode::Exclusive).await.expect("a locks");
-    assert!(matches!(
-        hb.try_lock(LockMode::Shared).await,
-        Err(Error::LockConflict)
-    ));
-    let waiter = tokio::spawn(async move { (hb.lock(LockMode::Exclusive).await, hb) });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!waiter.is_finished());
-    a.check_sequencer(&seq_a)
-        .await
-        .expect("a's sequencer is current");
-    ha.unlock().await.expect("unlock");
-    let (got, hb) = waiter.await.expect("task");
-    let seq_b = got.expect("b is granted the lock");
-    assert!(seq_b.lock_generation > seq_a.lock_generation);
-    assert!(matches!(
-        a.check_sequencer(&seq_a).await,
-        Err(Error::StaleSequencer)
-    ));
-    assert_eq!(hb.sequencer().await.expect("sequencer"), seq_b);
-}
-
-#[tokio::test(start_paused = true)]
-async fn watchers_get_contents_modified_events() {
-    let cell = FakeCell::start(LEASE).await;
-    let watcher = session(&cell).await;
-    let writer = session(&cell).await;
-    let mut events = watcher.events().expect("first take");
-    assert!(watcher.events().is_none());
-    let w = watcher
-        .open_node_with_events("/watched", RW, EventMask::CONTENTS_MODIFIED)
-        .await
-        .expect("open");
-    let h = writer.open_node("/watched", RW).await.expect("open");
-    let meta = h.put(b"new").await.expect("put");
-    let ev = events.next().await.expect("event");
-    assert_eq!(
-        ev,
-        SessionEvent::Server(Event::ContentsModified {
-            handle: w.id(),
-            generation: meta.content_generation
-        })
-    );
-}
-
-#[tokio::test(start_paused = true)]
 async fn unanswered_keepalives_lead_to_jeopardy_then_expiry() {
     let cell = FakeCell::start(LEASE).await;
     let s = session(&cell).await;
@@ -213,31 +184,6 @@ async fn jeopardy_ends_safe_when_the_master_answers_again() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn closed_session_refuses_further_calls() {
-    let cell = FakeCell::start(LEASE).await;
-    let s = session(&cell).await;
-    let h = s.open_node("/c", RW).await.expect("open");
-    s.close().await.expect("close");
-    assert!(matches!(h.get().await, Err(Error::SessionClosed)));
-}
-
-#[tokio::test(start_paused = true)]
-async fn invalid_paths_are_refused_before_sending() {
-    let cell = FakeCell::start(LEASE).await;
-    let s = session(&cell).await;
-    let before = cell.seen().executed.len();
-    assert!(matches!(
-        s.open_node("relative", RW).await,
-        Err(Error::InvalidPath(PathError::NotAbsolute))
-    ));
-    assert!(matches!(
-        s.delete("/a//b").await,
-        Err(Error::InvalidPath(PathError::BadComponent))
-    ));
-    assert_eq!(cell.seen().executed.len(), before);
-}
-
-#[tokio::test(start_paused = true)]
 async fn unreachable_cell_fails_open_with_timeout() {
     let silent = FakeCell::start(LEASE).await;
     silent.faults(|f| f.silent = true);
@@ -247,26 +193,6 @@ async fn unreachable_cell_fails_open_with_timeout() {
     };
     let got = Session::open(silent.addr, creds(), opts).await;
     assert!(matches!(got, Err(Error::Timeout)));
-}
-
-#[tokio::test(start_paused = true)]
-async fn unlock_cancels_a_waiting_lock_on_the_same_handle() {
-    let cell = FakeCell::start(LEASE).await;
-    let a = session(&cell).await;
-    let b = session(&cell).await;
-    let ha = a.open_node("/q", LOCKING).await.expect("open a");
-    let hb = std::sync::Arc::new(b.open_node("/q", LOCKING).await.expect("open b"));
-    ha.lock(LockMode::Exclusive).await.expect("a locks");
-    let waiting = hb.clone();
-    let waiter = tokio::spawn(async move { waiting.lock(LockMode::Exclusive).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    hb.unlock().await.expect("cancel the queued request");
-    assert!(matches!(
-        waiter.await.expect("task"),
-        Err(Error::LockCancelled)
-    ));
-    ha.unlock().await.expect("unlock");
-    assert!(matches!(hb.sequencer().await, Err(Error::NotLocked)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -316,60 +242,6 @@ async fn events_stream_ends_after_expiry_even_while_handles_live() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn events_stream_ends_after_close() {
-    let cell = FakeCell::start(LEASE).await;
-    let s = session(&cell).await;
-    let h = s.open_node("/e", RW).await.expect("open");
-    let mut events = s.events().expect("events");
-    s.close().await.expect("close");
-    let end = tokio::time::timeout(Duration::from_secs(600), events.next()).await;
-    assert_eq!(end, Ok(None), "the stream ends instead of waiting forever");
-    assert!(matches!(h.get().await, Err(Error::SessionClosed)));
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_lock_call_dropped_while_queued_releases_the_later_grant() {
-    let cell = FakeCell::start(LEASE).await;
-    let a = session(&cell).await;
-    let b = session(&cell).await;
-    let ha = a.open_node("/d", LOCKING).await.expect("open a");
-    let hb = std::sync::Arc::new(b.open_node("/d", LOCKING).await.expect("open b"));
-    ha.lock(LockMode::Exclusive).await.expect("a locks");
-    let waiting = hb.clone();
-    let waiter = tokio::spawn(async move { waiting.lock(LockMode::Exclusive).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The application gives up on the lock (a timeout around lock(), a cancelled task).
-    waiter.abort();
-    let _ = waiter.await;
-    ha.unlock().await.expect("unlock grants b's queued request");
-    // Nobody in b wants the lock any more: it must not stay held by b.
-    let relocked = tokio::time::timeout(Duration::from_secs(30), ha.lock(LockMode::Exclusive))
-        .await
-        .expect("a gets the lock back")
-        .expect("lock");
-    assert_eq!(relocked.path, "/d");
-    assert_eq!(b.stats().abandoned_grants, 1);
-}
-
-#[tokio::test(start_paused = true)]
-async fn closing_the_session_fails_a_waiting_lock() {
-    let cell = FakeCell::start(LEASE).await;
-    let a = session(&cell).await;
-    let b = session(&cell).await;
-    let ha = a.open_node("/w", LOCKING).await.expect("open a");
-    let hb = b.open_node("/w", LOCKING).await.expect("open b");
-    ha.lock(LockMode::Exclusive).await.expect("a locks");
-    let waiter = tokio::spawn(async move { hb.lock(LockMode::Exclusive).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    b.close().await.expect("close b");
-    let got = tokio::time::timeout(Duration::from_secs(600), waiter)
-        .await
-        .expect("the waiting lock does not hang after close")
-        .expect("task");
-    assert!(matches!(got, Err(Error::SessionClosed)), "{got:?}");
-}
-
-#[tokio::test(start_paused = true)]
 async fn expiry_fails_a_waiting_lock() {
     let cell = FakeCell::start(LEASE).await;
     let a = session(&cell).await;
@@ -402,33 +274,6 @@ async fn a_session_the_cell_forgot_expires_at_the_next_keepalive_not_after_the_g
         start.elapsed()
     );
     assert!(matches!(s.stat("/").await, Err(Error::SessionExpired)));
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_absurd_event_buffer_option_does_not_panic_the_open() {
-    let cell = FakeCell::start(LEASE).await;
-    let opts = SessionOptions {
-        event_buffer: usize::MAX,
-        ..support::options()
-    };
-    let s = Session::open(cell.addr, creds(), opts)
-        .await
-        .expect("session opens");
-    s.stat("/").await.expect("stat");
-}
-
-#[tokio::test(start_paused = true)]
-async fn unbounded_timeouts_in_the_options_do_not_crash_the_session_task() {
-    let cell = FakeCell::start(LEASE).await;
-    let opts = SessionOptions {
-        call_timeout: Duration::MAX,
-        grace: Duration::MAX,
-        ..support::options()
-    };
-    let s = Session::open(cell.addr, creds(), opts)
-        .await
-        .expect("session opens");
-    s.stat("/").await.expect("stat");
 }
 
 #[tokio::test(start_paused = true)]

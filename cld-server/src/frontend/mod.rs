@@ -903,11 +903,15 @@ impl Frontend {
             self.counters.not_serving.inc();
             return;
         };
-        if h.kind != Kind::Request
-            || h.msg_seq != 1
-            || h.frag_count != 1
-            || h.sender.epoch.0 != epoch
-        {
+        if h.kind != Kind::Request || h.msg_seq != 1 || h.frag_count != 1 {
+            self.counters.bad_body.inc();
+            return;
+        }
+        // `pending_key` opened it under the accepting epoch's client key. An older accepting
+        // epoch (this member answered the init in an earlier reign of its own) is no replay:
+        // the entry is used once. The session is born in the current epoch, whose key seals
+        // the reply; the client adopts that epoch from it (docs/protocol.md 15.2 step 8).
+        if h.sender.epoch.0 > epoch {
             self.counters.bad_body.inc();
             return;
         }

@@ -253,6 +253,9 @@ impl ServerEnd {
 #[cfg(feature = "tokio")]
 pub mod fake_cell;
 
+#[cfg(feature = "tokio")]
+pub mod api_bodies;
+
 /// Root keys of a real handshake between the test user and the test cell (session 9,
 /// epoch 1), for tests that seal datagrams directly.
 pub fn test_keys() -> SessionKeys {
