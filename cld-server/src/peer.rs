@@ -556,62 +556,125 @@ pub fn decode_frame(frame: &[u8]) -> Result<PeerBody, PeerError> {
     postcard::from_bytes(body).map_err(|e| PeerError::Decode(e.to_string()))
 }
 
+/// Buffers a connection's writer reuses for every frame (one record's ciphertext, and the
+/// records of the frames written together), so sealing a frame allocates nothing.
+#[derive(Default)]
+struct FrameWriter {
+    ct: Vec<u8>,
+    plain: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Most bytes of queued urgent frames written with one `write` (more wait for the next).
+const BATCH_BYTES: usize = 256 * 1024;
+/// A writer's batch buffer above this size (after a snapshot chunk) is given back.
+const KEEP_BUFFER: usize = 1 << 20;
+
+impl FrameWriter {
+    /// Appends `frame`'s records, sealed, to the batch.
+    fn seal(&mut self, keys: &Keys, nonce: &mut u64, frame: &[u8]) -> Result<(), PeerError> {
+        if self.ct.len() < MAX_RECORD {
+            self.ct.resize(MAX_RECORD, 0);
+        }
+        self.out
+            .reserve(frame.len() + frame.len() / MAX_PIECE * 19 + 19);
+        let mut pieces = frame.chunks(MAX_PIECE).peekable();
+        loop {
+            let piece = pieces.next().unwrap_or(&[]);
+            self.plain.clear();
+            self.plain.push(u8::from(pieces.peek().is_some()));
+            self.plain.extend_from_slice(piece);
+            let n = keys
+                .transport
+                .write_message(*nonce, &self.plain, &mut self.ct)
+                .map_err(|_| PeerError::Decrypt)?;
+            *nonce += 1;
+            self.out.extend_from_slice(&(n as u16).to_be_bytes());
+            self.out.extend_from_slice(&self.ct[..n]);
+            if pieces.peek().is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes the batch and empties it.
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> Result<(), PeerError> {
+        let result = w.write_all(&self.out).await;
+        self.out.clear();
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out = Vec::new();
+        }
+        if self.plain.capacity() > KEEP_BUFFER {
+            self.plain = Vec::new();
+        }
+        result.map_err(PeerError::from)
+    }
+}
+
+#[cfg(test)]
 async fn write_frame<W: AsyncWrite + Unpin>(
     w: &mut W,
     keys: &Keys,
     nonce: &mut u64,
     frame: &[u8],
 ) -> Result<(), PeerError> {
-    let mut out = Vec::with_capacity(frame.len() + frame.len() / MAX_PIECE * 19 + 19);
-    let mut ct = vec![0u8; MAX_RECORD];
-    let mut pieces = frame.chunks(MAX_PIECE).peekable();
-    let mut plain = Vec::with_capacity(MAX_PIECE + 1);
-    loop {
-        let piece = pieces.next().unwrap_or(&[]);
-        plain.clear();
-        plain.push(u8::from(pieces.peek().is_some()));
-        plain.extend_from_slice(piece);
-        let n = keys
-            .transport
-            .write_message(*nonce, &plain, &mut ct)
-            .map_err(|_| PeerError::Decrypt)?;
-        *nonce += 1;
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-        out.extend_from_slice(&ct[..n]);
-        if pieces.peek().is_none() {
-            break;
-        }
-    }
-    w.write_all(&out).await?;
-    Ok(())
+    let mut writer = FrameWriter::default();
+    writer.seal(keys, nonce, frame)?;
+    writer.flush(w).await
 }
 
+/// Buffers a connection's reader reuses for every frame.
+#[derive(Default)]
+struct FrameReader {
+    record: Vec<u8>,
+    plain: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl FrameReader {
+    /// Reads and opens the next frame; the slice lives until the next call.
+    async fn next<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        keys: &Keys,
+        nonce: &mut u64,
+    ) -> Result<&[u8], PeerError> {
+        if self.plain.len() < MAX_RECORD {
+            self.plain.resize(MAX_RECORD, 0);
+        }
+        if self.frame.capacity() > KEEP_BUFFER {
+            self.frame = Vec::new();
+        }
+        self.frame.clear();
+        loop {
+            read_record(r, &mut self.record).await?;
+            let n = keys
+                .transport
+                .read_message(*nonce, &self.record, &mut self.plain)
+                .map_err(|_| PeerError::Decrypt)?;
+            *nonce += 1;
+            let Some((&more, piece)) = self.plain[..n].split_first() else {
+                return Err(PeerError::Empty);
+            };
+            if self.frame.len() + piece.len() > MAX_FRAME {
+                return Err(PeerError::TooLarge);
+            }
+            self.frame.extend_from_slice(piece);
+            if more == 0 {
+                return Ok(&self.frame);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     keys: &Keys,
     nonce: &mut u64,
 ) -> Result<Vec<u8>, PeerError> {
-    let mut frame = Vec::new();
-    let mut buf = Vec::new();
-    let mut plain = vec![0u8; MAX_RECORD];
-    loop {
-        read_record(r, &mut buf).await?;
-        let n = keys
-            .transport
-            .read_message(*nonce, &buf, &mut plain)
-            .map_err(|_| PeerError::Decrypt)?;
-        *nonce += 1;
-        let Some((&more, piece)) = plain[..n].split_first() else {
-            return Err(PeerError::Empty);
-        };
-        if frame.len() + piece.len() > MAX_FRAME {
-            return Err(PeerError::TooLarge);
-        }
-        frame.extend_from_slice(piece);
-        if more == 0 {
-            return Ok(frame);
-        }
-    }
+    let mut reader = FrameReader::default();
+    reader.next(r, keys, nonce).await.map(<[u8]>::to_vec)
 }
 
 /// A frame from a peer, as the replica loop receives it.
@@ -924,6 +987,7 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
                 done_tx,
             ));
             let mut nonce = 0u64;
+            let mut frames = FrameWriter::default();
             let outcome = loop {
                 let frame = tokio::select! {
                     biased;
@@ -939,10 +1003,33 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
                     self.counters.peer_progress_held_back.inc();
                     continue;
                 }
-                let write = write_frame(&mut writer, &keys, &mut nonce, &frame);
+                // The urgent frames queued meanwhile go in the same write (one syscall, and
+                // one wake-up of the peer's reader, for a Ready's worth of messages).
+                let mut sealed = frames.seal(&keys, &mut nonce, &frame).map(|()| 1u64);
+                while let Ok(n) = sealed {
+                    if frames.out.len() >= BATCH_BYTES {
+                        break;
+                    }
+                    let Ok(next) = self.urgent.try_recv() else {
+                        break;
+                    };
+                    if !progress && is_progress_frame(&next) {
+                        self.counters.peer_progress_held_back.inc();
+                        continue;
+                    }
+                    sealed = frames.seal(&keys, &mut nonce, &next).map(|()| n + 1);
+                }
+                let n = match sealed {
+                    Ok(n) => n,
+                    Err(err) => {
+                        err.count(&self.counters);
+                        break Err("write failed");
+                    }
+                };
+                let write = frames.flush(&mut writer);
                 match tokio::time::timeout(SEND_DEADLINE, write).await {
                     Ok(Ok(())) => {
-                        self.counters.peer_frames_out.inc();
+                        self.counters.peer_frames_out.inc_by(n);
                     }
                     Ok(Err(err)) => {
                         err.count(&self.counters);
@@ -968,7 +1055,7 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
-    mut reader: R,
+    reader: R,
     keys: Arc<Keys>,
     from: NodeId,
     sink: Arc<dyn InboundSink>,
@@ -976,8 +1063,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     done: oneshot::Sender<()>,
 ) {
     let mut nonce = 0u64;
+    // Buffered: a record's length and body, and the records behind them, come in one read.
+    let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
+    let mut frames = FrameReader::default();
     loop {
-        let frame = match read_frame(&mut reader, &keys, &mut nonce).await {
+        let frame = match frames.next(&mut reader, &keys, &mut nonce).await {
             Ok(frame) => frame,
             Err(err) => {
                 if !matches!(err, PeerError::Io(_)) {
@@ -987,7 +1077,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 break;
             }
         };
-        match decode_frame(&frame) {
+        match decode_frame(frame) {
             Ok(body) => {
                 counters.peer_frames_in.inc();
                 sink.deliver(Inbound { from, body });

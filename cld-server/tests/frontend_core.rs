@@ -376,6 +376,30 @@ fn a_silent_session_is_expired_after_lease_and_margin_and_its_tombstone_purged_l
 }
 
 #[test]
+fn with_a_tick_every_20_ms_a_silent_session_is_expired_at_the_first_tick_past_its_deadline() {
+    // The tick looks at every session only once a second; between those sweeps a session
+    // whose lease (renewed by a keepalive) ran out must still be seen at once.
+    let mut h = Harness::new();
+    let mut c = session(&mut h);
+    let mut expired_at = None;
+    for ms in (0..30_000u64).step_by(20) {
+        if ms == 10_000 {
+            h.now = Duration::from_millis(ms);
+            h.feed(&c.seal(Kind::KeepAlive, 1, &[]));
+            h.sent.clear();
+        }
+        h.tick(Duration::from_millis(ms), ms);
+        if expired_at.is_none() && !h.proposed.is_empty() {
+            expired_at = Some(ms);
+        }
+    }
+    // Lease 12 s + margin 1 s after the keepalive at 10 s: due after 23 s.
+    assert_eq!(expired_at, Some(23_020));
+    assert_eq!(h.proposed.len(), 1, "proposed once while in flight");
+    assert!(matches!(h.proposed[0].1, Command::ExpireSession { .. }));
+}
+
+#[test]
 fn an_epoch_once_left_is_never_served_again_so_no_master_nonce_repeats() {
     let mut h = Harness::new();
     let mut c = session(&mut h);

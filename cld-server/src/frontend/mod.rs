@@ -15,7 +15,8 @@ pub mod convert;
 mod db;
 pub mod edge;
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,11 @@ pub const ANSWER_INTERVAL: Duration = Duration::from_millis(100);
 pub const COOKIE_ROTATION: Duration = Duration::from_secs(120);
 /// How often [`Frontend::on_tick`] does its per-session work.
 pub const TICK_EVERY: Duration = Duration::from_millis(20);
+/// How often [`Frontend::on_tick`] looks at every session, not only those whose lease ran out
+/// or that have unacknowledged events: the only decision left to this sweep is forgetting a
+/// session the namespace no longer has (ended by a slot another path applied), which is
+/// memory only (a datagram for it looks at the namespace first).
+pub const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the front end needs to know about the cell.
 #[derive(Clone)]
@@ -205,6 +211,14 @@ pub struct Frontend {
     responder_seen: ResponderCounters,
     role: FeRole,
     lives: HashMap<SessionId, Live>,
+    /// When each live session may next be due (its lease plus the expiry margin, or the next
+    /// tick while it stays due), earliest first. Lazy: an entry is checked against the
+    /// session when it comes up (a keepalive moves the lease without touching this), and
+    /// every live session has at least one entry no later than its deadline.
+    deadlines: BinaryHeap<Reverse<(Duration, SessionId)>>,
+    /// Sessions that may hold unacknowledged events (lazy: dropped when found empty).
+    with_unacked: BTreeSet<SessionId>,
+    next_full_sweep: Duration,
     proposals: HashMap<Token, Proposal>,
     next_token: Token,
     stateless_packet: PacketSeq,
@@ -263,6 +277,9 @@ impl Frontend {
             responder_seen: ResponderCounters::default(),
             role: FeRole::default(),
             lives: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            with_unacked: BTreeSet::new(),
+            next_full_sweep: Duration::ZERO,
             proposals: HashMap::new(),
             next_token: 1,
             stateless_packet: PacketSeq(1),
@@ -485,6 +502,7 @@ impl Frontend {
             live.last_event_send = now;
         }
         live.unacked.insert(seq, event);
+        self.with_unacked.insert(id);
         if live.addr.is_some() {
             self.counters.events_sent.inc();
             self.send_live(id, Kind::Event, seq, &body, None);
@@ -555,6 +573,8 @@ impl Frontend {
             return;
         }
         self.lives.clear();
+        self.deadlines.clear();
+        self.with_unacked.clear();
         // Proposals of an earlier reign: their outcomes are never answered from here (a
         // StaleEpoch one may still be re-sent and run); the client's retransmission is answered
         // from the record (REVIEW-FE 3).
@@ -578,10 +598,20 @@ impl Frontend {
         }
     }
 
+    /// Holds `live` as session `id`, with its deadline in [`Self::deadlines`].
+    fn insert_live(&mut self, id: SessionId, live: Live) {
+        let due = live.lease_until + self.config.expiry_margin;
+        if !live.unacked.is_empty() {
+            self.with_unacked.insert(id);
+        }
+        self.lives.insert(id, live);
+        self.deadlines.push(Reverse((due, id)));
+    }
+
     /// Holds a session of the namespace as this master: a fresh lease and `MasterFailover`.
     fn adopt(&mut self, now: Duration, id: SessionId, keys: SessionKeys, user: String, epoch: u64) {
         let live = Live::new(keys, user, now + self.config.lease);
-        self.lives.insert(id, live);
+        self.insert_live(id, live);
         self.queue_event(
             now,
             id,
@@ -932,7 +962,7 @@ impl Frontend {
         live.creating = true;
         live.window.accept(h.packet_seq);
         live.addr = Some(from);
-        self.lives.insert(id, live);
+        self.insert_live(id, live);
         self.propose_new_session(wall, id);
     }
 
@@ -1450,31 +1480,78 @@ impl Frontend {
         let margin = self.config.expiry_margin;
         let max_rto = self.config.max_rto;
         let delays_pending = self.delays_pending(cell);
+        // The sessions to look at: every one at a full sweep; otherwise those whose deadline
+        // came up and those with unacknowledged events. Each is judged as a full sweep would.
+        let full = now >= self.next_full_sweep;
+        let candidates: Vec<SessionId> = if full {
+            self.next_full_sweep = now + FULL_SWEEP_EVERY;
+            self.lives.keys().copied().collect()
+        } else {
+            let mut ids = BTreeSet::new();
+            while let Some(Reverse((at, id))) = self.deadlines.peek().copied() {
+                if at >= now {
+                    break;
+                }
+                self.deadlines.pop();
+                ids.insert(id);
+            }
+            self.with_unacked
+                .retain(|id| self.lives.get(id).is_some_and(|l| !l.unacked.is_empty()));
+            ids.extend(self.with_unacked.iter().copied());
+            ids.into_iter().collect()
+        };
         let mut expire = Vec::new();
         let mut gone = Vec::new();
         let mut resend = Vec::new();
-        for (id, live) in &self.lives {
-            let exists = cell.ns.session(*id).is_some();
+        let mut recheck = Vec::new();
+        for id in candidates {
+            let Some(live) = self.lives.get(&id) else {
+                continue;
+            };
+            let due = now > live.lease_until + margin;
+            if !full {
+                if !due {
+                    // The lease moved on since the entry was made.
+                    self.deadlines
+                        .push(Reverse((live.lease_until + margin, id)));
+                } else {
+                    // Due: looked at every tick until it is gone or its lease moves on, as
+                    // before (an expiry in flight, lock-delays pending, a create in flight).
+                    recheck.push(id);
+                }
+            }
+            let exists = cell.ns.session(id).is_some();
             if live.creating && !exists {
-                if now > live.lease_until + margin && live.in_flight.is_none() {
-                    gone.push(*id);
+                if due && live.in_flight.is_none() {
+                    gone.push(id);
                 }
                 continue;
             }
             if !exists {
-                gone.push(*id);
+                gone.push(id);
                 continue;
             }
-            if !live.expiring && now > live.lease_until + margin && !delays_pending {
-                expire.push(*id);
+            if !live.expiring && due && !delays_pending {
+                expire.push(id);
                 continue;
             }
             if !live.unacked.is_empty()
                 && live.addr.is_some()
                 && now.saturating_sub(live.last_event_send) >= max_rto
             {
-                resend.push(*id);
+                resend.push(id);
             }
+        }
+        for id in recheck {
+            self.deadlines.push(Reverse((now + TICK_EVERY, id)));
+        }
+        if full {
+            // The heap's stale entries are rebuilt from the sessions (bounded memory).
+            self.deadlines = self
+                .lives
+                .iter()
+                .map(|(id, l)| Reverse(((l.lease_until + margin).max(now), *id)))
+                .collect();
         }
         for id in gone {
             self.lives.remove(&id);
