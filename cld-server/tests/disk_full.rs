@@ -238,13 +238,23 @@ fn a_member_on_a_full_disk_steps_down_reports_it_and_recovers_after_restart() {
     )
     .unwrap();
     written += 1;
-    let sizes = client
-        .block_on(members[m].handle.read(move |ns| {
+    // A lease read: on a loaded machine the two live members may lose the lease for a
+    // moment (NotMaster), so ask the master of the moment until one answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sizes = loop {
+        let m = wait_master(&members, Duration::from_secs(10));
+        match client.block_on(members[m].handle.read(move |ns| {
             (0..written)
                 .map(|i| ns.stat(&format!("/f{i}")).map(|node| node.size).ok())
                 .collect::<Vec<_>>()
-        }))
-        .unwrap();
+        })) {
+            Ok(sizes) => break sizes,
+            Err(err) => {
+                assert!(Instant::now() < deadline, "no lease read answered: {err:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
     assert!(sizes.iter().all(|s| *s == Some(CHUNK as u32)), "{sizes:?}");
     for member in &mut members {
         member.kill();
