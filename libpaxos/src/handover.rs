@@ -125,7 +125,9 @@ impl<S: Storage> Replica<S> {
         let matches = held == Some(ballot);
         #[cfg(feature = "fault-injection")]
         let matches = matches
-            || (held.is_some() && self.config.fault == Some(crate::Fault::ReleaseOfAnyBallot));
+            || (held.is_some()
+                && matches!(self.role, RoleState::Follower)
+                && self.config.fault == Some(crate::Fault::ReleaseOfAnyBallot));
         if !matches {
             self.counters.stale_releases += 1;
             return false;
@@ -164,7 +166,11 @@ impl<S: Storage> Replica<S> {
             self.counters.malformed += 1;
             return Ok(());
         }
-        if ballot < self.promised {
+        #[cfg(feature = "fault-injection")]
+        let any_ballot = self.config.fault == Some(crate::Fault::ReleaseOfAnyBallot);
+        #[cfg(not(feature = "fault-injection"))]
+        let any_ballot = false;
+        if ballot < self.promised && !any_ballot {
             // A later ballot was promised since: this hand-over is over.
             self.counters.stale_ballot += 1;
             return Ok(());

@@ -86,6 +86,7 @@ pub enum Fault {
     /// the same round share an epoch).
     EpochWithoutNode,
     /// A follower gives up whatever lease promise it holds on any `LeaseRelease` or
-    /// `TimeoutNow`, not only the promise to the ballot the release names.
+    /// `TimeoutNow`, not only the promise to the ballot the release names; a `TimeoutNow` of
+    /// an older ballot than its promise makes it stand all the same.
     ReleaseOfAnyBallot,
 }
