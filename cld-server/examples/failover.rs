@@ -384,7 +384,7 @@ fn run() -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(2));
         };
         let took = first.duration_since(killed);
-        println!("kill {k}: member {} → first write after {took:?}", m + 1);
+        println!("{what} {k}: member {} → first write after {took:?}", m + 1);
         times.push(took);
         cell.start(m).map_err(|e| e.to_string())?;
         if !cell.caught_up(m, Duration::from_secs(30)) {

@@ -41,6 +41,12 @@ pub const INBOUND_QUEUE: usize = 8192;
 pub const TICK: Duration = Duration::from_millis(5);
 /// How often a rejoining member asks the master for a barrier.
 pub const REJOIN_RETRY: Duration = Duration::from_millis(500);
+/// After a hand-over at shutdown, how long the old master stays up once another member is
+/// master, answering clients `NotMaster` with the new master's address: long enough for a
+/// client's first retransmissions at cldc's default timing (100 ms, then 200 ms later), which
+/// then go straight to the new master instead of timing out against a closed port and
+/// rotating.
+pub const HANDOVER_LINGER: Duration = Duration::from_millis(300);
 /// How often the free space in the data dir's file system is checked against the reserve.
 pub const DISK_CHECK: Duration = Duration::from_millis(20);
 
@@ -416,6 +422,8 @@ struct ShutdownHandOver {
     done: oneshot::Sender<()>,
     started: libpaxos::Time,
     deadline: libpaxos::Time,
+    /// Another member is master: answer clients with its address until then, then stop.
+    linger_until: Option<libpaxos::Time>,
 }
 
 impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
@@ -1168,6 +1176,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     done,
                     started: now,
                     deadline: now + bound,
+                    linger_until: None,
                 });
             }
             Err(err) => {
@@ -1188,19 +1197,41 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         let Some(waiting) = &self.handover else {
             return;
         };
+        if let Some(until) = waiting.linger_until {
+            if now >= until
+                && let Some(waiting) = self.handover.take()
+            {
+                self.stop_now(waiting.done);
+            }
+            return;
+        }
         let me = self.replica.replica().id();
-        let new_master = match self.replica.replica().role() {
+        let role = self.replica.replica().role();
+        if matches!(role, Role::Master { .. }) && !self.replica.replica().handing_over() {
+            // The member it handed over to never stood and this one was elected again
+            // meanwhile: hand over once more rather than stop as master.
+            if self.replica.hand_over(now, None).is_ok() {
+                info!("shutdown: master again; handing over again");
+            }
+        }
+        let new_master = match role {
             Role::Follower { master: Some(m) } if m != me => Some(m),
             _ => None,
+        };
+        let Some(waiting) = &mut self.handover else {
+            return;
         };
         let elapsed = now.since(waiting.started);
         if let Some(master) = new_master {
             self.metrics.counters.handovers_completed.inc();
+            waiting.linger_until = Some(now + HANDOVER_LINGER);
             info!(
                 master = master.0,
                 elapsed_ms = elapsed.as_millis() as u64,
-                "shutdown: another member is master"
+                linger_ms = HANDOVER_LINGER.as_millis() as u64,
+                "shutdown: another member is master; sending clients to it before stopping"
             );
+            return;
         } else if now >= waiting.deadline {
             self.metrics.counters.handovers_timed_out.inc();
             warn!(

@@ -270,6 +270,8 @@ impl<S: Storage> Replica<S> {
             return;
         }
         self.handed_to = None;
+        // A master is known: a hand-over to this replica still waiting is moot.
+        self.takeover = None;
         if self.leading_ballot() != Some(ballot) {
             if !matches!(self.role, RoleState::Follower) || self.master != Some((from, ballot)) {
                 self.master = Some((from, ballot));
