@@ -2,7 +2,9 @@
 # Fail-over time: kills the master of a 3-member cell of real `cld` processes (release build,
 # fsync on) under a write load, KILLS times, and prints the median time from the kill to the
 # first acknowledged write issued after it (cld-server/examples/failover.rs).
-# Usage: scripts/failover.sh [KILLS] [extra example args, e.g. --paxos-lease-ms 200]
+# With `--mode term` the master is stopped with SIGTERM instead (it hands mastership over,
+# waits for the new master, and must exit 0): the cost of a planned restart.
+# Usage: scripts/failover.sh [KILLS] [extra example args, e.g. --paxos-lease-ms 200, --mode term]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kills=${1:-10}

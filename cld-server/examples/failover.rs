@@ -4,9 +4,14 @@
 //! of a fail-over: lease expiry, election, the new master's first commit, the client's
 //! rotation to it). Prints every kill and the median. `scripts/failover.sh` builds and runs it.
 //!
+//! With `--mode term` it sends SIGTERM instead (a planned restart): the master hands
+//! mastership over, waits for the new master and exits; the figure is then the time from the
+//! signal to the first write issued after it, and the member must exit with status 0.
+//!
 //! ```text
 //! cargo run --release -p cld-server --example failover -- [--kills N] [--writers N]
 //!     [--cld PATH] [--paxos-lease-ms MS] [--initial-rto-ms MS] [--rotate-after N]
+//!     [--mode kill|term]
 //! ```
 
 use std::io::{Read, Write};
@@ -29,6 +34,8 @@ struct Args {
     paxos_lease_ms: Option<u64>,
     initial_rto_ms: Option<u64>,
     rotate_after: Option<u32>,
+    /// Stop the master with SIGTERM (a graceful stop) instead of SIGKILL.
+    term: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         paxos_lease_ms: None,
         initial_rto_ms: None,
         rotate_after: None,
+        term: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +66,13 @@ fn parse_args() -> Result<Args, String> {
             "--paxos-lease-ms" => args.paxos_lease_ms = Some(num(value()?)?),
             "--initial-rto-ms" => args.initial_rto_ms = Some(num(value()?)?),
             "--rotate-after" => args.rotate_after = Some(num(value()?)? as u32),
+            "--mode" => {
+                args.term = match value()?.as_str() {
+                    "kill" => false,
+                    "term" => true,
+                    other => return Err(format!("--mode: {other} is neither kill nor term")),
+                }
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -104,6 +119,32 @@ impl Cell {
         if let Some(mut child) = self.children[i].take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM to member `i` and waits (up to 30 s) for it to exit; its exit status and
+    /// how long it took.
+    fn terminate(&mut self, i: usize) -> Result<(std::process::ExitStatus, Duration), String> {
+        let Some(mut child) = self.children[i].take() else {
+            return Err(format!("member {} is not running", i + 1));
+        };
+        let signalled = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .map_err(|e| format!("kill -TERM: {e}"))?;
+        if !sent.success() {
+            return Err(format!("kill -TERM: {sent}"));
+        }
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                return Ok((status, signalled.elapsed()));
+            }
+            if signalled.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                return Err(format!("member {} still running 30 s after SIGTERM", i + 1));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -306,11 +347,26 @@ fn run() -> Result<(), String> {
         tasks.push(rt.spawn(writer(session, n, acks.clone(), stop.clone())));
     }
     let mut times = Vec::new();
+    let what = if args.term { "SIGTERM" } else { "kill -9" };
     for k in 0..args.kills {
         std::thread::sleep(Duration::from_millis(1000));
         let m = cell.master(Duration::from_secs(20)).ok_or("no master")?;
         let killed = Instant::now();
-        cell.kill9(m);
+        if args.term {
+            let (status, exit_took) = cell.terminate(m)?;
+            if !status.success() {
+                return Err(format!(
+                    "member {} exited with {status} after SIGTERM",
+                    m + 1
+                ));
+            }
+            println!(
+                "stop {k}: member {} exited 0 {exit_took:?} after SIGTERM",
+                m + 1
+            );
+        } else {
+            cell.kill9(m);
+        }
         let deadline = killed + Duration::from_secs(30);
         let first = loop {
             let found = acks.lock().ok().and_then(|a| {
@@ -328,7 +384,7 @@ fn run() -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(2));
         };
         let took = first.duration_since(killed);
-        println!("kill {k}: member {} → first write after {took:?}", m + 1);
+        println!("{what} {k}: member {} → first write after {took:?}", m + 1);
         times.push(took);
         cell.start(m).map_err(|e| e.to_string())?;
         if !cell.caught_up(m, Duration::from_secs(30)) {
@@ -341,7 +397,7 @@ fn run() -> Result<(), String> {
     if let (Some(min), Some(max)) = (times.first(), times.last()) {
         let median = times[times.len() / 2];
         println!(
-            "kill -9 master → first successful write: median {median:?}, min {min:?}, max {max:?} over {} kills ({writes} writes)",
+            "{what} master → first successful write: median {median:?}, min {min:?}, max {max:?} over {} stops ({writes} writes)",
             times.len()
         );
     }

@@ -122,6 +122,14 @@ counters! {
     disk_check_failures: "Free-space checks of the data dir that failed",
     keepalives_refused: "Keepalives not renewed: the session is being expired, ended or past its lease",
     events_lost: "MasterFailover notices sent after a full event queue dropped events",
+    handovers_started: "Shutdowns of a master that began handing mastership over",
+    handovers_completed: "Hand-overs at shutdown that ended with another member master",
+    handovers_timed_out: "Hand-overs at shutdown that gave up waiting for a new master (2 x election timeout)",
+    proposals_handing_over: "Proposals refused because this master is handing over",
+    prevotes_started: "Pre-votes this member started (its election timer fired)",
+    elections_on_handover: "Elections this member started at once because the master handed over to it",
+    leases_released: "Lease promises given up because their master handed over",
+    stale_releases: "Lease releases ignored (another ballot than the one promised: stale or replayed)",
 }
 
 /// Gauges of the replica's state.

@@ -1386,4 +1386,35 @@ mod tests {
         assert!(c1.peer_progress_held_back.get() > 0);
         assert_eq!(c1.peer_connects.get(), 1, "the connection was not replaced");
     }
+
+    /// The hand-over messages were appended to libpaxos's `Message`, so a frame of any
+    /// earlier message is byte for byte what frame version 1 always carried (a member of the
+    /// previous release decodes it), and the new ones take the next variant numbers.
+    #[test]
+    fn earlier_paxos_messages_keep_their_bytes_and_the_hand_over_ones_follow() {
+        use libpaxos::Ballot;
+        let ballot = Ballot {
+            round: 1,
+            node: NodeId(2),
+        };
+        let heartbeat = PeerBody::Paxos(Message::Heartbeat {
+            ballot,
+            seq: 3,
+            commit: Slot(4),
+        });
+        // frame version, PeerBody::Paxos (0), Message::Heartbeat (7), round, node, seq, commit
+        assert_eq!(encode_frame(&heartbeat), vec![1, 0, 7, 1, 2, 3, 4]);
+        let snapshot_needed = PeerBody::Paxos(Message::SnapshotNeeded { slot: Slot(9) });
+        assert_eq!(encode_frame(&snapshot_needed), vec![1, 0, 11, 9]);
+        let release = PeerBody::Paxos(Message::LeaseRelease { ballot });
+        assert_eq!(encode_frame(&release), vec![1, 0, 12, 1, 2]);
+        let timeout_now = PeerBody::Paxos(Message::TimeoutNow {
+            ballot,
+            commit: Slot(5),
+        });
+        assert_eq!(encode_frame(&timeout_now), vec![1, 0, 13, 1, 2, 5]);
+        for body in [release, timeout_now] {
+            assert_eq!(decode_frame(&encode_frame(&body)).unwrap(), body);
+        }
+    }
 }

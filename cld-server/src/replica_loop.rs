@@ -41,6 +41,12 @@ pub const INBOUND_QUEUE: usize = 8192;
 pub const TICK: Duration = Duration::from_millis(5);
 /// How often a rejoining member asks the master for a barrier.
 pub const REJOIN_RETRY: Duration = Duration::from_millis(500);
+/// After a hand-over at shutdown, how long the old master stays up once another member is
+/// master, answering clients `NotMaster` with the new master's address: long enough for a
+/// client's first retransmissions at cldc's default timing (100 ms, then 200 ms later), which
+/// then go straight to the new master instead of timing out against a closed port and
+/// rotating.
+pub const HANDOVER_LINGER: Duration = Duration::from_millis(300);
 /// How often the free space in the data dir's file system is checked against the reserve.
 pub const DISK_CHECK: Duration = Duration::from_millis(20);
 
@@ -421,6 +427,20 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     fe: Option<FrontendParts>,
     peer_seen: HashMap<NodeId, PeerSeen>,
     last_progress: Option<libpaxos::Time>,
+    /// A shutdown that waits for the hand-over of mastership to finish.
+    handover: Option<ShutdownHandOver>,
+    /// The core's counters as last mirrored into the metrics.
+    core_seen: libpaxos::Counters,
+}
+
+/// A master shutting down: it handed over (or is handing over) and waits, up to `deadline`,
+/// until another member is master before it stops.
+struct ShutdownHandOver {
+    done: oneshot::Sender<()>,
+    started: libpaxos::Time,
+    deadline: libpaxos::Time,
+    /// Another member is master: answer clients with its address until then, then stop.
+    linger_until: Option<libpaxos::Time>,
 }
 
 impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
@@ -615,6 +635,8 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             fe: None,
             peer_seen: HashMap::new(),
             last_progress: None,
+            handover: None,
+            core_seen: libpaxos::Counters::default(),
         }
     }
 
@@ -841,6 +863,8 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         let now = self.clock.now();
         self.replica.on_tick(now)?;
         self.rejoin_progress()?;
+        self.mirror_core_counters();
+        self.handover_progress(now);
         let status = self.replica.replica().status(now);
         if self.roles_tx.borrow().lease != status.lease_valid {
             self.publish_role();
@@ -1021,6 +1045,13 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 warn!("master lease lost");
                 self.publish_role();
             }
+            Event::HandedOver { to } => {
+                info!(
+                    to = to.0,
+                    "handed over: stepped down, lease released, asked the member to stand for election"
+                );
+                self.publish_role();
+            }
             Event::SnapshotNeeded { from, slot } => {
                 if let Some(installing) = self.replica.install_in_progress() {
                     // The install under way brings this member to `installing`; the core
@@ -1070,6 +1101,12 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             Err(ProposeError::NotMaster { hint }) => {
                 self.metrics.counters.proposals_not_master.inc();
                 Err(SubmitError::NotMaster { hint })
+            }
+            Err(ProposeError::HandingOver { to }) => {
+                // Shutting down: this master takes no new work; the client retries and is
+                // sent to the new master once this member has stepped down.
+                self.metrics.counters.proposals_handing_over.inc();
+                Err(SubmitError::NotMaster { hint: to })
             }
             Err(ProposeError::Busy { .. }) => {
                 self.metrics.counters.proposals_busy.inc();
@@ -1127,12 +1164,125 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                     snapshots_installed: self.replica.counters().snapshots_installed,
                 });
             }
-            Request::Shutdown(done) => {
-                info!("shutting down: no new work taken; every acknowledged write is durable");
-                self.stop = Some(done);
-            }
+            Request::Shutdown(done) => self.shutdown(done),
         }
         Ok(())
+    }
+
+    /// Stops the loop; a master first hands mastership over (so a planned restart costs the
+    /// cell no fail-over wait) and stops once another member is master or twice the election
+    /// timeout has passed.
+    fn shutdown(&mut self, done: oneshot::Sender<()>) {
+        let now = self.clock.now();
+        if let Some(waiting) = self.handover.take() {
+            // A second request while handing over: stop now.
+            let _ = waiting.done.send(());
+            self.stop_now(done);
+            return;
+        }
+        let is_master = matches!(self.replica.replica().role(), Role::Master { .. });
+        if !is_master || self.state != MemberState::Voter {
+            self.stop_now(done);
+            return;
+        }
+        match self.replica.hand_over(now, None) {
+            Ok(()) => {
+                self.metrics.counters.handovers_started.inc();
+                let bound = self.replica.replica().config().election_timeout * 2;
+                info!(
+                    bound_ms = bound.as_millis() as u64,
+                    "shutdown: master takes no new work and hands over mastership"
+                );
+                self.handover = Some(ShutdownHandOver {
+                    done,
+                    started: now,
+                    deadline: now + bound,
+                    linger_until: None,
+                });
+            }
+            Err(err) => {
+                info!(%err, "shutdown: no hand-over");
+                self.stop_now(done);
+            }
+        }
+    }
+
+    fn stop_now(&mut self, done: oneshot::Sender<()>) {
+        info!("shutting down: no new work taken; every acknowledged write is durable");
+        self.stop = Some(done);
+    }
+
+    /// While shutting down after a hand-over: stops once another member is master (this one
+    /// follows it), or once the bound has passed.
+    fn handover_progress(&mut self, now: libpaxos::Time) {
+        let Some(waiting) = &self.handover else {
+            return;
+        };
+        if let Some(until) = waiting.linger_until {
+            if now >= until
+                && let Some(waiting) = self.handover.take()
+            {
+                self.stop_now(waiting.done);
+            }
+            return;
+        }
+        let me = self.replica.replica().id();
+        let role = self.replica.replica().role();
+        if matches!(role, Role::Master { .. }) && !self.replica.replica().handing_over() {
+            // The member it handed over to never stood and this one was elected again
+            // meanwhile: hand over once more rather than stop as master.
+            if self.replica.hand_over(now, None).is_ok() {
+                info!("shutdown: master again; handing over again");
+            }
+        }
+        let new_master = match role {
+            Role::Follower { master: Some(m) } if m != me => Some(m),
+            _ => None,
+        };
+        let Some(waiting) = &mut self.handover else {
+            return;
+        };
+        let elapsed = now.since(waiting.started);
+        if let Some(master) = new_master {
+            self.metrics.counters.handovers_completed.inc();
+            waiting.linger_until = Some(now + HANDOVER_LINGER);
+            info!(
+                master = master.0,
+                elapsed_ms = elapsed.as_millis() as u64,
+                linger_ms = HANDOVER_LINGER.as_millis() as u64,
+                "shutdown: another member is master; sending clients to it before stopping"
+            );
+            return;
+        } else if now >= waiting.deadline {
+            self.metrics.counters.handovers_timed_out.inc();
+            warn!(
+                elapsed_ms = elapsed.as_millis() as u64,
+                "shutdown: no other member became master within the bound; stopping anyway"
+            );
+        } else {
+            return;
+        }
+        if let Some(waiting) = self.handover.take() {
+            self.stop_now(waiting.done);
+        }
+    }
+
+    /// Mirrors the core's election counters into the metrics.
+    fn mirror_core_counters(&mut self) {
+        let core = self.replica.replica().counters().clone();
+        let seen = &self.core_seen;
+        let c = &self.metrics.counters;
+        c.prevotes_started
+            .inc_by(core.prevotes_started.saturating_sub(seen.prevotes_started));
+        c.elections_on_handover.inc_by(
+            core.elections_on_handover
+                .saturating_sub(seen.elections_on_handover),
+        );
+        c.leases_released
+            .inc_by(core.leases_released.saturating_sub(seen.leases_released));
+        c.stale_releases
+            .inc_by(core.stale_releases.saturating_sub(seen.stale_releases));
+        self.core_seen = core;
     }
 
     fn on_inbound(&mut self, inbound: Inbound) -> Result<(), LoopError> {

@@ -1,5 +1,5 @@
 //! Real `cld` processes on loopback driven by cldc async clients: kill -9 of the master while
-//! a client holds a lock and another waits, a minority and a majority down, a wiped member
+//! a client holds a lock and another waits, SIGTERM of the master (it hands over), a minority and a majority down, a wiped member
 //! rejoining with the data clients wrote, two wiped members waiting for the third, discovery
 //! through DNS SRV (3 and 5 members), and random datagrams on the client port.
 //!
@@ -146,6 +146,64 @@ fn kill9_of_the_master_keeps_the_holders_lock_and_every_acknowledged_write() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     kill9_rounds(rounds);
+}
+
+/// SIGTERM of the master while a client writes: the master hands mastership over, so another
+/// member is master without any election timer firing (no member started a pre-vote; the new
+/// master stood on the old one's `TimeoutNow`), the old member exits 0 after logging that
+/// another member is master, and no acknowledged write is lost.
+#[test]
+fn sigterm_of_the_master_hands_over_without_an_election_timeout() {
+    let mut cell = ProcCell::new("clterm", 3, "");
+    cell.start_all();
+    let m = cell.wait_master(Duration::from_secs(15));
+    let rt = runtime();
+    let session = Arc::new(rt.block_on(cell.session(Duration::from_secs(20))));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = rt.spawn(writer(session.clone(), stop.clone()));
+    std::thread::sleep(Duration::from_millis(500));
+    let others: Vec<usize> = (0..3).filter(|&i| i != m).collect();
+    let prevotes = |cell: &ProcCell| -> Vec<i64> {
+        others
+            .iter()
+            .map(|&i| cell.metric(i, "cld_prevotes_started_total").unwrap())
+            .collect()
+    };
+    let prevotes_before = prevotes(&cell);
+
+    let signalled = Instant::now();
+    cell.sigterm(m);
+    let status = cell.wait_exit(m, Duration::from_secs(10));
+    let exited = signalled.elapsed();
+    assert!(status.success(), "exit status {status}\n{}", cell.logs());
+    let log = cell.log(m);
+    assert!(log.contains("shutdown: master takes no new work"), "{log}");
+    assert!(log.contains("handed over"), "{log}");
+    assert!(log.contains("shutdown: another member is master"), "{log}");
+    assert!(!log.contains("stopping anyway"), "{log}");
+
+    let m2 = cell.wait_master(Duration::from_secs(15));
+    assert_ne!(m2, m);
+    assert_eq!(
+        cell.metric(m2, "cld_elections_on_handover_total"),
+        Some(1),
+        "the new master stood because the old one handed over"
+    );
+    assert_eq!(
+        prevotes(&cell),
+        prevotes_before,
+        "no election timer fired anywhere"
+    );
+    let third = others.iter().copied().find(|&i| i != m2).unwrap();
+    assert!(cell.metric(third, "cld_leases_released_total").unwrap() >= 1);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let acked = rt.block_on(writes).unwrap();
+    eprintln!(
+        "SIGTERM of the master: it exited 0 after {exited:?}; {} writes acknowledged",
+        acked.len()
+    );
+    rt.block_on(check_acked(&session, &acked));
 }
 
 #[test]

@@ -208,6 +208,16 @@ impl<S: LogStore> DbReplica<S> {
         self.replica.propose(now, command.encode())
     }
 
+    /// Hands mastership over (master only): see `Replica::hand_over`. The hand-over goes out
+    /// in the Ready batches `drive` performs.
+    pub fn hand_over(
+        &mut self,
+        now: Time,
+        to: Option<NodeId>,
+    ) -> Result<(), libpaxos::HandOverError> {
+        self.replica.hand_over(now, to)
+    }
+
     /// A message from a peer.
     pub fn on_message(&mut self, now: Time, from: NodeId, msg: Message) -> Result<(), GlueError> {
         Ok(self.replica.on_message(now, from, msg)?)

@@ -35,4 +35,15 @@ pub struct Counters {
     pub catch_up_requests: u64,
     /// Snapshot installs asked of the driver.
     pub snapshots_needed: u64,
+    /// Hand-overs begun by `Replica::hand_over` (this replica was master).
+    pub handovers_started: u64,
+    /// Hand-overs this replica completed as master: it stepped down and released its lease.
+    pub handovers_released: u64,
+    /// Lease promises this replica gave up because their master released them.
+    pub leases_released: u64,
+    /// Releases ignored because they named another ballot than the one this replica promised
+    /// a lease to (stale, replayed, or nothing was promised).
+    pub stale_releases: u64,
+    /// Elections this replica started at once because the master handed over to it.
+    pub elections_on_handover: u64,
 }

@@ -42,6 +42,13 @@ pub enum ProposeError {
         /// How many are in flight.
         inflight: u64,
     },
+    /// The master is handing mastership over (`Replica::hand_over`) and takes no new
+    /// commands; `to` is the member it hands over to, once chosen.
+    #[error("this master is handing over (to {to:?}) and takes no new commands")]
+    HandingOver {
+        /// The member it hands over to, if chosen yet.
+        to: Option<NodeId>,
+    },
     /// The command is larger than one Accept message may carry.
     #[error("a command of {size} bytes exceeds the batch limit of {limit} bytes")]
     TooLarge {
@@ -50,4 +57,21 @@ pub enum ProposeError {
         /// `Config::max_batch_bytes`.
         limit: usize,
     },
+}
+
+/// Why `Replica::hand_over` refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandOverError {
+    /// Only a master (that has finished taking office) hands over.
+    #[error("this replica is not the master (last known master: {hint:?})")]
+    NotMaster {
+        /// The master this replica last heard from, if any.
+        hint: Option<NodeId>,
+    },
+    /// The cell has no other member to hand over to.
+    #[error("the cell has no other member to hand over to")]
+    NoOtherMember,
+    /// The chosen target is this replica or not a member.
+    #[error("{0} is not another member of the cell")]
+    NotAnotherMember(NodeId),
 }

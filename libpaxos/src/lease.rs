@@ -146,6 +146,12 @@ impl<S: Storage> Replica<S> {
         if self.reject_if_stale(from, ballot) {
             return Ok(());
         }
+        if self.released == Some(ballot) {
+            // Sent before its master handed over: acknowledging it would promise a lease
+            // again to a ballot that leads no more.
+            self.counters.stale_releases += 1;
+            return Ok(());
+        }
         self.follow(now, from, ballot);
         let own_commit = self.commit;
         self.send(
@@ -159,7 +165,14 @@ impl<S: Storage> Replica<S> {
         self.learn_commit(now, from, ballot, commit)
     }
 
-    pub(crate) fn on_heartbeat_ack(&mut self, now: Time, from: NodeId, ballot: Ballot, seq: u64) {
+    pub(crate) fn on_heartbeat_ack(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        ballot: Ballot,
+        seq: u64,
+        commit: Slot,
+    ) {
         #[cfg(feature = "fault-injection")]
         let ballot = match self.leading_ballot() {
             Some(leading) if self.config.fault == Some(crate::Fault::HeartbeatAckOfAnyBallot) => {
@@ -178,6 +191,13 @@ impl<S: Storage> Replica<S> {
             self.counters.malformed += 1;
             return;
         }
+        if let RoleState::Master(master) = &mut self.role {
+            let known = master.progress.entry(from).or_default();
+            *known = (*known).max(commit);
+        }
+        let Some(lease) = self.lease_state() else {
+            return;
+        };
         let acked = lease.acked.entry(from).or_insert(0);
         *acked = (*acked).max(seq);
         self.recompute_lease(now);

@@ -31,6 +31,7 @@ pub mod conformance;
 mod counters;
 mod election;
 mod error;
+mod handover;
 mod lease;
 pub mod mem_storage;
 pub mod message;
@@ -44,7 +45,7 @@ pub mod types;
 
 pub use config::{Config, ConfigError};
 pub use counters::Counters;
-pub use error::{Error, ProposeError};
+pub use error::{Error, HandOverError, ProposeError};
 pub use mem_storage::MemStorage;
 pub use message::{Envelope, Message};
 pub use ready::{Committed, Event, Persist, Ready, Role};
@@ -84,4 +85,8 @@ pub enum Fault {
     /// A master term's epoch is its round only, without the node id (two nodes standing with
     /// the same round share an epoch).
     EpochWithoutNode,
+    /// A follower gives up whatever lease promise it holds on any `LeaseRelease` or
+    /// `TimeoutNow`, not only the promise to the ballot the release names; a `TimeoutNow` of
+    /// an older ballot than its promise makes it stand all the same.
+    ReleaseOfAnyBallot,
 }

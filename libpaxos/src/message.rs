@@ -116,6 +116,25 @@ pub enum Message {
         /// The slot the sender's log is compacted through.
         slot: Slot,
     },
+    // New variants go last: postcard numbers variants in declaration order, so appending
+    // leaves every earlier message's encoding unchanged (docs/libpaxos.md, "Hand-over").
+    /// The master of `ballot` hands over mastership: it has already stopped serving from its
+    /// lease and proposing, and gives up the lease promise the receiver made to `ballot`.
+    /// Only that exact ballot's promise is given up, so a stale or replayed release cannot
+    /// cancel a promise made to a later master (or to a later term of the same node).
+    LeaseRelease {
+        /// The ballot whose lease is given up.
+        ballot: Ballot,
+    },
+    /// The master of `ballot` hands over to the receiver: a [`Message::LeaseRelease`] that
+    /// also asks it to stand for election at once (without waiting for its election timeout
+    /// or asking for pre-votes), as soon as it has committed through `commit`.
+    TimeoutNow {
+        /// The ballot whose lease is given up.
+        ballot: Ballot,
+        /// The master's commit index when it stepped down: everything it proposed.
+        commit: Slot,
+    },
 }
 
 impl Message {
@@ -125,7 +144,9 @@ impl Message {
             Message::Prepare { ballot, .. }
             | Message::Accepted { ballot, .. }
             | Message::Heartbeat { ballot, .. }
-            | Message::HeartbeatAck { ballot, .. } => (Some(*ballot), None, &[]),
+            | Message::HeartbeatAck { ballot, .. }
+            | Message::LeaseRelease { ballot }
+            | Message::TimeoutNow { ballot, .. } => (Some(*ballot), None, &[]),
             Message::Promise {
                 ballot, entries, ..
             }
@@ -173,6 +194,8 @@ impl Message {
             Message::CatchUpRequest { .. } => "catch_up_request",
             Message::CatchUp { .. } => "catch_up",
             Message::SnapshotNeeded { .. } => "snapshot_needed",
+            Message::LeaseRelease { .. } => "lease_release",
+            Message::TimeoutNow { .. } => "timeout_now",
         }
     }
 }

@@ -66,6 +66,12 @@ pub enum Event {
     LeaseAcquired,
     /// This master's lease ran out or was given up.
     LeaseLost,
+    /// This master handed over: it stepped down (its lease was given up before anything was
+    /// sent), released the followers' lease promises and asked `to` to stand for election.
+    HandedOver {
+        /// The member asked to take over.
+        to: NodeId,
+    },
     /// The log this replica needs was compacted at `from`: fetch `from`'s snapshot at or above
     /// `slot`, install it, then call `Replica::on_snapshot_installed`.
     SnapshotNeeded {

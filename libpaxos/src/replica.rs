@@ -137,6 +137,14 @@ pub struct Replica<S: Storage> {
     pub(crate) persisted_number: u64,
     /// The master lease as last reported in an event, to report changes once.
     pub(crate) lease_reported: bool,
+    /// The ballot whose lease this replica last gave up (as a master handing over, or
+    /// released by it): that ballot leads no more, so it is never followed or granted a
+    /// lease again.
+    pub(crate) released: Option<Ballot>,
+    /// The member this replica handed mastership to, as a hint until it hears a master.
+    pub(crate) handed_to: Option<NodeId>,
+    /// A hand-over to this replica waiting for it to catch up before it stands.
+    pub(crate) takeover: Option<crate::handover::TakeOver>,
 }
 
 impl<S: Storage> Replica<S> {
@@ -200,6 +208,9 @@ impl<S: Storage> Replica<S> {
             ready_number: 0,
             persisted_number: 0,
             lease_reported: false,
+            released: None,
+            handed_to: None,
+            takeover: None,
         };
         if hard_state.commit < applied && applied > compacted {
             // The state machine is ahead of the log's own commit index: it installed a
@@ -288,7 +299,7 @@ impl<S: Storage> Replica<S> {
     pub fn master_hint(&self) -> Option<NodeId> {
         match &self.role {
             RoleState::Master(_) => Some(self.config.id),
-            _ => self.master.map(|(node, _)| node),
+            _ => self.master.map(|(node, _)| node).or(self.handed_to),
         }
     }
 
@@ -348,9 +359,11 @@ impl<S: Storage> Replica<S> {
                 if self.is_leading() {
                     self.tick_master(now)?;
                     self.maybe_finish_recovery(now)?;
+                    self.maybe_release(now);
                 }
             }
             RoleState::Candidate(_) | RoleState::Follower => {
+                self.expire_takeover(now);
                 if now >= self.election_deadline && self.may_promise(now, self.config.id) {
                     self.start_prevote(now)?;
                 }
@@ -766,8 +779,12 @@ impl<S: Storage> Replica<S> {
                 seq,
                 commit,
             } => self.on_heartbeat(now, from, ballot, seq, commit),
-            Message::HeartbeatAck { ballot, seq, .. } => {
-                self.on_heartbeat_ack(now, from, ballot, seq);
+            Message::HeartbeatAck {
+                ballot,
+                seq,
+                commit,
+            } => {
+                self.on_heartbeat_ack(now, from, ballot, seq, commit);
                 Ok(())
             }
             Message::CatchUpRequest { from: slot } => self.on_catch_up_request(from, slot),
@@ -775,6 +792,13 @@ impl<S: Storage> Replica<S> {
             Message::SnapshotNeeded { slot } => {
                 self.on_snapshot_needed(now, from, slot);
                 Ok(())
+            }
+            Message::LeaseRelease { ballot } => {
+                self.on_lease_release(from, ballot);
+                Ok(())
+            }
+            Message::TimeoutNow { ballot, commit } => {
+                self.on_timeout_now(now, from, ballot, commit)
             }
         }
     }

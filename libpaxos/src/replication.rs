@@ -35,6 +35,11 @@ pub(crate) struct Master {
     /// follower.
     unsent_from: Option<Slot>,
     pub(crate) lease: MasterLease,
+    /// A hand-over under way (`Replica::hand_over`): no new proposals.
+    pub(crate) handing_over: Option<crate::handover::HandOver>,
+    /// Per follower, how far it is known to be: the highest slot of this term it acknowledged,
+    /// or the commit index it reported in a heartbeat ack. Picks the hand-over target.
+    pub(crate) progress: alloc::collections::BTreeMap<NodeId, Slot>,
 }
 
 impl Master {
@@ -46,7 +51,14 @@ impl Master {
             inflight: VecDeque::new(),
             unsent_from: None,
             lease,
+            handing_over: None,
+            progress: alloc::collections::BTreeMap::new(),
         }
+    }
+
+    /// Whether every slot this master proposed is committed.
+    pub(crate) fn all_committed(&self) -> bool {
+        self.inflight.is_empty()
     }
 
     /// The slot of the first proposal in flight (`next_slot` if none is).
@@ -73,6 +85,11 @@ impl<S: Storage> Replica<S> {
         let RoleState::Master(master) = &self.role else {
             return Err(ProposeError::NotMaster { hint });
         };
+        if let Some(handing_over) = &master.handing_over {
+            return Err(ProposeError::HandingOver {
+                to: handing_over.to,
+            });
+        }
         if command.len() > limit {
             return Err(ProposeError::TooLarge {
                 size: command.len(),
@@ -247,6 +264,14 @@ impl<S: Storage> Replica<S> {
     pub(crate) fn follow(&mut self, now: Time, from: NodeId, ballot: Ballot) {
         self.raise_promise(ballot);
         self.prevote = None;
+        if self.released == Some(ballot) {
+            // A late message of a master that handed over: it leads no more, so it is
+            // neither followed nor granted a lease, and it does not hold elections back.
+            return;
+        }
+        self.handed_to = None;
+        // A master is known: a hand-over to this replica still waiting is moot.
+        self.takeover = None;
         if self.leading_ballot() != Some(ballot) {
             if !matches!(self.role, RoleState::Follower) || self.master != Some((from, ballot)) {
                 self.master = Some((from, ballot));
@@ -282,10 +307,16 @@ impl<S: Storage> Replica<S> {
             self.counters.stale_ballot += 1;
             return Ok(());
         }
+        let mut highest = Slot::ZERO;
         for slot in slots {
+            highest = highest.max(slot);
             if let Some(flight) = master.inflight_mut(slot) {
                 flight.acks |= 1 << index;
             }
+        }
+        if from != self.config.id {
+            let known = master.progress.entry(from).or_default();
+            *known = (*known).max(highest);
         }
         let quorum = self.config.quorum();
         #[cfg(feature = "fault-injection")]
@@ -309,7 +340,9 @@ impl<S: Storage> Replica<S> {
             commit = commit.next();
             master.inflight.pop_front();
         }
-        self.advance_commit(now, commit)
+        self.advance_commit(now, commit)?;
+        self.maybe_release(now);
+        Ok(())
     }
 
     /// Learns that the master of `ballot` has committed through `master_commit`. Slots this
@@ -350,7 +383,8 @@ impl<S: Storage> Replica<S> {
                 self.catch_up_sent = None;
             }
         }
-        self.maybe_finish_recovery(now)
+        self.maybe_finish_recovery(now)?;
+        self.maybe_take_over(now)
     }
 
     /// Master duties on a tick: heartbeats, and re-sending accepts nobody acknowledged.

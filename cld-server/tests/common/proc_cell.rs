@@ -115,6 +115,40 @@ impl ProcCell {
         }
     }
 
+    /// Sends SIGTERM to member `i` (a graceful stop), leaving it running until it exits.
+    pub fn sigterm(&self, i: usize) {
+        let child = self.children[i].as_ref().expect("member is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM: {status}");
+    }
+
+    /// Waits up to `timeout` for member `i` to exit; returns its exit status.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.children[i].as_mut().expect("member was started");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.children[i] = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {} still running {timeout:?} after the signal\n{}",
+                i + 1,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Member `i`'s whole log.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("log{}", i + 1))).unwrap_or_default()
+    }
+
     pub fn running(&self) -> Vec<usize> {
         (0..self.len())
             .filter(|&i| self.children[i].is_some())

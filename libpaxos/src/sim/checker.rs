@@ -30,6 +30,10 @@ pub struct Checker {
     /// Per node and incarnation: the highest ballot it acknowledged at all (heartbeat acks
     /// too, whose implied promise is not durable).
     acked_volatile: BTreeMap<NodeId, Ballot>,
+    /// Ballots whose master sent a lease release: promises to them are owed no more.
+    released: alloc::collections::BTreeSet<Ballot>,
+    /// Lease releases checked at the moment they left.
+    pub releases: u64,
     /// Slots checked for a durably chosen value, one at a time as they became durable.
     pub durable_checks: u64,
     /// Lease checks: instants at which a replica believed it held a lease.
@@ -256,6 +260,30 @@ impl Checker {
             self.durably_chosen.insert(slot, (*value).clone());
         }
         if let Some(what) = failure {
+            self.fail(now, what);
+        }
+    }
+
+    /// `node` sent a release of `ballot`'s lease; `still_holds`: it believed it held that lease
+    /// at that instant. A master must stop serving from its lease *before* it releases it.
+    pub fn on_release(&mut self, now: Duration, node: NodeId, ballot: Ballot, still_holds: bool) {
+        self.releases += 1;
+        if still_holds {
+            let what = format!("{node} released the lease of {ballot} while still holding it");
+            self.fail(now, what);
+        }
+        self.released.insert(ballot);
+    }
+
+    /// Whether `ballot`'s master has released its lease (so promises to it are void).
+    pub fn is_released(&self, ballot: Ballot) -> bool {
+        self.released.contains(&ballot)
+    }
+
+    /// `node` believes it holds the lease of `ballot`: it must never have released it.
+    pub fn check_not_released(&mut self, now: Duration, node: NodeId, ballot: Ballot) {
+        if self.released.contains(&ballot) {
+            let what = format!("{node} holds the lease of {ballot} after releasing it");
             self.fail(now, what);
         }
     }

@@ -62,6 +62,15 @@ pub struct SimConfig {
     /// replies addressed to it earlier (only with random faults on): old-term accept acks,
     /// heartbeat acks, promises and rejections arriving in a later term.
     pub redeliver_on_office: f64,
+    /// Per simulated second, the chance that the master is asked to hand over (only with
+    /// random faults on): to a random member, or with `None` to the most up-to-date one.
+    pub handover_rate: f64,
+    /// Chance that the old master or the member it handed over to crashes right after the
+    /// hand-over (only with random faults on).
+    pub crash_after_handover: f64,
+    /// Chance that each lease release (and `TimeoutNow`) is delivered once more 0.2–3 s
+    /// later, typically after a newer master took office (only with random faults on).
+    pub replay_release: f64,
     /// A broken driver, for showing what the time contract is for: the `now` handed to the
     /// core with a message is up to this much *earlier* than the message's arrival (as a driver
     /// that read its clock before a long fsync would do). Zero in every honest run.
@@ -108,6 +117,9 @@ impl SimConfig {
             max_slow_sync: Duration::from_millis(300),
             crash_after_ack: 0.004,
             redeliver_on_office: 0.5,
+            handover_rate: 0.0,
+            crash_after_handover: 0.2,
+            replay_release: 0.2,
             early_clock: Duration::ZERO,
             network: NetworkConfig {
                 min_delay: Duration::from_micros(200),
@@ -204,6 +216,8 @@ pub struct Cluster {
     pub storage_errors: u64,
     /// Process pauses begun.
     pub pauses: u64,
+    /// Hand-overs completed (old master stepped down and released its lease).
+    pub handovers: u64,
     trace_hash: u64,
     trace_text: String,
 }
@@ -252,6 +266,7 @@ impl Cluster {
             leadership: Vec::new(),
             storage_errors: 0,
             pauses: 0,
+            handovers: 0,
             trace_hash: 0xcbf2_9ce4_8422_2325,
             trace_text: String::new(),
         };
@@ -498,6 +513,41 @@ impl Cluster {
         Some(id)
     }
 
+    /// Asks master `i` to hand over to `to` (`None`: the most up-to-date member); returns
+    /// whether it took the request.
+    pub fn hand_over(&mut self, i: usize, to: Option<NodeId>) -> bool {
+        let now = self.local_time(i);
+        let id = self.nodes[i].id;
+        let Some(replica) = self.nodes[i].replica.as_mut() else {
+            return false;
+        };
+        let result = replica.hand_over(now, to);
+        self.trace(format_args!(
+            "{id} asked to hand over to {to:?}: {result:?}"
+        ));
+        self.process(i);
+        result.is_ok()
+    }
+
+    /// A hand-over at a random moment, to a random member (up or not, caught up or not) or
+    /// to the most up-to-date one.
+    fn random_hand_over(&mut self) {
+        let Some(i) = self.master() else {
+            return;
+        };
+        if self.nodes[i].paused_until.is_some() || self.nodes.len() < 2 {
+            return;
+        }
+        let to = if chance(&mut self.rng, 0.5) {
+            None
+        } else {
+            let n = self.nodes.len() as u64;
+            let j = (i + 1 + self.rng.below(n - 1) as usize) % self.nodes.len();
+            Some(self.nodes[j].id)
+        };
+        self.hand_over(i, to);
+    }
+
     /// Runs for `duration` of true time.
     pub fn run_for(&mut self, duration: Duration) {
         let end = self.now + duration;
@@ -568,6 +618,14 @@ impl Cluster {
         let per_step = self.config.propose_rate * STEP.as_secs_f64();
         if chance(&mut self.rng, per_step) {
             self.propose();
+        }
+        if self.random_faults
+            && chance(
+                &mut self.rng,
+                self.config.handover_rate * STEP.as_secs_f64(),
+            )
+        {
+            self.random_hand_over();
         }
         for i in 0..self.nodes.len() {
             if self.nodes[i].crash_pending {
@@ -786,6 +844,13 @@ impl Cluster {
                     self.check_promise(i, ballot, local);
                 }
             }
+            for envelope in &ready.messages {
+                if let Message::LeaseRelease { ballot } | Message::TimeoutNow { ballot, .. } =
+                    envelope.msg
+                {
+                    self.on_release_sent(i, ballot, local, envelope);
+                }
+            }
             for envelope in ready.messages {
                 self.check_claims(i, &envelope);
                 self.net
@@ -806,6 +871,30 @@ impl Cluster {
             if !more {
                 return;
             }
+        }
+    }
+
+    /// Node `i` sends a release of `ballot`'s lease: from this moment the checker counts no
+    /// promise to that ballot as owed, which is sound only if the sender no longer believes
+    /// in that lease, now or ever after (checked here and at every step). Some releases are
+    /// delivered again much later, when a newer master may hold the receiver's promise.
+    fn on_release_sent(
+        &mut self,
+        i: usize,
+        ballot: crate::types::Ballot,
+        local: Time,
+        envelope: &Envelope,
+    ) {
+        let Some(replica) = self.nodes[i].replica.as_ref() else {
+            return;
+        };
+        let holds = replica.lease_valid(local) && replica.leading_ballot() == Some(ballot);
+        let (now, id) = (self.now, self.nodes[i].id);
+        self.checker.on_release(now, id, ballot, holds);
+        if self.random_faults && chance(&mut self.rng, self.config.replay_release) {
+            let delay = Duration::from_millis(200 + self.rng.below(2800));
+            self.net
+                .send_late(now, delay, id, envelope.to, envelope.msg.clone());
         }
     }
 
@@ -880,10 +969,13 @@ impl Cluster {
     /// other ballot for a lease, even across a restart).
     fn check_promise(&mut self, i: usize, ballot: crate::types::Ballot, local: Time) {
         let node = &self.nodes[i];
+        let checker = &self.checker;
         let owed = node
             .grants
             .iter()
-            .find(|(master, (_, until))| **master != ballot.node && local < *until)
+            .find(|(master, (granted, until))| {
+                **master != ballot.node && local < *until && !checker.is_released(*granted)
+            })
             .map(|(master, _)| *master);
         if let Some(master) = owed {
             let what = format!(
@@ -927,6 +1019,22 @@ impl Cluster {
                 false
             }
             Event::SnapshotNeeded { from, slot } => self.install_snapshot(i, from, slot),
+            Event::HandedOver { to } => {
+                self.trace(format_args!("{id} handed over to {to}"));
+                self.handovers += 1;
+                if self.random_faults && chance(&mut self.rng, self.config.crash_after_handover) {
+                    // The old master, or the member it handed over to, dies right after.
+                    let victim = if chance(&mut self.rng, 0.5) {
+                        Some(i)
+                    } else {
+                        self.index_of(to)
+                    };
+                    if let Some(v) = victim {
+                        self.nodes[v].crash_pending = true;
+                    }
+                }
+                false
+            }
         }
     }
 
@@ -1108,6 +1216,9 @@ impl Cluster {
                 .check_replica(now, id, promised, commit, applied);
             if holds_lease {
                 lease_holders.push(id);
+                if let Some(ballot) = replica.leading_ballot() {
+                    self.checker.check_not_released(now, id, ballot);
+                }
                 self.check_lease_backing(i, local);
             }
             if fence.is_some_and(|f| applied >= f) {

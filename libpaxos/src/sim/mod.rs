@@ -32,6 +32,8 @@ pub struct Outcome {
     pub terms: usize,
     /// How long after the heal the first new write was acknowledged.
     pub recovery: Duration,
+    /// Hand-overs completed (the old master stepped down and released its lease).
+    pub handovers: u64,
 }
 
 /// The standard run: `faulty` of random faults, then heal everything and require that a new
@@ -94,5 +96,6 @@ pub fn run(
         acked: cluster.acked,
         terms: cluster.leadership.len(),
         recovery,
+        handovers: cluster.handovers,
     })
 }

@@ -167,6 +167,26 @@ impl Network {
         }
     }
 
+    /// Delivers `msg` after `delay`, whatever the loss rate: a copy stuck in some queue.
+    pub(crate) fn send_late(
+        &mut self,
+        now: Duration,
+        delay: Duration,
+        from: NodeId,
+        to: NodeId,
+        msg: Message,
+    ) {
+        self.next_seq += 1;
+        self.replayed += 1;
+        self.queue.push(Reverse(InFlight {
+            deliver_at: now + delay,
+            seq: self.next_seq,
+            from,
+            to,
+            msg,
+        }));
+    }
+
     /// Delivers again up to `count` replies sent to `to` earlier (typically in an earlier
     /// term of it), each after a delay of up to `within`: copies stuck in some queue.
     pub(crate) fn redeliver_old(
