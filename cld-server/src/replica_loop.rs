@@ -771,8 +771,6 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     /// on disk is what was synced before: a restart recovers from it once space is freed.
     async fn halt_disk_full(&mut self, err: LoopError) -> Result<(), LoopError> {
         let cause = err.to_string();
-        self.metrics.counters.disk_full.inc();
-        self.metrics.gauges.disk_full.set(1);
         self.metrics.serving.store(false, Ordering::Relaxed);
         error!(
             %cause,
@@ -790,6 +788,9 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             lease: false,
             state: self.state,
         });
+        // Reported last, so whoever sees the gauge also sees that this member stepped down.
+        self.metrics.counters.disk_full.inc();
+        self.metrics.gauges.disk_full.set(1);
         loop {
             tokio::select! {
                 // Background snapshot or install results are dropped unapplied.

@@ -79,7 +79,12 @@ fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
                 };
             }
             // A killed member's sled lock or port may take a moment to be released.
-            Err(err @ cld_server::StartError::Database { .. }) if Instant::now() < deadline => {
+            // A killed member's runtime lets go of its files and ports a little later.
+            Err(
+                err @ (cld_server::StartError::Database { .. }
+                | cld_server::StartError::Bind { .. }
+                | cld_server::StartError::ClientBind { .. }),
+            ) if Instant::now() < deadline => {
                 eprintln!("retrying start of member {id}: {err}");
                 rt.shutdown_background();
                 std::thread::sleep(Duration::from_millis(100));

@@ -50,7 +50,12 @@ pub fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
                     metrics,
                 };
             }
-            Err(err @ cld_server::StartError::Database { .. }) if Instant::now() < deadline => {
+            // A killed member's runtime lets go of its files and ports a little later.
+            Err(
+                err @ (cld_server::StartError::Database { .. }
+                | cld_server::StartError::Bind { .. }
+                | cld_server::StartError::ClientBind { .. }),
+            ) if Instant::now() < deadline => {
                 eprintln!("retrying start of member {id}: {err}");
                 rt.shutdown_background();
                 std::thread::sleep(Duration::from_millis(100));
