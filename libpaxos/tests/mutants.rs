@@ -470,3 +470,96 @@ fn a_candidate_whose_ballot_is_rejected_steps_down() {
     drive(&mut r);
     assert_eq!(r.role(), Role::Follower { master: None });
 }
+
+/// catchup.rs `request_catch_up` (`||` → `&&` in its first guard): while a snapshot is
+/// wanted, a hint that the replica is behind asks no peer for entries — the snapshot is on
+/// its way and the entries it covers are compacted everywhere.
+#[test]
+fn no_catch_up_request_while_a_snapshot_is_wanted() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    r.on_message(at(101), N1, Message::SnapshotNeeded { slot: Slot(40) })
+        .unwrap();
+    let ready = drive(&mut r);
+    assert!(
+        ready
+            .events
+            .iter()
+            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
+        "the snapshot is wanted"
+    );
+    r.on_message(at(110), N1, heartbeat(50, 2)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![]);
+}
+
+/// catchup.rs `request_catch_up` (`<` → `<=` in the retry test): a request unanswered for
+/// exactly the retry interval is sent again on the next hint, even before a tick has cleared
+/// it — the same boundary at which `tick_catch_up` forgets it.
+#[test]
+fn a_catch_up_request_is_repeated_exactly_one_retry_interval_later() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(2, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    let retry = r.config().election_timeout.as_millis() as u64;
+    r.on_message(at(100 + retry - 1), N1, heartbeat(2, 2))
+        .unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![]);
+    r.on_message(at(100 + retry), N1, heartbeat(2, 3)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+}
+
+/// A follower (n2) holding slots 1..=3, accepted at n1's ballot 1 and committed.
+fn follower_with_three_committed() -> Replica<MemStorage> {
+    let mut r = replica(N2);
+    let entries = (1..=3)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Command(vec![slot as u8].into()),
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(100), N1, accept).unwrap();
+    drive_persisted(&mut r, at(100));
+    assert_eq!(r.commit(), Slot(3));
+    r
+}
+
+/// catchup.rs `on_catch_up_request` (`+` → `-` in the gap check): an answer carries every
+/// consecutive committed entry from the slot asked, not only the first.
+#[test]
+fn a_catch_up_answer_carries_every_committed_entry_from_the_slot_asked() {
+    let mut r = follower_with_three_committed();
+    r.on_message(at(110), N3, Message::CatchUpRequest { from: Slot(1) })
+        .unwrap();
+    let answer = drive(&mut r)
+        .messages
+        .into_iter()
+        .find(|e| e.to == N3)
+        .map(|e| e.msg);
+    let Some(Message::CatchUp { commit, entries }) = answer else {
+        panic!("no catch-up answer: {answer:?}");
+    };
+    assert_eq!(commit, Slot(3));
+    let slots: Vec<Slot> = entries.iter().map(|e| e.slot).collect();
+    assert_eq!(slots, vec![Slot(1), Slot(2), Slot(3)]);
+}
+
+/// catchup.rs `on_catch_up_request` (`+=` → `-=`): a request for slot 0 is counted malformed
+/// and unanswered.
+#[test]
+fn a_catch_up_request_for_slot_zero_is_counted_malformed() {
+    let mut r = follower_with_three_committed();
+    r.on_message(at(110), N3, Message::CatchUpRequest { from: Slot::ZERO })
+        .unwrap();
+    assert!(drive(&mut r).messages.iter().all(|e| e.to != N3));
+    assert_eq!(r.counters().malformed, 1);
+}
