@@ -471,7 +471,7 @@ fn a_candidate_whose_ballot_is_rejected_steps_down() {
     assert_eq!(r.role(), Role::Follower { master: None });
 }
 
-/// catchup.rs `request_catch_up` (`||` → `&&` in its first guard): while a snapshot is
+/// catchup.rs `request_catch_up` (`||` → `&&` in its guard): while a snapshot is
 /// wanted, a hint that the replica is behind asks no peer for entries — the snapshot is on
 /// its way and the entries it covers are compacted everywhere.
 #[test]
@@ -489,6 +489,8 @@ fn no_catch_up_request_while_a_snapshot_is_wanted() {
             .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
         "the snapshot is wanted"
     );
+    // catchup.rs `on_snapshot_needed` (`+=` → `*=`): operators can read that it was asked.
+    assert_eq!(r.counters().snapshots_needed, 1);
     r.on_message(at(110), N1, heartbeat(50, 2)).unwrap();
     assert_eq!(catch_up_requests(&drive(&mut r)), vec![]);
 }
