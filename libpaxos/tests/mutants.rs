@@ -565,3 +565,46 @@ fn a_catch_up_request_for_slot_zero_is_counted_malformed() {
     assert!(drive(&mut r).messages.iter().all(|e| e.to != N3));
     assert_eq!(r.counters().malformed, 1);
 }
+
+/// election.rs `on_prevote` (`>` → `>=`): a pre-vote for exactly the ballot already promised
+/// (a late copy of the asker's own pre-vote, arriving after its Prepare) is refused: a grant
+/// needs a ballot above the promise.
+#[test]
+fn a_pre_vote_for_the_ballot_already_promised_is_refused() {
+    let mut r = replica(N2);
+    let prepare = Message::Prepare {
+        ballot: ballot(1, N1),
+        from: Slot(1),
+    };
+    r.on_message(at(ELECTION), N1, prepare).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    assert_eq!(r.promised(), ballot(1, N1));
+    let late = Message::PreVote {
+        attempt: 1,
+        round: 1,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION + 1), N1, late).unwrap();
+    let replies: Vec<bool> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::PreVoteReply { granted, .. } => Some(granted),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, vec![false]);
+    assert_eq!(r.counters().prevotes_refused, 1);
+    // One round higher is granted: the refusal above is about the ballot, nothing else.
+    let next = Message::PreVote {
+        attempt: 2,
+        round: 2,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION + 2), N1, next).unwrap();
+    let granted = drive(&mut r)
+        .messages
+        .into_iter()
+        .any(|e| matches!(e.msg, Message::PreVoteReply { granted: true, .. }));
+    assert!(granted);
+}
