@@ -513,7 +513,10 @@ fn a_catch_up_request_is_repeated_exactly_one_retry_interval_later() {
 
 /// A follower (n2) holding slots 1..=3, accepted at n1's ballot 1 and committed.
 fn follower_with_three_committed() -> Replica<MemStorage> {
-    let mut r = replica(N2);
+    follower_with_three_committed_with(replica(N2))
+}
+
+fn follower_with_three_committed_with(mut r: Replica<MemStorage>) -> Replica<MemStorage> {
     let entries = (1..=3)
         .map(|slot| Entry {
             slot: Slot(slot),
@@ -607,4 +610,27 @@ fn a_pre_vote_for_the_ballot_already_promised_is_refused() {
         .into_iter()
         .any(|e| matches!(e.msg, Message::PreVoteReply { granted: true, .. }));
     assert!(granted);
+}
+
+/// catchup.rs `on_catch_up_request` (`>` → `>=` in the byte cut): an answer may carry exactly
+/// `max_batch_bytes` of values; only the entry that would pass it is left for the next ask.
+#[test]
+fn a_catch_up_answer_fills_exactly_max_batch_bytes() {
+    let mut config = Config::new(N2, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    // Each value (16 bytes of overhead and a 1-byte command) counts 17 bytes: two fit exactly.
+    config.max_batch_bytes = 34;
+    let r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).expect("valid config");
+    let mut r = follower_with_three_committed_with(r);
+    r.on_message(at(110), N3, Message::CatchUpRequest { from: Slot(1) })
+        .unwrap();
+    let answer = drive(&mut r)
+        .messages
+        .into_iter()
+        .find(|e| e.to == N3)
+        .map(|e| e.msg);
+    let Some(Message::CatchUp { entries, .. }) = answer else {
+        panic!("no catch-up answer: {answer:?}");
+    };
+    let slots: Vec<Slot> = entries.iter().map(|e| e.slot).collect();
+    assert_eq!(slots, vec![Slot(1), Slot(2)]);
 }
