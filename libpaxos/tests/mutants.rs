@@ -634,3 +634,91 @@ fn a_catch_up_answer_fills_exactly_max_batch_bytes() {
     let slots: Vec<Slot> = entries.iter().map(|e| e.slot).collect();
     assert_eq!(slots, vec![Slot(1), Slot(2)]);
 }
+
+/// replica.rs `set_role` (`!` deleted): a master holding its lease that leaves office (here it
+/// re-runs phase 1 above a rejection) reports the lease lost, exactly once.
+#[test]
+fn a_master_leaving_office_with_its_lease_reports_it_lost() {
+    let mut r = elected_master();
+    let b = ballot(1, N1);
+    let sent = at(ELECTION + 10);
+    r.on_tick(sent).unwrap();
+    drive(&mut r);
+    let ack = Message::HeartbeatAck {
+        ballot: b,
+        seq: 1,
+        commit: Slot::ZERO,
+    };
+    r.on_message(sent, N2, ack).unwrap();
+    r.on_tick(sent).unwrap();
+    assert!(
+        drive(&mut r)
+            .events
+            .contains(&libpaxos::Event::LeaseAcquired)
+    );
+    let reject = Message::Reject {
+        ballot: b,
+        promised: ballot(7, N3),
+    };
+    r.on_message(at(ELECTION + 20), N3, reject).unwrap();
+    let events = drive(&mut r).events;
+    assert!(matches!(r.role(), Role::Candidate { .. }), "{:?}", r.role());
+    let lost = events
+        .iter()
+        .filter(|e| **e == libpaxos::Event::LeaseLost)
+        .count();
+    assert_eq!(lost, 1, "{events:?}");
+}
+
+/// election.rs `maybe_finish_recovery` (its first guard → `false`): a new master behind the
+/// commit index a promise reported takes office as soon as a catch-up answer brings it there,
+/// not at the recovery deadline.
+#[test]
+fn a_recovering_master_takes_office_once_caught_up() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(2),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    let ready = drive_persisted(&mut r, at(ELECTION));
+    assert!(
+        matches!(r.role(), Role::Recovering { .. }),
+        "{:?}",
+        r.role()
+    );
+    assert_eq!(catch_up_requests(&ready), vec![Slot(1)]);
+    let entry = |slot| Entry {
+        slot: Slot(slot),
+        ballot: ballot(0, N2),
+        value: Value {
+            epoch: Epoch(0),
+            payload: Payload::Noop,
+        },
+    };
+    let answer = Message::CatchUp {
+        commit: Slot(2),
+        entries: vec![entry(1), entry(2)],
+    };
+    r.on_message(at(ELECTION + 5), N2, answer).unwrap();
+    drive_persisted(&mut r, at(ELECTION + 5));
+    assert_eq!(r.commit(), Slot(2));
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+}
+
+/// election.rs `on_reject` (`+=` → `*=`): a rejection naming a promise that is not above the
+/// ballot it rejects is counted malformed, and changes nothing.
+#[test]
+fn a_rejection_that_is_not_higher_is_counted_malformed() {
+    let mut r = elected_master();
+    let reject = Message::Reject {
+        ballot: ballot(1, N1),
+        promised: ballot(1, N1),
+    };
+    r.on_message(at(ELECTION + 20), N3, reject).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().malformed, 1);
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+}
