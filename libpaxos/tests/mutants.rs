@@ -722,3 +722,43 @@ fn a_rejection_that_is_not_higher_is_counted_malformed() {
     assert_eq!(r.counters().malformed, 1);
     assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
 }
+
+/// replica.rs `lease_state` (its `Recovering` arm deleted): a master-elect still recovering
+/// the chosen prefix already heartbeats and gains its lease from the acks, so followers are
+/// bound to its ballot while it catches up and it takes office holding the lease.
+#[test]
+fn a_recovering_master_heartbeats_and_gains_its_lease() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(2),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    assert!(
+        matches!(r.role(), Role::Recovering { .. }),
+        "{:?}",
+        r.role()
+    );
+    let sent = at(ELECTION + 200);
+    r.on_tick(sent).unwrap();
+    let beats: Vec<(NodeId, u64)> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::Heartbeat { ballot: b, seq, .. } if b == ballot(1, N1) => Some((e.to, seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(beats.len(), 2, "one heartbeat per peer: {beats:?}");
+    let seq = beats[0].1;
+    let ack = Message::HeartbeatAck {
+        ballot: ballot(1, N1),
+        seq,
+        commit: Slot(2),
+    };
+    r.on_message(sent, N2, ack).unwrap();
+    assert!(r.lease_valid(sent));
+}
