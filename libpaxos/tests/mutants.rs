@@ -762,3 +762,29 @@ fn a_recovering_master_heartbeats_and_gains_its_lease() {
     r.on_message(sent, N2, ack).unwrap();
     assert!(r.lease_valid(sent));
 }
+
+/// replica.rs `find` (`==` → `!=`): a slot missing from this Ready's writes (a hole between
+/// two accepted slots) is not mistaken for its neighbour, so a commit index learned before
+/// the Ready is taken stops at the hole and the rest is fetched.
+#[test]
+fn a_hole_in_the_unwritten_accepts_stops_the_learned_commit() {
+    let mut r = replica(N2);
+    let entry = |slot| Entry {
+        slot: Slot(slot),
+        ballot: ballot(1, N1),
+        value: Value {
+            epoch: Epoch(1),
+            payload: Payload::Noop,
+        },
+    };
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![entry(1), entry(3), entry(4)],
+    };
+    r.on_message(at(100), N1, accept).unwrap();
+    // Before the Ready is taken: the entries are still only in the core's pending writes.
+    r.on_message(at(101), N1, heartbeat(4, 1)).unwrap();
+    assert_eq!(r.commit(), Slot(1));
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(2)]);
+}
