@@ -788,3 +788,133 @@ fn a_hole_in_the_unwritten_accepts_stops_the_learned_commit() {
     assert_eq!(r.commit(), Slot(1));
     assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(2)]);
 }
+
+/// replication.rs `on_accept` (`>` → `<` in the fast path's test): an Accept that re-sends
+/// slots this follower already holds committed writes only the slots above its commit index
+/// (chosen slots are never rewritten), and acknowledges them all.
+#[test]
+fn an_accept_overlapping_the_commit_index_rewrites_no_chosen_slot() {
+    let mut r = follower_with_three_committed();
+    let entries = (2..=4)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Command(vec![slot as u8].into()),
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(110), N1, accept).unwrap();
+    let ready = drive(&mut r);
+    let written: Vec<Slot> = ready.persist.entries.iter().map(|e| e.slot).collect();
+    assert_eq!(written, vec![Slot(4)]);
+    let acked: Vec<Vec<Slot>> = ready
+        .after_persist
+        .iter()
+        .filter_map(|e| match &e.msg {
+            Message::Accepted { slots, .. } => Some(slots.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked, vec![vec![Slot(2), Slot(3), Slot(4)]]);
+}
+
+/// replication.rs `on_accepted` (`+=` → `*=`): an accept ack of another ballot is counted
+/// stale and counts for nothing.
+#[test]
+fn an_accept_ack_of_another_ballot_is_counted_stale() {
+    let mut r = elected_master();
+    let before = r.counters().stale_ballot;
+    let commit = r.commit();
+    let stale = Message::Accepted {
+        ballot: ballot(0, N1),
+        slots: vec![Slot(1)],
+    };
+    r.on_message(at(ELECTION + 5), N2, stale).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().stale_ballot, before + 1);
+    assert_eq!(r.commit(), commit);
+}
+
+/// replication.rs `advance_commit` (`<=` → `>`): once the commit index passes the slot a
+/// catch-up request asked for, the request is settled, and a later `SnapshotNeeded` from that
+/// peer is not taken (it answers a question no longer asked).
+#[test]
+fn a_settled_catch_up_request_takes_no_snapshot_offer() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    let entries = (1..=3)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Noop,
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(105), N1, accept).unwrap();
+    drive_persisted(&mut r, at(105));
+    assert_eq!(r.commit(), Slot(3));
+    r.on_message(at(106), N1, Message::SnapshotNeeded { slot: Slot(40) })
+        .unwrap();
+    let ready = drive(&mut r);
+    assert!(
+        !ready
+            .events
+            .iter()
+            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
+        "{ready:?}"
+    );
+    assert_eq!(r.counters().snapshots_needed, 0);
+}
+
+/// replica.rs `note_ballot` (body deleted): a refusal that reports a higher promise makes the
+/// next candidacy go above it at once, not one round above its own promise.
+#[test]
+fn a_pre_vote_refusal_with_a_higher_promise_raises_the_next_round() {
+    let mut r = replica(N1);
+    r.on_tick(at(ELECTION)).unwrap();
+    let first: Vec<(u64, u64)> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::PreVote { attempt, round, .. } => Some((attempt, round)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first.len(), 2, "{first:?}");
+    let (attempt, round) = first[0];
+    assert_eq!(round, 1);
+    let refusal = Message::PreVoteReply {
+        attempt,
+        round,
+        granted: false,
+        promised: ballot(5, N3),
+    };
+    r.on_message(at(ELECTION + 1), N2, refusal).unwrap();
+    drive(&mut r);
+    let later = at(ELECTION + 2 * r.config().election_timeout.as_millis() as u64 + 1);
+    r.on_tick(later).unwrap();
+    let rounds: Vec<u64> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::PreVote { round, .. } => Some(round),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rounds, vec![6, 6]);
+}
