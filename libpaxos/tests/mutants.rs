@@ -918,3 +918,78 @@ fn a_pre_vote_refusal_with_a_higher_promise_raises_the_next_round() {
         .collect();
     assert_eq!(rounds, vec![6, 6]);
 }
+
+/// replication.rs `append_as_master` (`==` → `!=` on the Ready number): the master's own
+/// accept of a slot counts only once the Ready that wrote it is durable — not with an earlier
+/// Ready's `on_persisted`, even for the next consecutive slot.
+#[test]
+fn the_masters_own_accept_counts_only_with_its_own_ready() {
+    let mut r = elected_master();
+    let (first, _) = r.propose(at(ELECTION + 1), vec![1]).unwrap();
+    let ready_a = r.ready();
+    r.storage_mut().write(&ready_a.persist).unwrap();
+    let (second, _) = r.propose(at(ELECTION + 2), vec![2]).unwrap();
+    assert_eq!(second, first.next());
+    let ready_b = r.ready();
+    r.storage_mut().write(&ready_b.persist).unwrap();
+    assert!(ready_b.number > ready_a.number);
+    // Only the first Ready is durable so far.
+    r.on_persisted(at(ELECTION + 3), ready_a.number).unwrap();
+    let ack = Message::Accepted {
+        ballot: ballot(1, N1),
+        slots: (1..=second.0).map(Slot).collect(),
+    };
+    r.on_message(at(ELECTION + 4), N2, ack).unwrap();
+    assert_eq!(r.commit(), first);
+    r.storage_mut().sync().unwrap();
+    r.on_persisted(at(ELECTION + 5), ready_b.number).unwrap();
+    assert_eq!(r.commit(), second);
+}
+
+/// catchup.rs `on_catch_up` (`+=` → `*=`): an answer with an entry beyond the commit index it
+/// reports is counted malformed and taken not at all.
+#[test]
+fn a_catch_up_answer_beyond_its_own_commit_is_counted_malformed() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
+    drive(&mut r);
+    let entry = |slot| Entry {
+        slot: Slot(slot),
+        ballot: ballot(1, N1),
+        value: Value {
+            epoch: Epoch(1),
+            payload: Payload::Noop,
+        },
+    };
+    let answer = Message::CatchUp {
+        commit: Slot(1),
+        entries: vec![entry(1), entry(2)],
+    };
+    r.on_message(at(105), N1, answer).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().malformed, 1);
+    assert_eq!(r.commit(), Slot::ZERO);
+}
+
+/// catchup.rs `on_catch_up` (`+=` → `*=` on `unexpected`): a master takes no catch-up answer
+/// (it learns nothing from another term) and counts it unexpected.
+#[test]
+fn a_master_counts_a_catch_up_answer_unexpected() {
+    let mut r = elected_master();
+    let before = r.counters().unexpected;
+    let answer = Message::CatchUp {
+        commit: Slot(1),
+        entries: vec![Entry {
+            slot: Slot(1),
+            ballot: ballot(0, N2),
+            value: Value {
+                epoch: Epoch(0),
+                payload: Payload::Noop,
+            },
+        }],
+    };
+    r.on_message(at(ELECTION + 5), N2, answer).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().unexpected, before + 1);
+    assert_eq!(r.commit(), Slot::ZERO);
+}
