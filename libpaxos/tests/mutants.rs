@@ -68,6 +68,8 @@ fn elected_master() -> Replica<MemStorage> {
     r.on_message(at(ELECTION), N2, promise).unwrap();
     drive_persisted(&mut r, at(ELECTION));
     assert!(matches!(r.role(), Role::Master { .. }));
+    // election.rs `take_office` (`+=` → `*=`): operators can read that a term was won.
+    assert_eq!(r.counters().terms_won, 1);
     r
 }
 
