@@ -995,3 +995,19 @@ fn a_master_counts_a_catch_up_answer_unexpected() {
     assert_eq!(r.counters().unexpected, before + 1);
     assert_eq!(r.commit(), Slot::ZERO);
 }
+
+/// election.rs `on_reject` (the master's guard → `true`): a rejection of an older ballot of
+/// this node (a late answer from an earlier candidacy) is stale; the master stays in office.
+#[test]
+fn a_master_ignores_a_rejection_of_its_older_ballot() {
+    let mut r = elected_master();
+    let before = r.counters().stale_ballot;
+    let late = Message::Reject {
+        ballot: ballot(0, N1),
+        promised: ballot(0, N2),
+    };
+    r.on_message(at(ELECTION + 5), N2, late).unwrap();
+    drive(&mut r);
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+    assert_eq!(r.counters().stale_ballot, before + 1);
+}
