@@ -1011,3 +1011,86 @@ fn a_master_ignores_a_rejection_of_its_older_ballot() {
     assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
     assert_eq!(r.counters().stale_ballot, before + 1);
 }
+
+/// election.rs `on_prepare` (`>` → `>=`): a restarted replica in its quiet period still
+/// answers a Prepare of the very ballot it promised before the crash (a re-sent Prepare):
+/// the quiet period bars new promises only.
+#[test]
+fn a_quiet_replica_answers_a_prepare_of_the_ballot_it_already_promised() {
+    let mut r = replica(N2);
+    let prepare = Message::Prepare {
+        ballot: ballot(1, N1),
+        from: Slot(1),
+    };
+    r.on_message(at(ELECTION), N1, prepare.clone()).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    let config = r.config().clone();
+    let storage = r.into_storage();
+    let mut r = Replica::new(config, storage, at(ELECTION + 10), Slot::ZERO).unwrap();
+    assert_eq!(r.promised(), ballot(1, N1));
+    r.on_message(at(ELECTION + 20), N1, prepare).unwrap();
+    let ready = drive(&mut r);
+    let promised = ready
+        .messages
+        .iter()
+        .chain(&ready.after_persist)
+        .any(|e| e.to == N1 && matches!(e.msg, Message::Promise { .. }));
+    assert!(promised, "{ready:?}");
+}
+
+/// election.rs `on_promise` (`+=` → `*=`): a promise for another ballot is counted stale.
+#[test]
+fn a_promise_for_another_ballot_is_counted_stale() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let before = r.counters().stale_ballot;
+    let other = Message::Promise {
+        ballot: ballot(0, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION + 1), N2, other).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().stale_ballot, before + 1);
+    assert!(matches!(r.role(), Role::Candidate { .. }), "{:?}", r.role());
+}
+
+/// lease.rs `on_heartbeat` (`+=` → `-=`): a heartbeat whose ballot is not its sender's is
+/// counted malformed and unanswered.
+#[test]
+fn a_heartbeat_from_another_node_than_its_ballots_is_malformed() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N3, heartbeat(0, 1)).unwrap();
+    assert!(drive(&mut r).messages.is_empty());
+    assert_eq!(r.counters().malformed, 1);
+}
+
+/// lease.rs `on_heartbeat_ack` (`>` → `<`): an ack of a heartbeat never sent is malformed and
+/// gives no lease; an ack of the one sent does.
+#[test]
+fn an_ack_of_a_heartbeat_never_sent_gives_no_lease() {
+    let mut r = elected_master();
+    let sent = at(ELECTION + 10);
+    r.on_tick(sent).unwrap();
+    drive(&mut r);
+    let ack = |seq| Message::HeartbeatAck {
+        ballot: ballot(1, N1),
+        seq,
+        commit: Slot::ZERO,
+    };
+    r.on_message(sent, N2, ack(9)).unwrap();
+    assert_eq!(r.counters().malformed, 1);
+    assert!(!r.lease_valid(sent));
+    r.on_message(sent, N2, ack(1)).unwrap();
+    assert!(r.lease_valid(sent));
+}
+
+/// replica.rs `raise_promise` (`>` → `>=`): hearing the ballot already promised writes no
+/// hard state.
+#[test]
+fn the_same_ballot_again_writes_no_hard_state() {
+    let mut r = follower_with_three_committed();
+    r.on_message(at(110), N1, heartbeat(3, 2)).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(ready.persist.hard_state, None, "{ready:?}");
+}
