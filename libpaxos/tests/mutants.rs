@@ -481,6 +481,8 @@ fn no_catch_up_request_while_a_snapshot_is_wanted() {
     let mut r = replica(N2);
     r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
     assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    // catchup.rs `request_catch_up` (`+=` → `*=`): operators can read that it asked.
+    assert_eq!(r.counters().catch_up_requests, 1);
     r.on_message(at(101), N1, Message::SnapshotNeeded { slot: Slot(40) })
         .unwrap();
     let ready = drive(&mut r);
@@ -1093,4 +1095,65 @@ fn the_same_ballot_again_writes_no_hard_state() {
     r.on_message(at(110), N1, heartbeat(3, 2)).unwrap();
     let ready = drive(&mut r);
     assert_eq!(ready.persist.hard_state, None, "{ready:?}");
+}
+
+/// replication.rs `on_accept` (`>` → `>=` in the fast path's test): an Accept starting exactly
+/// at the commit index does not rewrite that chosen slot either.
+#[test]
+fn an_accept_starting_at_the_commit_index_rewrites_no_chosen_slot() {
+    let mut r = follower_with_three_committed();
+    let entries = (3..=4)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Command(vec![slot as u8].into()),
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(110), N1, accept).unwrap();
+    let written: Vec<Slot> = drive(&mut r)
+        .persist
+        .entries
+        .iter()
+        .map(|e| e.slot)
+        .collect();
+    assert_eq!(written, vec![Slot(4)]);
+}
+
+/// replication.rs `tick_master` (`<<` → `>>`): each follower gets re-sent only the accepts it
+/// has not acknowledged.
+#[test]
+fn accepts_are_re_sent_only_to_followers_that_did_not_ack() {
+    let mut r = elected_master();
+    let (slot, _) = r.propose(at(ELECTION + 1), vec![1]).unwrap();
+    drive_persisted(&mut r, at(ELECTION + 1));
+    // n2 acknowledges the proposal but not the take-office no-op before it: nothing commits.
+    let ack = Message::Accepted {
+        ballot: ballot(1, N1),
+        slots: vec![slot],
+    };
+    r.on_message(at(ELECTION + 2), N2, ack).unwrap();
+    drive(&mut r);
+    assert_eq!(r.commit(), Slot::ZERO);
+    let later = at(ELECTION + 6 + r.config().heartbeat_interval.as_millis() as u64);
+    r.on_tick(later).unwrap();
+    let mut resent: Vec<(NodeId, Vec<Slot>)> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::Accept { entries, .. } => {
+                Some((e.to, entries.iter().map(|x| x.slot).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    resent.sort();
+    assert_eq!(resent, vec![(N2, vec![Slot(1)]), (N3, vec![Slot(1), slot])]);
 }
