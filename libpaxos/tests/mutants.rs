@@ -1157,3 +1157,30 @@ fn accepts_are_re_sent_only_to_followers_that_did_not_ack() {
     resent.sort();
     assert_eq!(resent, vec![(N2, vec![Slot(1)]), (N3, vec![Slot(1), slot])]);
 }
+
+/// lease.rs `grant_lease` (`==` → `!=`): a follower that hears a newer master at the same
+/// instant as the old one binds its lease to the newer master, so that master may re-prepare.
+#[test]
+fn a_newer_master_heard_at_the_same_instant_holds_the_lease() {
+    let mut r = replica(N2);
+    r.on_message(at(ELECTION), N1, heartbeat(0, 1)).unwrap();
+    let newer = Message::Heartbeat {
+        ballot: ballot(2, N3),
+        seq: 1,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION), N3, newer).unwrap();
+    drive(&mut r);
+    let prepare = Message::Prepare {
+        ballot: ballot(3, N3),
+        from: Slot(1),
+    };
+    r.on_message(at(ELECTION + 1), N3, prepare).unwrap();
+    let ready = drive(&mut r);
+    let promised = ready
+        .messages
+        .iter()
+        .chain(&ready.after_persist)
+        .any(|e| e.to == N3 && matches!(e.msg, Message::Promise { .. }));
+    assert!(promised, "{ready:?}");
+}
