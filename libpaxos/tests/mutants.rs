@@ -68,6 +68,8 @@ fn elected_master() -> Replica<MemStorage> {
     r.on_message(at(ELECTION), N2, promise).unwrap();
     drive_persisted(&mut r, at(ELECTION));
     assert!(matches!(r.role(), Role::Master { .. }));
+    // election.rs `take_office` (`+=` → `*=`): operators can read that a term was won.
+    assert_eq!(r.counters().terms_won, 1);
     r
 }
 
@@ -469,4 +471,716 @@ fn a_candidate_whose_ballot_is_rejected_steps_down() {
     r.on_message(at(ELECTION), N3, reject).unwrap();
     drive(&mut r);
     assert_eq!(r.role(), Role::Follower { master: None });
+}
+
+/// catchup.rs `request_catch_up` (`||` → `&&` in its guard): while a snapshot is
+/// wanted, a hint that the replica is behind asks no peer for entries — the snapshot is on
+/// its way and the entries it covers are compacted everywhere.
+#[test]
+fn no_catch_up_request_while_a_snapshot_is_wanted() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    // catchup.rs `request_catch_up` (`+=` → `*=`): operators can read that it asked.
+    assert_eq!(r.counters().catch_up_requests, 1);
+    r.on_message(at(101), N1, Message::SnapshotNeeded { slot: Slot(40) })
+        .unwrap();
+    let ready = drive(&mut r);
+    assert!(
+        ready
+            .events
+            .iter()
+            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
+        "the snapshot is wanted"
+    );
+    // catchup.rs `on_snapshot_needed` (`+=` → `*=`): operators can read that it was asked.
+    assert_eq!(r.counters().snapshots_needed, 1);
+    r.on_message(at(110), N1, heartbeat(50, 2)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![]);
+}
+
+/// catchup.rs `request_catch_up` (`<` → `<=` in the retry test): a request unanswered for
+/// exactly the retry interval is sent again on the next hint, even before a tick has cleared
+/// it — the same boundary at which `tick_catch_up` forgets it.
+#[test]
+fn a_catch_up_request_is_repeated_exactly_one_retry_interval_later() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(2, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    let retry = r.config().election_timeout.as_millis() as u64;
+    r.on_message(at(100 + retry - 1), N1, heartbeat(2, 2))
+        .unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![]);
+    r.on_message(at(100 + retry), N1, heartbeat(2, 3)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+}
+
+/// A follower (n2) holding slots 1..=3, accepted at n1's ballot 1 and committed.
+fn follower_with_three_committed() -> Replica<MemStorage> {
+    follower_with_three_committed_with(replica(N2))
+}
+
+fn follower_with_three_committed_with(mut r: Replica<MemStorage>) -> Replica<MemStorage> {
+    let entries = (1..=3)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Command(vec![slot as u8].into()),
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(100), N1, accept).unwrap();
+    drive_persisted(&mut r, at(100));
+    assert_eq!(r.commit(), Slot(3));
+    r
+}
+
+/// catchup.rs `on_catch_up_request` (`+` → `-` in the gap check): an answer carries every
+/// consecutive committed entry from the slot asked, not only the first.
+#[test]
+fn a_catch_up_answer_carries_every_committed_entry_from_the_slot_asked() {
+    let mut r = follower_with_three_committed();
+    r.on_message(at(110), N3, Message::CatchUpRequest { from: Slot(1) })
+        .unwrap();
+    let answer = drive(&mut r)
+        .messages
+        .into_iter()
+        .find(|e| e.to == N3)
+        .map(|e| e.msg);
+    let Some(Message::CatchUp { commit, entries }) = answer else {
+        panic!("no catch-up answer: {answer:?}");
+    };
+    assert_eq!(commit, Slot(3));
+    let slots: Vec<Slot> = entries.iter().map(|e| e.slot).collect();
+    assert_eq!(slots, vec![Slot(1), Slot(2), Slot(3)]);
+}
+
+/// catchup.rs `on_catch_up_request` (`+=` → `-=`): a request for slot 0 is counted malformed
+/// and unanswered.
+#[test]
+fn a_catch_up_request_for_slot_zero_is_counted_malformed() {
+    let mut r = follower_with_three_committed();
+    r.on_message(at(110), N3, Message::CatchUpRequest { from: Slot::ZERO })
+        .unwrap();
+    assert!(drive(&mut r).messages.iter().all(|e| e.to != N3));
+    assert_eq!(r.counters().malformed, 1);
+}
+
+/// election.rs `on_prevote` (`>` → `>=`): a pre-vote for exactly the ballot already promised
+/// (a late copy of the asker's own pre-vote, arriving after its Prepare) is refused: a grant
+/// needs a ballot above the promise.
+#[test]
+fn a_pre_vote_for_the_ballot_already_promised_is_refused() {
+    let mut r = replica(N2);
+    let prepare = Message::Prepare {
+        ballot: ballot(1, N1),
+        from: Slot(1),
+    };
+    r.on_message(at(ELECTION), N1, prepare).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    assert_eq!(r.promised(), ballot(1, N1));
+    let late = Message::PreVote {
+        attempt: 1,
+        round: 1,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION + 1), N1, late).unwrap();
+    let replies: Vec<bool> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::PreVoteReply { granted, .. } => Some(granted),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, vec![false]);
+    assert_eq!(r.counters().prevotes_refused, 1);
+    // One round higher is granted: the refusal above is about the ballot, nothing else.
+    let next = Message::PreVote {
+        attempt: 2,
+        round: 2,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION + 2), N1, next).unwrap();
+    let granted = drive(&mut r)
+        .messages
+        .into_iter()
+        .any(|e| matches!(e.msg, Message::PreVoteReply { granted: true, .. }));
+    assert!(granted);
+}
+
+/// catchup.rs `on_catch_up_request` (`>` → `>=` in the byte cut): an answer may carry exactly
+/// `max_batch_bytes` of values; only the entry that would pass it is left for the next ask.
+#[test]
+fn a_catch_up_answer_fills_exactly_max_batch_bytes() {
+    let mut config = Config::new(N2, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    // Each value (16 bytes of overhead and a 1-byte command) counts 17 bytes: two fit exactly.
+    config.max_batch_bytes = 34;
+    let r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).expect("valid config");
+    let mut r = follower_with_three_committed_with(r);
+    r.on_message(at(110), N3, Message::CatchUpRequest { from: Slot(1) })
+        .unwrap();
+    let answer = drive(&mut r)
+        .messages
+        .into_iter()
+        .find(|e| e.to == N3)
+        .map(|e| e.msg);
+    let Some(Message::CatchUp { entries, .. }) = answer else {
+        panic!("no catch-up answer: {answer:?}");
+    };
+    let slots: Vec<Slot> = entries.iter().map(|e| e.slot).collect();
+    assert_eq!(slots, vec![Slot(1), Slot(2)]);
+}
+
+/// replica.rs `set_role` (`!` deleted): a master holding its lease that leaves office (here it
+/// re-runs phase 1 above a rejection) reports the lease lost, exactly once.
+#[test]
+fn a_master_leaving_office_with_its_lease_reports_it_lost() {
+    let mut r = elected_master();
+    let b = ballot(1, N1);
+    let sent = at(ELECTION + 10);
+    r.on_tick(sent).unwrap();
+    drive(&mut r);
+    let ack = Message::HeartbeatAck {
+        ballot: b,
+        seq: 1,
+        commit: Slot::ZERO,
+    };
+    r.on_message(sent, N2, ack).unwrap();
+    r.on_tick(sent).unwrap();
+    assert!(
+        drive(&mut r)
+            .events
+            .contains(&libpaxos::Event::LeaseAcquired)
+    );
+    let reject = Message::Reject {
+        ballot: b,
+        promised: ballot(7, N3),
+    };
+    r.on_message(at(ELECTION + 20), N3, reject).unwrap();
+    let events = drive(&mut r).events;
+    assert!(matches!(r.role(), Role::Candidate { .. }), "{:?}", r.role());
+    let lost = events
+        .iter()
+        .filter(|e| **e == libpaxos::Event::LeaseLost)
+        .count();
+    assert_eq!(lost, 1, "{events:?}");
+}
+
+/// election.rs `maybe_finish_recovery` (its first guard → `false`): a new master behind the
+/// commit index a promise reported takes office as soon as a catch-up answer brings it there,
+/// not at the recovery deadline.
+#[test]
+fn a_recovering_master_takes_office_once_caught_up() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(2),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    let ready = drive_persisted(&mut r, at(ELECTION));
+    assert!(
+        matches!(r.role(), Role::Recovering { .. }),
+        "{:?}",
+        r.role()
+    );
+    assert_eq!(catch_up_requests(&ready), vec![Slot(1)]);
+    let entry = |slot| Entry {
+        slot: Slot(slot),
+        ballot: ballot(0, N2),
+        value: Value {
+            epoch: Epoch(0),
+            payload: Payload::Noop,
+        },
+    };
+    let answer = Message::CatchUp {
+        commit: Slot(2),
+        entries: vec![entry(1), entry(2)],
+    };
+    r.on_message(at(ELECTION + 5), N2, answer).unwrap();
+    drive_persisted(&mut r, at(ELECTION + 5));
+    assert_eq!(r.commit(), Slot(2));
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+}
+
+/// election.rs `on_reject` (`+=` → `*=`): a rejection naming a promise that is not above the
+/// ballot it rejects is counted malformed, and changes nothing.
+#[test]
+fn a_rejection_that_is_not_higher_is_counted_malformed() {
+    let mut r = elected_master();
+    let reject = Message::Reject {
+        ballot: ballot(1, N1),
+        promised: ballot(1, N1),
+    };
+    r.on_message(at(ELECTION + 20), N3, reject).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().malformed, 1);
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+}
+
+/// replica.rs `lease_state` (its `Recovering` arm deleted): a master-elect still recovering
+/// the chosen prefix already heartbeats and gains its lease from the acks, so followers are
+/// bound to its ballot while it catches up and it takes office holding the lease.
+#[test]
+fn a_recovering_master_heartbeats_and_gains_its_lease() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(2),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    assert!(
+        matches!(r.role(), Role::Recovering { .. }),
+        "{:?}",
+        r.role()
+    );
+    let sent = at(ELECTION + 200);
+    r.on_tick(sent).unwrap();
+    let beats: Vec<(NodeId, u64)> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::Heartbeat { ballot: b, seq, .. } if b == ballot(1, N1) => Some((e.to, seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(beats.len(), 2, "one heartbeat per peer: {beats:?}");
+    let seq = beats[0].1;
+    let ack = Message::HeartbeatAck {
+        ballot: ballot(1, N1),
+        seq,
+        commit: Slot(2),
+    };
+    r.on_message(sent, N2, ack).unwrap();
+    assert!(r.lease_valid(sent));
+}
+
+/// replica.rs `find` (`==` → `!=`): a slot missing from this Ready's writes (a hole between
+/// two accepted slots) is not mistaken for its neighbour, so a commit index learned before
+/// the Ready is taken stops at the hole and the rest is fetched.
+#[test]
+fn a_hole_in_the_unwritten_accepts_stops_the_learned_commit() {
+    let mut r = replica(N2);
+    let entry = |slot| Entry {
+        slot: Slot(slot),
+        ballot: ballot(1, N1),
+        value: Value {
+            epoch: Epoch(1),
+            payload: Payload::Noop,
+        },
+    };
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![entry(1), entry(3), entry(4)],
+    };
+    r.on_message(at(100), N1, accept).unwrap();
+    // Before the Ready is taken: the entries are still only in the core's pending writes.
+    r.on_message(at(101), N1, heartbeat(4, 1)).unwrap();
+    assert_eq!(r.commit(), Slot(1));
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(2)]);
+}
+
+/// replication.rs `on_accept` (`>` → `<` in the fast path's test): an Accept that re-sends
+/// slots this follower already holds committed writes only the slots above its commit index
+/// (chosen slots are never rewritten), and acknowledges them all.
+#[test]
+fn an_accept_overlapping_the_commit_index_rewrites_no_chosen_slot() {
+    let mut r = follower_with_three_committed();
+    let entries = (2..=4)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Command(vec![slot as u8].into()),
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(110), N1, accept).unwrap();
+    let ready = drive(&mut r);
+    let written: Vec<Slot> = ready.persist.entries.iter().map(|e| e.slot).collect();
+    assert_eq!(written, vec![Slot(4)]);
+    let acked: Vec<Vec<Slot>> = ready
+        .after_persist
+        .iter()
+        .filter_map(|e| match &e.msg {
+            Message::Accepted { slots, .. } => Some(slots.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked, vec![vec![Slot(2), Slot(3), Slot(4)]]);
+}
+
+/// replication.rs `on_accepted` (`+=` → `*=`): an accept ack of another ballot is counted
+/// stale and counts for nothing.
+#[test]
+fn an_accept_ack_of_another_ballot_is_counted_stale() {
+    let mut r = elected_master();
+    let before = r.counters().stale_ballot;
+    let commit = r.commit();
+    let stale = Message::Accepted {
+        ballot: ballot(0, N1),
+        slots: vec![Slot(1)],
+    };
+    r.on_message(at(ELECTION + 5), N2, stale).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().stale_ballot, before + 1);
+    assert_eq!(r.commit(), commit);
+}
+
+/// replication.rs `advance_commit` (`<=` → `>`): once the commit index passes the slot a
+/// catch-up request asked for, the request is settled, and a later `SnapshotNeeded` from that
+/// peer is not taken (it answers a question no longer asked).
+#[test]
+fn a_settled_catch_up_request_takes_no_snapshot_offer() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    let entries = (1..=3)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Noop,
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(105), N1, accept).unwrap();
+    drive_persisted(&mut r, at(105));
+    assert_eq!(r.commit(), Slot(3));
+    r.on_message(at(106), N1, Message::SnapshotNeeded { slot: Slot(40) })
+        .unwrap();
+    let ready = drive(&mut r);
+    assert!(
+        !ready
+            .events
+            .iter()
+            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
+        "{ready:?}"
+    );
+    assert_eq!(r.counters().snapshots_needed, 0);
+}
+
+/// replica.rs `note_ballot` (body deleted): a refusal that reports a higher promise makes the
+/// next candidacy go above it at once, not one round above its own promise.
+#[test]
+fn a_pre_vote_refusal_with_a_higher_promise_raises_the_next_round() {
+    let mut r = replica(N1);
+    r.on_tick(at(ELECTION)).unwrap();
+    let first: Vec<(u64, u64)> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::PreVote { attempt, round, .. } => Some((attempt, round)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first.len(), 2, "{first:?}");
+    let (attempt, round) = first[0];
+    assert_eq!(round, 1);
+    let refusal = Message::PreVoteReply {
+        attempt,
+        round,
+        granted: false,
+        promised: ballot(5, N3),
+    };
+    r.on_message(at(ELECTION + 1), N2, refusal).unwrap();
+    drive(&mut r);
+    let later = at(ELECTION + 2 * r.config().election_timeout.as_millis() as u64 + 1);
+    r.on_tick(later).unwrap();
+    let rounds: Vec<u64> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::PreVote { round, .. } => Some(round),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rounds, vec![6, 6]);
+}
+
+/// replication.rs `append_as_master` (`==` → `!=` on the Ready number): the master's own
+/// accept of a slot counts only once the Ready that wrote it is durable — not with an earlier
+/// Ready's `on_persisted`, even for the next consecutive slot.
+#[test]
+fn the_masters_own_accept_counts_only_with_its_own_ready() {
+    let mut r = elected_master();
+    let (first, _) = r.propose(at(ELECTION + 1), vec![1]).unwrap();
+    let ready_a = r.ready();
+    r.storage_mut().write(&ready_a.persist).unwrap();
+    let (second, _) = r.propose(at(ELECTION + 2), vec![2]).unwrap();
+    assert_eq!(second, first.next());
+    let ready_b = r.ready();
+    r.storage_mut().write(&ready_b.persist).unwrap();
+    assert!(ready_b.number > ready_a.number);
+    // Only the first Ready is durable so far.
+    r.on_persisted(at(ELECTION + 3), ready_a.number).unwrap();
+    let ack = Message::Accepted {
+        ballot: ballot(1, N1),
+        slots: (1..=second.0).map(Slot).collect(),
+    };
+    r.on_message(at(ELECTION + 4), N2, ack).unwrap();
+    assert_eq!(r.commit(), first);
+    r.storage_mut().sync().unwrap();
+    r.on_persisted(at(ELECTION + 5), ready_b.number).unwrap();
+    assert_eq!(r.commit(), second);
+}
+
+/// catchup.rs `on_catch_up` (`+=` → `*=`): an answer with an entry beyond the commit index it
+/// reports is counted malformed and taken not at all.
+#[test]
+fn a_catch_up_answer_beyond_its_own_commit_is_counted_malformed() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
+    drive(&mut r);
+    let entry = |slot| Entry {
+        slot: Slot(slot),
+        ballot: ballot(1, N1),
+        value: Value {
+            epoch: Epoch(1),
+            payload: Payload::Noop,
+        },
+    };
+    let answer = Message::CatchUp {
+        commit: Slot(1),
+        entries: vec![entry(1), entry(2)],
+    };
+    r.on_message(at(105), N1, answer).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().malformed, 1);
+    assert_eq!(r.commit(), Slot::ZERO);
+}
+
+/// catchup.rs `on_catch_up` (`+=` → `*=` on `unexpected`): a master takes no catch-up answer
+/// (it learns nothing from another term) and counts it unexpected.
+#[test]
+fn a_master_counts_a_catch_up_answer_unexpected() {
+    let mut r = elected_master();
+    let before = r.counters().unexpected;
+    let answer = Message::CatchUp {
+        commit: Slot(1),
+        entries: vec![Entry {
+            slot: Slot(1),
+            ballot: ballot(0, N2),
+            value: Value {
+                epoch: Epoch(0),
+                payload: Payload::Noop,
+            },
+        }],
+    };
+    r.on_message(at(ELECTION + 5), N2, answer).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().unexpected, before + 1);
+    assert_eq!(r.commit(), Slot::ZERO);
+}
+
+/// election.rs `on_reject` (the master's guard → `true`): a rejection of an older ballot of
+/// this node (a late answer from an earlier candidacy) is stale; the master stays in office.
+#[test]
+fn a_master_ignores_a_rejection_of_its_older_ballot() {
+    let mut r = elected_master();
+    let before = r.counters().stale_ballot;
+    let late = Message::Reject {
+        ballot: ballot(0, N1),
+        promised: ballot(0, N2),
+    };
+    r.on_message(at(ELECTION + 5), N2, late).unwrap();
+    drive(&mut r);
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+    assert_eq!(r.counters().stale_ballot, before + 1);
+}
+
+/// election.rs `on_prepare` (`>` → `>=`): a restarted replica in its quiet period still
+/// answers a Prepare of the very ballot it promised before the crash (a re-sent Prepare):
+/// the quiet period bars new promises only.
+#[test]
+fn a_quiet_replica_answers_a_prepare_of_the_ballot_it_already_promised() {
+    let mut r = replica(N2);
+    let prepare = Message::Prepare {
+        ballot: ballot(1, N1),
+        from: Slot(1),
+    };
+    r.on_message(at(ELECTION), N1, prepare.clone()).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    let config = r.config().clone();
+    let storage = r.into_storage();
+    let mut r = Replica::new(config, storage, at(ELECTION + 10), Slot::ZERO).unwrap();
+    assert_eq!(r.promised(), ballot(1, N1));
+    r.on_message(at(ELECTION + 20), N1, prepare).unwrap();
+    let ready = drive(&mut r);
+    let promised = ready
+        .messages
+        .iter()
+        .chain(&ready.after_persist)
+        .any(|e| e.to == N1 && matches!(e.msg, Message::Promise { .. }));
+    assert!(promised, "{ready:?}");
+}
+
+/// election.rs `on_promise` (`+=` → `*=`): a promise for another ballot is counted stale.
+#[test]
+fn a_promise_for_another_ballot_is_counted_stale() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let before = r.counters().stale_ballot;
+    let other = Message::Promise {
+        ballot: ballot(0, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION + 1), N2, other).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().stale_ballot, before + 1);
+    assert!(matches!(r.role(), Role::Candidate { .. }), "{:?}", r.role());
+}
+
+/// lease.rs `on_heartbeat` (`+=` → `-=`): a heartbeat whose ballot is not its sender's is
+/// counted malformed and unanswered.
+#[test]
+fn a_heartbeat_from_another_node_than_its_ballots_is_malformed() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N3, heartbeat(0, 1)).unwrap();
+    assert!(drive(&mut r).messages.is_empty());
+    assert_eq!(r.counters().malformed, 1);
+}
+
+/// lease.rs `on_heartbeat_ack` (`>` → `<`): an ack of a heartbeat never sent is malformed and
+/// gives no lease; an ack of the one sent does.
+#[test]
+fn an_ack_of_a_heartbeat_never_sent_gives_no_lease() {
+    let mut r = elected_master();
+    let sent = at(ELECTION + 10);
+    r.on_tick(sent).unwrap();
+    drive(&mut r);
+    let ack = |seq| Message::HeartbeatAck {
+        ballot: ballot(1, N1),
+        seq,
+        commit: Slot::ZERO,
+    };
+    r.on_message(sent, N2, ack(9)).unwrap();
+    assert_eq!(r.counters().malformed, 1);
+    assert!(!r.lease_valid(sent));
+    r.on_message(sent, N2, ack(1)).unwrap();
+    assert!(r.lease_valid(sent));
+}
+
+/// replica.rs `raise_promise` (`>` → `>=`): hearing the ballot already promised writes no
+/// hard state.
+#[test]
+fn the_same_ballot_again_writes_no_hard_state() {
+    let mut r = follower_with_three_committed();
+    r.on_message(at(110), N1, heartbeat(3, 2)).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(ready.persist.hard_state, None, "{ready:?}");
+}
+
+/// replication.rs `on_accept` (`>` → `>=` in the fast path's test): an Accept starting exactly
+/// at the commit index does not rewrite that chosen slot either.
+#[test]
+fn an_accept_starting_at_the_commit_index_rewrites_no_chosen_slot() {
+    let mut r = follower_with_three_committed();
+    let entries = (3..=4)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Command(vec![slot as u8].into()),
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(110), N1, accept).unwrap();
+    let written: Vec<Slot> = drive(&mut r)
+        .persist
+        .entries
+        .iter()
+        .map(|e| e.slot)
+        .collect();
+    assert_eq!(written, vec![Slot(4)]);
+}
+
+/// replication.rs `tick_master` (`<<` → `>>`): each follower gets re-sent only the accepts it
+/// has not acknowledged.
+#[test]
+fn accepts_are_re_sent_only_to_followers_that_did_not_ack() {
+    let mut r = elected_master();
+    let (slot, _) = r.propose(at(ELECTION + 1), vec![1]).unwrap();
+    drive_persisted(&mut r, at(ELECTION + 1));
+    // n2 acknowledges the proposal but not the take-office no-op before it: nothing commits.
+    let ack = Message::Accepted {
+        ballot: ballot(1, N1),
+        slots: vec![slot],
+    };
+    r.on_message(at(ELECTION + 2), N2, ack).unwrap();
+    drive(&mut r);
+    assert_eq!(r.commit(), Slot::ZERO);
+    let later = at(ELECTION + 6 + r.config().heartbeat_interval.as_millis() as u64);
+    r.on_tick(later).unwrap();
+    let mut resent: Vec<(NodeId, Vec<Slot>)> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::Accept { entries, .. } => {
+                Some((e.to, entries.iter().map(|x| x.slot).collect()))
+            }
+            _ => None,
+        })
+        .collect();
+    resent.sort();
+    assert_eq!(resent, vec![(N2, vec![Slot(1)]), (N3, vec![Slot(1), slot])]);
+}
+
+/// lease.rs `grant_lease` (`==` → `!=`): a follower that hears a newer master at the same
+/// instant as the old one binds its lease to the newer master, so that master may re-prepare.
+#[test]
+fn a_newer_master_heard_at_the_same_instant_holds_the_lease() {
+    let mut r = replica(N2);
+    r.on_message(at(ELECTION), N1, heartbeat(0, 1)).unwrap();
+    let newer = Message::Heartbeat {
+        ballot: ballot(2, N3),
+        seq: 1,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION), N3, newer).unwrap();
+    drive(&mut r);
+    let prepare = Message::Prepare {
+        ballot: ballot(3, N3),
+        from: Slot(1),
+    };
+    r.on_message(at(ELECTION + 1), N3, prepare).unwrap();
+    let ready = drive(&mut r);
+    let promised = ready
+        .messages
+        .iter()
+        .chain(&ready.after_persist)
+        .any(|e| e.to == N3 && matches!(e.msg, Message::Promise { .. }));
+    assert!(promised, "{ready:?}");
 }

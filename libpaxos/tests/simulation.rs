@@ -326,3 +326,59 @@ mutation_test!(
     catches_a_follower_that_takes_a_release_of_another_ballot,
     Fault::ReleaseOfAnyBallot
 );
+mutation_test!(
+    catches_an_accept_ack_of_another_ballot_counted,
+    Fault::AcceptedOfAnyBallot
+);
+
+/// Every fault switch has its `catches_*` test above: this match has no wildcard, so a new
+/// `Fault` without a line here does not compile, and each line names the test that must
+/// catch it.
+#[test]
+fn every_fault_switch_has_a_test_that_catches_it() {
+    fn test_of(fault: Fault) -> &'static str {
+        match fault {
+            Fault::ForgetPromiseOnRestart => "catches_a_replica_that_forgets_its_promise",
+            Fault::NoQuietAfterRestart => "catches_a_restart_without_the_quiet_lease",
+            Fault::ReadWithoutLease => "catches_reads_served_without_a_lease",
+            Fault::LeaseFromAckTime => "catches_a_lease_counted_from_the_ack",
+            Fault::MinorityQuorum => "catches_a_quorum_one_short",
+            Fault::NoDriftMargin => "catches_a_lease_without_the_drift_margin",
+            Fault::PromiseBeforeDurable => "catches_a_promise_sent_before_it_is_durable",
+            Fault::AcceptedOfAnyBallot => "catches_an_accept_ack_of_another_ballot_counted",
+            Fault::LearnCommitAnyBallot => "catches_a_commit_learned_from_another_ballot",
+            Fault::AcceptBelowPromise => "catches_an_accept_below_the_promise",
+            Fault::HeartbeatAckOfAnyBallot => "catches_a_heartbeat_ack_of_another_ballot_counted",
+            Fault::EpochWithoutNode => "catches_an_epoch_shared_by_two_terms",
+            Fault::ReleaseOfAnyBallot => {
+                "catches_a_follower_that_takes_a_release_of_another_ballot"
+            }
+        }
+    }
+    let source: String = include_str!("simulation.rs")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    for fault in [
+        Fault::ForgetPromiseOnRestart,
+        Fault::NoQuietAfterRestart,
+        Fault::ReadWithoutLease,
+        Fault::LeaseFromAckTime,
+        Fault::MinorityQuorum,
+        Fault::NoDriftMargin,
+        Fault::PromiseBeforeDurable,
+        Fault::AcceptedOfAnyBallot,
+        Fault::LearnCommitAnyBallot,
+        Fault::AcceptBelowPromise,
+        Fault::HeartbeatAckOfAnyBallot,
+        Fault::EpochWithoutNode,
+        Fault::ReleaseOfAnyBallot,
+    ] {
+        let test = test_of(fault);
+        let declared = format!("mutation_test!({test},Fault::{fault:?});");
+        assert!(
+            source.contains(&declared),
+            "{fault:?}: no `mutation_test!({test}, Fault::{fault:?})` in this file"
+        );
+    }
+}

@@ -1178,20 +1178,35 @@ impl Cluster {
 
     /// A committed slot must be durably held by a majority (or compacted by it, which it does
     /// only for applied slots): a master counts an accept only after its sender's fsync.
+    ///
+    /// Held *at the committing replica's own ballot for the slot or a later one*: a replica
+    /// commits an entry it holds at ballot `b` only once a majority durably accepted it at `b`
+    /// (a master counting acks of its ballot, a follower learning the commit of the ballot it
+    /// accepted at, a catch-up copying an entry committed that way), and an acceptor's entry
+    /// can only be replaced at a higher ballot — with the same value, the value being chosen.
+    /// A replica holding the same value at an *older* ballot counts only if it durably knows
+    /// the slot chosen (its durable commit index covers it: it acknowledges such a slot at any
+    /// later ballot without rewriting it). Otherwise it does not: that is what a master
+    /// counting an `Accepted` of an earlier term of its own (the value it re-proposes is often
+    /// the same) gets wrong, and a later term could then choose another value
+    /// (`Fault::AcceptedOfAnyBallot`).
     fn check_commit_majority(&mut self, i: usize, committed: &Committed) {
-        let holders = self
-            .nodes
-            .iter()
-            .filter(|n| {
-                let storage = match (&n.replica, &n.parked) {
-                    (Some(r), _) => r.storage(),
-                    (None, Some(s)) => s,
-                    (None, None) => return false,
+        let floor = self
+            .storage_of(i)
+            .and_then(|s| s.entry(committed.slot).ok().flatten())
+            .filter(|e| e.value == committed.value)
+            .map(|e| e.ballot);
+        let holders = (0..self.nodes.len())
+            .filter(|&j| {
+                let Some(storage) = self.storage_of(j) else {
+                    return false;
                 };
                 storage.durable_compacted() >= committed.slot
-                    || storage
-                        .durable_entry(committed.slot)
-                        .is_some_and(|e| e.value == committed.value)
+                    || storage.durable_entry(committed.slot).is_some_and(|e| {
+                        e.value == committed.value
+                            && (floor.is_none_or(|b| e.ballot >= b)
+                                || storage.durable_hard_state().commit >= committed.slot)
+                    })
             })
             .count();
         let (now, id, quorum) = (self.now, self.nodes[i].id, self.quorum());

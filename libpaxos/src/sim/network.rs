@@ -94,6 +94,9 @@ pub struct Network {
 /// How many old replies per receiver the network remembers for re-delivery.
 const HISTORY: usize = 128;
 
+/// How many of the newest remembered replies count as the end of the previous term.
+const RECENT: usize = 16;
+
 impl Network {
     /// A network with `config`.
     pub fn new(config: NetworkConfig) -> Network {
@@ -206,9 +209,24 @@ impl Network {
         let within_us = u64::try_from(within.as_micros()).unwrap_or(0);
         let mut picked = alloc::vec::Vec::new();
         for _ in 0..count {
-            let (from, msg) = &old[rng.below(old.len() as u64) as usize];
-            let delay = Duration::from_micros(1000 + rng.below(within_us + 1));
-            picked.push((now + delay, *from, msg.clone()));
+            // Half of them are the last replies of its previous term (acks of the slots it
+            // left uncommitted, which it now proposes anew), arriving at once: in the first
+            // milliseconds of the term, while those slots are in flight again. The others are
+            // any old reply, at any time within `within`.
+            let (index, delay_us) = if chance(rng, 0.5) {
+                let recent = old.len().min(RECENT) as u64;
+                (
+                    old.len() - 1 - rng.below(recent) as usize,
+                    1000 + rng.below(20_000),
+                )
+            } else {
+                (
+                    rng.below(old.len() as u64) as usize,
+                    1000 + rng.below(within_us + 1),
+                )
+            };
+            let (from, msg) = &old[index];
+            picked.push((now + Duration::from_micros(delay_us), *from, msg.clone()));
         }
         for (deliver_at, from, msg) in picked {
             self.next_seq += 1;
