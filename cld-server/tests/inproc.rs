@@ -12,19 +12,14 @@ use std::time::{Duration, Instant};
 
 use cld_server::config::{CellConfig, TimingOverrides};
 use cld_server::datadir::MemberState;
-use cld_server::env::{OsEntropy, SystemClock};
-use cld_server::metrics::Metrics;
-use cld_server::peer::{PeerError, PeerIdentity, TokioNet, probe};
-use cld_server::{ServerHandle, ServerOptions, SubmitError};
+use cld_server::peer::{PeerError, PeerIdentity, probe};
+use cld_server::{ServerHandle, SubmitError};
 use common::{SECRET, TempDir, write_file};
 use libpaxos::{NodeId, Role};
-use libpaxos_db::{
-    ClientOp, ClientRequest, Command, EventMask, OpenMode, RequestSeq, Response, SessionId,
-    WallTime,
-};
+use libpaxos_db::{ClientOp, Command, EventMask, OpenMode, Response, SessionId};
 use tokio::io::AsyncWriteExt;
 
-use common::ports::free_port;
+use common::inproc_cell::{Member, free_port, request, start, wait_master};
 
 fn cell_toml(dir: &Path, name: &str, secret: &str, n: u64) -> PathBuf {
     cell_toml_with(dir, name, secret, n, "")
@@ -42,92 +37,6 @@ fn cell_toml_with(dir: &Path, name: &str, secret: &str, n: u64, timing: &str) ->
         ));
     }
     write_file(dir, "cell.toml", &text, 0o600)
-}
-
-struct Member {
-    rt: Option<tokio::runtime::Runtime>,
-    handle: ServerHandle,
-    metrics: Metrics,
-}
-
-fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let metrics = Metrics::new();
-        let result = rt.block_on(cld_server::start(
-            ServerOptions {
-                config: config.clone(),
-                id: NodeId(id),
-                data_dir: dir.join(format!("m{id}")),
-            },
-            Arc::new(TokioNet),
-            Arc::new(SystemClock::new()),
-            Arc::new(OsEntropy),
-            metrics.clone(),
-        ));
-        match result {
-            Ok(server) => {
-                return Member {
-                    rt: Some(rt),
-                    handle: server.handle,
-                    metrics,
-                };
-            }
-            // A killed member's sled lock or port may take a moment to be released.
-            // A killed member's runtime lets go of its files and ports a little later.
-            Err(
-                err @ (cld_server::StartError::Database { .. }
-                | cld_server::StartError::Bind { .. }
-                | cld_server::StartError::ClientBind { .. }),
-            ) if Instant::now() < deadline => {
-                eprintln!("retrying start of member {id}: {err}");
-                rt.shutdown_background();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(err) => panic!("member {id} did not start: {err}"),
-        }
-    }
-}
-
-impl Member {
-    fn kill(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-
-    fn is_master(&self) -> bool {
-        let view = *self.handle.roles().borrow();
-        self.rt.is_some() && matches!(view.role, Role::Master { .. }) && view.lease
-    }
-}
-
-fn wait_master(members: &[Member], timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let masters: Vec<usize> = (0..members.len())
-            .filter(|&i| members[i].is_master())
-            .collect();
-        if masters.len() == 1 {
-            return masters[0];
-        }
-        assert!(Instant::now() < deadline, "no single master: {masters:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn request(session: u64, seq: u64, op: ClientOp) -> Command {
-    Command::Client(ClientRequest {
-        session: SessionId(session),
-        seq: RequestSeq(seq),
-        time: WallTime(1),
-        op,
-    })
 }
 
 #[test]
