@@ -72,6 +72,17 @@ impl Member {
         }
     }
 
+    /// A counter of this member's metrics, by name.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.metrics
+            .counters
+            .values()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
     pub fn leased_master(&self) -> bool {
         let view = *self.handle.roles().borrow();
         self.rt.is_some() && matches!(view.role, Role::Master { .. }) && view.lease

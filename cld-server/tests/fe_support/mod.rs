@@ -3,17 +3,11 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cld_server::config::{CellConfig, TimingOverrides};
-use cld_server::env::{OsEntropy, SystemClock};
-use cld_server::metrics::Metrics;
-use cld_server::{ServerHandle, ServerOptions};
 use cldc::proto::{CellPrivateKey, CellPublicKey};
 use cldc::{Credentials, Session, SessionOptions};
-use libpaxos::{NodeId, Role};
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -25,34 +19,7 @@ pub const CELL_SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 use common::ports::free_port;
 
-pub struct Member {
-    pub rt: Option<tokio::runtime::Runtime>,
-    pub handle: ServerHandle,
-    pub metrics: Metrics,
-}
-
-impl Member {
-    pub fn kill(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-
-    pub fn is_master(&self) -> bool {
-        let view = *self.handle.roles().borrow();
-        self.rt.is_some() && matches!(view.role, Role::Master { .. }) && view.lease
-    }
-
-    pub fn counter(&self, name: &str) -> u64 {
-        self.metrics
-            .counters
-            .values()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v)
-            .unwrap_or_else(|| panic!("no counter {name}"))
-    }
-}
+pub use common::inproc_cell::{Member, start};
 
 pub struct Cell {
     pub dir: TempDir,
@@ -105,7 +72,7 @@ impl Cell {
         let deadline = Instant::now() + timeout;
         loop {
             let masters: Vec<usize> = (0..self.members.len())
-                .filter(|&i| self.members[i].is_master())
+                .filter(|&i| self.members[i].leased_master())
                 .collect();
             if masters.len() == 1 {
                 return masters[0];
@@ -150,44 +117,6 @@ impl Drop for Cell {
     fn drop(&mut self) {
         for m in &mut self.members {
             m.kill();
-        }
-    }
-}
-
-pub fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let metrics = Metrics::new();
-        let result = rt.block_on(cld_server::start(
-            ServerOptions {
-                config: config.clone(),
-                id: NodeId(id),
-                data_dir: dir.join(format!("m{id}")),
-            },
-            Arc::new(cld_server::peer::TokioNet),
-            Arc::new(SystemClock::new()),
-            Arc::new(OsEntropy),
-            metrics.clone(),
-        ));
-        match result {
-            Ok(server) => {
-                return Member {
-                    rt: Some(rt),
-                    handle: server.handle,
-                    metrics,
-                };
-            }
-            Err(err) if Instant::now() < deadline => {
-                eprintln!("retrying start of member {id}: {err}");
-                rt.shutdown_background();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(err) => panic!("member {id} did not start: {err}"),
         }
     }
 }
