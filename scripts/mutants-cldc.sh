@@ -9,6 +9,9 @@
 #   B: the client core's receive path (datagram checks, handshake answers, ended answers)
 #   C: the replay window, datagram opening, Retry and the resend bound
 set -euo pipefail
+if ! cargo mutants --version >/dev/null 2>&1; then
+    cargo install --locked cargo-mutants --version "${MUTANTS_VERSION:-27.1.0}"
+fi
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/mutants-cldc}"
 budget="${BUDGET:-900}"

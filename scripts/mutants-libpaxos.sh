@@ -17,6 +17,10 @@
 # Results land in $OUT (default /tmp/libpaxos-mutants/mutants.out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cargo-mutants is not a dependency of the workspace: install the pinned version if missing.
+if ! cargo mutants --version >/dev/null 2>&1; then
+    cargo install --locked cargo-mutants --version "${MUTANTS_VERSION:-27.1.0}"
+fi
 shards=("$@")
 work="${WORK:-/tmp/libpaxos-mutants}"
 out="${OUT:-$work}"
