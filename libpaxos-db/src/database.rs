@@ -15,7 +15,7 @@ use crate::command::Applied;
 use crate::config::DbConfig;
 use crate::durable::{self, SledSync, SyncCounters};
 use crate::error::DbError;
-use crate::kv::{KvError, KvStore, WriteBatch};
+use crate::kv::{DynKv, KvError, KvStore, WriteBatch};
 use crate::kv_log_store::KvLogStore;
 use crate::log_store::{COMPACTED_KEY, LOG_META_TREE, SledLogStore};
 use crate::namespace::Namespace;
@@ -245,6 +245,25 @@ impl Database<SledKv> {
     /// namespace comes back at its durable applied index; replay the log from there (the
     /// replica does, given `namespace().applied()`).
     pub fn open(config: DbConfig) -> Result<(Database, SledLogStore), DbError> {
+        Database::open_sled_as(config, |kv| kv)
+    }
+}
+
+impl Database<DynKv> {
+    /// [`open`](Database::open) (sled, every durability step the same) with the namespace's
+    /// store behind [`DynKv`]: for a program that also runs databases on other engines
+    /// ([`open_on`](Database::open_on) with a `DynKv`) through one type.
+    pub fn open_dyn(config: DbConfig) -> Result<(Database<DynKv>, SledLogStore), DbError> {
+        Database::open_sled_as(config, DynKv::new)
+    }
+}
+
+impl<K: KvStore> Database<K> {
+    /// The sled open, the store handed to the namespace as `wrap` makes it.
+    fn open_sled_as(
+        config: DbConfig,
+        wrap: impl FnOnce(SledKv) -> K,
+    ) -> Result<(Database<K>, SledLogStore), DbError> {
         config.validate()?;
         let sled_dir = config.dir.join("sled");
         let snapshot_dir = config.dir.join("snapshots");
@@ -271,23 +290,22 @@ impl Database<SledKv> {
             db: db.clone(),
             sync: sync.clone(),
         });
-        let mut database = Database::open_prepared(config, kv, durability, snapshot_dir)?;
+        let mut database = Database::open_prepared(config, wrap(kv), durability, snapshot_dir)?;
         database.sled_sync = Some(sync.clone());
         let log = SledLogStore::open_shared(&db, sync)?;
         Ok((database, log))
     }
 
     /// The durability work done by flushes and log syncs of this database (fsyncs of files
-    /// and directories, failures).
+    /// and directories, failures): sled's. All zero on another engine (its own counters, e.g.
+    /// [`MemKv::counters`](crate::MemKv::counters), tell what it did).
     pub fn sync_counters(&self) -> SyncCounters {
         self.sled_sync
             .as_ref()
             .map(|sync| sync.counters())
             .unwrap_or_default()
     }
-}
 
-impl<K: KvStore> Database<K> {
     /// Opens the database kept in `kv` (created if the store is empty), with its snapshot
     /// directory in `config.dir/snapshots` (real files, created if missing), and the log store
     /// in the same store: one `sync` of either makes both durable. `config.cache_bytes` is

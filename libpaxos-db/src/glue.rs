@@ -17,7 +17,7 @@ use crate::command::{Applied, Command};
 use crate::config::DbConfig;
 use crate::database::{Database, InstallJob, StagedInstall};
 use crate::error::DbError;
-use crate::kv::KvStore;
+use crate::kv::{DynKv, KvStore};
 use crate::kv_log_store::KvLogStore;
 use crate::log_store::SledLogStore;
 use crate::sled_kv::SledKv;
@@ -177,6 +177,22 @@ impl DbReplica<SledLogStore> {
     /// in the same database: one flush per Ready makes the log and the namespace durable.
     pub fn open(config: Config, db_config: DbConfig, now: Time) -> Result<DbReplica, GlueError> {
         let (db, log) = Database::open(db_config)?;
+        let mut replica = DbReplica::new(config, db, log, now)?;
+        replica.shared_flush = true;
+        Ok(replica)
+    }
+}
+
+impl DbReplica<SledLogStore, DynKv> {
+    /// [`open`](DbReplica::open) (sled, the same durability) with the database's store
+    /// behind [`DynKv`] ([`Database::open_dyn`]): the same type as a replica opened with
+    /// [`open_on`](DbReplica::open_on) on a `DynKv`, apart from the log store.
+    pub fn open_dyn(
+        config: Config,
+        db_config: DbConfig,
+        now: Time,
+    ) -> Result<DbReplica<SledLogStore, DynKv>, GlueError> {
+        let (db, log) = Database::open_dyn(db_config)?;
         let mut replica = DbReplica::new(config, db, log, now)?;
         replica.shared_flush = true;
         Ok(replica)
