@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use libpaxos::{Envelope, Epoch, Event, LogStore, Message, NodeId, ProposeError, Role, Slot};
 use libpaxos_db::{
-    Applied, Command, DbReplica, GlueError, Namespace, RequestSeq, SessionId, SnapshotChunk,
+    Applied, Command, DbReplica, DynKv, GlueError, Namespace, RequestSeq, SessionId, SnapshotChunk,
     SnapshotInfo, StagedInstall,
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -118,7 +118,7 @@ pub struct StatusView {
     pub snapshots_installed: u64,
 }
 
-type ReadFn = Box<dyn FnOnce(Result<&Namespace, SubmitError>) + Send>;
+type ReadFn = Box<dyn FnOnce(Result<&Namespace<DynKv>, SubmitError>) + Send>;
 
 /// What the handle asks of the loop.
 enum Request {
@@ -174,7 +174,7 @@ impl ServerHandle {
     /// Runs `f` over the namespace if a linearizable read may be served here now.
     pub async fn read<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Namespace) -> R + Send + 'static,
+        f: impl FnOnce(&Namespace<DynKv>) -> R + Send + 'static,
     ) -> Result<R, SubmitError> {
         let (tx, rx) = oneshot::channel();
         self.request(Request::Read(Box::new(move |ns| {
@@ -400,9 +400,10 @@ fn allowed_without_vote(msg: &Message) -> bool {
     )
 }
 
-/// The replica loop.
+/// The replica loop. Its database's store is a [`DynKv`]: sled in production
+/// (`DbReplica::open_dyn`), any engine through `DbReplica::open_on` (the simulation's `MemKv`).
 pub struct ReplicaLoop<S: LogStore, C: Clock> {
-    replica: DbReplica<S>,
+    replica: DbReplica<S, DynKv>,
     clock: Arc<C>,
     peers: PeerSender,
     data_dir: DataDir,
@@ -594,7 +595,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     }
     /// A loop over `replica`, sending through `peers`.
     pub fn new(
-        replica: DbReplica<S>,
+        replica: DbReplica<S, DynKv>,
         clock: Arc<C>,
         peers: PeerSender,
         data_dir: DataDir,

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use libpaxos::NodeId;
-use libpaxos_db::{DbReplica, GlueError};
+use libpaxos::{LogStore, NodeId, Time};
+use libpaxos_db::{
+    DbConfig, DbError, DbReplica, DynKv, GlueError, KvLogStore, KvStore, SledLogStore,
+};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -94,10 +96,102 @@ pub async fn start<N: Net, C: Clock, E: Entropy>(
     start_with(options, net, &TokioUdp, clock, entropy, metrics).await
 }
 
-/// Starts member `options.id` with these peer and client sockets, clock and randomness.
-/// Without `[cell] key_file` the member runs no client front end (it replicates only).
+/// Starts member `options.id` with these peer and client sockets, clock and randomness, its
+/// database on sled in the data dir. Without `[cell] key_file` the member runs no client
+/// front end (it replicates only).
 pub async fn start_with<N: Net, D: Datagrams, C: Clock, E: Entropy>(
     options: ServerOptions,
+    net: Arc<N>,
+    udp: &D,
+    clock: Arc<C>,
+    entropy: Arc<E>,
+    metrics: Metrics,
+) -> Result<Server, StartError> {
+    start_member(options, OnSled, net, udp, clock, entropy, metrics).await
+}
+
+/// [`start_with`], the member's database (namespace and Paxos log) kept in `kv` instead of
+/// sled: the deterministic simulation's [`MemKv`](libpaxos_db::MemKv), whose `crash` is a
+/// power cut. Everything else is as `start_with`: the data dir (identity, boot number) and the
+/// snapshot files (`DATA_DIR/db/snapshots`) are real files. A voter whose store holds no tree
+/// (a wiped store, the data dir kept) rejoins without a vote, as a member whose sled directory
+/// was deleted does.
+pub async fn start_on_kv<N: Net, D: Datagrams, C: Clock, E: Entropy, K: KvStore>(
+    options: ServerOptions,
+    kv: K,
+    net: Arc<N>,
+    udp: &D,
+    clock: Arc<C>,
+    entropy: Arc<E>,
+    metrics: Metrics,
+) -> Result<Server, StartError> {
+    let store = OnKv(DynKv::new(kv));
+    start_member(options, store, net, udp, clock, entropy, metrics).await
+}
+
+/// Where a member keeps its database.
+trait MemberStore {
+    /// The Paxos log store.
+    type Log: LogStore + Send + 'static;
+    /// Whether the database is missing (a voter's data dir without it lost its promises).
+    fn missing(&self, db_dir: &std::path::Path) -> Result<bool, DbError>;
+    /// Opens the member's replica.
+    fn open(
+        self,
+        paxos: libpaxos::Config,
+        db_config: DbConfig,
+        now: Time,
+    ) -> Result<DbReplica<Self::Log, DynKv>, GlueError>;
+}
+
+/// sled in the data dir's `db` directory.
+struct OnSled;
+
+impl MemberStore for OnSled {
+    type Log = SledLogStore;
+
+    fn missing(&self, db_dir: &std::path::Path) -> Result<bool, DbError> {
+        Ok(!db_dir.exists())
+    }
+
+    fn open(
+        self,
+        paxos: libpaxos::Config,
+        db_config: DbConfig,
+        now: Time,
+    ) -> Result<DbReplica<SledLogStore, DynKv>, GlueError> {
+        DbReplica::open_dyn(paxos, db_config, now)
+    }
+}
+
+/// A store handed in (`start_on_kv`).
+struct OnKv(DynKv);
+
+impl MemberStore for OnKv {
+    type Log = KvLogStore<DynKv>;
+
+    fn missing(&self, _db_dir: &std::path::Path) -> Result<bool, DbError> {
+        let names = self.0.tree_names().map_err(|e| DbError::Sled {
+            doing: e.doing,
+            reason: e.reason,
+        })?;
+        Ok(names.is_empty())
+    }
+
+    fn open(
+        self,
+        paxos: libpaxos::Config,
+        db_config: DbConfig,
+        now: Time,
+    ) -> Result<DbReplica<KvLogStore<DynKv>, DynKv>, GlueError> {
+        DbReplica::open_on(paxos, db_config, self.0, now)
+    }
+}
+
+/// The body of `start_with` and `start_on_kv`.
+async fn start_member<N: Net, D: Datagrams, C: Clock, E: Entropy, M: MemberStore>(
+    options: ServerOptions,
+    store: M,
     net: Arc<N>,
     udp: &D,
     clock: Arc<C>,
@@ -146,7 +240,13 @@ pub async fn start_with<N: Net, D: Datagrams, C: Clock, E: Entropy>(
     let mut data_dir = DataDir::open(&options.data_dir, &config.name, options.id)?;
     // Before this member seals anything (docs/protocol.md §12.4).
     let boot = data_dir.next_boot()?;
-    if data_dir.identity().state == MemberState::Voter && !data_dir.db_dir().exists() {
+    let missing = store
+        .missing(&data_dir.db_dir())
+        .map_err(|source| StartError::Database {
+            dir: data_dir.db_dir(),
+            source: GlueError::Db(source),
+        })?;
+    if data_dir.identity().state == MemberState::Voter && missing {
         // The identity survived but the database did not: this member lost its promises.
         warn!("the database is missing from a voter's data dir: rejoining without a vote");
         data_dir.set_state(MemberState::Rejoining)?;
@@ -163,8 +263,9 @@ pub async fn start_with<N: Net, D: Datagrams, C: Clock, E: Entropy>(
     let mut paxos = config.paxos_config(options.id);
     paxos.seed = entropy.next_u64();
     let db_config = config.db_config(data_dir.db_dir());
-    let replica =
-        DbReplica::open(paxos, db_config, clock.now()).map_err(|source| StartError::Database {
+    let replica = store
+        .open(paxos, db_config, clock.now())
+        .map_err(|source| StartError::Database {
             dir: data_dir.db_dir(),
             source,
         })?;

@@ -1,5 +1,9 @@
-//! [`Database`]: one sled database holding the namespace and the Paxos log, plus the snapshot
+//! [`Database`]: one store holding the namespace and the Paxos log, plus the snapshot
 //! directory; snapshots, trimming bounds, installs and replay.
+//!
+//! The store is any [`KvStore`]: sled in production ([`Database::open`]), or another engine
+//! such as [`MemKv`](crate::MemKv) for the deterministic simulation ([`Database::open_on`]).
+//! Snapshot files are real files in `config.dir/snapshots` whatever the engine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +15,8 @@ use crate::command::Applied;
 use crate::config::DbConfig;
 use crate::durable::{self, SledSync, SyncCounters};
 use crate::error::DbError;
-use crate::kv::{KvStore, WriteBatch};
+use crate::kv::{DynKv, KvError, KvStore, WriteBatch};
+use crate::kv_log_store::KvLogStore;
 use crate::log_store::{COMPACTED_KEY, LOG_META_TREE, SledLogStore};
 use crate::namespace::Namespace;
 use crate::sled_kv::SledKv;
@@ -19,16 +24,66 @@ use crate::snapshot::{self, SnapshotFile, SnapshotInfo, SnapshotJob};
 use crate::store::{self, DB_META_TREE, GENERATION_KEY, NsTrees};
 use crate::transfer::{SnapshotInstaller, SnapshotReader};
 
-/// The namespace, its sled database and its snapshots. The log store shares the database and
-/// is handed out by [`open`](Database::open) (the Paxos replica owns it).
-pub struct Database {
-    config: DbConfig,
+/// How a database's store is made durable, and how a long fill bounds its memory: sled's
+/// flush-and-fsync with its exact errors ([`SledSync`]), or the store's own `sync`.
+trait Durability: Send + Sync {
+    /// Makes every batch committed before the call durable. A failure is fatal.
+    fn flush(&self) -> Result<(), durable::SyncError>;
+    /// Writes buffered data out without making it durable (bounds a long fill's memory).
+    fn flush_buffers(&self) -> Result<(), KvError>;
+}
+
+/// sled: [`SledSync::flush`] (fsyncs of the data file, blobs and directories).
+struct SledDurability {
     db: sled::Db,
-    /// The same database through the storage seam (the namespace's store).
-    kv: SledKv,
-    /// Durable flushes of `db` (shared with the log store).
     sync: Arc<SledSync>,
-    namespace: Namespace,
+}
+
+impl Durability for SledDurability {
+    fn flush(&self) -> Result<(), durable::SyncError> {
+        self.sync.flush(&self.db)
+    }
+
+    fn flush_buffers(&self) -> Result<(), KvError> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| KvError::new("flushing sled's buffers", e))
+    }
+}
+
+/// Any other engine: [`KvStore::sync`]; a failure names the database directory.
+struct StoreDurability<K: KvStore> {
+    kv: K,
+    dir: PathBuf,
+}
+
+impl<K: KvStore> Durability for StoreDurability<K> {
+    fn flush(&self) -> Result<(), durable::SyncError> {
+        self.kv.sync().map_err(|e| durable::SyncError {
+            path: self.dir.clone(),
+            doing: e.doing,
+            reason: e.reason,
+        })
+    }
+
+    fn flush_buffers(&self) -> Result<(), KvError> {
+        Ok(())
+    }
+}
+
+/// The namespace, its store and its snapshots. The log store shares the store and is handed
+/// out by [`open`](Database::open) or [`open_on`](Database::open_on) (the Paxos replica owns
+/// it).
+pub struct Database<K: KvStore = SledKv> {
+    config: DbConfig,
+    /// The store (the namespace's and the log's).
+    kv: K,
+    /// How `kv` is made durable (shared with install jobs).
+    durability: Arc<dyn Durability>,
+    /// sled's durability handle (sync counters), for a database opened with `open`.
+    sled_sync: Option<Arc<SledSync>>,
+    namespace: Namespace<K>,
     snapshot_dir: PathBuf,
     latest: Option<SnapshotInfo>,
     durable_applied: Slot,
@@ -41,14 +96,14 @@ pub struct Database {
 
 /// The slow half of a snapshot install, to run off the replica loop (a blocking thread): see
 /// [`Database::install_job`]. It writes only the trees of a generation that is not live.
-pub struct InstallJob {
-    kv: SledKv,
-    sync: Arc<SledSync>,
+pub struct InstallJob<K: KvStore = SledKv> {
+    kv: K,
+    durability: Arc<dyn Durability>,
     info: SnapshotInfo,
     generation: u64,
 }
 
-impl core::fmt::Debug for InstallJob {
+impl<K: KvStore> core::fmt::Debug for InstallJob<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("InstallJob")
             .field("snapshot", &self.info.applied)
@@ -73,7 +128,7 @@ impl StagedInstall {
     }
 }
 
-impl InstallJob {
+impl<K: KvStore> InstallJob<K> {
     /// The snapshot's applied index.
     pub fn applied(&self) -> Slot {
         self.info.applied
@@ -86,12 +141,12 @@ impl InstallJob {
         let mut file = SnapshotFile::open(&self.info.path)?;
         NsTrees::drop_trees(&self.kv, self.generation)?;
         let trees = NsTrees::open(&self.kv, self.generation);
-        if let Err(err) = fill(&trees, &mut file) {
+        if let Err(err) = fill(&trees, self.durability.as_ref(), &mut file) {
             drop(trees);
             NsTrees::drop_trees(&self.kv, self.generation)?;
             return Err(err);
         }
-        self.sync.flush(self.kv.db())?;
+        self.durability.flush()?;
         Ok(StagedInstall {
             file: file.info.clone(),
             generation: self.generation,
@@ -185,11 +240,30 @@ fn is_lock_conflict(error: &std::io::Error) -> bool {
     error.to_string().contains("could not acquire lock")
 }
 
-impl Database {
-    /// Opens (or creates) the database in `config.dir`. The namespace comes back at its
-    /// durable applied index; replay the log from there (the replica does, given
-    /// `namespace().applied()`).
+impl Database<SledKv> {
+    /// Opens (or creates) the database in `config.dir`, on sled in `config.dir/sled`. The
+    /// namespace comes back at its durable applied index; replay the log from there (the
+    /// replica does, given `namespace().applied()`).
     pub fn open(config: DbConfig) -> Result<(Database, SledLogStore), DbError> {
+        Database::open_sled_as(config, |kv| kv)
+    }
+}
+
+impl Database<DynKv> {
+    /// [`open`](Database::open) (sled, every durability step the same) with the namespace's
+    /// store behind [`DynKv`]: for a program that also runs databases on other engines
+    /// ([`open_on`](Database::open_on) with a `DynKv`) through one type.
+    pub fn open_dyn(config: DbConfig) -> Result<(Database<DynKv>, SledLogStore), DbError> {
+        Database::open_sled_as(config, DynKv::new)
+    }
+}
+
+impl<K: KvStore> Database<K> {
+    /// The sled open, the store handed to the namespace as `wrap` makes it.
+    fn open_sled_as(
+        config: DbConfig,
+        wrap: impl FnOnce(SledKv) -> K,
+    ) -> Result<(Database<K>, SledLogStore), DbError> {
         config.validate()?;
         let sled_dir = config.dir.join("sled");
         let snapshot_dir = config.dir.join("snapshots");
@@ -210,28 +284,83 @@ impl Database {
         // with the layout).
         store::check_format(&kv)?;
         make_layout_durable(&db, &sync, &config.dir, &sled_dir, &snapshot_dir)?;
+        kv.drop_orphan_chunk_trees()
+            .map_err(store::kv_error("dropping orphan chunk trees"))?;
+        let durability = Arc::new(SledDurability {
+            db: db.clone(),
+            sync: sync.clone(),
+        });
+        let mut database = Database::open_prepared(config, wrap(kv), durability, snapshot_dir)?;
+        database.sled_sync = Some(sync.clone());
+        let log = SledLogStore::open_shared(&db, sync)?;
+        Ok((database, log))
+    }
+
+    /// The durability work done by flushes and log syncs of this database (fsyncs of files
+    /// and directories, failures): sled's. All zero on another engine (its own counters, e.g.
+    /// [`MemKv::counters`](crate::MemKv::counters), tell what it did).
+    pub fn sync_counters(&self) -> SyncCounters {
+        self.sled_sync
+            .as_ref()
+            .map(|sync| sync.counters())
+            .unwrap_or_default()
+    }
+
+    /// Opens the database kept in `kv` (created if the store is empty), with its snapshot
+    /// directory in `config.dir/snapshots` (real files, created if missing), and the log store
+    /// in the same store: one `sync` of either makes both durable. `config.cache_bytes` is
+    /// sled's and unused here. For sled in production use [`open`](Database::open) (it also
+    /// fsyncs sled's files and repairs what a crash in a tree drop left).
+    pub fn open_on(config: DbConfig, kv: K) -> Result<(Database<K>, KvLogStore<K>), DbError> {
+        config.validate()?;
+        let snapshot_dir = config.dir.join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir)
+            .map_err(|e| DbError::snapshot_io(&snapshot_dir, e))?;
+        store::check_format(&kv)?;
+        let durability = Arc::new(StoreDurability {
+            kv: kv.clone(),
+            dir: config.dir.clone(),
+        });
+        // The format stamp of a new store, and the snapshot directory's name.
+        durability.flush()?;
+        make_dirs_durable(&config.dir, &snapshot_dir)?;
+        let location = format!("store of the database in {}", config.dir.display());
+        let log = KvLogStore::new(kv.clone(), location);
+        let database = Database::open_prepared(config, kv, durability, snapshot_dir)?;
+        Ok((database, log))
+    }
+
+    /// The engine-independent rest of an open, once the store's format is checked and the
+    /// layout durable.
+    fn open_prepared(
+        config: DbConfig,
+        kv: K,
+        durability: Arc<dyn Durability>,
+        snapshot_dir: PathBuf,
+    ) -> Result<Database<K>, DbError> {
         drop_stale_generations(&kv)?;
         let namespace = Namespace::open_on(&kv, config.limits.clone())?;
-        let log = SledLogStore::open_shared(&db, sync.clone())?;
         let mut counters = DbCounters::default();
         let latest = newest_valid_snapshot_and_prune(&snapshot_dir, &mut counters)?;
         let durable_applied = namespace.applied();
-        Ok((
-            Database {
-                config,
-                db,
-                kv,
-                sync,
-                namespace,
-                snapshot_dir,
-                latest,
-                durable_applied,
-                snapshot_retry_at: None,
-                counters,
-                crash_after_switch: false,
-            },
-            log,
-        ))
+        Ok(Database {
+            config,
+            kv,
+            durability,
+            sled_sync: None,
+            namespace,
+            snapshot_dir,
+            latest,
+            durable_applied,
+            snapshot_retry_at: None,
+            counters,
+            crash_after_switch: false,
+        })
+    }
+
+    /// The store underneath (shared with the log store).
+    pub fn store(&self) -> &K {
+        &self.kv
     }
 
     /// The database's counters.
@@ -240,7 +369,7 @@ impl Database {
     }
 
     /// The namespace.
-    pub fn namespace(&self) -> &Namespace {
+    pub fn namespace(&self) -> &Namespace<K> {
         &self.namespace
     }
 
@@ -271,15 +400,9 @@ impl Database {
     /// trying again.
     pub fn flush(&mut self) -> Result<(), DbError> {
         let applied = self.namespace.applied();
-        self.sync.flush(&self.db)?;
+        self.durability.flush()?;
         self.durable_applied = applied;
         Ok(())
-    }
-
-    /// The durability work done by flushes and log syncs of this database (fsyncs of files
-    /// and directories, failures).
-    pub fn sync_counters(&self) -> SyncCounters {
-        self.sync.counters()
     }
 
     /// Records that a flush which started when the namespace was at `applied` completed (for
@@ -323,7 +446,7 @@ impl Database {
     /// A snapshot of the namespace as it is now, to be written by [`SnapshotJob::run`],
     /// possibly on another thread. Apply nothing until it has run and its result was handed to
     /// [`snapshot_written`](Self::snapshot_written).
-    pub fn snapshot_job(&self) -> SnapshotJob {
+    pub fn snapshot_job(&self) -> SnapshotJob<K> {
         SnapshotJob::new(&self.namespace, &self.snapshot_dir)
     }
 
@@ -416,7 +539,7 @@ impl Database {
     /// durable, touching nothing live. Hand its result to
     /// [`finish_install`](Self::finish_install). Refused at once if the snapshot is not ahead
     /// of the namespace.
-    pub fn install_job(&self, info: &SnapshotInfo) -> Result<InstallJob, DbError> {
+    pub fn install_job(&self, info: &SnapshotInfo) -> Result<InstallJob<K>, DbError> {
         if info.applied <= self.namespace.applied() {
             return Err(DbError::SnapshotBehind {
                 snapshot: info.applied,
@@ -429,7 +552,7 @@ impl Database {
             .ok_or(DbError::GenerationExhausted(old))?;
         Ok(InstallJob {
             kv: self.kv.clone(),
-            sync: self.sync.clone(),
+            durability: self.durability.clone(),
             info: info.clone(),
             generation,
         })
@@ -504,7 +627,7 @@ impl Database {
         let applied = staged.file.applied;
         let new = staged.generation;
         let old = self.namespace.trees().generation;
-        let log = SledLogStore::open_shared(&self.db, self.sync.clone())?;
+        let log = KvLogStore::new(self.kv.clone(), "the database's store");
         let compacted = log.compacted_through()?.max(applied);
         let mut batch = WriteBatch::new();
         batch.insert(DB_META_TREE, GENERATION_KEY, codec::encode(&new));
@@ -512,7 +635,7 @@ impl Database {
         self.kv
             .commit(&batch)
             .map_err(store::kv_error("switching namespace generation"))?;
-        self.sync.flush(&self.db)?;
+        self.durability.flush()?;
         if self.crash_after_switch {
             // Test hook: die the way a kill would, right after the switch is durable.
             std::process::abort();
@@ -538,7 +661,7 @@ impl Database {
     /// Applies the log's entries from the namespace's applied index through `through`, which
     /// the caller knows to be committed (a replica learns this itself; this is for tools and
     /// tests). A missing entry is an error, never skipped.
-    pub fn replay(&mut self, log: &SledLogStore, through: Slot) -> Result<Vec<Applied>, DbError> {
+    pub fn replay<L: Storage>(&mut self, log: &L, through: Slot) -> Result<Vec<Applied>, DbError> {
         let mut out = Vec::new();
         let mut slot = self.namespace.applied().next();
         while slot <= through {
@@ -561,7 +684,11 @@ impl Database {
 /// snapshot's size.
 const INSTALL_BATCH_BYTES: usize = 64 << 10;
 
-fn fill(trees: &NsTrees<SledKv>, file: &mut SnapshotFile) -> Result<(), DbError> {
+fn fill<K: KvStore>(
+    trees: &NsTrees<K>,
+    durability: &dyn Durability,
+    file: &mut SnapshotFile,
+) -> Result<(), DbError> {
     let mut batch = WriteBatch::new();
     let mut pending = 0usize;
     let mut meta_seen = false;
@@ -588,7 +715,7 @@ fn fill(trees: &NsTrees<SledKv>, file: &mut SnapshotFile) -> Result<(), DbError>
         pending += record.value.len() + record.key.len();
         batch.insert(&trees.name(record.tag), record.key, record.value);
         if pending > INSTALL_BATCH_BYTES {
-            flush_batch(trees, &mut batch)?;
+            flush_batch(trees, durability, &mut batch)?;
             pending = 0;
         }
     }
@@ -599,18 +726,21 @@ fn fill(trees: &NsTrees<SledKv>, file: &mut SnapshotFile) -> Result<(), DbError>
             reason: "no namespace meta record".to_string(),
         });
     }
-    flush_batch(trees, &mut batch)
+    flush_batch(trees, durability, &mut batch)
 }
 
 /// Writes the pending batch and flushes sled's buffers, so sled does not hold the whole
 /// snapshot as dirty pages in memory while the install runs.
-fn flush_batch(trees: &NsTrees<SledKv>, batch: &mut WriteBatch) -> Result<(), DbError> {
+fn flush_batch<K: KvStore>(
+    trees: &NsTrees<K>,
+    durability: &dyn Durability,
+    batch: &mut WriteBatch,
+) -> Result<(), DbError> {
     trees
         .store
         .commit(&std::mem::take(batch))
         .map_err(store::kv_error("filling an installed namespace"))?;
-    trees
-        .store
+    durability
         .flush_buffers()
         .map_err(store::kv_error("flushing an installed namespace"))
 }
@@ -635,6 +765,12 @@ fn make_layout_durable(
         })
     })?;
     sync.flush(db)?;
+    make_dirs_durable(dir, snapshot_dir)
+}
+
+/// fsyncs the snapshot directory, the data directory and its parent (the names created on
+/// first start).
+fn make_dirs_durable(dir: &Path, snapshot_dir: &Path) -> Result<(), DbError> {
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -644,11 +780,9 @@ fn make_layout_durable(
 }
 
 /// Drops namespace trees of generations other than the current one (left by an install that
-/// crashed before switching, or after switching but before dropping the old trees), and chunk
-/// trees left without their tree by a crash in the middle of a drop.
-fn drop_stale_generations(kv: &SledKv) -> Result<(), DbError> {
-    kv.drop_orphan_chunk_trees()
-        .map_err(store::kv_error("dropping orphan chunk trees"))?;
+/// crashed before switching, or after switching but before dropping the old trees). On sled,
+/// `open` first drops chunk trees left without their tree by a crash in the middle of a drop.
+fn drop_stale_generations<K: KvStore>(kv: &K) -> Result<(), DbError> {
     let current = store::current_generation(kv)?;
     let mut stale = std::collections::BTreeSet::new();
     for name in kv.tree_names().map_err(store::kv_error("listing trees"))? {

@@ -17,7 +17,10 @@ use crate::command::{Applied, Command};
 use crate::config::DbConfig;
 use crate::database::{Database, InstallJob, StagedInstall};
 use crate::error::DbError;
+use crate::kv::{DynKv, KvStore};
+use crate::kv_log_store::KvLogStore;
 use crate::log_store::SledLogStore;
+use crate::sled_kv::SledKv;
 use crate::snapshot::SnapshotJob;
 use crate::transfer::{SnapshotChunk, SnapshotInstaller, SnapshotReader};
 
@@ -80,8 +83,8 @@ impl GlueError {
 }
 
 /// What one [`DbReplica::drive`] produced for the server.
-#[derive(Debug, Default)]
-pub struct Output {
+#[derive(Debug)]
+pub struct Output<K: KvStore = SledKv> {
     /// Messages to send now. From [`DbReplica::drive_sending`]: those that had to wait for the
     /// sync (it has happened); from [`DbReplica::drive`]: every message of the Ready.
     pub messages: Vec<Envelope>,
@@ -98,9 +101,23 @@ pub struct Output {
     /// With background snapshots: a snapshot to write off the replica loop. Until its result
     /// is handed to [`DbReplica::snapshot_finished`], committed entries are not applied (they
     /// stay in the log), while persistence, messages and leases carry on.
-    pub snapshot_job: Option<SnapshotJob>,
+    pub snapshot_job: Option<SnapshotJob<K>>,
     /// A snapshot write that failed (counted; the replica carries on without it).
     pub snapshot_failed: Option<DbError>,
+}
+
+impl<K: KvStore> Default for Output<K> {
+    fn default() -> Output<K> {
+        Output {
+            messages: Vec::new(),
+            applied: Vec::new(),
+            events: Vec::new(),
+            snapshot: None,
+            performed: false,
+            snapshot_job: None,
+            snapshot_failed: None,
+        }
+    }
 }
 
 /// Counts of the glue's work.
@@ -128,13 +145,15 @@ pub struct GlueCounters {
     pub sync_failures: u64,
 }
 
-/// A replica of the cell with its database. Generic over the log store so simulations can
-/// use libpaxos's in-memory store; with [`SledLogStore`] (the default), the log lives in the
-/// same sled database as the namespace, one flush makes both durable, and a snapshot install
-/// compacts the log in the same transaction that switches the namespace.
-pub struct DbReplica<S: LogStore = SledLogStore> {
+/// A replica of the cell with its database. Generic over the log store `S` and the
+/// database's store `K`. With [`open`](DbReplica::open) (sled, the defaults) or
+/// [`open_on`](DbReplica::open_on) (any [`KvStore`], the log a [`KvLogStore`] on it), the log
+/// lives in the same store as the namespace, one sync makes both durable, and a snapshot
+/// install compacts the log in the same batch that switches the namespace. With
+/// [`new`](DbReplica::new), any log store (libpaxos's in-memory one in tests).
+pub struct DbReplica<S: LogStore = SledLogStore, K: KvStore = SledKv> {
     replica: Replica<S>,
-    db: Database,
+    db: Database<K>,
     incoming: Option<SnapshotInstaller>,
     counters: GlueCounters,
     /// The log's sync also flushes the namespace (same sled database).
@@ -148,7 +167,7 @@ pub struct DbReplica<S: LogStore = SledLogStore> {
     /// Installs are handed out as jobs instead of run inside `receive_snapshot_chunk`.
     background_installs: bool,
     /// An install job ready to be taken by the server.
-    install_job: Option<InstallJob>,
+    install_job: Option<InstallJob<K>>,
     /// The snapshot index of an install job handed out (or ready) and not yet finished.
     install_pending: Option<Slot>,
 }
@@ -164,12 +183,52 @@ impl DbReplica<SledLogStore> {
     }
 }
 
-impl<S: LogStore> DbReplica<S> {
+impl DbReplica<SledLogStore, DynKv> {
+    /// [`open`](DbReplica::open) (sled, the same durability) with the database's store
+    /// behind [`DynKv`] ([`Database::open_dyn`]): the same type as a replica opened with
+    /// [`open_on`](DbReplica::open_on) on a `DynKv`, apart from the log store.
+    pub fn open_dyn(
+        config: Config,
+        db_config: DbConfig,
+        now: Time,
+    ) -> Result<DbReplica<SledLogStore, DynKv>, GlueError> {
+        let (db, log) = Database::open_dyn(db_config)?;
+        let mut replica = DbReplica::new(config, db, log, now)?;
+        replica.shared_flush = true;
+        Ok(replica)
+    }
+}
+
+impl<K: KvStore> DbReplica<KvLogStore<K>, K> {
+    /// Opens the database kept in `kv` ([`Database::open_on`]: snapshot files in
+    /// `db_config.dir/snapshots`) and starts a replica whose log is in the same store: one
+    /// sync per Ready makes the log and the namespace durable. Restart recovery is the same as
+    /// [`open`](DbReplica::open)'s: the entries the log holds past the namespace's durable
+    /// applied index are applied again.
+    pub fn open_on(
+        config: Config,
+        db_config: DbConfig,
+        kv: K,
+        now: Time,
+    ) -> Result<DbReplica<KvLogStore<K>, K>, GlueError> {
+        let (db, log) = Database::open_on(db_config, kv)?;
+        let mut replica = DbReplica::new(config, db, log, now)?;
+        replica.shared_flush = true;
+        Ok(replica)
+    }
+}
+
+impl<S: LogStore, K: KvStore> DbReplica<S, K> {
     /// Starts a replica over an opened database and a log store. Committed entries after the
     /// namespace's applied index are handed out again and applied: that is restart recovery.
     /// The namespace is flushed separately after each Ready that applied something; use
-    /// [`DbReplica::open`] for the sled store, where the log's flush covers both.
-    pub fn new(config: Config, db: Database, log: S, now: Time) -> Result<DbReplica<S>, GlueError> {
+    /// [`DbReplica::open`] or [`DbReplica::open_on`], where the log's sync covers both.
+    pub fn new(
+        config: Config,
+        db: Database<K>,
+        log: S,
+        now: Time,
+    ) -> Result<DbReplica<S, K>, GlueError> {
         let applied = db.namespace().applied();
         let replica = Replica::new(config, log, now, applied)?;
         Ok(DbReplica {
@@ -193,7 +252,7 @@ impl<S: LogStore> DbReplica<S> {
     }
 
     /// The database.
-    pub fn database(&self) -> &Database {
+    pub fn database(&self) -> &Database<K> {
         &self.db
     }
 
@@ -240,7 +299,7 @@ impl<S: LogStore> DbReplica<S> {
     /// Every message comes back in `Output::messages`, so those that need no sync (accepts to
     /// followers, heartbeats) wait behind this replica's fsync too; a server should use
     /// [`drive_sending`](Self::drive_sending), which lets them leave before it.
-    pub fn drive(&mut self, now: Time) -> Result<Output, GlueError> {
+    pub fn drive(&mut self, now: Time) -> Result<Output<K>, GlueError> {
         let mut early = Vec::new();
         let mut out = self.drive_sending(now, &mut |envelope| early.push(envelope))?;
         early.append(&mut out.messages);
@@ -257,7 +316,7 @@ impl<S: LogStore> DbReplica<S> {
         &mut self,
         now: Time,
         send_now: &mut dyn FnMut(Envelope),
-    ) -> Result<Output, GlueError> {
+    ) -> Result<Output<K>, GlueError> {
         let mut ready = self.replica.ready();
         if ready.is_empty() {
             return Ok(Output::default());
@@ -354,7 +413,7 @@ impl<S: LogStore> DbReplica<S> {
     pub fn snapshot_finished(
         &mut self,
         result: Result<crate::SnapshotInfo, DbError>,
-    ) -> Result<Output, GlueError> {
+    ) -> Result<Output<K>, GlueError> {
         self.snapshot_pending = None;
         let mut out = Output::default();
         match self.db.snapshot_written(result) {
@@ -480,7 +539,7 @@ impl<S: LogStore> DbReplica<S> {
     /// The install job left by the last chunk of a transfer, with background installs. It must
     /// be run and its result passed to [`install_finished`](Self::install_finished), failure
     /// included: until then no snapshot is taken and no other transfer is accepted.
-    pub fn take_install_job(&mut self) -> Option<InstallJob> {
+    pub fn take_install_job(&mut self) -> Option<InstallJob<K>> {
         self.install_job.take()
     }
 

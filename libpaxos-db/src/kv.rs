@@ -187,3 +187,132 @@ pub trait KvStore: Clone + Send + Sync + 'static {
     /// every later call fails too.
     fn sync(&self) -> Result<(), KvError>;
 }
+
+/// The object-safe half of [`KvStore`], for [`DynKv`].
+trait ObjectKv: Send + Sync + 'static {
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    fn range(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, KvError>;
+    fn range_keys(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, KvError>;
+    fn last(&self, tree: &str) -> Result<Option<KvPair>, KvError>;
+    fn tree_names(&self) -> Result<Vec<String>, KvError>;
+    fn commit(&self, batch: &WriteBatch) -> Result<(), KvError>;
+    fn drop_trees(&self, names: &[String]) -> Result<(), KvError>;
+    fn sync(&self) -> Result<(), KvError>;
+}
+
+impl<K: KvStore> ObjectKv for K {
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        KvStore::get(self, tree, key)
+    }
+    fn range(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, KvError> {
+        KvStore::range(self, tree, from, to, limit)
+    }
+    fn range_keys(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, KvError> {
+        KvStore::range_keys(self, tree, from, to, limit)
+    }
+    fn last(&self, tree: &str) -> Result<Option<KvPair>, KvError> {
+        KvStore::last(self, tree)
+    }
+    fn tree_names(&self) -> Result<Vec<String>, KvError> {
+        KvStore::tree_names(self)
+    }
+    fn commit(&self, batch: &WriteBatch) -> Result<(), KvError> {
+        KvStore::commit(self, batch)
+    }
+    fn drop_trees(&self, names: &[String]) -> Result<(), KvError> {
+        KvStore::drop_trees(self, names)
+    }
+    fn sync(&self) -> Result<(), KvError> {
+        KvStore::sync(self)
+    }
+}
+
+/// Any [`KvStore`] behind one type: lets a program hold either engine (sled in production,
+/// [`MemKv`](crate::MemKv) in the simulation) without being generic over it, e.g. the server's
+/// replica loop and the namespace its client front end reads. Every call is one dynamic call
+/// to the engine's own method (its `range_keys` included). Clones share one store.
+#[derive(Clone)]
+pub struct DynKv(std::sync::Arc<dyn ObjectKv>);
+
+impl DynKv {
+    /// `store` behind the erased type.
+    pub fn new<K: KvStore>(store: K) -> DynKv {
+        DynKv(std::sync::Arc::new(store))
+    }
+}
+
+impl core::fmt::Debug for DynKv {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("DynKv")
+    }
+}
+
+impl KvStore for DynKv {
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.0.get(tree, key)
+    }
+
+    fn range(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, KvError> {
+        self.0.range(tree, from, to, limit)
+    }
+
+    fn range_keys(
+        &self,
+        tree: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, KvError> {
+        self.0.range_keys(tree, from, to, limit)
+    }
+
+    fn last(&self, tree: &str) -> Result<Option<KvPair>, KvError> {
+        self.0.last(tree)
+    }
+
+    fn tree_names(&self) -> Result<Vec<String>, KvError> {
+        self.0.tree_names()
+    }
+
+    fn commit(&self, batch: &WriteBatch) -> Result<(), KvError> {
+        self.0.commit(batch)
+    }
+
+    fn drop_trees(&self, names: &[String]) -> Result<(), KvError> {
+        self.0.drop_trees(names)
+    }
+
+    fn sync(&self) -> Result<(), KvError> {
+        self.0.sync()
+    }
+}

@@ -52,6 +52,27 @@ impl<K: KvStore> KvLogStore<K> {
         &self.store
     }
 
+    /// Removes entries at or below `through` that are still physically present (after a
+    /// snapshot install moved the compaction point without deleting them).
+    pub(crate) fn purge_compacted(&self, through: Slot) -> Result<(), StorageError> {
+        let gone = self
+            .store
+            .range_keys(
+                LOG_TREE,
+                Bound::Unbounded,
+                Bound::Included(&slot_key(through)),
+                usize::MAX,
+            )
+            .map_err(|e| StorageError::Io(format!("scanning the log: {e}")))?;
+        let mut batch = WriteBatch::new();
+        for key in gone {
+            batch.remove(LOG_TREE, key);
+        }
+        self.store
+            .commit(&batch)
+            .map_err(|e| StorageError::Io(format!("purging compacted entries: {e}")))
+    }
+
     /// Counts a write refused by the owner (the database's durability handle failed).
     pub(crate) fn count_io_failure(&mut self) {
         self.stats.io_failures += 1;

@@ -45,7 +45,7 @@ pub use database::{Database, DbCounters, InstallJob, StagedInstall, open_sled};
 pub use durable::{SyncCounters, SyncError};
 pub use error::DbError;
 pub use glue::{DbReplica, GlueCounters, GlueError, Output};
-pub use kv::{KvError, KvStore, KvWrite, WriteBatch};
+pub use kv::{DynKv, KvError, KvStore, KvWrite, WriteBatch};
 pub use kv_log_store::KvLogStore;
 pub use lock::LockState;
 pub use log_store::SledLogStore;

@@ -12,13 +12,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use std::ops::Bound;
-
 use libpaxos::{Entry, HardState, LogStore, Persist, Slot, Storage, StorageError};
 use sled::Db;
 
 use crate::durable::{SledSync, SyncCounters};
-use crate::kv::{KvStore, WriteBatch};
 use crate::kv_log_store::KvLogStore;
 use crate::sled_kv::SledKv;
 
@@ -92,27 +89,6 @@ impl SledLogStore {
     /// The counters (reads are counted even through `&self`).
     pub fn counters(&self) -> LogCounters {
         self.inner.counters()
-    }
-
-    /// Removes entries at or below `through` that are still physically present (after a
-    /// snapshot install moved the compaction point without deleting them).
-    pub(crate) fn purge_compacted(&self, through: Slot) -> Result<(), StorageError> {
-        let store = self.inner.store();
-        let gone = store
-            .range_keys(
-                LOG_TREE,
-                Bound::Unbounded,
-                Bound::Included(&slot_key(through)),
-                usize::MAX,
-            )
-            .map_err(|e| StorageError::Io(format!("scanning the log: {e}")))?;
-        let mut batch = WriteBatch::new();
-        for key in gone {
-            batch.remove(LOG_TREE, key);
-        }
-        store
-            .commit(&batch)
-            .map_err(|e| StorageError::Io(format!("purging compacted entries: {e}")))
     }
 }
 

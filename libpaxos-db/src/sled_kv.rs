@@ -164,26 +164,12 @@ impl SledKv {
         }
     }
 
-    /// The sled database underneath.
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.db
-    }
-
     /// A handle on `db` that reads and commits but refuses to `sync`: its owner syncs.
     pub fn unsynced(db: &sled::Db) -> SledKv {
         SledKv {
             db: db.clone(),
             sync: None,
         }
-    }
-
-    /// sled's own flush, without the fsyncs: bounds the memory a long fill holds as dirty
-    /// pages (not a durability point).
-    pub(crate) fn flush_buffers(&self) -> Result<(), KvError> {
-        self.db
-            .flush()
-            .map(drop)
-            .map_err(|e| KvError::new("flushing sled's buffers", e))
     }
 
     fn tree(&self, name: &str, doing: &'static str) -> Result<sled::Tree, KvError> {

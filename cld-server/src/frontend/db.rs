@@ -6,24 +6,24 @@
 use std::time::Duration;
 
 use cldc::proto::SessionKeys;
-use libpaxos_db::{ClientOp, Command, Namespace, SessionId, WallTime};
+use libpaxos_db::{ClientOp, Command, DynKv, Namespace, SessionId, WallTime};
 
 fn decode(bytes: &[u8]) -> Option<SessionKeys> {
     postcard::from_bytes(bytes).ok()
 }
 
 /// The keys of a live session (`None` if it is not live or its record holds no keys).
-pub fn session_keys(ns: &Namespace, id: SessionId) -> Option<SessionKeys> {
+pub fn session_keys(ns: &Namespace<DynKv>, id: SessionId) -> Option<SessionKeys> {
     decode(&ns.session(id)?.keys)
 }
 
 /// The keys of an ended session whose tombstone is still held.
-pub fn tombstone_keys(ns: &Namespace, id: SessionId) -> Option<SessionKeys> {
+pub fn tombstone_keys(ns: &Namespace<DynKv>, id: SessionId) -> Option<SessionKeys> {
     decode(&ns.tombstone(id)?.keys)
 }
 
 /// Whether `id` is live or tombstoned (never to be given out again).
-pub fn known(ns: &Namespace, id: SessionId) -> bool {
+pub fn known(ns: &Namespace<DynKv>, id: SessionId) -> bool {
     ns.session(id).is_some() || ns.tombstone(id).is_some()
 }
 
@@ -43,17 +43,17 @@ pub fn barrier() -> ClientOp {
 }
 
 /// Live sessions of `user`.
-pub fn sessions_of(ns: &Namespace, user: &str) -> usize {
+pub fn sessions_of(ns: &Namespace<DynKv>, user: &str) -> usize {
     ns.sessions_of(user)
 }
 
 /// The earliest end of a lock-delay that blocks a lock.
-pub fn next_lock_delay_end(ns: &Namespace) -> Option<WallTime> {
+pub fn next_lock_delay_end(ns: &Namespace<DynKv>) -> Option<WallTime> {
     ns.next_lock_delay_end()
 }
 
 /// The oldest tombstone's end time.
-pub fn oldest_tombstone(ns: &Namespace) -> Option<WallTime> {
+pub fn oldest_tombstone(ns: &Namespace<DynKv>) -> Option<WallTime> {
     ns.oldest_tombstone()
 }
 

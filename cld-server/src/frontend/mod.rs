@@ -28,7 +28,9 @@ use cldc::proto::{
     ResponderCounters, ResponderLimits, Response, Role, Secret, Sender, SessionKeys, StatusCounter,
     UserName, decode_body, encode_body, encode_message, open_packet, parse_header,
 };
-use libpaxos_db::{ClientOp, ClientRequest, Command, Namespace, RequestSeq, SessionId, WallTime};
+use libpaxos_db::{
+    ClientOp, ClientRequest, Command, DynKv, Namespace, RequestSeq, SessionId, WallTime,
+};
 
 use crate::env::Entropy;
 use crate::metrics::Counters;
@@ -100,7 +102,8 @@ pub struct FeRole {
 /// The replicated state and what the replica allows, at the moment of a call.
 pub struct CellView<'a> {
     /// The applied namespace.
-    pub ns: &'a Namespace,
+    /// (On the server's store, whichever engine: [`DynKv`].)
+    pub ns: &'a Namespace<DynKv>,
     /// Whether a linearizable read may be answered now (`DbReplica::can_read`).
     pub can_read: bool,
     /// The members as this member sees them (for `Status`).

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cld_server::config::CellConfig;
-use cld_server::env::{OsEntropy, SystemClock};
+use cld_server::env::{OsEntropy, SystemClock, TokioUdp};
 use cld_server::metrics::Metrics;
 use cld_server::peer::TokioNet;
 use cld_server::{ServerHandle, ServerOptions};
 use libpaxos::{NodeId, Role};
-use libpaxos_db::{ClientOp, ClientRequest, Command, RequestSeq, SessionId, WallTime};
+use libpaxos_db::{ClientOp, ClientRequest, Command, MemKv, RequestSeq, SessionId, WallTime};
 
 #[allow(unused_imports)]
 pub use super::ports::free_port;
@@ -23,6 +23,15 @@ pub struct Member {
 }
 
 pub fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
+    start_on(config, id, dir, None)
+}
+
+/// `start` with the member's database in `kv` (`cld_server::start_on_kv`) instead of sled.
+pub fn start_on_memkv(config: &CellConfig, id: u64, dir: &Path, kv: MemKv) -> Member {
+    start_on(config, id, dir, Some(kv))
+}
+
+fn start_on(config: &CellConfig, id: u64, dir: &Path, kv: Option<MemKv>) -> Member {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -31,17 +40,34 @@ pub fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
             .build()
             .unwrap();
         let metrics = Metrics::new();
-        let result = rt.block_on(cld_server::start(
-            ServerOptions {
-                config: config.clone(),
-                id: NodeId(id),
-                data_dir: dir.join(format!("m{id}")),
-            },
+        let options = ServerOptions {
+            config: config.clone(),
+            id: NodeId(id),
+            data_dir: dir.join(format!("m{id}")),
+        };
+        let (net, clock, entropy) = (
             Arc::new(TokioNet),
             Arc::new(SystemClock::new()),
             Arc::new(OsEntropy),
-            metrics.clone(),
-        ));
+        );
+        let result = match &kv {
+            None => rt.block_on(cld_server::start(
+                options,
+                net,
+                clock,
+                entropy,
+                metrics.clone(),
+            )),
+            Some(kv) => rt.block_on(cld_server::start_on_kv(
+                options,
+                kv.clone(),
+                net,
+                &TokioUdp,
+                clock,
+                entropy,
+                metrics.clone(),
+            )),
+        };
         match result {
             Ok(server) => {
                 return Member {

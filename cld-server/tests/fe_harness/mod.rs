@@ -16,7 +16,7 @@ use cldc::proto::{
     UserName, decode_body, encode_body, encode_message, open_packet, parse_header,
 };
 use libpaxos::{Committed, Payload, Slot, Value};
-use libpaxos_db::{Command, Limits, Namespace, WallTime};
+use libpaxos_db::{Command, DynKv, Limits, Namespace, SledKv, WallTime};
 
 pub const USER: &str = "alice";
 pub const SECRET: &[u8] = b"alice-secret-alice-secret-alice-secret";
@@ -28,7 +28,7 @@ pub fn client() -> SocketAddr {
 pub struct Harness {
     pub fe: Frontend,
     pub metrics: Metrics,
-    pub ns: Namespace,
+    pub ns: Namespace<DynKv>,
     pub _db: sled::Db,
     pub slot: u64,
     pub epoch: u64,
@@ -45,7 +45,8 @@ impl Harness {
 
     pub fn with_limit(max_sessions_per_user: usize) -> Harness {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let ns = Namespace::open(&db, Limits::default()).unwrap();
+        // The server's namespace type (`DynKv`), on sled as in production.
+        let ns = Namespace::open_on(&DynKv::new(SledKv::unsynced(&db)), Limits::default()).unwrap();
         let metrics = Metrics::new();
         let mut users = HashMap::new();
         users.insert(USER.to_string(), Secret::new(SECRET).unwrap());

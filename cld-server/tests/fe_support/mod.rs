@@ -19,7 +19,8 @@ pub const CELL_SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 use common::ports::free_port;
 
-pub use common::inproc_cell::{Member, start};
+pub use common::inproc_cell::{Member, start, start_on_memkv};
+use libpaxos_db::MemKv;
 
 pub struct Cell {
     pub dir: TempDir,
@@ -27,11 +28,22 @@ pub struct Cell {
     pub members: Vec<Member>,
     pub clients: Vec<SocketAddr>,
     pub key: CellPublicKey,
+    /// With `start_on_memkv`: each member's database (`MemKv`); empty on sled.
+    pub stores: Vec<MemKv>,
 }
 
 impl Cell {
     /// A cell of `n` members; `timing` is extra `[timing]` lines.
     pub fn start(tag: &str, n: u64, timing: &str) -> Cell {
+        Cell::start_on(tag, n, timing, false)
+    }
+
+    /// `start`, each member's database in a `MemKv` (`cld_server::start_on_kv`).
+    pub fn start_on_memkv(tag: &str, n: u64, timing: &str) -> Cell {
+        Cell::start_on(tag, n, timing, true)
+    }
+
+    fn start_on(tag: &str, n: u64, timing: &str, memkv: bool) -> Cell {
         let dir = TempDir::new(tag);
         let private = CellPrivateKey::from_bytes([0x42; 32]);
         let key_path = dir.path().join("cell.key");
@@ -53,19 +65,57 @@ impl Cell {
         ));
         let path = common::write_file(dir.path(), "cell.toml", &text, 0o600);
         let config = CellConfig::load(&path, &TimingOverrides::default()).unwrap();
-        let members = (1..=n).map(|id| start(&config, id, dir.path())).collect();
+        let stores: Vec<MemKv> = if memkv {
+            (1..=n).map(|_| MemKv::new()).collect()
+        } else {
+            Vec::new()
+        };
+        let members = (1..=n)
+            .map(|id| match stores.get(id as usize - 1) {
+                Some(kv) => start_on_memkv(&config, id, dir.path(), kv.clone()),
+                None => start(&config, id, dir.path()),
+            })
+            .collect();
         Cell {
             dir,
             config,
             members,
             clients,
             key: private.public(),
+            stores,
         }
     }
 
     pub fn restart(&mut self, i: usize) {
         self.members[i].kill();
-        self.members[i] = start(&self.config, i as u64 + 1, self.dir.path());
+        self.start_member(i);
+    }
+
+    /// Starts member `i` again (on its store, with `start_on_memkv`).
+    pub fn start_member(&mut self, i: usize) {
+        let id = i as u64 + 1;
+        self.members[i] = match self.stores.get(i) {
+            Some(kv) => start_on_memkv(&self.config, id, self.dir.path(), kv.clone()),
+            None => start(&self.config, id, self.dir.path()),
+        };
+    }
+
+    /// A power cut of member `i` (on `MemKv`): killed, its store keeping what was synced and
+    /// the first `kept` unsynced batches (`start_member` restarts it on that). Returns how
+    /// many batches were unsynced.
+    pub fn power_cut(&mut self, i: usize, kept: usize) -> usize {
+        self.members[i].kill();
+        let unsynced = self.stores[i].unsynced();
+        self.stores[i] = self.stores[i].crash(kept);
+        unsynced
+    }
+
+    /// Member `i`'s store emptied (a lost disk; its data dir kept); it restarts on it.
+    pub fn wipe_store(&mut self, i: usize) {
+        self.members[i].kill();
+        self.stores[i].crash(0);
+        self.stores[i] = MemKv::new();
+        self.start_member(i);
     }
 
     pub fn wait_master(&self, timeout: Duration) -> usize {
