@@ -23,6 +23,12 @@ pub struct Member {
 }
 
 pub fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
+    start_with_inline_jobs(config, id, dir, false)
+}
+
+/// [`start`], with `ServerOptions::inline_jobs` as given (snapshot and install jobs on the
+/// replica loop's task, snapshot streams on async tasks).
+pub fn start_with_inline_jobs(config: &CellConfig, id: u64, dir: &Path, inline: bool) -> Member {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -36,6 +42,7 @@ pub fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
                 config: config.clone(),
                 id: NodeId(id),
                 data_dir: dir.join(format!("m{id}")),
+                inline_jobs: inline,
             },
             Arc::new(TokioNet),
             Arc::new(SystemClock::new()),
