@@ -114,6 +114,7 @@ fn main() {
                     config: config.clone(),
                     id: NodeId(id),
                     data_dir: dir.join(format!("m{id}")),
+                    inline_jobs: false,
                 },
                 Arc::new(TokioNet),
                 Arc::new(SystemClock::new()),

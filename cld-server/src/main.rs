@@ -313,7 +313,9 @@ fn dev(nodes: u64, dir: Option<PathBuf>) -> ExitCode {
     let signal = rt.block_on(async {
         let signal = shutdown_signal();
         tokio::pin!(signal);
+        // Biased (no RNG): both complete once; a signal wins a tie.
         tokio::select! {
+            biased;
             signal = &mut signal => return signal,
             report = self_check(&clients, &public, &secret_file) => match report {
                 Ok(line) => println!("self-check: {line}"),
@@ -464,6 +466,7 @@ fn run(args: RunArgs) -> ExitCode {
             config,
             id: NodeId(id),
             data_dir,
+            inline_jobs: false,
         },
         args.pid_file,
         args.metrics,
@@ -503,7 +506,9 @@ async fn serve(
     }
     let handle = server.handle.clone();
     let mut task = server.task;
+    // Biased (no RNG): both complete once; a member that already ended reports its result.
     let code = tokio::select! {
+        biased;
         result = &mut task => exit_of(result),
         signal = shutdown_signal() => {
             info!(signal, "signal received; shutting down");
@@ -546,7 +551,9 @@ async fn shutdown_signal() -> &'static str {
         // Without signal handlers the process still dies on the default action.
         return std::future::pending().await;
     };
+    // Biased (no RNG): the first signal ends the wait; SIGTERM wins a tie.
     tokio::select! {
+        biased;
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     }

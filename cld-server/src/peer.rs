@@ -921,7 +921,10 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
                 );
                 tokio::pin!(dial);
                 loop {
+                    // Biased (deterministic simulation): the dial first, as it completes once;
+                    // the queues after it are only drained (and counted) meanwhile.
                     tokio::select! {
+                        biased;
                         result = &mut dial => break result,
                         Some(_) = self.urgent.recv() => { self.counters.peer_dropped_no_connection.inc(); }
                         Some(_) = self.bulk.recv() => { self.counters.peer_dropped_no_connection.inc(); }
@@ -933,7 +936,10 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
                 })
             } else {
                 loop {
+                    // Biased (deterministic simulation): the accepted connection first, as it
+                    // comes once; the queues after it are only drained (and counted) meanwhile.
                     tokio::select! {
+                        biased;
                         conn = self.conns.recv() => match conn {
                             Some(conn) => break Ok(conn),
                             None => return,
@@ -989,6 +995,9 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
             let mut nonce = 0u64;
             let mut frames = FrameWriter::default();
             let outcome = loop {
+                // Biased (deterministic simulation): a closed read side and a replacing
+                // connection come once each; urgent (Paxos) frames before bulk (snapshot
+                // chunks), which wait only while urgent frames keep coming, as intended.
                 let frame = tokio::select! {
                     biased;
                     _ = &mut done_rx => break Err("read side closed"),

@@ -8,7 +8,8 @@
 //! then performs the Ready batches with [`DbReplica::drive_sending`]: heartbeats and the
 //! master's accepts leave before the fsync, and all proposals that arrived while the
 //! previous fsync ran share the next one (group commit). Snapshot writes run on a blocking
-//! thread. A failed sync or apply ends the loop with an error and the process exits: a retried
+//! thread (on the loop's task with [`ReplicaLoop::with_inline_jobs`], for the simulation).
+//! A failed sync or apply ends the loop with an error and the process exits: a retried
 //! fsync can lie.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -303,6 +304,43 @@ impl Drop for StreamDone {
     }
 }
 
+/// Sends the snapshot `reader` reads to `to`, chunk by chunk, each as the peer's bulk queue
+/// has room; `done` ends the transfer's entry when it finishes.
+async fn stream_snapshot(
+    mut reader: libpaxos_db::SnapshotReader,
+    peers: PeerSender,
+    to: NodeId,
+    counters: crate::metrics::Counters,
+    done: StreamDone,
+) {
+    let _done = done;
+    loop {
+        match reader.next_chunk() {
+            Ok(Some(chunk)) => {
+                let body = PeerBody::SnapshotChunk {
+                    applied: chunk.applied,
+                    total: chunk.total,
+                    offset: chunk.offset,
+                    data: chunk.data,
+                };
+                if !peers.send_bulk_wait(to, &body).await {
+                    return;
+                }
+            }
+            Ok(None) => {
+                counters.snapshots_sent.inc();
+                info!(to = to.0, "snapshot sent");
+                return;
+            }
+            Err(err) => {
+                counters.snapshot_unavailable.inc();
+                warn!(to = to.0, %err, "snapshot read failed");
+                return;
+            }
+        }
+    }
+}
+
 /// Why the loop stopped with an error (the process must exit).
 #[derive(Debug, thiserror::Error)]
 pub enum LoopError {
@@ -432,6 +470,9 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     handover: Option<ShutdownHandOver>,
     /// The core's counters as last mirrored into the metrics.
     core_seen: libpaxos::Counters,
+    /// Snapshot and install jobs run on the loop's task, snapshot streams on async tasks
+    /// (no blocking threads): see [`ReplicaLoop::with_inline_jobs`].
+    inline_jobs: bool,
 }
 
 /// A master shutting down: it handed over (or is handing over) and waits, up to `deadline`,
@@ -638,7 +679,19 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             last_progress: None,
             handover: None,
             core_seen: libpaxos::Counters::default(),
+            inline_jobs: false,
         }
+    }
+
+    /// With `true`, no blocking thread is used: a snapshot job and a snapshot install run
+    /// on the loop's own task (their results still come through the loop's job channels, so
+    /// the same code handles them), and a snapshot is streamed to a peer by an async task.
+    /// For the whole-cell simulation (turmoil: one thread per host, simulated time), where
+    /// threads make the timing of results nondeterministic and `block_on` cannot run. The
+    /// loop stalls for the length of each job, so a real member keeps the default, `false`.
+    pub fn with_inline_jobs(mut self, inline: bool) -> ReplicaLoop<S, C> {
+        self.inline_jobs = inline;
+        self
     }
 
     /// Keeps `bytes` free in the data dir's file system: below that, the member stops
@@ -699,6 +752,11 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         self.metrics.serving.store(true, Ordering::Relaxed);
         let mut next_tick = tokio::time::Instant::now();
         let result = loop {
+            // Biased (no RNG: deterministic simulation). Snapshot and install results come
+            // first: one job of each runs at a time, so they are never ready twice in a row;
+            // the busy queues after them cannot starve each other or the tick, because every
+            // turn drains inbound and requests alternately and datagrams after them, and
+            // ticks when due (`tick_due` below) whichever branch won.
             let turn = tokio::select! {
                 biased;
                 job = self.jobs_rx.recv() => match job {
@@ -793,16 +851,15 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         self.metrics.counters.disk_full.inc();
         self.metrics.gauges.disk_full.set(1);
         loop {
+            // Biased (deterministic simulation). Job results come at most once each; requests
+            // before peer frames, so a shutdown never waits behind a flood of frames (only
+            // dropped here), and each request is answered at once, so they cannot hold the
+            // loop either.
             tokio::select! {
+                biased;
                 // Background snapshot or install results are dropped unapplied.
                 Some(_) = self.jobs_rx.recv() => {}
                 Some(_) = self.installs_rx.recv() => {}
-                inbound = self.inbound.recv() => {
-                    if inbound.is_none() {
-                        break;
-                    }
-                    self.metrics.counters.disk_full_dropped.inc();
-                }
                 request = self.requests.recv() => match request {
                     None => break,
                     Some(Request::Submit { reply, .. }) => {
@@ -833,6 +890,12 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                         break;
                     }
                 },
+                inbound = self.inbound.recv() => {
+                    if inbound.is_none() {
+                        break;
+                    }
+                    self.metrics.counters.disk_full_dropped.inc();
+                }
             }
         }
         Err(LoopError::DiskFull(cause))
@@ -840,15 +903,22 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
 
     /// Takes what queued while the last turn ran (group commit), each with its own `now`.
     fn drain(&mut self) -> Result<(), LoopError> {
-        for _ in 0..MAX_DRAIN {
+        // Peer frames and requests alternately: a flood of either never starves the other.
+        let mut taken = 0;
+        while taken < MAX_DRAIN {
+            let before = taken;
             if let Ok(inbound) = self.inbound.try_recv() {
                 self.on_inbound(inbound)?;
-            } else if let Ok(request) = self.requests.try_recv() {
+                taken += 1;
+            }
+            if let Ok(request) = self.requests.try_recv() {
                 self.on_request(request)?;
+                taken += 1;
                 if self.stop.is_some() {
                     break;
                 }
-            } else {
+            }
+            if taken == before {
                 break;
             }
         }
@@ -917,11 +987,22 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 warn!(%err, "snapshot write failed; carrying on without it");
             }
             if let Some(job) = out.snapshot_job {
-                let tx = self.jobs_tx.clone();
                 info!(applied = job.applied().0, "snapshot started");
-                tokio::task::spawn_blocking(move || {
-                    let _ = tx.blocking_send(job.run());
-                });
+                if self.inline_jobs {
+                    // Handled at the next turn, as a background job's result would be.
+                    let result = blocking(|| job.run());
+                    if let Err(mpsc::error::TrySendError::Full(result)) =
+                        self.jobs_tx.try_send(result)
+                    {
+                        // One job runs at a time, so the slot is free; if not, finish here.
+                        self.snapshot_done(result)?;
+                    }
+                } else {
+                    let tx = self.jobs_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = tx.blocking_send(job.run());
+                    });
+                }
             }
         }
     }
@@ -1333,10 +1414,22 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                         "snapshot received; installing it in the background"
                     );
                     self.metrics.gauges.installing.set(1);
-                    let tx = self.installs_tx.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let _ = tx.blocking_send(job.run());
-                    });
+                    if self.inline_jobs {
+                        // Handled at the next turn, as a background install's result would be.
+                        let result = blocking(|| job.run());
+                        if let Err(mpsc::error::TrySendError::Full(result)) =
+                            self.installs_tx.try_send(result)
+                        {
+                            // One install runs at a time, so the slot is free; if not, finish
+                            // here.
+                            self.install_done(result)?;
+                        }
+                    } else {
+                        let tx = self.installs_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let _ = tx.blocking_send(job.run());
+                        });
+                    }
                 }
             }
             PeerBody::SnapshotUnavailable => {
@@ -1446,7 +1539,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             }
         }
         let streaming = self.streaming.clone();
-        let mut reader = match self.replica.snapshot_reader() {
+        let reader = match self.replica.snapshot_reader() {
             Ok(reader) => reader,
             Err(err) => {
                 self.metrics.counters.snapshot_unavailable.inc();
@@ -1459,37 +1552,21 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
                 return;
             }
         };
-        let peers = self.peers.clone();
-        let counters = self.metrics.counters.clone();
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let _done = StreamDone(streaming, to);
-            loop {
-                match reader.next_chunk() {
-                    Ok(Some(chunk)) => {
-                        let body = PeerBody::SnapshotChunk {
-                            applied: chunk.applied,
-                            total: chunk.total,
-                            offset: chunk.offset,
-                            data: chunk.data,
-                        };
-                        if !runtime.block_on(peers.send_bulk_wait(to, &body)) {
-                            return;
-                        }
-                    }
-                    Ok(None) => {
-                        counters.snapshots_sent.inc();
-                        info!(to = to.0, "snapshot sent");
-                        return;
-                    }
-                    Err(err) => {
-                        counters.snapshot_unavailable.inc();
-                        warn!(to = to.0, %err, "snapshot read failed");
-                        return;
-                    }
-                }
-            }
-        });
+        let done = StreamDone(streaming, to);
+        let stream = stream_snapshot(
+            reader,
+            self.peers.clone(),
+            to,
+            self.metrics.counters.clone(),
+            done,
+        );
+        if self.inline_jobs {
+            // An async task: chunks are read on the runtime's thread, between the sends.
+            tokio::spawn(stream);
+        } else {
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || runtime.block_on(stream));
+        }
     }
 
     /// Moves a non-voting member forward: bootstrap when every member is fresh, otherwise

@@ -27,6 +27,10 @@ pub struct ServerOptions {
     pub id: NodeId,
     /// Its data dir.
     pub data_dir: PathBuf,
+    /// Run snapshot and install jobs on the replica loop's task and stream snapshots from
+    /// async tasks, using no blocking thread ([`ReplicaLoop::with_inline_jobs`]): for the
+    /// whole-cell simulation. `false` for a real member.
+    pub inline_jobs: bool,
 }
 
 /// Why a member could not start. Each is a one-line message naming the cause.
@@ -287,7 +291,8 @@ async fn start_member<N: Net, D: Datagrams, C: Clock, E: Entropy, M: MemberStore
     );
     let handle = channels.handle.clone();
     let mut lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics.clone())
-        .with_disk_reserve(config.disk_reserve);
+        .with_disk_reserve(config.disk_reserve)
+        .with_inline_jobs(options.inline_jobs);
     if let (Some(key), Some(socket)) = (cell_key, client_socket) {
         let client_addrs: std::collections::BTreeMap<u64, std::net::SocketAddr> =
             config.members.iter().map(|m| (m.id.0, m.client)).collect();

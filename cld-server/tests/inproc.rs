@@ -19,7 +19,7 @@ use libpaxos::{NodeId, Role};
 use libpaxos_db::{ClientOp, Command, EventMask, OpenMode, Response, SessionId};
 use tokio::io::AsyncWriteExt;
 
-use common::inproc_cell::{Member, free_port, request, start, wait_master};
+use common::inproc_cell::{Member, free_port, request, start, start_with_inline_jobs, wait_master};
 
 fn cell_toml(dir: &Path, name: &str, secret: &str, n: u64) -> PathBuf {
     cell_toml_with(dir, name, secret, n, "")
@@ -288,6 +288,55 @@ fn concurrent_proposals_share_syncs_and_a_lagging_member_installs_a_snapshot() {
             .state,
         MemberState::Voter
     );
+    for member in &mut members {
+        member.kill();
+    }
+}
+
+/// With `inline_jobs` (the whole-cell simulation's setting: no blocking threads), the
+/// master's snapshot job runs on its loop, the snapshot streams from an async task, and the
+/// lagging member installs it on its loop: it catches up and votes again.
+#[test]
+fn with_inline_jobs_a_lagging_member_installs_a_snapshot_streamed_by_an_async_task() {
+    let tmp = TempDir::new("inproc-inline");
+    let path = cell_toml_with(tmp.path(), "inline", SECRET, 3, "snapshot_every = 100");
+    let config = CellConfig::load(&path, &TimingOverrides::default()).unwrap();
+    let client = tokio::runtime::Runtime::new().unwrap();
+    let mut members: Vec<Member> = (1..=3)
+        .map(|id| start_with_inline_jobs(&config, id, tmp.path(), true))
+        .collect();
+    let m = wait_master(&members, Duration::from_secs(10));
+    let f = (m + 1) % 3;
+    members[f].kill();
+    let h = members[m].handle.clone();
+    for _ in 0..3 {
+        client.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..100 {
+                let h = h.clone();
+                set.spawn(async move { h.submit(Command::Noop).await });
+            }
+            while let Some(result) = set.join_next().await {
+                assert_eq!(result.unwrap().unwrap().reply, Ok(Response::Noop));
+            }
+        });
+    }
+    members[f] = start_with_inline_jobs(&config, (f + 1) as u64, tmp.path(), true);
+    let target = client.block_on(h.submit(Command::Noop)).unwrap().slot;
+    wait_applied(&client, &members[f], target);
+    let st = client.block_on(members[f].handle.status()).unwrap();
+    assert!(
+        st.snapshots_installed >= 1,
+        "caught up through a snapshot: {st:?}"
+    );
+    assert_eq!(st.role.state, MemberState::Voter);
+    let sent: u64 = members
+        .iter()
+        .filter(|x| x.rt.is_some())
+        .map(|x| x.counter("snapshots_sent"))
+        .sum();
+    assert!(sent >= 1, "a snapshot was streamed");
+    assert_eq!(members[m].counter("snapshot_failures"), 0);
     for member in &mut members {
         member.kill();
     }

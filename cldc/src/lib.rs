@@ -51,7 +51,8 @@ pub mod proto;
 mod client;
 #[cfg(feature = "tokio")]
 pub use client::{
-    Cell, Contents, Credentials, Error, Events, Handle, Session, SessionOptions, Stats,
+    Cell, ClientSocket, Contents, Credentials, Error, Events, Handle, Session, SessionOptions,
+    Stats,
 };
 
 #[cfg(feature = "dns")]

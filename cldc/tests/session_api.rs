@@ -87,6 +87,17 @@ fn opening_a_session_is_a_future_a_multi_threaded_runtime_can_spawn() {
         creds(),
         support::options(),
     ));
+    // Checked for every socket type at compile time.
+    #[allow(dead_code)]
+    fn with_any_socket<S: cldc::ClientSocket>(socket: S) {
+        spawnable(Session::open_with_socket(
+            vec![support::addr(1)],
+            creds(),
+            support::options(),
+            socket,
+            [0; 32],
+        ));
+    }
 }
 
 async fn session(cell: &FakeCell) -> Session {
@@ -363,4 +374,99 @@ async fn dropping_the_session_and_its_handles_stops_its_keepalives() {
     // ...and without it the task stops: no more keepalives.
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(cell.seen().keepalives, at_drop);
+}
+
+/// A socket that records what passes through it, for `Session::open_with_socket`.
+struct Recording {
+    inner: tokio::net::UdpSocket,
+    sent: Sent,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl cldc::ClientSocket for Recording {
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        let got = self.inner.recv_from(buf).await?;
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(got)
+    }
+
+    async fn send_to(&self, buf: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+        self.sent.lock().unwrap().push((to, buf.to_vec()));
+        self.inner.send_to(buf, to).await
+    }
+}
+
+type Sent = std::sync::Arc<std::sync::Mutex<Vec<(SocketAddr, Vec<u8>)>>>;
+
+async fn recording() -> (
+    Recording,
+    Sent,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let sent: Sent = Default::default();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let inner = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let socket = Recording {
+        inner,
+        sent: sent.clone(),
+        received: received.clone(),
+    };
+    (socket, sent, received)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_opened_on_a_given_socket_sends_and_receives_only_through_it() {
+    let cell = FakeCell::start(LEASE).await;
+    let (socket, sent, received) = recording().await;
+    let s = Session::open_with_socket(
+        vec![cell.addr],
+        creds(),
+        support::options(),
+        socket,
+        [7; 32],
+    )
+    .await
+    .expect("session opens on the given socket");
+    let h = s.open_node("/given", RW).await.expect("open");
+    h.put(b"through the seam").await.expect("put");
+    assert_eq!(h.get().await.expect("get").data, b"through the seam");
+    // Every datagram the cell received was sent through the wrapper, in order, and every
+    // answer came back through it.
+    let sent = sent.lock().unwrap().clone();
+    let raw_in: Vec<Vec<u8>> = cell.seen().raw_in.into_iter().map(|(_, d)| d).collect();
+    let through: Vec<Vec<u8>> = sent.iter().map(|(_, d)| d.clone()).collect();
+    assert!(sent.iter().all(|(to, _)| *to == cell.addr));
+    assert!(
+        through.len() >= 4,
+        "handshake, open, put, get: {}",
+        through.len()
+    );
+    assert_eq!(through, raw_in);
+    assert!(received.load(std::sync::atomic::Ordering::Relaxed) >= 4);
+    assert_eq!(s.stats().send_errors, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_seed_alone_decides_the_sessions_first_datagram() {
+    let mut firsts = Vec::new();
+    for seed in [[1u8; 32], [1u8; 32], [2u8; 32]] {
+        let cell = FakeCell::start(LEASE).await;
+        let (socket, sent, _) = recording().await;
+        Session::open_with_socket(vec![cell.addr], creds(), support::options(), socket, seed)
+            .await
+            .expect("session opens");
+        let first = sent.lock().unwrap().first().cloned().expect("a datagram");
+        firsts.push(first.1);
+    }
+    assert_eq!(firsts[0], firsts[1], "same seed, same handshake");
+    assert_ne!(firsts[0], firsts[2], "another seed, another ephemeral key");
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_with_socket_without_members_fails_cleanly() {
+    let (socket, sent, _) = recording().await;
+    let got = Session::open_with_socket(vec![], creds(), support::options(), socket, [0; 32]).await;
+    assert!(matches!(got, Err(Error::Config(_))), "{:?}", got.err());
+    assert!(sent.lock().unwrap().is_empty());
 }

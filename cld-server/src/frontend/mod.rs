@@ -213,7 +213,9 @@ pub struct Frontend {
     counters: Counters,
     responder_seen: ResponderCounters,
     role: FeRole,
-    lives: HashMap<SessionId, Live>,
+    /// Ordered: the full sweep walks it, and the order of its expiries and resends must not
+    /// depend on hashing (deterministic simulation). The other maps are only looked up.
+    lives: BTreeMap<SessionId, Live>,
     /// When each live session may next be due (its lease plus the expiry margin, or the next
     /// tick while it stays due), earliest first. Lazy: an entry is checked against the
     /// session when it comes up (a keepalive moves the lease without touching this), and
@@ -279,7 +281,7 @@ impl Frontend {
             counters,
             responder_seen: ResponderCounters::default(),
             role: FeRole::default(),
-            lives: HashMap::new(),
+            lives: BTreeMap::new(),
             deadlines: BinaryHeap::new(),
             with_unacked: BTreeSet::new(),
             next_full_sweep: Duration::ZERO,

@@ -23,15 +23,23 @@ pub struct Member {
 }
 
 pub fn start(config: &CellConfig, id: u64, dir: &Path) -> Member {
-    start_on(config, id, dir, None)
+    start_on(config, id, dir, None, false)
 }
 
 /// `start` with the member's database in `kv` (`cld_server::start_on_kv`) instead of sled.
+#[allow(dead_code)]
 pub fn start_on_memkv(config: &CellConfig, id: u64, dir: &Path, kv: MemKv) -> Member {
-    start_on(config, id, dir, Some(kv))
+    start_on(config, id, dir, Some(kv), false)
 }
 
-fn start_on(config: &CellConfig, id: u64, dir: &Path, kv: Option<MemKv>) -> Member {
+/// [`start`], with `ServerOptions::inline_jobs` as given (snapshot and install jobs on the
+/// replica loop's task, snapshot streams on async tasks).
+#[allow(dead_code)]
+pub fn start_with_inline_jobs(config: &CellConfig, id: u64, dir: &Path, inline: bool) -> Member {
+    start_on(config, id, dir, None, inline)
+}
+
+fn start_on(config: &CellConfig, id: u64, dir: &Path, kv: Option<MemKv>, inline: bool) -> Member {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -44,6 +52,7 @@ fn start_on(config: &CellConfig, id: u64, dir: &Path, kv: Option<MemKv>) -> Memb
             config: config.clone(),
             id: NodeId(id),
             data_dir: dir.join(format!("m{id}")),
+            inline_jobs: inline,
         };
         let (net, clock, entropy) = (
             Arc::new(TokioNet),

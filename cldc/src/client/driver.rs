@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::Stats;
+use super::socket::ClientSocket;
 use crate::core::{CallError, CallId, Output, Session as Core, SessionEvent, State, Time};
 use crate::proto::{Event, HandleId, Reply, Request, Sequencer, SessionId};
 
@@ -34,9 +34,9 @@ enum Pending {
     Release,
 }
 
-pub(crate) struct Driver {
+pub(crate) struct Driver<S: ClientSocket> {
     pub(crate) core: Core,
-    pub(crate) socket: UdpSocket,
+    pub(crate) socket: S,
     pub(crate) start: Instant,
     pub(crate) commands: mpsc::Receiver<Command>,
     /// `None` once the session is over, so that [`super::Events::next`] ends.
@@ -55,10 +55,10 @@ pub(crate) struct Driver {
     backlog: VecDeque<SessionEvent>,
 }
 
-impl Driver {
+impl<S: ClientSocket> Driver<S> {
     pub(crate) fn new(
         core: Core,
-        socket: UdpSocket,
+        socket: S,
         start: Instant,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<SessionEvent>,
@@ -97,7 +97,15 @@ impl Driver {
             } else {
                 self.events.clone()
             };
+            // Biased (no RNG: deterministic simulation). Room for a held event first: the
+            // backlog only shrinks meanwhile (the core is paused). Datagrams before commands,
+            // so the application cannot starve replies; a command is also taken after every
+            // other branch (below), so a flood of datagrams cannot starve the application.
+            // The timer last: timers run at the top of every turn (`poll_timeout`), so this
+            // branch only wakes an idle task.
+            let mut took_command = false;
             tokio::select! {
+                biased;
                 permit = reserve(held_tx) => match (permit, self.backlog.pop_front()) {
                     (Some(permit), Some(ev)) => {
                         permit.send(ev);
@@ -114,10 +122,6 @@ impl Driver {
                         self.bump(|s| s.events_dropped += lost);
                     }
                 },
-                cmd = self.commands.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
-                    None => return,
-                },
                 got = self.socket.recv_from(&mut buf) => match got {
                     Ok((n, from)) => {
                         let now = self.now();
@@ -125,7 +129,17 @@ impl Driver {
                     }
                     Err(_) => self.bump(|s| s.receive_errors += 1),
                 },
+                cmd = self.commands.recv() => {
+                    took_command = true;
+                    match cmd {
+                        Some(cmd) => self.command(cmd),
+                        None => return,
+                    }
+                }
                 _ = sleep_until(wake) => {}
+            }
+            if !took_command && let Ok(cmd) = self.commands.try_recv() {
+                self.command(cmd);
             }
         }
     }

@@ -5,10 +5,12 @@ mod driver;
 mod error;
 mod handle;
 mod options;
+mod socket;
 
 pub use error::Error;
 pub use handle::{Contents, Handle};
 pub use options::{Cell, Credentials, SessionOptions};
+pub use socket::ClientSocket;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -91,36 +93,74 @@ impl Session {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
         });
-        let cell_key = options.cell_key.ok_or(Error::MissingCellKey)?;
-        let mut cfg = core::Config::new(credentials.user, credentials.secret, cell_key, members);
-        cfg.max_datagram = options.max_datagram;
-        cfg.initial_rto = options.initial_rto;
-        cfg.max_rto = options.max_rto;
-        cfg.sends_before_rotate = options.sends_before_rotate;
-        cfg.call_timeout = options.call_timeout;
-        cfg.grace = options.grace;
-        cfg.lease_margin = options.lease_margin;
+        let cfg = config(members, credentials, &options)?;
         let socket = UdpSocket::bind(bind).await?;
-        let start = tokio::time::Instant::now();
-        let core = core::Session::new(cfg, core::Time::default(), rand::random::<[u8; 32]>())?;
-        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer.clamp(1, MAX_EVENT_BUFFER));
-        let stats = Arc::new(Mutex::new(Stats::default()));
-        let (open_tx, open_rx) = oneshot::channel();
-        let driver = Driver::new(core, socket, start, cmd_rx, ev_tx, stats.clone(), open_tx);
-        tokio::spawn(driver.run());
-        match open_rx.await.map_err(|_| Error::TaskStopped)? {
-            Ok((Reply::SessionCreated { .. }, id)) => Ok(Session {
-                id,
-                commands: cmd_tx,
-                events: Mutex::new(Some(Events { rx: ev_rx })),
-                stats,
-            }),
-            Ok(_) => Err(Error::UnexpectedReply),
-            Err(e) => Err(e.into()),
-        }
+        launch(cfg, &options, socket, rand::random::<[u8; 32]>()).await
     }
 
+    /// Opens a session with the cell members `cell_members` (tried in order) through
+    /// `socket`, already bound (`options.bind` is not used), with `seed` as all of the
+    /// session's randomness (today: its handshake's ephemeral key). `seed` must be 32 fresh
+    /// bytes from a cryptographic generator, except in a deterministic simulation, which
+    /// passes a turmoil socket and a seed of its own so that a run repeats exactly.
+    pub async fn open_with_socket<S: ClientSocket>(
+        cell_members: Vec<SocketAddr>,
+        credentials: Credentials,
+        options: SessionOptions,
+        socket: S,
+        seed: [u8; 32],
+    ) -> Result<Session, Error> {
+        let cfg = config(cell_members, credentials, &options)?;
+        launch(cfg, &options, socket, seed).await
+    }
+}
+
+/// The session core's configuration from the API's.
+fn config(
+    members: Vec<SocketAddr>,
+    credentials: Credentials,
+    options: &SessionOptions,
+) -> Result<core::Config, Error> {
+    let cell_key = options.cell_key.ok_or(Error::MissingCellKey)?;
+    let mut cfg = core::Config::new(credentials.user, credentials.secret, cell_key, members);
+    cfg.max_datagram = options.max_datagram;
+    cfg.initial_rto = options.initial_rto;
+    cfg.max_rto = options.max_rto;
+    cfg.sends_before_rotate = options.sends_before_rotate;
+    cfg.call_timeout = options.call_timeout;
+    cfg.grace = options.grace;
+    cfg.lease_margin = options.lease_margin;
+    Ok(cfg)
+}
+
+/// Starts the session's task on `socket` and waits for the cell to create the session.
+async fn launch<S: ClientSocket>(
+    cfg: core::Config,
+    options: &SessionOptions,
+    socket: S,
+    seed: [u8; 32],
+) -> Result<Session, Error> {
+    let start = tokio::time::Instant::now();
+    let core = core::Session::new(cfg, core::Time::default(), seed)?;
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(options.event_buffer.clamp(1, MAX_EVENT_BUFFER));
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let (open_tx, open_rx) = oneshot::channel();
+    let driver = Driver::new(core, socket, start, cmd_rx, ev_tx, stats.clone(), open_tx);
+    tokio::spawn(driver.run());
+    match open_rx.await.map_err(|_| Error::TaskStopped)? {
+        Ok((Reply::SessionCreated { .. }, id)) => Ok(Session {
+            id,
+            commands: cmd_tx,
+            events: Mutex::new(Some(Events { rx: ev_rx })),
+            stats,
+        }),
+        Ok(_) => Err(Error::UnexpectedReply),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Session {
     /// The session id.
     pub fn id(&self) -> SessionId {
         self.id
