@@ -532,3 +532,35 @@ fn events_are_resent_until_acknowledged_and_a_lower_epochs_ack_clears_nothing() 
         [(1, cldc::proto::Event::MasterFailover { epoch: Epoch(2) })]
     );
 }
+
+#[test]
+fn a_full_sweep_expires_silent_sessions_in_session_id_order() {
+    // The order of the expiries must not depend on hashing (the whole-cell simulation
+    // compares runs byte for byte): the sweep walks the live sessions in id order.
+    let mut h = Harness::new();
+    let mut ids = Vec::new();
+    for i in 0..12u8 {
+        let mut c = Client::handshake_with(&mut h, [40 + i; 32]).expect("accepted");
+        h.feed(&c.request(1, &Request::NewSession));
+        h.commit_all();
+        let (_, resp) = c.reply(&mut h);
+        assert!(
+            matches!(resp, Response::Ok(Reply::SessionCreated { .. })),
+            "{resp:?}"
+        );
+        h.sent.clear();
+        ids.push(c.session.0);
+    }
+    // The first tick is a full sweep; every lease (12 s + 1 s margin from 1 s) has run out.
+    h.tick(Duration::from_secs(20), 20_000);
+    let expired: Vec<u64> = h
+        .proposed
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Command::ExpireSession { session, .. } => Some(session.0),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(expired, ids);
+}
