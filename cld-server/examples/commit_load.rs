@@ -115,6 +115,7 @@ fn main() {
                     id: NodeId(id),
                     data_dir: dir.join(format!("m{id}")),
                     inline_jobs: false,
+                    bugs: Default::default(),
                 },
                 Arc::new(TokioNet),
                 Arc::new(SystemClock::new()),

@@ -31,4 +31,4 @@ pub mod server;
 
 pub use config::{CellConfig, ConfigError, TimingOverrides};
 pub use replica_loop::{RoleView, ServerHandle, StatusView, SubmitError};
-pub use server::{Server, ServerOptions, StartError, start, start_on_kv, start_with};
+pub use server::{Bugs, Server, ServerOptions, StartError, start, start_on_kv, start_with};

@@ -467,6 +467,7 @@ fn run(args: RunArgs) -> ExitCode {
             id: NodeId(id),
             data_dir,
             inline_jobs: false,
+            bugs: Default::default(),
         },
         args.pid_file,
         args.metrics,

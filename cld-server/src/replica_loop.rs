@@ -473,6 +473,8 @@ pub struct ReplicaLoop<S: LogStore, C: Clock> {
     /// Snapshot and install jobs run on the loop's task, snapshot streams on async tasks
     /// (no blocking threads): see [`ReplicaLoop::with_inline_jobs`].
     inline_jobs: bool,
+    /// Test-only bugs (all off for a real member).
+    bugs: crate::server::Bugs,
 }
 
 /// A master shutting down: it handed over (or is handing over) and waits, up to `deadline`,
@@ -545,7 +547,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     fn on_datagram(&mut self, from: std::net::SocketAddr, dg: Vec<u8>) {
         let now = self.clock.now();
         let wall = self.clock.wall();
-        let can_read = self.replica.can_read(now);
+        let can_read = self.can_read(now);
         let Some(fe) = self.fe.as_mut() else {
             return;
         };
@@ -561,7 +563,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     fn frontend_tick(&mut self) {
         let now = self.clock.now();
         let wall = self.clock.wall();
-        let can_read = self.replica.can_read(now);
+        let can_read = self.can_read(now);
         let status = self.replica.replica().status(now);
         let Some(fe) = self.fe.as_mut() else {
             return;
@@ -608,7 +610,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     fn frontend_role(&mut self) {
         let now = self.clock.now();
         let status = self.replica.replica().status(now);
-        let can_read = self.replica.can_read(now);
+        let can_read = self.can_read(now);
         let Some(fe) = self.fe.as_mut() else {
             return;
         };
@@ -680,6 +682,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             handover: None,
             core_seen: libpaxos::Counters::default(),
             inline_jobs: false,
+            bugs: crate::server::Bugs::default(),
         }
     }
 
@@ -692,6 +695,20 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     pub fn with_inline_jobs(mut self, inline: bool) -> ReplicaLoop<S, C> {
         self.inline_jobs = inline;
         self
+    }
+
+    /// Turns on test-only bugs (the whole-cell simulation's checker tests).
+    pub fn with_bugs(mut self, bugs: crate::server::Bugs) -> ReplicaLoop<S, C> {
+        self.bugs = bugs;
+        self
+    }
+
+    /// Whether a linearizable read may be served here now (`DbReplica::can_read`), or, with
+    /// the `read_without_lease` bug, whenever this member believes it is master.
+    fn can_read(&self, now: libpaxos::Time) -> bool {
+        self.replica.can_read(now)
+            || (self.bugs.read_without_lease
+                && matches!(self.replica.replica().status(now).role, Role::Master { .. }))
     }
 
     /// Keeps `bytes` free in the data dir's file system: below that, the member stops
@@ -1039,10 +1056,10 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             if let Some(Waiter::Frontend(t)) = &waiter {
                 token = Some(*t);
             }
+            let now = self.clock.now();
+            let can_read = self.fe.is_some() && self.can_read(now);
             if let Some(fe) = self.fe.as_mut() {
-                let now = self.clock.now();
                 let wall = self.clock.wall();
-                let can_read = self.replica.can_read(now);
                 let cell = CellView {
                     ns: self.replica.database().namespace(),
                     can_read,
@@ -1223,7 +1240,7 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             }
             Request::Read(f) => {
                 let now = self.clock.now();
-                if self.replica.can_read(now) {
+                if self.can_read(now) {
                     f(Ok(self.replica.database().namespace()));
                 } else {
                     self.metrics.counters.reads_refused.inc();

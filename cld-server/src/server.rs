@@ -31,6 +31,24 @@ pub struct ServerOptions {
     /// async tasks, using no blocking thread ([`ReplicaLoop::with_inline_jobs`]): for the
     /// whole-cell simulation. `false` for a real member.
     pub inline_jobs: bool,
+    /// Test-only bugs, all off for a real member (`cld` never sets them): the whole-cell
+    /// simulation turns one on to show its checkers catch it.
+    pub bugs: Bugs,
+}
+
+/// Ways to break a member on purpose, for the whole-cell simulation's checker tests
+/// (docs/testing.md). Every one is off by default and in `cld`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Serve reads (and keepalives) whenever this member believes it is master, lease or
+    /// not: a deposed master answers with stale data.
+    pub read_without_lease: bool,
+    /// Answer keepalives without the master lease (reads stay correct): a deposed master
+    /// extends sessions the new master will expire.
+    pub keepalive_without_lease: bool,
+    /// Expire a session half way through its lease, without the expiry margin: its locks go
+    /// to others while the client still believes it holds them.
+    pub early_expiry: bool,
 }
 
 /// Why a member could not start. Each is a one-line message naming the cause.
@@ -292,7 +310,8 @@ async fn start_member<N: Net, D: Datagrams, C: Clock, E: Entropy, M: MemberStore
     let handle = channels.handle.clone();
     let mut lp = ReplicaLoop::new(replica, clock, peers, data_dir, channels, metrics.clone())
         .with_disk_reserve(config.disk_reserve)
-        .with_inline_jobs(options.inline_jobs);
+        .with_inline_jobs(options.inline_jobs)
+        .with_bugs(options.bugs);
     if let (Some(key), Some(socket)) = (cell_key, client_socket) {
         let client_addrs: std::collections::BTreeMap<u64, std::net::SocketAddr> =
             config.members.iter().map(|m| (m.id.0, m.client)).collect();
@@ -307,6 +326,7 @@ async fn start_member<N: Net, D: Datagrams, C: Clock, E: Entropy, M: MemberStore
             max_sessions_per_user: config.sessions_per_user,
             tombstone_ttl: std::time::Duration::from_secs(120),
             max_rto: std::time::Duration::from_secs(2),
+            bugs: options.bugs,
         };
         let core = Frontend::new(
             fe_config,

@@ -278,6 +278,7 @@ fn a_client_port_in_use_is_a_start_error_naming_it() {
                 id: libpaxos::NodeId(1),
                 data_dir: dir.clone(),
                 inline_jobs: false,
+                bugs: Default::default(),
             },
             std::sync::Arc::new(cld_server::peer::TokioNet),
             std::sync::Arc::new(cld_server::env::SystemClock::new()),

@@ -10,6 +10,7 @@
 //! `libpaxos::sim`. This crate is for tests: nothing in it belongs in a server or client.
 #![deny(missing_docs)]
 
+pub mod cell;
 pub mod check;
 pub mod error;
 pub mod failure;

@@ -76,6 +76,42 @@ pub struct FrontendConfig {
     pub tombstone_ttl: Duration,
     /// Unacknowledged events are re-sent at least this often.
     pub max_rto: Duration,
+    /// Test-only bugs (all off for a real member).
+    pub bugs: crate::server::Bugs,
+}
+
+impl FrontendConfig {
+    fn expiry(&self) -> Expiry {
+        Expiry {
+            lease: self.lease,
+            margin: self.expiry_margin,
+            early: self.bugs.early_expiry,
+        }
+    }
+
+    fn expiry_due(&self, lease_until: Duration) -> Duration {
+        self.expiry().due(lease_until)
+    }
+}
+
+/// When sessions expire.
+#[derive(Clone, Copy)]
+struct Expiry {
+    lease: Duration,
+    margin: Duration,
+    early: bool,
+}
+
+impl Expiry {
+    /// When a session whose lease runs to `lease_until` is due to expire: after the lease
+    /// and the expiry margin (or, with the `early_expiry` bug, half way through the lease).
+    fn due(self, lease_until: Duration) -> Duration {
+        if self.early {
+            lease_until.saturating_sub(self.lease / 2)
+        } else {
+            lease_until + self.margin
+        }
+    }
 }
 
 impl std::fmt::Debug for FrontendConfig {
@@ -605,7 +641,7 @@ impl Frontend {
 
     /// Holds `live` as session `id`, with its deadline in [`Self::deadlines`].
     fn insert_live(&mut self, id: SessionId, live: Live) {
-        let due = live.lease_until + self.config.expiry_margin;
+        let due = self.config.expiry_due(live.lease_until);
         if !live.unacked.is_empty() {
             self.with_unacked.insert(id);
         }
@@ -887,13 +923,13 @@ impl Frontend {
         match h.kind {
             Kind::Ack => {}
             Kind::KeepAlive => {
-                if !cell.can_read {
+                if !cell.can_read && !self.config.bugs.keepalive_without_lease {
                     self.counters.not_serving.inc();
                     return;
                 }
                 if live.expiring
                     || cell.ns.session(id).is_none()
-                    || now > live.lease_until + self.config.expiry_margin
+                    || now > self.config.expiry_due(live.lease_until)
                 {
                     // Its expiry is (or may be) on its way: no lease for it (REVIEW-FE 1).
                     self.counters.keepalives_refused.inc();
@@ -1482,7 +1518,7 @@ impl Frontend {
             }
             return;
         }
-        let margin = self.config.expiry_margin;
+        let expiry = self.config.expiry();
         let max_rto = self.config.max_rto;
         let delays_pending = self.delays_pending(cell);
         // The sessions to look at: every one at a full sweep; otherwise those whose deadline
@@ -1513,12 +1549,12 @@ impl Frontend {
             let Some(live) = self.lives.get(&id) else {
                 continue;
             };
-            let due = now > live.lease_until + margin;
+            let due = now > expiry.due(live.lease_until);
             if !full {
                 if !due {
                     // The lease moved on since the entry was made.
                     self.deadlines
-                        .push(Reverse((live.lease_until + margin, id)));
+                        .push(Reverse((expiry.due(live.lease_until), id)));
                 } else {
                     // Due: looked at every tick until it is gone or its lease moves on, as
                     // before (an expiry in flight, lock-delays pending, a create in flight).
@@ -1555,7 +1591,7 @@ impl Frontend {
             self.deadlines = self
                 .lives
                 .iter()
-                .map(|(id, l)| Reverse(((l.lease_until + margin).max(now), *id)))
+                .map(|(id, l)| Reverse((expiry.due(l.lease_until).max(now), *id)))
                 .collect();
         }
         for id in gone {

@@ -53,6 +53,7 @@ fn start_on(config: &CellConfig, id: u64, dir: &Path, kv: Option<MemKv>, inline:
             id: NodeId(id),
             data_dir: dir.join(format!("m{id}")),
             inline_jobs: inline,
+            bugs: Default::default(),
         };
         let (net, clock, entropy) = (
             Arc::new(TokioNet),

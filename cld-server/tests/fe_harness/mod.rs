@@ -64,6 +64,7 @@ impl Harness {
             max_sessions_per_user,
             tombstone_ttl: Duration::from_secs(120),
             max_rto: Duration::from_secs(2),
+            bugs: cld_server::server::Bugs::default(),
         };
         let fe = Frontend::new(
             config,
