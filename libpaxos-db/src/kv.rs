@@ -8,8 +8,10 @@
 //! simulation: a crash keeps what was synced and, if asked, a prefix of the later batches).
 //! [`kv_conformance`](crate::kv_conformance) is the suite both pass.
 //!
-//! The namespace ([`Namespace`](crate::Namespace)) runs on any engine; `Database` and
-//! `SledLogStore` still hand it sled (docs/testing.md, "The storage seam", lists what is left).
+//! The namespace ([`Namespace`](crate::Namespace)), the log ([`KvLogStore`](crate::KvLogStore))
+//! and the [`Database`](crate::Database) run on any engine: `Database::open` is sled's
+//! production path, `Database::open_on` any store's; [`DynKv`] hides which behind one type
+//! (docs/testing.md, "The storage seam").
 
 use std::ops::Bound;
 

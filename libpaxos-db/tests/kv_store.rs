@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use common::TempDir;
 use libpaxos_db::kv_conformance::{Harness, run_all};
-use libpaxos_db::{KvStore, MemKv, SledKv, WriteBatch};
+use libpaxos_db::{DynKv, KvStore, MemKv, SledKv, WriteBatch};
 
 struct SledHarness {
     root: TempDir,
@@ -64,6 +64,67 @@ impl Harness for MemHarness {
         store.sync().expect("a clean close syncs");
         store.crash(0)
     }
+}
+
+/// `DynKv` over `MemKv`: the same crashes, through the erased type.
+struct DynMemHarness {
+    mem: MemHarness,
+    current: MemKv,
+}
+
+impl Harness for DynMemHarness {
+    type Store = DynKv;
+
+    fn fresh(&mut self) -> DynKv {
+        self.current = self.mem.fresh();
+        DynKv::new(self.current.clone())
+    }
+
+    fn crash(&mut self, store: DynKv) -> DynKv {
+        drop(store);
+        self.current = self.mem.crash(self.current.clone());
+        DynKv::new(self.current.clone())
+    }
+
+    fn reopen(&mut self, store: DynKv) -> DynKv {
+        drop(store);
+        self.current = self.mem.reopen(self.current.clone());
+        DynKv::new(self.current.clone())
+    }
+}
+
+/// `DynKv` over `SledKv`.
+struct DynSledHarness(SledHarness);
+
+impl Harness for DynSledHarness {
+    type Store = DynKv;
+
+    fn fresh(&mut self) -> DynKv {
+        DynKv::new(self.0.fresh())
+    }
+
+    fn crash(&mut self, store: DynKv) -> DynKv {
+        drop(store);
+        DynKv::new(self.0.open())
+    }
+
+    fn reopen(&mut self, store: DynKv) -> DynKv {
+        drop(store);
+        DynKv::new(self.0.open())
+    }
+}
+
+#[test]
+fn dyn_kv_passes_the_conformance_suite_on_both_engines() {
+    run_all(&mut DynMemHarness {
+        mem: MemHarness { crashes: 0 },
+        current: MemKv::new(),
+    });
+    run_all(&mut DynSledHarness(SledHarness {
+        root: TempDir::new("kv-conformance-dyn"),
+        next: 0,
+        current: PathBuf::new(),
+    }));
 }
 
 #[test]

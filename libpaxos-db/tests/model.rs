@@ -262,64 +262,119 @@ proptest! {
         steps in history::history(100),
         actions in actions(),
     ) {
-        use libpaxos_db::Database;
-        let commands = commands(&steps);
-        let mut reference = reference::Model::new(history::limits());
-        let mut dirs = vec![common::TempDir::new("model-restart")];
-        let (mut db, log) = Database::open(db_config(dirs[0].path())).unwrap();
-        drop(log);
-        let mut next = 0usize;
-        let tail = std::iter::repeat_n(Action::Apply(1), commands.len());
-        for action in actions.into_iter().chain(tail) {
-            if next == commands.len() {
-                break;
+        let mut open = |dir: &std::path::Path, _fresh: bool| {
+            libpaxos_db::Database::open(db_config(dir)).unwrap().0
+        };
+        reopen_install_and_batches(&steps, actions, &mut open)?;
+    }
+
+    /// The same on `MemKv` (`Database::open_on`), where a reopen is a power cut after the
+    /// flush (`MemKv::crash(0)`: only what was synced survives) and an install goes to a
+    /// fresh store.
+    #[test]
+    fn on_memkv_reopen_install_and_batches_match_the_reference_model(
+        steps in history::history(100),
+        actions in actions(),
+    ) {
+        let mut kv = MemKv::new();
+        let mut open = |dir: &std::path::Path, fresh: bool| {
+            kv = if fresh { MemKv::new() } else { kv.crash(0) };
+            libpaxos_db::Database::open_on(db_config(dir), kv.clone()).unwrap().0
+        };
+        reopen_install_and_batches(&steps, actions, &mut open)?;
+    }
+}
+
+/// The body of the two tests above; `open(dir, fresh)` opens the database of `dir`, on a new
+/// store when `fresh`.
+fn reopen_install_and_batches<K: KvStore>(
+    steps: &[Step],
+    actions: Vec<Action>,
+    open: &mut dyn FnMut(&std::path::Path, bool) -> libpaxos_db::Database<K>,
+) -> Result<(), TestCaseError> {
+    let commands = commands(steps);
+    let mut reference = reference::Model::new(history::limits());
+    let mut dirs = vec![common::TempDir::new("model-restart")];
+    let mut db = open(dirs[0].path(), true);
+    let mut next = 0usize;
+    let tail = std::iter::repeat_n(Action::Apply(1), commands.len());
+    for action in actions.into_iter().chain(tail) {
+        if next == commands.len() {
+            break;
+        }
+        match action {
+            Action::Apply(n) => {
+                let end = (next + n).min(commands.len());
+                let batch: Vec<Committed> = (next..end)
+                    .map(|i| committed(i as u64 + 1, &commands[i].0, commands[i].1))
+                    .collect();
+                let applied = db.apply_batch(&batch).unwrap();
+                prop_assert_eq!(applied.len(), end - next);
+                for (i, applied) in (next..end).zip(&applied) {
+                    let (command, epoch) = &commands[i];
+                    let (reply, events) = match command {
+                        Some(c) => reference.apply(c, *epoch),
+                        None => reference.apply_noop(*epoch),
+                    };
+                    prop_assert_eq!(&applied.reply, &reply, "reply of step {}: {:?}", i, command);
+                    prop_assert_eq!(
+                        &applied.events,
+                        &events,
+                        "events of step {}: {:?}",
+                        i,
+                        command
+                    );
+                }
+                next = end;
+                queries_match(
+                    db.namespace(),
+                    &reference,
+                    &format!("after the batch ending at step {next}"),
+                )?;
             }
-            match action {
-                Action::Apply(n) => {
-                    let end = (next + n).min(commands.len());
-                    let batch: Vec<Committed> = (next..end)
-                        .map(|i| committed(i as u64 + 1, &commands[i].0, commands[i].1))
-                        .collect();
-                    let applied = db.apply_batch(&batch).unwrap();
-                    prop_assert_eq!(applied.len(), end - next);
-                    for (i, applied) in (next..end).zip(&applied) {
-                        let (command, epoch) = &commands[i];
-                        let (reply, events) = match command {
-                            Some(c) => reference.apply(c, *epoch),
-                            None => reference.apply_noop(*epoch),
-                        };
-                        prop_assert_eq!(&applied.reply, &reply, "reply of step {}: {:?}", i, command);
-                        prop_assert_eq!(&applied.events, &events, "events of step {}: {:?}", i, command);
-                    }
-                    next = end;
-                    queries_match(db.namespace(), &reference, &format!("after the batch ending at step {next}"))?;
+            Action::Reopen => {
+                db.flush().unwrap();
+                drop(db);
+                let dir = dirs.last().unwrap().path().to_path_buf();
+                db = open(&dir, false);
+                prop_assert_eq!(
+                    db.namespace().dump().unwrap(),
+                    reference.dump(),
+                    "after reopening at step {}",
+                    next
+                );
+                queries_match(
+                    db.namespace(),
+                    &reference,
+                    &format!("after reopening at step {next}"),
+                )?;
+            }
+            Action::Install => {
+                if next == 0 {
+                    continue;
                 }
-                Action::Reopen => {
-                    db.flush().unwrap();
-                    drop(db);
-                    let dir = dirs.last().unwrap().path().to_path_buf();
-                    db = Database::open(db_config(&dir)).unwrap().0;
-                    prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump(), "after reopening at step {}", next);
-                    queries_match(db.namespace(), &reference, &format!("after reopening at step {next}"))?;
-                }
-                Action::Install => {
-                    if next == 0 {
-                        continue;
-                    }
-                    let info = db.take_snapshot().unwrap();
-                    dirs.push(common::TempDir::new("model-install"));
-                    let (mut fresh, log) = Database::open(db_config(dirs.last().unwrap().path())).unwrap();
-                    drop(log);
-                    prop_assert_eq!(fresh.install(&info).unwrap(), Slot(next as u64));
-                    drop(db);
-                    db = fresh;
-                    prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump(), "after installing at step {}", next);
-                    queries_match(db.namespace(), &reference, &format!("after installing at step {next}"))?;
-                }
+                let info = db.take_snapshot().unwrap();
+                dirs.push(common::TempDir::new("model-install"));
+                let mut fresh = open(dirs.last().unwrap().path(), true);
+                prop_assert_eq!(fresh.install(&info).unwrap(), Slot(next as u64));
+                drop(db);
+                db = fresh;
+                prop_assert_eq!(
+                    db.namespace().dump().unwrap(),
+                    reference.dump(),
+                    "after installing at step {}",
+                    next
+                );
+                queries_match(
+                    db.namespace(),
+                    &reference,
+                    &format!("after installing at step {next}"),
+                )?;
             }
         }
-        prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump());
     }
+    prop_assert_eq!(db.namespace().dump().unwrap(), reference.dump());
+    Ok(())
 }
 
 proptest! {
