@@ -615,10 +615,19 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             return;
         };
         let ns = self.replica.database().namespace();
-        let master = match status.role {
+        let mut master = match status.role {
             Role::Master { .. } => status.epoch.map(|e| e.0),
             _ => None,
         };
+        let bugs = self.bugs;
+        if (bugs.read_without_lease || bugs.keepalive_without_lease)
+            && master.is_none()
+            && status.master.is_none()
+        {
+            // The bug: a master that stepped down for want of a lease goes on acting as
+            // master until it hears of another one.
+            master = fe.role.and_then(|r| r.master);
+        }
         let role = FeRole {
             master,
             epoch: ns.epoch().0.max(master.unwrap_or(0)),
@@ -704,11 +713,15 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
     }
 
     /// Whether a linearizable read may be served here now (`DbReplica::can_read`), or, with
-    /// the `read_without_lease` bug, whenever this member believes it is master.
+    /// the `read_without_lease` bug, whenever the front end acts as master.
     fn can_read(&self, now: libpaxos::Time) -> bool {
         self.replica.can_read(now)
             || (self.bugs.read_without_lease
-                && matches!(self.replica.replica().status(now).role, Role::Master { .. }))
+                && self
+                    .fe
+                    .as_ref()
+                    .and_then(|fe| fe.role)
+                    .is_some_and(|r| r.master.is_some()))
     }
 
     /// Keeps `bytes` free in the data dir's file system: below that, the member stops

@@ -40,14 +40,16 @@ pub struct ServerOptions {
 /// (docs/testing.md). Every one is off by default and in `cld`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bugs {
-    /// Serve reads (and keepalives) whenever this member believes it is master, lease or
-    /// not: a deposed master answers with stale data.
+    /// A master that loses its lease goes on acting as master (until it hears of another)
+    /// and serves reads (and keepalives) without a lease: a deposed master answers with
+    /// stale data.
     pub read_without_lease: bool,
-    /// Answer keepalives without the master lease (reads stay correct): a deposed master
-    /// extends sessions the new master will expire.
+    /// A master that loses its lease goes on acting as master (until it hears of another)
+    /// and answers keepalives without a lease (reads still need one): a deposed master
+    /// extends sessions the new master expires.
     pub keepalive_without_lease: bool,
-    /// Expire a session half way through its lease, without the expiry margin: its locks go
-    /// to others while the client still believes it holds them.
+    /// Expire a session a quarter of the way through its lease, without the expiry margin:
+    /// its locks go to others while the client still believes it holds them.
     pub early_expiry: bool,
 }
 

@@ -5,9 +5,10 @@
 //! ([`check`]: linearizability of files as registers with compare-and-set, lock safety and
 //! lock-delay, sequencers, durability, convergence, liveness), and what a failing run leaves
 //! under `target/sim-failures/` ([`failure`]: the history, the HTML [`timeline`], the verdicts
-//! and the replay command). The harness that runs real `cld-server` members and `cldc` clients
-//! on turmoil hosts comes later; the Paxos core alone has its own simulation in
-//! `libpaxos::sim`. This crate is for tests: nothing in it belongs in a server or client.
+//! and the replay command), and the harness that runs real `cld-server` members and `cldc`
+//! clients on turmoil hosts under the fault plans ([`cell`], docs/testing.md section 6). The
+//! Paxos core alone has its own simulation in `libpaxos::sim`. This crate is for tests:
+//! nothing in it belongs in a server or client.
 #![deny(missing_docs)]
 
 pub mod cell;

@@ -52,6 +52,13 @@ fn run_scenarios(scenarios: &[Scenario], default_seeds: u64) {
             let config = RunConfig::new(scenario, seed);
             let outcome = run(&config);
             simulated += outcome.simulated;
+            if let Some(dir) = std::env::var_os("SIM_SAVE") {
+                // Every history, for comparing runs.
+                let dir = std::path::PathBuf::from(dir);
+                let _ = std::fs::create_dir_all(&dir);
+                let path = dir.join(format!("{}-{seed}.jsonl", scenario.name()));
+                let _ = std::fs::write(path, outcome.history.to_jsonl());
+            }
             ops += outcome.history.ops().count();
             if let Err(why) = judge(&config, &outcome) {
                 eprintln!("{why}");
@@ -80,7 +87,7 @@ fn partitions() {
             Scenario::OneWay,
             Scenario::Flapping,
         ],
-        2,
+        8,
     );
 }
 
@@ -93,7 +100,7 @@ fn crashes() {
             Scenario::CellRestart,
             Scenario::Wipe,
         ],
-        2,
+        8,
     );
 }
 
@@ -106,7 +113,7 @@ fn network_clocks_and_pauses() {
             Scenario::MasterClockDrift,
             Scenario::Mixed,
         ],
-        2,
+        8,
     );
 }
 
@@ -138,6 +145,9 @@ fn replay() {
     let mut config = RunConfig::new(scenario, seed);
     if let Some(m) = env_u64("SIM_MEMBERS") {
         config.members = m;
+    }
+    if let Ok(bug) = std::env::var("SIM_BUG") {
+        config.switches = sim_tests::cell::Switches::named(&bug).expect("SIM_BUG names a switch");
     }
     let outcome = run(&config);
     let path = failure_dir().join(format!("replay-{name}-{seed}.jsonl"));

@@ -104,10 +104,11 @@ struct Expiry {
 
 impl Expiry {
     /// When a session whose lease runs to `lease_until` is due to expire: after the lease
-    /// and the expiry margin (or, with the `early_expiry` bug, half way through the lease).
+    /// and the expiry margin (or, with the `early_expiry` bug, a quarter of the way through
+    /// the lease).
     fn due(self, lease_until: Duration) -> Duration {
         if self.early {
-            lease_until.saturating_sub(self.lease / 2)
+            lease_until.saturating_sub(self.lease * 3 / 4)
         } else {
             lease_until + self.margin
         }

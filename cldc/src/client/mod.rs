@@ -81,6 +81,8 @@ impl Session {
         credentials: Credentials,
         options: SessionOptions,
     ) -> Result<Session, Error> {
+        // Without the `dns` feature `Cell` has one variant.
+        #[allow(clippy::infallible_destructuring_match)]
         let members = match cell.into() {
             Cell::Members(m) => m,
             #[cfg(feature = "dns")]

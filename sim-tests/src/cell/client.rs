@@ -17,7 +17,7 @@ use crate::faults::SplitMix64;
 use crate::history::{ClientId, Event, LockMode, Op, OpError, OpResult, Reply, Sequencer};
 
 /// How long a waiting lock may wait before the client gives it up.
-const LOCK_WAIT: Duration = Duration::from_secs(3);
+const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// Registers client host `name`.
 #[allow(clippy::too_many_arguments)]
@@ -245,7 +245,15 @@ impl Client {
                 if over {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(self.rng.range(0, 30))).await;
+                let granted = matches!((&planned.op, &result), (Op::Lock { .. }, OpResult::Ok(_)));
+                // Lock holders mostly sit on their locks: now and then one idles a while,
+                // leaving only its keepalives on the wire.
+                let think = if granted && self.rng.percent(20) {
+                    self.rng.range(1_000, 5_000)
+                } else {
+                    self.rng.range(0, 30)
+                };
+                tokio::time::sleep(Duration::from_millis(think)).await;
             }
             if self.stopping() && !expired.load(Ordering::SeqCst) {
                 self.final_reads(&session).await;

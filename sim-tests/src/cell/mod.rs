@@ -31,7 +31,7 @@ use crate::workload::{Workload, WorkloadConfig};
 pub use member::MemberSlot;
 
 /// The session lease the simulated cell grants.
-pub const SESSION_LEASE: Duration = Duration::from_secs(4);
+pub const SESSION_LEASE: Duration = Duration::from_secs(2);
 /// The lock-delay on every workload lock.
 pub const LOCK_DELAY: Duration = Duration::from_millis(1_000);
 /// The drift bound the cell is configured for (ppm).
@@ -48,6 +48,31 @@ pub struct Switches {
     pub ack_before_sync: bool,
     /// The server's own test-only bugs.
     pub server: cld_server::Bugs,
+}
+
+impl Switches {
+    /// The names [`named`](Self::named) knows.
+    pub const NAMES: [&'static str; 5] = [
+        "client_ignores_lease",
+        "ack_before_sync",
+        "read_without_lease",
+        "keepalive_without_lease",
+        "early_expiry",
+    ];
+
+    /// The switches with the one called `name` on.
+    pub fn named(name: &str) -> Option<Switches> {
+        let mut s = Switches::default();
+        match name {
+            "client_ignores_lease" => s.client_ignores_lease = true,
+            "ack_before_sync" => s.ack_before_sync = true,
+            "read_without_lease" => s.server.read_without_lease = true,
+            "keepalive_without_lease" => s.server.keepalive_without_lease = true,
+            "early_expiry" => s.server.early_expiry = true,
+            _ => return None,
+        }
+        Some(s)
+    }
 }
 
 /// One run's parameters.
@@ -144,7 +169,7 @@ fn run_dir(config: &RunConfig) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     base.join(format!(
-        "cell-{}-{}-{}-{n}",
+        "cell-{}-{}-{:08}-{n:08}",
         config.scenario.name(),
         config.seed,
         std::process::id()
@@ -247,6 +272,7 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
     let mut faults = plan.faults.iter().peekable();
     let mut master: Option<(u64, u64)> = None;
     let mut down: Vec<bool> = vec![false; members.len()];
+    let mut links = Links::default();
     // SIM_TRACE=1 prints every member's role changes as the run goes.
     let trace = std::env::var_os("SIM_TRACE").is_some();
     let mut last_views = vec![String::new(); members.len()];
@@ -255,6 +281,7 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
         let now_ns = sim_time(now);
         while let Some(f) = faults.next_if(|f| f.at <= now_ns) {
             let mut h = Harness {
+                links: &mut links,
                 sim: &mut sim,
                 members: &members,
                 client_ips: &client_ips,
@@ -316,9 +343,22 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
             }
         }
     }
-    // Let the members apply what the last reads committed, then take their digests.
-    for _ in 0..500 {
-        let _ = sim.step();
+    // Let the members apply everything committed (the same applied index on every running
+    // member, twice 100 ms apart, or 10 s at most), then take their digests.
+    let mut last: Option<Vec<u64>> = None;
+    for _ in 0..100 {
+        for _ in 0..100 {
+            let _ = sim.step();
+        }
+        let applied: Vec<u64> = members
+            .iter()
+            .filter_map(|m| m.digest().map(|(a, _)| a))
+            .collect();
+        let settled = applied.windows(2).all(|w| w[0] == w[1]);
+        if settled && last.as_ref() == Some(&applied) {
+            break;
+        }
+        last = Some(applied);
     }
     let at = sim_time(sim.elapsed());
     for m in &members {
@@ -344,7 +384,15 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
     }
 }
 
+/// The links the harness has cut or held, so a crash can silence a host and put them back.
+#[derive(Default)]
+struct Links {
+    held: std::collections::BTreeSet<(std::net::IpAddr, std::net::IpAddr)>,
+    oneway: std::collections::BTreeSet<(std::net::IpAddr, std::net::IpAddr)>,
+}
+
 struct Harness<'s, 'a> {
+    links: &'s mut Links,
     sim: &'s mut turmoil::Sim<'a>,
     members: &'s [MemberSlot],
     client_ips: &'s [std::net::IpAddr],
@@ -370,7 +418,34 @@ impl Harness<'_, '_> {
 
     fn crash(&mut self, i: usize, wipe: bool) {
         if !self.down[i] {
+            // A host losing power sends nothing: its links are cut while turmoil drops its
+            // tasks (each dropped connection would otherwise send a FIN or RST, in an order
+            // set by tokio's process-wide task ids, and draw a latency from the seed: the
+            // run would depend on what other threads did), then put back as they were.
+            let me = self.member_ips[i];
+            let others: Vec<std::net::IpAddr> = self
+                .member_ips
+                .iter()
+                .chain(self.client_ips.iter())
+                .copied()
+                .filter(|ip| *ip != me)
+                .collect();
+            for o in &others {
+                self.sim.partition(me, *o);
+            }
             self.sim.crash(format!("m{}", i + 1).as_str());
+            for o in &others {
+                self.sim.repair(me, *o);
+                if self.links.held.contains(&pair(me, *o)) {
+                    self.sim.hold(me, *o);
+                }
+                if self.links.oneway.contains(&(me, *o)) {
+                    self.sim.partition_oneway(me, *o);
+                }
+                if self.links.oneway.contains(&(*o, me)) {
+                    self.sim.partition_oneway(*o, me);
+                }
+            }
             self.down[i] = true;
         }
         let kept = self.rng.range(0, 4) as usize;
@@ -399,6 +474,8 @@ impl Harness<'_, '_> {
                 self.sim.release(*a, *b);
             }
         }
+        self.links.held.clear();
+        self.links.oneway.clear();
     }
 
     /// Does `action`: its kind, the members it hit (indexes) and a description.
@@ -415,6 +492,9 @@ impl Harness<'_, '_> {
                             // what a cut link lost once it heals; turmoil's TCP does not, so
                             // a dropped segment would corrupt the stream (docs/testing.md).
                             self.sim.hold(self.member_ips[i], self.member_ips[j]);
+                            self.links
+                                .held
+                                .insert(pair(self.member_ips[i], self.member_ips[j]));
                         }
                     }
                 }
@@ -426,6 +506,9 @@ impl Harness<'_, '_> {
                 if f != t {
                     self.sim
                         .partition_oneway(self.member_ips[f], self.member_ips[t]);
+                    self.links
+                        .oneway
+                        .insert((self.member_ips[f], self.member_ips[t]));
                 }
                 hit = vec![f, t];
                 format!("cut m{} -> m{}", f + 1, t + 1)
@@ -478,6 +561,7 @@ impl Harness<'_, '_> {
                 if let Some(ip) = self.client_ips.get(client.0 as usize - 1) {
                     for m in self.member_ips {
                         self.sim.hold(*ip, *m);
+                        self.links.held.insert(pair(*ip, *m));
                     }
                 }
                 format!("pause c{} for {ms} ms", client.0)
@@ -496,6 +580,11 @@ impl Harness<'_, '_> {
         };
         (kind, hit, detail)
     }
+}
+
+/// A link's two ends in a fixed order.
+fn pair(a: std::net::IpAddr, b: std::net::IpAddr) -> (std::net::IpAddr, std::net::IpAddr) {
+    if a < b { (a, b) } else { (b, a) }
 }
 
 fn names(members: &[usize]) -> String {
