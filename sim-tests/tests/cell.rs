@@ -41,6 +41,10 @@ fn seeds_per_scenario(default: u64) -> u64 {
 }
 
 fn run_scenarios(scenarios: &[Scenario], default_seeds: u64) {
+    run_scenarios_of(scenarios, default_seeds, 3);
+}
+
+fn run_scenarios_of(scenarios: &[Scenario], default_seeds: u64, members: u64) {
     let seeds = seeds_per_scenario(default_seeds);
     let first = env_u64("SIM_FIRST_SEED").unwrap_or(1);
     let mut failures = Vec::new();
@@ -49,7 +53,8 @@ fn run_scenarios(scenarios: &[Scenario], default_seeds: u64) {
         let mut simulated = std::time::Duration::ZERO;
         let mut ops = 0;
         for seed in first..first + seeds {
-            let config = RunConfig::new(scenario, seed);
+            let mut config = RunConfig::new(scenario, seed);
+            config.members = members;
             let outcome = run(&config);
             simulated += outcome.simulated;
             if let Some(dir) = std::env::var_os("SIM_SAVE") {
@@ -67,7 +72,7 @@ fn run_scenarios(scenarios: &[Scenario], default_seeds: u64) {
         }
         let wall = started.elapsed();
         eprintln!(
-            "{}: {seeds} seeds, {ops} operations, {:.0} s simulated in {:.1} s ({:.1}x)",
+            "{} ({members} members): {seeds} seeds, {ops} operations, {:.0} s simulated in {:.1} s ({:.1}x)",
             scenario.name(),
             simulated.as_secs_f64(),
             wall.as_secs_f64(),
@@ -114,6 +119,19 @@ fn network_clocks_and_pauses() {
             Scenario::Mixed,
         ],
         8,
+    );
+}
+
+#[test]
+fn five_member_cells() {
+    run_scenarios_of(
+        &[
+            Scenario::MinorityPartition,
+            Scenario::CrashRestart,
+            Scenario::Mixed,
+        ],
+        3,
+        5,
     );
 }
 
