@@ -68,13 +68,17 @@ pub enum Scenario {
     ClientPause,
     /// The master's clock runs at the drift bound.
     MasterClockDrift,
+    /// A member process, usually the master, stops for a while (a long GC pause, a VM
+    /// migration, SIGSTOP): its clock stands still and nothing goes in or out, then it
+    /// resumes with its clock jumped forward and the messages of the pause delivered.
+    MemberPause,
     /// A mix of all of the above that keeps a majority up.
     Mixed,
 }
 
 impl Scenario {
     /// Every scenario, in CI order.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::MinorityPartition,
         Scenario::MajorityPartition,
         Scenario::MasterIsolated,
@@ -88,6 +92,7 @@ impl Scenario {
         Scenario::ClientPause,
         Scenario::MasterClockDrift,
         Scenario::Mixed,
+        Scenario::MemberPause,
     ];
 
     /// Its name in histories and replay commands.
@@ -105,6 +110,7 @@ impl Scenario {
             Scenario::Network => "network",
             Scenario::ClientPause => "client-pause",
             Scenario::MasterClockDrift => "master-clock-drift",
+            Scenario::MemberPause => "member-pause",
             Scenario::Mixed => "mixed",
         }
     }
@@ -174,6 +180,14 @@ pub enum Action {
         /// For how long.
         ms: u64,
     },
+    /// Freeze a member process for `ms` milliseconds: its clock stands still and its links
+    /// hold their messages; then it resumes (the clock jumps, the messages arrive).
+    PauseMember {
+        /// Whose.
+        member: Target,
+        /// For how long.
+        ms: u64,
+    },
     /// Everything back to normal: links, loss, clocks; crashed members restarted.
     Heal,
 }
@@ -192,6 +206,7 @@ impl Action {
             Action::Network { .. } => FaultKind::Network,
             Action::ClockRate { .. } => FaultKind::Clock,
             Action::PauseClient { .. } => FaultKind::ClientPause,
+            Action::PauseMember { .. } => FaultKind::MemberPause,
         }
     }
 }
@@ -442,6 +457,21 @@ impl FaultPlan {
                         },
                     );
                     t += b.rng.range(1_000, 6_000);
+                }
+            }
+            Scenario::MemberPause => {
+                // One pause at a time, each over before the next: at most one member away.
+                let mut t = b.rng.range(300, 1_500);
+                while t < config.faulty_ms {
+                    let member = if b.rng.percent(70) {
+                        Target::Master
+                    } else {
+                        b.member()
+                    };
+                    // From shorter than a Paxos lease to past a session lease.
+                    let pause = b.rng.range(100, config.lease_ms * 3 / 2 + 1);
+                    b.at(t, Action::PauseMember { member, ms: pause });
+                    t += pause + b.rng.range(500, 3_000);
                 }
             }
             Scenario::Mixed => {

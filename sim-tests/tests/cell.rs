@@ -1,6 +1,7 @@
 //! Whole cells of real `cld-server` members and `cldc` clients on turmoil, under the fault
 //! scenarios, judged by the checkers (issue 12). `SIM_SEEDS=N` runs N seeds per scenario
-//! (CI: a few); `SIM_SCENARIO=name SIM_SEED=n ... -- replay` replays one run.
+//! (CI: 8), from `SIM_FIRST_SEED`; `SIM_ONLY=name` runs that scenario alone;
+//! `SIM_SCENARIO=name SIM_SEED=n ... -- replay` replays one run.
 
 use std::time::Instant;
 
@@ -48,7 +49,11 @@ fn run_scenarios_of(scenarios: &[Scenario], default_seeds: u64, members: u64) {
     let seeds = seeds_per_scenario(default_seeds);
     let first = env_u64("SIM_FIRST_SEED").unwrap_or(1);
     let mut failures = Vec::new();
+    let only = std::env::var("SIM_ONLY").ok();
     for &scenario in scenarios {
+        if only.as_deref().is_some_and(|o| o != scenario.name()) {
+            continue;
+        }
         let started = Instant::now();
         let mut simulated = std::time::Duration::ZERO;
         let mut ops = 0;
@@ -117,6 +122,7 @@ fn network_clocks_and_pauses() {
             Scenario::ClientPause,
             Scenario::MasterClockDrift,
             Scenario::Mixed,
+            Scenario::MemberPause,
         ],
         8,
     );

@@ -67,10 +67,16 @@ fn plans_are_ordered_and_end_healed() {
 fn worst_unavailable(plan: &FaultPlan) -> usize {
     let mut isolated: BTreeSet<String> = BTreeSet::new();
     let mut crashed: BTreeSet<String> = BTreeSet::new();
+    // Paused members and when they resume.
+    let mut paused: Vec<(String, SimTime)> = Vec::new();
     let name = |t: &Target| format!("{t:?}");
     let mut worst = 0;
     for fault in &plan.faults {
+        paused.retain(|(_, until)| *until > fault.at);
         match &fault.action {
+            Action::PauseMember { member, ms } => {
+                paused.push((name(member), fault.at.plus(ms * 1_000_000)));
+            }
             Action::Isolate(side) => isolated.extend(side.iter().map(name)),
             Action::Crash(t) | Action::Wipe(t) => {
                 crashed.insert(name(t));
@@ -83,10 +89,12 @@ fn worst_unavailable(plan: &FaultPlan) -> usize {
             Action::Heal => {
                 isolated.clear();
                 crashed.clear();
+                paused.clear();
             }
             _ => {}
         }
-        let down: BTreeSet<&String> = isolated.union(&crashed).collect();
+        let mut down: BTreeSet<&String> = isolated.union(&crashed).collect();
+        down.extend(paused.iter().map(|(m, _)| m));
         let count = if crashed.contains("all") {
             usize::MAX
         } else {

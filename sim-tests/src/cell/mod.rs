@@ -279,6 +279,11 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
     loop {
         let now = sim.elapsed();
         let now_ns = sim_time(now);
+        // Paused members whose pause is over resume: their clock jumps, their messages go.
+        while let Some(k) = links.paused.iter().position(|(_, until)| *until <= now) {
+            let (i, _) = links.paused.remove(k);
+            resume(&mut sim, &members[i], member_ips[i], &mut links, now);
+        }
         while let Some(f) = faults.next_if(|f| f.at <= now_ns) {
             let mut h = Harness {
                 links: &mut links,
@@ -316,7 +321,12 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
             }
         }
         // Master changes, as the members see them.
-        let current = members.iter().find_map(|m| m.leased_master());
+        // The newest: a paused old master still believes in its lease (its clock stands
+        // still) until it resumes and sees the time.
+        let current = members
+            .iter()
+            .filter_map(|m| m.leased_master())
+            .max_by_key(|(_, epoch)| *epoch);
         if let Some((id, epoch)) = current
             && master != Some((id, epoch))
         {
@@ -389,6 +399,8 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
 struct Links {
     held: std::collections::BTreeSet<(std::net::IpAddr, std::net::IpAddr)>,
     oneway: std::collections::BTreeSet<(std::net::IpAddr, std::net::IpAddr)>,
+    /// Paused members (index) and when they resume.
+    paused: Vec<(usize, Duration)>,
 }
 
 struct Harness<'s, 'a> {
@@ -566,7 +578,28 @@ impl Harness<'_, '_> {
                 }
                 format!("pause c{} for {ms} ms", client.0)
             }
+            Action::PauseMember { member, ms } => {
+                let i = self.resolve(*member);
+                hit = vec![i];
+                if !self.down[i] && !self.links.paused.iter().any(|(p, _)| *p == i) {
+                    let me = self.member_ips[i];
+                    self.members[i].clock.set_paused(self.now, true);
+                    for o in self.member_ips.iter().chain(self.client_ips.iter()) {
+                        if *o != me {
+                            self.sim.hold(me, *o);
+                            self.links.held.insert(pair(me, *o));
+                        }
+                    }
+                    self.links
+                        .paused
+                        .push((i, self.now + Duration::from_millis(*ms)));
+                }
+                format!("pause m{} for {ms} ms", i + 1)
+            }
             Action::Heal => {
+                for (i, _) in std::mem::take(&mut self.links.paused) {
+                    self.members[i].clock.set_paused(self.now, false);
+                }
                 self.heal_network();
                 self.net.set(0, 0);
                 self.sim.set_max_message_latency(Duration::from_millis(3));
@@ -579,6 +612,27 @@ impl Harness<'_, '_> {
             }
         };
         (kind, hit, detail)
+    }
+}
+
+/// Member `slot` at `ip` resumes from a pause.
+fn resume(
+    sim: &mut turmoil::Sim<'_>,
+    slot: &MemberSlot,
+    ip: std::net::IpAddr,
+    links: &mut Links,
+    now: Duration,
+) {
+    slot.clock.set_paused(now, false);
+    let ends: Vec<(std::net::IpAddr, std::net::IpAddr)> = links
+        .held
+        .iter()
+        .filter(|(a, b)| *a == ip || *b == ip)
+        .copied()
+        .collect();
+    for (a, b) in ends {
+        sim.release(a, b);
+        links.held.remove(&(a, b));
     }
 }
 
