@@ -18,7 +18,10 @@ fn judge(config: &RunConfig, outcome: &Outcome) -> Result<(), String> {
     if outcome.passed() {
         return Ok(());
     }
-    let name = format!("cell-{}-{}", config.scenario.name(), config.seed);
+    let name = match config.members {
+        3 => format!("cell-{}-{}", config.scenario.name(), config.seed),
+        m => format!("cell-{}-{}-{m}m", config.scenario.name(), config.seed),
+    };
     let files = write_failure(
         &failure_dir(),
         &name,
