@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::Stats;
 use super::socket::ClientSocket;
 use crate::core::{CallError, CallId, Output, Session as Core, SessionEvent, State, Time};
-use crate::proto::{Event, HandleId, Reply, Request, Sequencer, SessionId};
+use crate::proto::{Event, HandleId, LockGeneration, Reply, Request, Sequencer, SessionId};
 
 /// A reply channel for one call.
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, CallError>>;
@@ -48,6 +48,11 @@ pub(crate) struct Driver<S: ClientSocket> {
     pending: BTreeMap<CallId, Pending>,
     waiting_locks: BTreeMap<HandleId, ReplyTx>,
     early_grants: BTreeMap<HandleId, Sequencer>,
+    /// Per handle, the newest lock generation this session has been granted (and seen).
+    /// A `LockAcquired` at or below it is a re-sent old grant, not the answer to a lock
+    /// call made since: events are delivered once per master epoch, and a new master
+    /// re-sends those it has no acknowledgement for.
+    granted: BTreeMap<HandleId, LockGeneration>,
     /// Events the application's full buffer had no room for, in order; never dropped
     /// (the core acknowledged the server events among them). While it is not empty the
     /// core is paused (no event is delivered or acknowledged), so it holds at most what
@@ -76,6 +81,7 @@ impl<S: ClientSocket> Driver<S> {
             pending: BTreeMap::new(),
             waiting_locks: BTreeMap::new(),
             early_grants: BTreeMap::new(),
+            granted: BTreeMap::new(),
             backlog: VecDeque::new(),
         }
     }
@@ -162,6 +168,10 @@ impl<S: ClientSocket> Driver<S> {
     /// by a timeout around it), nobody believes in a granted lock: release it at once rather
     /// than hold it, unseen, until the session ends.
     fn finish_lock(&mut self, handle: HandleId, tx: ReplyTx, result: Result<Reply, CallError>) {
+        if let Ok(Reply::Locked { sequencer }) = &result {
+            let newest = self.granted.entry(handle).or_insert(sequencer.lock_generation);
+            *newest = (*newest).max(sequencer.lock_generation);
+        }
         let granted = matches!(result, Ok(Reply::Locked { .. }));
         if tx.send(result).is_err() && granted {
             self.bump(|s| s.abandoned_grants += 1);
@@ -282,6 +292,18 @@ impl<S: ClientSocket> Driver<S> {
             }
             SessionEvent::Expired => tracing::warn!("cldc: session expired; its locks are lost"),
             _ => {}
+        }
+        if let SessionEvent::Server(Event::LockAcquired { handle, sequencer }) = &ev
+            && self
+                .granted
+                .get(handle)
+                .is_some_and(|g| sequencer.lock_generation <= *g)
+        {
+            // A re-sent old grant: completing a lock call with it would hand the caller a
+            // lock the handle no longer holds (found by the whole-cell simulation,
+            // crash-restart seed 553). Neither a caller nor the application sees it.
+            self.bump(|s| s.stale_grants += 1);
+            return;
         }
         match &ev {
             SessionEvent::Server(Event::LockAcquired { handle, sequencer }) => {

@@ -44,6 +44,9 @@ pub struct Stats {
     pub receive_errors: u64,
     /// Locks granted after their `lock()`/`try_lock()` call was dropped, and released at once.
     pub abandoned_grants: u64,
+    /// `LockAcquired` events ignored because they repeat a grant this session already saw
+    /// on that handle (a new master re-sends events whose acknowledgement it never saw).
+    pub stale_grants: u64,
 }
 
 /// The session's events, in order: server events, then jeopardy, safe and expired.
