@@ -30,10 +30,11 @@ fn judge(config: &RunConfig, outcome: &Outcome) -> Result<(), String> {
         &config.replay_command(),
     );
     Err(format!(
-        "{} seed {} failed\nmember errors: {:?}\n{}\nreplay: {}\nfiles: {:?}",
+        "{} seed {} failed\nmember errors: {:?}\nclient errors: {:?}\n{}\nreplay: {}\nfiles: {:?}",
         config.scenario.name(),
         config.seed,
         outcome.member_errors,
+        outcome.client_errors,
         outcome.report,
         config.replay_command(),
         files.map(|f| f.timeline)
@@ -137,7 +138,7 @@ fn regression_seeds() {
     // cldc completed a `lock()` call with a `LockAcquired` the new master re-sent for an
     // earlier, abandoned grant on the same handle: the caller believed it held a lock two
     // generations old (lock safety and sequencers failed).
-    for (scenario, seed) in [(Scenario::CrashRestart, 553)] {
+    for (scenario, seed) in [(Scenario::CrashRestart, 553), (Scenario::MasterCrash, 1225)] {
         let config = RunConfig::new(scenario, seed);
         let outcome = run(&config);
         if let Err(why) = judge(&config, &outcome) {

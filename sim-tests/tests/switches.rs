@@ -23,6 +23,17 @@ fn caught_by(switches: Switches, scenarios: &[Scenario], check: Check, max_seeds
                 .map(|(c, _)| *c)
                 .collect();
             if failed.contains(&check) {
+                // The control: the same seed without the switch passes that check, so the
+                // switch (not some other bug) is what the check caught.
+                let mut control = config.clone();
+                control.switches = Switches::default();
+                let clean = run(&control);
+                assert!(
+                    clean.report.verdict(check).is_some_and(|v| !v.is_fail()),
+                    "{} seed {seed} fails {check} without the switch too:\n{}",
+                    scenario.name(),
+                    clean.report
+                );
                 eprintln!(
                     "{switches:?}: {check} caught it at {} seed {seed} after {:.1} s (all failing: {failed:?})",
                     scenario.name(),

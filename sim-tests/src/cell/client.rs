@@ -107,6 +107,19 @@ fn outcome(err: &Error) -> OpResult {
     }
 }
 
+/// Errors no correct cell and client produce: they fail the run.
+fn broken(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::ChecksumMismatch
+            | Error::UnexpectedReply
+            | Error::Internal
+            | Error::BadPacket
+            | Error::Unrecognized(_)
+            | Error::SessionExists
+    )
+}
+
 fn session_over(err: &Error) -> bool {
     matches!(
         err,
@@ -183,6 +196,10 @@ impl Client {
     async fn run(&mut self) {
         while !self.stopping() {
             let Some(session) = self.open().await else {
+                lock(&self.shared.client_errors).push(format!(
+                    "client {}: no session for the final reads",
+                    self.id.0
+                ));
                 return;
             };
             // The workload's directories (made by whoever gets there first; not recorded).
@@ -263,8 +280,12 @@ impl Client {
             drop(session);
         }
         // Stopped between sessions: one more session for the final reads.
-        if let Some(session) = self.open().await {
-            self.final_reads(&session).await;
+        match self.open().await {
+            Some(session) => self.final_reads(&session).await,
+            None => lock(&self.shared.client_errors).push(format!(
+                "client {}: no session for the final reads",
+                self.id.0
+            )),
         }
     }
 
@@ -280,7 +301,13 @@ impl Client {
             let op = Op::Get {};
             let id = lock(&self.shared.recorder).invoke(self.id, &path, op.clone(), now());
             let (result, _) = self.execute(session, &mut handles, &path, &op).await;
-            if result != OpResult::Unknown {
+            if result == OpResult::Unknown {
+                // The cell has been healed for a while: a read must get an answer.
+                lock(&self.shared.client_errors).push(format!(
+                    "client {}: final read of {path} got no answer",
+                    self.id.0
+                ));
+            } else {
                 let _ = lock(&self.shared.recorder).complete(id, result, now());
             }
         }
@@ -411,6 +438,13 @@ impl Client {
         match result {
             Ok(reply) => (OpResult::Ok(reply), false),
             Err(err) => {
+                if broken(&err) {
+                    lock(&self.shared.client_errors).push(format!(
+                        "client {} {} {path}: {err}",
+                        self.id.0,
+                        op.name()
+                    ));
+                }
                 if matches!(err, Error::BadHandle | Error::NoSuchNode) {
                     handles.remove(path);
                 }

@@ -213,6 +213,14 @@ impl MemberSlot {
             .map(|(_, v)| v)
     }
 
+    /// Whether the running incarnation is a voter (not fresh or rejoining).
+    pub(crate) fn voter(&self) -> bool {
+        let s = lock(&self.state);
+        s.handle
+            .as_ref()
+            .is_some_and(|h| h.roles().borrow().state == cld_server::datadir::MemberState::Voter)
+    }
+
     /// How the member sees its role now, for traces.
     pub(crate) fn view(&self) -> String {
         let s = lock(&self.state);

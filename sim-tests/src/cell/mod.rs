@@ -113,8 +113,13 @@ impl RunConfig {
 
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
+        let bug = Switches::NAMES
+            .iter()
+            .find(|n| Switches::named(n) == Some(self.switches))
+            .map(|n| format!("SIM_BUG={n} "))
+            .unwrap_or_default();
         format!(
-            "SIM_SCENARIO={} SIM_SEED={} SIM_MEMBERS={} cargo test -p sim-tests --test cell -- replay --nocapture",
+            "{bug}SIM_SCENARIO={} SIM_SEED={} SIM_MEMBERS={} cargo test -p sim-tests --test cell -- replay --nocapture",
             self.scenario.name(),
             self.seed,
             self.members
@@ -133,12 +138,15 @@ pub struct Outcome {
     pub simulated: Duration,
     /// Members that stopped with an error (and the error), in order.
     pub member_errors: Vec<(u64, String)>,
+    /// Client-side failures no checker judges: corrupt or malformed replies, final reads
+    /// without an answer, clients that never finished.
+    pub client_errors: Vec<String>,
 }
 
 impl Outcome {
     /// Whether every checker passed and no member failed.
     pub fn passed(&self) -> bool {
-        self.report.passed() && self.member_errors.is_empty()
+        self.report.passed() && self.member_errors.is_empty() && self.client_errors.is_empty()
     }
 }
 
@@ -151,6 +159,9 @@ pub(crate) struct Shared {
     /// Clients paused until this true time.
     pub(crate) paused_until: Mutex<BTreeMap<ClientId, Duration>>,
     pub(crate) member_errors: Mutex<Vec<(u64, String)>>,
+    /// What clients saw that no correct cell does (corrupt contents, protocol errors), and
+    /// final reads that got no answer.
+    pub(crate) client_errors: Mutex<Vec<String>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -213,6 +224,7 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
         stop: std::sync::atomic::AtomicBool::new(false),
         paused_until: Mutex::new(BTreeMap::new()),
         member_errors: Mutex::new(Vec::new()),
+        client_errors: Mutex::new(Vec::new()),
     });
     let net = env::NetFaults::new(config.seed ^ 0xd0d0);
 
@@ -284,6 +296,21 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
             let (i, _) = links.paused.remove(k);
             resume(&mut sim, &members[i], member_ips[i], &mut links, now);
         }
+        while let Some(k) = links
+            .paused_clients
+            .iter()
+            .position(|(_, until)| *until <= now)
+        {
+            let (c, _) = links.paused_clients.remove(k);
+            let ip = client_ips[c];
+            for m in &member_ips {
+                // A paused member keeps its own links held.
+                if !links.paused.iter().any(|(p, _)| member_ips[*p] == *m) {
+                    sim.release(ip, *m);
+                    links.held.remove(&pair(ip, *m));
+                }
+            }
+        }
         while let Some(f) = faults.next_if(|f| f.at <= now_ns) {
             let mut h = Harness {
                 links: &mut links,
@@ -341,7 +368,8 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
             shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         if now.as_millis() as u64 >= stop_at + 60_000 {
-            // Clients still not done a minute after the stop: the liveness check judges it.
+            lock(&shared.client_errors)
+                .push("clients still running a minute after the stop".to_owned());
             break;
         }
         match sim.step() {
@@ -384,6 +412,7 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
     let simulated = sim.elapsed();
     drop(sim);
     let member_errors = lock(&shared.member_errors).clone();
+    let client_errors = lock(&shared.client_errors).clone();
     let history = lock(&shared.recorder).history().clone();
     let report = check_all(&history, &CheckConfig::for_history(&history));
     Outcome {
@@ -391,6 +420,7 @@ fn run_in(config: &RunConfig, dir: &std::path::Path) -> Outcome {
         report,
         simulated,
         member_errors,
+        client_errors,
     }
 }
 
@@ -401,6 +431,8 @@ struct Links {
     oneway: std::collections::BTreeSet<(std::net::IpAddr, std::net::IpAddr)>,
     /// Paused members (index) and when they resume.
     paused: Vec<(usize, Duration)>,
+    /// Paused clients (index) and when they resume.
+    paused_clients: Vec<(usize, Duration)>,
 }
 
 struct Harness<'s, 'a> {
@@ -514,8 +546,13 @@ impl Harness<'_, '_> {
                 format!("isolate {}", names(&cut))
             }
             Action::CutOneWay { from, to } => {
-                let (f, t) = (self.resolve(*from), self.resolve(*to));
-                if f != t {
+                let f = self.resolve(*from);
+                let mut t = self.resolve(*to);
+                if t == f {
+                    // A member cannot be cut from itself: the next one instead.
+                    t = (f + 1) % self.members.len();
+                }
+                {
                     self.sim
                         .partition_oneway(self.member_ips[f], self.member_ips[t]);
                     self.links
@@ -537,9 +574,23 @@ impl Harness<'_, '_> {
             }
             Action::Wipe(t) => {
                 let i = self.resolve(*t);
-                self.crash(i, true);
                 hit = vec![i];
-                format!("wipe m{}", i + 1)
+                // A wiped member votes again only once it has caught up; wiping another
+                // before that takes a majority's data away for good, which no cell
+                // survives (and no operator is told to do: docs/operations.md).
+                let rejoining: Vec<usize> = (0..self.members.len())
+                    .filter(|&j| j != i && (self.down[j] || !self.members[j].voter()))
+                    .collect();
+                if rejoining.is_empty() {
+                    self.crash(i, true);
+                    format!("wipe m{}", i + 1)
+                } else {
+                    format!(
+                        "wipe m{} skipped: {} not a voter yet",
+                        i + 1,
+                        names(&rejoining)
+                    )
+                }
             }
             Action::CellCrash => {
                 for i in 0..self.members.len() {
@@ -570,6 +621,9 @@ impl Harness<'_, '_> {
             Action::PauseClient { client, ms } => {
                 let until = self.now + Duration::from_millis(*ms);
                 lock(&self.shared.paused_until).insert(*client, until);
+                self.links
+                    .paused_clients
+                    .push((client.0 as usize - 1, until));
                 if let Some(ip) = self.client_ips.get(client.0 as usize - 1) {
                     for m in self.member_ips {
                         self.sim.hold(*ip, *m);
@@ -581,7 +635,8 @@ impl Harness<'_, '_> {
             Action::PauseMember { member, ms } => {
                 let i = self.resolve(*member);
                 hit = vec![i];
-                if !self.down[i] && !self.links.paused.iter().any(|(p, _)| *p == i) {
+                let skip = self.down[i] || self.links.paused.iter().any(|(p, _)| *p == i);
+                if !skip {
                     let me = self.member_ips[i];
                     self.members[i].clock.set_paused(self.now, true);
                     for o in self.member_ips.iter().chain(self.client_ips.iter()) {
@@ -594,12 +649,17 @@ impl Harness<'_, '_> {
                         .paused
                         .push((i, self.now + Duration::from_millis(*ms)));
                 }
-                format!("pause m{} for {ms} ms", i + 1)
+                if skip {
+                    format!("pause m{} skipped: down or paused already", i + 1)
+                } else {
+                    format!("pause m{} for {ms} ms", i + 1)
+                }
             }
             Action::Heal => {
                 for (i, _) in std::mem::take(&mut self.links.paused) {
                     self.members[i].clock.set_paused(self.now, false);
                 }
+                self.links.paused_clients.clear();
                 self.heal_network();
                 self.net.set(0, 0);
                 self.sim.set_max_message_latency(Duration::from_millis(3));
