@@ -646,3 +646,52 @@ async fn a_resent_grant_of_a_completed_lock_is_not_an_application_event() {
     // b still holds the lock it was granted.
     assert_eq!(hb.sequencer().await.expect("b holds the lock"), granted);
 }
+
+/// A shared grant that ends a wait need not carry a new generation: here the exclusive
+/// request it waited behind is withdrawn, and the cell (like libpaxos-db's `promote`) grants
+/// the shared waiter at the generation b was already granted. The driver's stale-grant filter
+/// (3398bdc) takes that genuine grant for a re-sent one and drops it: b holds the lock at the
+/// cell while its lock() never completes. Ignored until the driver tells the two apart (e.g.
+/// by asking the master with `GetSequencer` when a suspect grant meets a pending lock call).
+#[tokio::test(start_paused = true)]
+#[ignore = "known hole in the stale-grant filter: a genuine shared grant at an unchanged generation is dropped"]
+async fn a_shared_grant_at_an_unchanged_generation_completes_the_waiting_lock_call() {
+    let cell = FakeCell::start(LEASE).await;
+    let a = session(&cell).await;
+    let b = session(&cell).await;
+    let ha = a.open_node("/sh", LOCKING).await.expect("open a");
+    let he = a.open_node("/sh", LOCKING).await.expect("open e");
+    let hb = std::sync::Arc::new(b.open_node("/sh", LOCKING).await.expect("open b"));
+    let sa = ha.lock(LockMode::Shared).await.expect("a shares");
+    let sb = hb.lock(LockMode::Shared).await.expect("b shares");
+    assert_eq!(sa.lock_generation, sb.lock_generation);
+    hb.unlock().await.expect("b unlocks");
+    // An exclusive request waits behind a's shared hold; b's shared request waits behind it.
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(200), he.lock(LockMode::Exclusive)).await;
+    assert!(gave_up.is_err());
+    let waiter = {
+        let hb = hb.clone();
+        tokio::spawn(async move { hb.lock(LockMode::Shared).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiter.is_finished(),
+        "b waits behind the exclusive request"
+    );
+    // The exclusive request is withdrawn: the cell grants b's shared request at once, at
+    // the same generation (no exclusive grant happened since b's last grant).
+    he.unlock()
+        .await
+        .expect("the exclusive request is withdrawn");
+    let got = tokio::time::timeout(Duration::from_secs(30), waiter).await;
+    let Ok(got) = got else {
+        panic!(
+            "b's lock() still waits 30 s after the cell granted it (stale_grants = {})",
+            b.stats().stale_grants
+        );
+    };
+    let got = got.expect("task").expect("b shares again");
+    assert_eq!(got.lock_generation, sb.lock_generation);
+    assert_eq!(b.stats().stale_grants, 0);
+}
