@@ -169,7 +169,10 @@ impl<S: ClientSocket> Driver<S> {
     /// than hold it, unseen, until the session ends.
     fn finish_lock(&mut self, handle: HandleId, tx: ReplyTx, result: Result<Reply, CallError>) {
         if let Ok(Reply::Locked { sequencer }) = &result {
-            let newest = self.granted.entry(handle).or_insert(sequencer.lock_generation);
+            let newest = self
+                .granted
+                .entry(handle)
+                .or_insert(sequencer.lock_generation);
             *newest = (*newest).max(sequencer.lock_generation);
         }
         let granted = matches!(result, Ok(Reply::Locked { .. }));

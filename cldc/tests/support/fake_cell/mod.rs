@@ -52,6 +52,10 @@ pub struct Faults {
     /// Answer every handshake with a cookie request until it carries a valid cookie (as a
     /// cell under a handshake flood does).
     pub demand_cookies: bool,
+    /// Post these events, in order, to the session of the next client request, before
+    /// executing it (after a pending fail-over): the events a new master re-sends for an
+    /// entry the old master committed just before failing (docs/protocol.md 9.4).
+    pub inject: Vec<Event>,
 }
 
 /// What the cell saw.
@@ -249,6 +253,15 @@ impl State {
             && e > self.epoch.0
         {
             out = self.fail_over(Epoch(e));
+        }
+        if let Ok((h, _)) = parse_header(dg, 1400)
+            && h.kind == Kind::Request
+            && self.sessions.contains_key(&h.session)
+        {
+            let inject = std::mem::take(&mut faults.lock().expect("faults").inject);
+            for ev in inject {
+                out.extend(self.post_event(h.session, ev));
+            }
         }
         out.extend(self.handle_packet(dg, from, faults, seen));
         seen.lock().expect("seen").unacked = self.sessions.values().map(|s| s.unacked.len()).sum();
