@@ -302,10 +302,18 @@ impl<S: ClientSocket> Driver<S> {
                 .get(handle)
                 .is_some_and(|g| sequencer.lock_generation <= *g)
         {
-            // A re-sent old grant: completing a lock call with it would hand the caller a
-            // lock the handle no longer holds (found by the whole-cell simulation,
-            // crash-restart seed 553). Neither a caller nor the application sees it.
+            // Not a new generation: most likely a re-sent old grant, which must not complete
+            // a lock call (it would hand the caller a lock the handle no longer holds: found
+            // by the whole-cell simulation, crash-restart seed 553). But a shared grant that
+            // ends a wait behind a withdrawn exclusive request keeps the generation too, so
+            // a pending or waiting call asks the master (answered after the lock request,
+            // calls run in order): the handle's sequencer completes it, `NotLocked` keeps
+            // it waiting. Neither the caller nor the application sees the event itself.
             self.bump(|s| s.stale_grants += 1);
+            let handle = *handle;
+            if self.waiting_locks.contains_key(&handle) || self.has_pending_lock(handle) {
+                self.submit(Request::GetSequencer { handle }, Pending::Recheck(handle));
+            }
             return;
         }
         match &ev {

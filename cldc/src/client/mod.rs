@@ -44,8 +44,10 @@ pub struct Stats {
     pub receive_errors: u64,
     /// Locks granted after their `lock()`/`try_lock()` call was dropped, and released at once.
     pub abandoned_grants: u64,
-    /// `LockAcquired` events ignored because they repeat a grant this session already saw
-    /// on that handle (a new master re-sends events whose acknowledgement it never saw).
+    /// `LockAcquired` events at a lock generation not above the newest grant this session
+    /// saw on that handle: most are repeats a new master re-sent. None is taken as a grant;
+    /// a lock call pending or waiting on the handle asks the master (`GetSequencer`)
+    /// instead, which also completes a genuine shared grant at an unchanged generation.
     pub stale_grants: u64,
 }
 
