@@ -290,27 +290,45 @@ impl Client {
     }
 
     /// Reads every file once more (liveness and durability read-back).
+    /// Reads every file once more (durability read-back; liveness after the heal). A session
+    /// that ends during them (expired while the client was still looking for a new master)
+    /// is replaced once, as an application would; a read the cell never answers, in either
+    /// session, is a client error.
     async fn final_reads(&mut self, session: &Session) {
         let files: Vec<String> = lock(&self.shared.workload)
             .paths()
             .into_iter()
             .filter(|p| p.starts_with("/f/"))
             .collect();
+        let mut left = self.read_files(session, &files).await;
+        if !left.is_empty()
+            && let Some(fresh) = self.open().await
+        {
+            left = self.read_files(&fresh, &left).await;
+        }
+        for path in left {
+            lock(&self.shared.client_errors).push(format!(
+                "client {}: final read of {path} got no answer",
+                self.id.0
+            ));
+        }
+    }
+
+    /// Reads `files`; returns those whose read got no answer.
+    async fn read_files(&mut self, session: &Session, files: &[String]) -> Vec<String> {
         let mut handles = BTreeMap::new();
+        let mut left = Vec::new();
         for path in files {
             let op = Op::Get {};
-            let id = lock(&self.shared.recorder).invoke(self.id, &path, op.clone(), now());
-            let (result, _) = self.execute(session, &mut handles, &path, &op).await;
+            let id = lock(&self.shared.recorder).invoke(self.id, path, op.clone(), now());
+            let (result, _) = self.execute(session, &mut handles, path, &op).await;
             if result == OpResult::Unknown {
-                // The cell has been healed for a while: a read must get an answer.
-                lock(&self.shared.client_errors).push(format!(
-                    "client {}: final read of {path} got no answer",
-                    self.id.0
-                ));
+                left.push(path.clone());
             } else {
                 let _ = lock(&self.shared.recorder).complete(id, result, now());
             }
         }
+        left
     }
 
     async fn handle<'h>(
