@@ -64,10 +64,15 @@ fn open_and_put(
     path: &str,
     data: Vec<u8>,
 ) -> Result<(), cld_server::SubmitError> {
+    // Each attempt takes a fresh request seq before it is sent: a submit that fails (the
+    // member stopped) may still have committed, and the session answers a repeated seq from
+    // its record (a retry under the old seq got the earlier put's `Written` as its open).
+    let open_seq = *seq;
+    *seq += 1;
     let open = client.block_on(
         h.submit(request(
             session,
-            *seq,
+            open_seq,
             ClientOp::Open {
                 path: path.into(),
                 mode: OpenMode::READ
@@ -77,20 +82,20 @@ fn open_and_put(
             },
         )),
     )?;
-    *seq += 1;
     let Ok(Response::Opened { handle, .. }) = open.reply else {
         panic!("open {path}: {:?}", open.reply)
     };
+    let put_seq = *seq;
+    *seq += 1;
     let put = client.block_on(h.submit(request(
         session,
-        *seq,
+        put_seq,
         ClientOp::Put {
             handle,
             data,
             cas: None,
         },
     )))?;
-    *seq += 1;
     assert!(matches!(put.reply, Ok(Response::Written { .. })), "{put:?}");
     Ok(())
 }
