@@ -51,6 +51,7 @@ counters! {
     peer_frames_in: "Peer frames received",
     peer_frames_out: "Peer frames sent",
     peer_send_timeouts: "Peer frame writes that missed their deadline",
+    peer_silent_closes: "Peer connections closed because nothing came from the peer for the silence limit (2 s)",
     peer_queue_full_drops: "Peer frames dropped because the peer's queue was full",
     peer_dropped_no_connection: "Peer frames dropped because there was no connection",
     peer_send_unknown_member: "Peer frames addressed to a non-member",
@@ -130,6 +131,17 @@ counters! {
     elections_on_handover: "Elections this member started at once because the master handed over to it",
     leases_released: "Lease promises given up because their master handed over",
     stale_releases: "Lease releases ignored (another ballot than the one promised: stale or replayed)",
+    paxos_unknown_sender: "Consensus messages from a node that is not a member",
+    paxos_malformed: "Consensus messages that break the protocol's shape",
+    paxos_beyond_accept_window: "Accepts beyond this member's accept window (it lags; taken after catching up)",
+    paxos_stale_ballot: "Consensus messages carrying a ballot below what this member promised",
+    paxos_refused_by_lease: "Prepares ignored because this member still owes a master its lease",
+    paxos_refused_while_quiet: "Prepares ignored because this member restarted less than a lease ago",
+    paxos_unexpected: "Consensus messages that do not apply to this member's role",
+    prevotes_refused: "Pre-votes this member refused (it owed a lease, was quiet, or promised higher)",
+    elections_started: "Elections (prepare rounds) this member started after winning a pre-vote",
+    accepts_resent: "Accepts re-sent to followers that had not acknowledged them",
+    catch_up_requests: "Catch-up requests this member sent",
 }
 
 /// Gauges of the replica's state.

@@ -59,6 +59,14 @@ const MAX_PIECE: usize = MAX_RECORD - TAG_LEN - 1;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one frame's write may take before the connection is closed.
 pub const SEND_DEADLINE: Duration = Duration::from_secs(2);
+/// A connection to a peer that sends [`PeerBody::Progress`] (every [`PROGRESS_EVERY`]) and
+/// brings no record for this long is dead or black-holed (a middlebox that drops its
+/// packets, a half-open connection after a one-way cut): the reader closes it and the
+/// connection is made again. Without this limit the reading side of such a connection never
+/// notices, and the link stays down until the sender's TCP gives up, many minutes later.
+/// Eight progress periods: a peer's loop that stalls this long has lost its Paxos lease
+/// anyway, and a large snapshot frame still arrives as a stream of records.
+pub const PEER_SILENCE: Duration = Duration::from_secs(2);
 /// Handshakes in progress at once on the peer port; more connections are closed at once
 /// (counted), so a flood costs a bounded amount of memory before authentication.
 pub const MAX_HANDSHAKES: usize = 32;
@@ -203,6 +211,9 @@ pub enum PeerError {
     /// An empty frame.
     #[error("empty frame")]
     Empty,
+    /// Nothing came from a peer that sends progress frames for the silence limit.
+    #[error("nothing came from the peer for {0:?} (dead or black-holed connection)")]
+    Silent(Duration),
 }
 
 impl PeerError {
@@ -219,6 +230,7 @@ impl PeerError {
             PeerError::TooLarge => c.peer_frames_too_large.inc(),
             PeerError::FrameVersion(_) => c.peer_bad_frame_version.inc(),
             PeerError::Decode(_) | PeerError::Empty => c.peer_bad_frames.inc(),
+            PeerError::Silent(_) => c.peer_silent_closes.inc(),
         };
     }
 }
@@ -629,6 +641,9 @@ struct FrameReader {
     record: Vec<u8>,
     plain: Vec<u8>,
     frame: Vec<u8>,
+    /// A record must come within this long ([`PEER_SILENCE`] for a peer that sends
+    /// progress frames), else the connection fails with [`PeerError::Silent`].
+    silence: Option<Duration>,
 }
 
 impl FrameReader {
@@ -647,7 +662,12 @@ impl FrameReader {
         }
         self.frame.clear();
         loop {
-            read_record(r, &mut self.record).await?;
+            match self.silence {
+                Some(limit) => tokio::time::timeout(limit, read_record(r, &mut self.record))
+                    .await
+                    .map_err(|_| PeerError::Silent(limit))??,
+                None => read_record(r, &mut self.record).await?,
+            }
             let n = keys
                 .transport
                 .read_message(*nonce, &self.record, &mut self.plain)
@@ -986,6 +1006,7 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
             let (done_tx, mut done_rx) = oneshot::channel::<()>();
             let reader_task = tokio::spawn(read_loop(
                 reader,
+                progress.then_some(PEER_SILENCE),
                 keys.clone(),
                 self.peer,
                 self.sink.clone(),
@@ -1065,6 +1086,7 @@ impl<N: Net, E: Entropy> PeerTask<N, E> {
 
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
+    silence: Option<Duration>,
     keys: Arc<Keys>,
     from: NodeId,
     sink: Arc<dyn InboundSink>,
@@ -1074,13 +1096,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut nonce = 0u64;
     // Buffered: a record's length and body, and the records behind them, come in one read.
     let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, reader);
-    let mut frames = FrameReader::default();
+    let mut frames = FrameReader {
+        silence,
+        ..FrameReader::default()
+    };
     loop {
         let frame = match frames.next(&mut reader, &keys, &mut nonce).await {
             Ok(frame) => frame,
             Err(err) => {
-                if !matches!(err, PeerError::Io(_)) {
-                    warn!(peer = from.0, %err, "peer frame refused; closing the connection");
+                match err {
+                    PeerError::Io(_) => {}
+                    PeerError::Silent(_) => {
+                        warn!(peer = from.0, %err, "peer link silent; closing the connection")
+                    }
+                    _ => warn!(peer = from.0, %err, "peer frame refused; closing the connection"),
                 }
                 err.count(&counters);
                 break;
@@ -1186,6 +1215,81 @@ mod tests {
             read_frame(&mut b, &keys_b, &mut nb).await,
             Err(PeerError::Decrypt)
         ));
+    }
+
+    /// A link that keeps its socket open but brings nothing (black-holed, or half-open after
+    /// a one-way cut) is closed by its reader after the silence limit and counted; a link
+    /// that keeps bringing records (progress frames) stays open, and so does a link from a
+    /// peer that sends no progress frames (no limit).
+    #[tokio::test]
+    async fn a_silent_link_is_closed_by_its_reader_and_a_live_one_stays_open() {
+        async fn link(
+            silence: Option<Duration>,
+        ) -> (
+            tokio::io::DuplexStream,
+            Keys,
+            Counters,
+            oneshot::Receiver<()>,
+            tokio::task::JoinHandle<()>,
+        ) {
+            let (left, right, a, b) =
+                handshake(identity(SECRET, 1, "c"), identity(SECRET, 2, "c")).await;
+            let (keys_a, _) = left.unwrap();
+            let (_, keys_b, _) = right.unwrap();
+            let sink = Arc::new(TestSink {
+                progress: true,
+                got: Default::default(),
+            });
+            let counters = Counters::default();
+            let (done_tx, done_rx) = oneshot::channel();
+            let reader = tokio::spawn(read_loop(
+                b,
+                silence,
+                Arc::new(keys_b),
+                NodeId(1),
+                sink,
+                counters.clone(),
+                done_tx,
+            ));
+            (a, keys_a, counters, done_rx, reader)
+        }
+        let limit = Duration::from_millis(300);
+        let progress = encode_frame(&PeerBody::Progress {
+            commit: Slot(1),
+            applied: Slot(1),
+        });
+
+        // Live: a frame every 50 ms for 1.5 s (five limits) keeps it open.
+        let (mut a, keys, counters, mut done, reader) = link(Some(limit)).await;
+        let mut nonce = 0;
+        for _ in 0..30 {
+            write_frame(&mut a, &keys, &mut nonce, &progress)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(done.try_recv().is_err(), "a live link was closed");
+        }
+        assert_eq!(counters.peer_silent_closes.get(), 0);
+        // Silent from here on, the socket still open: closed and counted.
+        tokio::time::timeout(Duration::from_secs(10), &mut done)
+            .await
+            .expect("a silent link stayed open")
+            .unwrap();
+        assert_eq!(counters.peer_silent_closes.get(), 1);
+        assert_eq!(counters.peer_io_errors.get(), 0);
+        reader.await.unwrap();
+        drop(a);
+
+        // No limit (a peer that sends no progress frames): silence closes nothing.
+        let (a, _keys, counters, mut done, reader) = link(None).await;
+        tokio::time::sleep(limit * 4).await;
+        assert!(
+            done.try_recv().is_err(),
+            "a link without a limit was closed"
+        );
+        assert_eq!(counters.peer_silent_closes.get(), 0);
+        reader.abort();
+        drop(a);
     }
 
     #[tokio::test]

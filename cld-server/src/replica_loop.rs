@@ -1395,6 +1395,50 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
             .inc_by(core.leases_released.saturating_sub(seen.leases_released));
         c.stale_releases
             .inc_by(core.stale_releases.saturating_sub(seen.stale_releases));
+        let pairs = [
+            (
+                &c.paxos_unknown_sender,
+                core.unknown_sender,
+                seen.unknown_sender,
+            ),
+            (&c.paxos_malformed, core.malformed, seen.malformed),
+            (
+                &c.paxos_beyond_accept_window,
+                core.beyond_accept_window,
+                seen.beyond_accept_window,
+            ),
+            (&c.paxos_stale_ballot, core.stale_ballot, seen.stale_ballot),
+            (
+                &c.paxos_refused_by_lease,
+                core.refused_by_lease,
+                seen.refused_by_lease,
+            ),
+            (
+                &c.paxos_refused_while_quiet,
+                core.refused_while_quiet,
+                seen.refused_while_quiet,
+            ),
+            (&c.paxos_unexpected, core.unexpected, seen.unexpected),
+            (
+                &c.prevotes_refused,
+                core.prevotes_refused,
+                seen.prevotes_refused,
+            ),
+            (
+                &c.elections_started,
+                core.elections_started,
+                seen.elections_started,
+            ),
+            (&c.accepts_resent, core.accepts_resent, seen.accepts_resent),
+            (
+                &c.catch_up_requests,
+                core.catch_up_requests,
+                seen.catch_up_requests,
+            ),
+        ];
+        for (counter, now, before) in pairs {
+            counter.inc_by(now.saturating_sub(before));
+        }
         self.core_seen = core;
     }
 

@@ -228,13 +228,20 @@ impl MemberSlot {
             None => "down".to_owned(),
             Some(h) => {
                 let v = *h.roles().borrow();
+                let count = |name| self.counter_locked(&s, name).unwrap_or(0);
                 format!(
-                    "{:?} epoch {:?} master {:?} lease {} prevotes {:?}",
+                    "{:?} epoch {:?} master {:?} lease {} prevotes {}/{} refused elections {} \
+                     stale {} by-lease {} quiet {}",
                     v.role,
                     v.epoch,
                     v.master,
                     v.lease,
-                    self.counter_locked(&s, "prevotes_started")
+                    count("prevotes_started"),
+                    count("prevotes_refused"),
+                    count("elections_started"),
+                    count("paxos_stale_ballot"),
+                    count("paxos_refused_by_lease"),
+                    count("paxos_refused_while_quiet"),
                 )
             }
         }
