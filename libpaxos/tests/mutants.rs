@@ -1156,6 +1156,8 @@ fn accepts_are_re_sent_only_to_followers_that_did_not_ack() {
         .collect();
     resent.sort();
     assert_eq!(resent, vec![(N2, vec![Slot(1)]), (N3, vec![Slot(1), slot])]);
+    // replication.rs `tick_master` (`+=` → `*=`): operators can read the two re-sends.
+    assert_eq!(r.counters().accepts_resent, 2);
 }
 
 /// lease.rs `grant_lease` (`==` → `!=`): a follower that hears a newer master at the same
@@ -1183,4 +1185,184 @@ fn a_newer_master_heard_at_the_same_instant_holds_the_lease() {
         .chain(&ready.after_persist)
         .any(|e| e.to == N3 && matches!(e.msg, Message::Promise { .. }));
     assert!(promised, "{ready:?}");
+}
+
+/// replication.rs `batches` (`>=` → `<` on the entry count): proposals beyond
+/// `max_batch_entries` go out in full batches of that many, the rest in a last one.
+#[test]
+fn accepts_are_split_by_entry_count() {
+    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    config.max_batch_entries = 2;
+    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    for i in 0..5 {
+        r.propose(at(ELECTION), vec![i]).unwrap();
+    }
+    let ready = drive(&mut r);
+    let sizes: Vec<usize> = ready
+        .messages
+        .iter()
+        .filter_map(|e| match &e.msg {
+            Message::Accept { entries, .. } if e.to == N2 => Some(entries.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, vec![2, 2, 1]);
+}
+
+/// election.rs `on_promise` (`||` → `&&` in the shape check, and its `+=` → `*=`): a promise
+/// whose entries are sorted but one of which lies at or below the promised commit index is
+/// malformed: counted, and not counted as a vote.
+#[test]
+fn a_sorted_promise_with_an_entry_below_its_commit_is_malformed() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(2),
+        entries: vec![Entry {
+            slot: Slot(2),
+            ballot: ballot(0, N2),
+            value: Value {
+                epoch: Epoch(0),
+                payload: Payload::Noop,
+            },
+        }],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().malformed, 1);
+    assert!(matches!(r.role(), Role::Candidate { .. }), "{:?}", r.role());
+}
+
+/// catchup.rs `on_snapshot_needed`: a `SnapshotNeeded` from a peer this replica never asked
+/// to catch it up is refused even when its slot is ahead: no snapshot is wanted, and it is
+/// counted.
+#[test]
+fn a_snapshot_offer_nobody_asked_for_is_refused() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, Message::SnapshotNeeded { slot: Slot(40) })
+        .unwrap();
+    let ready = drive(&mut r);
+    assert!(
+        !ready
+            .events
+            .iter()
+            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
+        "a snapshot was wanted without a request"
+    );
+    assert_eq!(r.counters().unexpected, 1);
+    assert_eq!(r.counters().snapshots_needed, 0);
+}
+
+/// catchup.rs `on_snapshot_needed`: the peer asked may answer with a snapshot point, but one
+/// at or below this replica's commit index would install older state over newer: refused and
+/// counted.
+#[test]
+fn a_snapshot_offer_at_or_below_the_commit_index_is_refused() {
+    let mut r = follower_with_three_committed();
+    r.on_message(at(200), N1, heartbeat(10, 5)).unwrap();
+    let asked: Vec<(NodeId, Slot)> = drive(&mut r)
+        .messages
+        .iter()
+        .filter_map(|e| match e.msg {
+            Message::CatchUpRequest { from } => Some((e.to, from)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let (peer, from) = asked[0];
+    assert_eq!(from, Slot(4));
+    let unexpected = r.counters().unexpected;
+    r.on_message(at(201), peer, Message::SnapshotNeeded { slot: Slot(3) })
+        .unwrap();
+    let ready = drive(&mut r);
+    assert!(
+        !ready
+            .events
+            .iter()
+            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
+        "a snapshot at the commit index was wanted"
+    );
+    assert_eq!(r.counters().unexpected, unexpected + 1);
+    assert_eq!(r.counters().snapshots_needed, 0);
+}
+
+/// catchup.rs `on_snapshot_needed` (`||` → `&&` before the master check): a master is never
+/// sent to a snapshot, not even by the peer it asked for the chosen prefix while recovering.
+/// Here the recovery stalls, the replica stands again and takes office with another
+/// majority, its request to n2 still recorded; n2's late `SnapshotNeeded` is refused.
+#[test]
+fn a_master_refuses_a_snapshot_offer_from_the_peer_it_asked_while_recovering() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(5),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    let asked: Vec<NodeId> = drive_persisted(&mut r, at(ELECTION))
+        .messages
+        .iter()
+        .filter(|e| matches!(e.msg, Message::CatchUpRequest { .. }))
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(asked, vec![N2]);
+    // n2 keeps acknowledging heartbeats (the lease holds) but never sends the prefix. The
+    // ticks are 30 ms off the recovery's start: the request is re-sent at the first tick an
+    // election timeout after the last, so it is younger than that when the recovery's
+    // deadline (two election timeouts after its start) makes the replica stand again.
+    let timeout = r.config().election_timeout.as_millis() as u64;
+    let mut t = ELECTION + 30;
+    while t < ELECTION + 2 * timeout {
+        r.on_tick(at(t)).unwrap();
+        for e in drive_persisted(&mut r, at(t)).messages {
+            if let Message::Heartbeat { ballot, seq, .. } = e.msg
+                && e.to == N2
+            {
+                let ack = Message::HeartbeatAck {
+                    ballot,
+                    seq,
+                    commit: Slot::ZERO,
+                };
+                r.on_message(at(t), N2, ack).unwrap();
+            }
+        }
+        t += 50;
+    }
+    let restart = at(ELECTION + 2 * timeout);
+    r.on_tick(restart).unwrap();
+    drive_persisted(&mut r, restart);
+    let Role::Candidate { ballot: second } = r.role() else {
+        panic!("{:?}", r.role());
+    };
+    let promise = Message::Promise {
+        ballot: second,
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(restart, N3, promise).unwrap();
+    drive_persisted(&mut r, restart);
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+    let unexpected = r.counters().unexpected;
+    r.on_message(restart, N2, Message::SnapshotNeeded { slot: Slot(40) })
+        .unwrap();
+    let ready = drive(&mut r);
+    assert!(
+        !ready
+            .events
+            .iter()
+            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
+        "a master wanted a snapshot"
+    );
+    assert_eq!(r.counters().unexpected, unexpected + 1);
+    assert_eq!(r.counters().snapshots_needed, 0);
 }

@@ -474,6 +474,27 @@ impl History {
         })
     }
 
+    /// The longest stretch, in nanoseconds, between the first invocation and the last
+    /// answer in which the cell answered no operation (no client learned a result, success
+    /// or a definite error): how long the cell was unavailable at worst. `None` without an
+    /// answered operation.
+    pub fn longest_unanswered(&self) -> Option<u64> {
+        let mut answers: Vec<u64> = self
+            .ops()
+            .filter(|op| !matches!(op.result, OpResult::Unknown))
+            .filter_map(|op| op.complete_ns.map(|t| t.0))
+            .collect();
+        let first = self.ops().map(|op| op.invoke_ns.0).min()?;
+        answers.sort_unstable();
+        let mut last = first;
+        let mut longest = None;
+        for t in answers {
+            longest = Some(longest.unwrap_or(0).max(t.saturating_sub(last)));
+            last = last.max(t);
+        }
+        longest
+    }
+
     /// Every client event, in recorded order.
     pub fn events(&self) -> impl Iterator<Item = &EventRecord> {
         self.lines.iter().filter_map(|line| match line {

@@ -61,6 +61,7 @@ fn run_scenarios_of(scenarios: &[Scenario], default_seeds: u64, members: u64) {
         let started = Instant::now();
         let mut simulated = std::time::Duration::ZERO;
         let mut ops = 0;
+        let mut outages = Vec::new();
         for seed in first..first + seeds {
             let mut config = RunConfig::new(scenario, seed);
             config.members = members;
@@ -74,18 +75,29 @@ fn run_scenarios_of(scenarios: &[Scenario], default_seeds: u64, members: u64) {
                 let _ = std::fs::write(path, outcome.history.to_jsonl());
             }
             ops += outcome.history.ops().count();
+            outages.extend(outcome.history.longest_unanswered());
             if let Err(why) = judge(&config, &outcome) {
                 eprintln!("{why}");
                 failures.push(format!("{} seed {seed}", scenario.name()));
             }
         }
         let wall = started.elapsed();
+        // The longest stretch without an answer in each run: median, 99th percentile and
+        // worst over the seeds (how long the cell was unavailable to its clients).
+        outages.sort_unstable();
+        let at = |q: f64| {
+            let i = ((outages.len() as f64 - 1.0) * q).round() as usize;
+            outages.get(i).map_or(0.0, |ns| *ns as f64 / 1e9)
+        };
         eprintln!(
-            "{} ({members} members): {seeds} seeds, {ops} operations, {:.0} s simulated in {:.1} s ({:.1}x)",
+            "{} ({members} members): {seeds} seeds, {ops} operations, {:.0} s simulated in {:.1} s ({:.1}x); longest unanswered stretch per run: median {:.2} s, p99 {:.2} s, worst {:.2} s",
             scenario.name(),
             simulated.as_secs_f64(),
             wall.as_secs_f64(),
-            simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+            simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+            at(0.5),
+            at(0.99),
+            at(1.0),
         );
     }
     assert!(failures.is_empty(), "failed runs: {failures:?}");

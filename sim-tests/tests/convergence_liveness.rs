@@ -106,3 +106,27 @@ fn the_bound_runs_from_the_last_heal() {
         Verdict::Skipped(_)
     ));
 }
+
+/// The availability figure the long runs print: the longest stretch in which no client
+/// learned an answer (success or a definite error); unknown outcomes answer nothing.
+#[test]
+fn the_longest_unanswered_stretch_counts_definite_answers_only() {
+    use sim_tests::history::{OpError, OpResult, Reply};
+    let mut b = Builder::new();
+    assert_eq!(b.build().longest_unanswered(), None);
+    b.op(1, "/f", get(), 0, 100, OpResult::Ok(Reply::default()));
+    // Client 2 waits from 200 ms to 3,000 ms, unanswered; client 1 gets a definite error
+    // at 1,100 ms, then nothing until 3,100 ms.
+    b.op(2, "/f", get(), 200, 0, OpResult::Unknown);
+    b.op(
+        1,
+        "/f",
+        put("x"),
+        900,
+        1_100,
+        OpResult::Err(OpError::StaleCas),
+    );
+    b.op(1, "/f", get(), 1_200, 3_100, OpResult::Ok(Reply::default()));
+    b.op(2, "/f", get(), 3_000, 3_050, OpResult::Ok(Reply::default()));
+    assert_eq!(b.build().longest_unanswered(), Some(ms(1_950).0));
+}
