@@ -15,12 +15,13 @@ pub enum DbError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
-    /// sled failed.
-    #[error("sled failed while {doing}: {reason}")]
+    /// The key-value store failed: sled in `cld`, or the simulation's `MemKv` (the message
+    /// names no engine, since both come here).
+    #[error("storage failed while {doing}: {reason}")]
     Sled {
         /// What we were doing.
         doing: &'static str,
-        /// sled's message.
+        /// The engine's message.
         reason: String,
     },
     /// A namespace record does not decode or fails its checksum.
