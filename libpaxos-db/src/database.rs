@@ -161,7 +161,7 @@ pub struct DbCounters {
     /// error the operator can read in the file name; the namespace in sled is unaffected).
     pub corrupt_snapshots_set_aside: u64,
     /// Set-aside `corrupt-…` files removed at open beyond the newest
-    /// [`KEEP_CORRUPT_SNAPSHOTS`], so repeated damage cannot fill the disk.
+    /// `KEEP_CORRUPT_SNAPSHOTS` (2), so repeated damage cannot fill the disk.
     pub corrupt_snapshots_pruned: u64,
     /// Snapshots taken.
     pub snapshots_taken: u64,

@@ -4,7 +4,7 @@
 //! The namespace and the Paxos log live in one store so that one sync makes both durable and
 //! one batch can switch a namespace generation and compact the log together. Two engines
 //! implement it: [`SledKv`](crate::SledKv) (sled, durable against power loss through
-//! [`SledSync`](crate::durable)) and [`MemKv`](crate::MemKv) (memory, for deterministic
+//! `SledSync`) and [`MemKv`](crate::MemKv) (memory, for deterministic
 //! simulation: a crash keeps what was synced and, if asked, a prefix of the later batches).
 //! [`kv_conformance`](crate::kv_conformance) is the suite both pass.
 //!

@@ -44,7 +44,7 @@ pub struct LogCounters {
 }
 
 /// The sled implementation of libpaxos's [`Storage`] and [`LogStore`]: the [`KvLogStore`] on
-/// a [`SledKv`] (so values above [`CHUNK_BYTES`](crate::sled_kv::CHUNK_BYTES) are chunked and
+/// a [`SledKv`] (so values above `CHUNK_BYTES` (2 KiB) are chunked and
 /// sled never writes a blob file: decision 0202), whose durability handle is shared with the
 /// [`Database`](crate::Database): a failed flush of either makes both fatal.
 pub struct SledLogStore {

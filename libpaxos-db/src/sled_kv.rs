@@ -426,7 +426,7 @@ impl KvStore for SledKv {
     }
 
     /// One sled transaction over every tree the batch names and their chunk trees, writes
-    /// applied in order (a later write of a key wins). A value above [`CHUNK_BYTES`] goes to
+    /// applied in order (a later write of a key wins). A value above `CHUNK_BYTES` goes to
     /// the chunk tree; the chunks of a replaced or removed value are removed. A `DropTree`
     /// removes the tree's keys and chunks inside the transaction (read just before it):
     /// atomic, but as costly as the tree is large.
