@@ -1366,3 +1366,20 @@ fn a_master_refuses_a_snapshot_offer_from_the_peer_it_asked_while_recovering() {
     assert_eq!(r.counters().unexpected, unexpected + 1);
     assert_eq!(r.counters().snapshots_needed, 0);
 }
+
+/// replication.rs `on_accepted` (`+=` → `*=` on `unexpected`): an accept acknowledgement
+/// reaching a replica that is not master (a deposed one, say) is counted and changes nothing.
+#[test]
+fn an_accept_ack_to_a_follower_is_counted_unexpected() {
+    let mut r = follower_with_three_committed();
+    let before = r.counters().unexpected;
+    let ack = Message::Accepted {
+        ballot: ballot(1, N1),
+        slots: vec![Slot(4)],
+    };
+    r.on_message(at(200), N3, ack).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(r.counters().unexpected, before + 1);
+    assert_eq!(r.commit(), Slot(3));
+    assert!(ready.messages.is_empty(), "{:?}", ready.messages);
+}
