@@ -489,7 +489,7 @@ fn run_seed(seed: u64, root: &Path) {
         "power-loss seed {seed} ({:?}): {acked} acknowledged, {counters:?}",
         mode(seed)
     );
-    drop(session);
+    crashfs::unmount(session, &mountpoint);
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -519,6 +519,10 @@ fn power_loss_never_loses_an_acknowledged_command() {
     }
     if let Some(why) = crashfs::unavailable() {
         return skip(&why);
+    }
+    let swept = crashfs::sweep_stale_mounts();
+    if swept > 0 {
+        eprintln!("power-loss: unmounted {swept} crashfs mounts left by killed test processes");
     }
     let root = TempDir::new("power-loss");
     // Probe the mount once, so a refusal is a loud skip rather than a failure of every seed.
@@ -639,6 +643,10 @@ fn power_loss_during_snapshot_installs_leaves_one_whole_snapshot() {
     if let Some(why) = crashfs::unavailable() {
         return skip(&why);
     }
+    let swept = crashfs::sweep_stale_mounts();
+    if swept > 0 {
+        eprintln!("power-loss: unmounted {swept} crashfs mounts left by killed test processes");
+    }
     let root = TempDir::new("power-loss-install");
     let source_files = root.path().join("source-files");
     let digests = source_snapshots(&root.path().join("source"), &source_files);
@@ -717,6 +725,6 @@ fn power_loss_during_snapshot_installs_leaves_one_whole_snapshot() {
             );
             eprintln!("{when}: acknowledged install {installed}, namespace at {applied}");
         }
-        drop(session);
+        crashfs::unmount(session, &mountpoint);
     }
 }

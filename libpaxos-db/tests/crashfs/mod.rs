@@ -755,6 +755,71 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
+/// Unmounts the crashfs mounts that test processes killed earlier left behind (a killed
+/// process never drops its [`fuser::BackgroundSession`], so its mount stays, dead, until
+/// unmounted), and removes their temporary directories. Mounts of live processes are left
+/// alone. Returns how many were unmounted.
+pub fn sweep_stale_mounts() -> usize {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return 0;
+    };
+    let mut swept = 0;
+    for line in mounts.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some("crashfs"), Some(target), Some(fstype)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if !fstype.starts_with("fuse") {
+            continue;
+        }
+        // The mount point lies in a test's temporary directory, named
+        // `libpaxos-db-TAG-PID-N` (tests/common's TempDir).
+        let target = Path::new(target);
+        let Some(dir) = target.ancestors().find(|a| {
+            a.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libpaxos-db-"))
+        }) else {
+            continue;
+        };
+        let pid = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let unmounted = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(target)
+            .status()
+            .is_ok_and(|s| s.success());
+        if unmounted {
+            swept += 1;
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    swept
+}
+
+/// Unmounts a mount of this process and waits for its thread. When the kernel refuses
+/// (busy: a file of a killed child still open), the mount is detached lazily instead, so no
+/// run leaves a mount behind.
+pub fn unmount(session: fuser::BackgroundSession, mountpoint: &Path) {
+    if session.umount_and_join().is_err() {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(mountpoint)
+            .status();
+    }
+}
+
 /// Mounts `fs` at `mountpoint` (serving it on a background thread until dropped).
 pub fn mount(fs: CrashFs, mountpoint: &Path) -> std::io::Result<fuser::BackgroundSession> {
     let mut config = fuser::Config::default();
