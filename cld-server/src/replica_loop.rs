@@ -880,13 +880,20 @@ impl<S: LogStore + Send + 'static, C: Clock> ReplicaLoop<S, C> {
         // Reported last, so whoever sees the gauge also sees that this member stepped down.
         self.metrics.counters.disk_full.inc();
         self.metrics.gauges.disk_full.set(1);
+        let mut next_progress = tokio::time::Instant::now();
         loop {
             // Biased (deterministic simulation). Job results come at most once each; requests
             // before peer frames, so a shutdown never waits behind a flood of frames (only
             // dropped here), and each request is answered at once, so they cannot hold the
-            // loop either.
+            // loop either. Progress frames keep going out: the peers' readers close a link
+            // that brings nothing for `PEER_SILENCE`, and this member is stopped, not gone.
             tokio::select! {
                 biased;
+                _ = tokio::time::sleep_until(next_progress) => {
+                    next_progress = tokio::time::Instant::now() + PROGRESS_EVERY;
+                    let now = self.clock.now();
+                    self.send_progress(now);
+                }
                 // Background snapshot or install results are dropped unapplied.
                 Some(_) = self.jobs_rx.recv() => {}
                 Some(_) = self.installs_rx.recv() => {}

@@ -204,9 +204,14 @@ fn a_member_on_a_full_disk_steps_down_reports_it_and_recovers_after_restart() {
         .unwrap();
         written += 1;
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Longer than the peers' silence limit: the stopped member keeps sending progress frames,
+    // so no peer takes its links for dead and closes them.
+    std::thread::sleep(cld_server::peer::PEER_SILENCE + Duration::from_millis(500));
     assert!(!members[full].leased_master(), "the full member stays down");
     assert_eq!(members[full].metrics.gauges.is_master.get(), 0);
+    for member in members.iter() {
+        assert_eq!(member.metrics.counters.peer_silent_closes.get(), 0);
+    }
 
     // Space freed, member restarted: it opens its data dir and catches up.
     members[full].kill();
