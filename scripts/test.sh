@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every crate's tests, and the no_std proof for cldc.
+# The whole test suite: formatting, lints, rustdoc links, every crate's tests, and the no_std
+# proof for cldc.
 # This is the command README.md names and .ci/run runs. It ends with one summary line,
 # "tests: N passed, N failed", counted over every cargo test binary.
 set -euo pipefail
@@ -13,6 +14,9 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo doc (the workspace's own crates, warnings are errors: no broken links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 echo "== cargo test --workspace"
 log=$(mktemp)

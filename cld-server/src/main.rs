@@ -30,7 +30,7 @@ struct RunArgs {
     /// The cell's configuration file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// This member's id (one of the config's [[member]] ids).
+    /// This member's id (one of the ids of the config's member tables).
     #[arg(long)]
     id: Option<u64>,
     /// This member's data dir (created on first start).

@@ -131,7 +131,7 @@ fn is_progress_frame(frame: &[u8]) -> bool {
 /// The payload of each handshake message.
 ///
 /// Fields are only ever appended: an older member decodes the fields it knows and ignores
-/// the rest (postcard leaves trailing bytes alone), and [`decode_hello`] reads an older
+/// the rest (postcard leaves trailing bytes alone), and `decode_hello` reads an older
 /// member's shorter hello with the later fields at their "not understood" default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

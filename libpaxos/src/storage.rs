@@ -1,7 +1,7 @@
 //! What the core reads of the durable log, and what a driver's storage must promise.
 //!
 //! The core only ever *reads* through [`Storage`]. Writes come out of the core in
-//! [`Persist`](crate::Persist) batches and the driver performs them through [`LogStore`], the
+//! [`Persist`] batches and the driver performs them through [`LogStore`], the
 //! write half that drivers, tests and the conformance suite use.
 
 use serde::{Deserialize, Serialize};

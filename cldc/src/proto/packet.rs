@@ -55,7 +55,7 @@ pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> 
 }
 
 /// Splits `body` into datagrams of at most `max_datagram` bytes sealed with `key` (whose
-/// [`Sender`] goes into every header), numbering them from `next_seq`, which is advanced
+/// [`Sender`](super::header::Sender) goes into every header), numbering them from `next_seq`, which is advanced
 /// past the last one used. The caller must never hand the same key the same numbers twice.
 pub fn encode_message(
     meta: &PacketMeta,
