@@ -1383,3 +1383,334 @@ fn an_accept_ack_to_a_follower_is_counted_unexpected() {
     assert_eq!(r.commit(), Slot(3));
     assert!(ready.messages.is_empty(), "{:?}", ready.messages);
 }
+
+// ---- Third mutation run, group A ----
+
+fn committed_entry(slot: u64) -> Entry {
+    Entry {
+        slot: Slot(slot),
+        ballot: ballot(1, N1),
+        value: Value {
+            epoch: Epoch(1),
+            payload: Payload::Command(vec![slot as u8].into()),
+        },
+    }
+}
+
+/// catchup.rs `on_catch_up` (`>` → `>=` in `progressed`): an answer that brings nothing new
+/// (here no entries at all) leaves the request in flight as it is; only an answer that moved
+/// the commit index asks again at once, so an empty answer cannot start a request storm.
+#[test]
+fn a_catch_up_answer_that_brings_nothing_asks_nothing_again() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(5, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    let answer = Message::CatchUp {
+        commit: Slot(5),
+        entries: vec![],
+    };
+    r.on_message(at(105), N1, answer).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![]);
+    assert_eq!(r.commit(), Slot::ZERO);
+    assert_eq!(r.counters().catch_up_requests, 1);
+}
+
+/// catchup.rs `tick_catch_up` (body → `()`, and `>=` → `<` in the snapshot's expiry): a
+/// wanted snapshot blocks catch-up requests for four election timeouts, not less; from then
+/// on (the driver could not fetch it) the next hint asks a peer for entries again.
+#[test]
+fn a_wanted_snapshot_is_given_up_after_exactly_four_election_timeouts() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(3, 1)).unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    let wanted_at = 101;
+    r.on_message(
+        at(wanted_at),
+        N1,
+        Message::SnapshotNeeded { slot: Slot(40) },
+    )
+    .unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().snapshots_needed, 1);
+    let give_up = wanted_at + 4 * r.config().election_timeout.as_millis() as u64;
+    // n1 keeps heartbeating (every one a hint that n2 is behind) and time passes.
+    let mut t = wanted_at + 10;
+    let mut seq = 2;
+    while t < give_up {
+        r.on_message(at(t), N1, heartbeat(50, seq)).unwrap();
+        r.on_tick(at(t)).unwrap();
+        assert_eq!(catch_up_requests(&drive(&mut r)), vec![], "at {t}");
+        seq += 1;
+        t += 100;
+    }
+    r.on_tick(at(give_up - 1)).unwrap();
+    r.on_message(at(give_up - 1), N1, heartbeat(50, seq))
+        .unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![]);
+    r.on_tick(at(give_up)).unwrap();
+    r.on_message(at(give_up), N1, heartbeat(50, seq + 1))
+        .unwrap();
+    assert_eq!(catch_up_requests(&drive(&mut r)), vec![Slot(1)]);
+    assert_eq!(r.counters().catch_up_requests, 2);
+}
+
+/// election.rs `on_prevote` (`<` → `<=` in the lease test): a lease granted to the master
+/// until `t` no longer holds at `t`, so a pre-vote from another node is granted from then on
+/// (and refused a millisecond before).
+#[test]
+fn a_pre_vote_is_granted_from_the_instant_the_lease_runs_out() {
+    let mut r = replica(N2);
+    let heard = 1000;
+    r.on_message(at(heard), N1, heartbeat(0, 1)).unwrap();
+    drive(&mut r);
+    let lease = r.config().lease.as_millis() as u64;
+    let granted = |r: &mut Replica<MemStorage>, now: u64, attempt: u64| {
+        let pre_vote = Message::PreVote {
+            attempt,
+            round: 2,
+            commit: Slot::ZERO,
+        };
+        r.on_message(at(now), N3, pre_vote).unwrap();
+        drive(r)
+            .messages
+            .iter()
+            .find_map(|e| match e.msg {
+                Message::PreVoteReply { granted, .. } if e.to == N3 => Some(granted),
+                _ => None,
+            })
+            .expect("a pre-vote reply")
+    };
+    assert!(!granted(&mut r, heard + lease - 1, 1));
+    assert_eq!(r.counters().prevotes_refused, 1);
+    assert!(granted(&mut r, heard + lease, 2));
+    assert_eq!(r.counters().prevotes_refused, 1);
+}
+
+/// election.rs `on_prevote_reply` (`+=` → `*=`): a pre-vote reply when no pre-vote is under
+/// way is counted unexpected, and starts nothing.
+#[test]
+fn a_pre_vote_reply_with_no_pre_vote_under_way_is_counted_unexpected() {
+    let mut r = replica(N1);
+    let reply = Message::PreVoteReply {
+        attempt: 1,
+        round: 1,
+        granted: true,
+        promised: Ballot::ZERO,
+    };
+    r.on_message(at(100), N2, reply).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().unexpected, 1);
+    assert_eq!(r.role(), Role::Follower { master: None });
+    assert_eq!(r.promised(), Ballot::ZERO);
+}
+
+/// election.rs `start_election` (`+=` → `*=`): operators can read that a candidacy began.
+#[test]
+fn a_candidacy_is_counted() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    assert_eq!(
+        r.role(),
+        Role::Candidate {
+            ballot: ballot(1, N1)
+        }
+    );
+    assert_eq!(r.counters().elections_started, 1);
+}
+
+/// election.rs `on_promise` (`||` → `&&` before the ballot test): a promise reporting an
+/// entry accepted at the candidate's own ballot (or a higher one), which no acceptor can have
+/// before promising it, is malformed: counted, and not counted as a vote — even when the
+/// entry's slot is in range.
+#[test]
+fn a_promise_entry_at_the_candidates_own_ballot_is_malformed() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![committed_entry(1)],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().malformed, 1);
+    assert!(matches!(r.role(), Role::Candidate { .. }), "{:?}", r.role());
+}
+
+/// election.rs `on_promise` (`||` → `&&` after the slot test): a promise whose entry lies
+/// at its commit index is malformed even though its ballot is below the candidate's.
+#[test]
+fn a_promise_entry_at_its_commit_index_is_malformed_whatever_its_ballot() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let mut entry = committed_entry(3);
+    entry.ballot = ballot(0, N3);
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries: vec![entry],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().malformed, 1);
+    assert!(matches!(r.role(), Role::Candidate { .. }), "{:?}", r.role());
+}
+
+/// election.rs `on_promise` (`+=` → `*=` on `unexpected`): a promise reaching a replica that
+/// is not standing is counted unexpected and changes nothing.
+#[test]
+fn a_promise_to_a_replica_not_standing_is_counted_unexpected() {
+    let mut r = replica(N1);
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(at(100), N2, promise).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().unexpected, 1);
+    assert_eq!(r.role(), Role::Follower { master: None });
+}
+
+/// election.rs `maybe_finish_recovery` (its last `Recovering` arm deleted): a master-elect
+/// whose catch-up request goes unanswered asks its source again one retry interval (an
+/// election timeout) later, while it still has time before its recovery deadline.
+#[test]
+fn a_recovering_master_asks_its_source_again_after_the_retry_interval() {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(5),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    let ready = drive_persisted(&mut r, at(ELECTION));
+    assert_eq!(catch_up_requests(&ready), vec![Slot(1)]);
+    let timeout = r.config().election_timeout.as_millis() as u64;
+    let mut t = ELECTION;
+    while t < ELECTION + timeout {
+        r.on_tick(at(t)).unwrap();
+        let ready = drive(&mut r);
+        assert_eq!(catch_up_requests(&ready), vec![], "at {t}");
+        for e in ready.messages {
+            if let Message::Heartbeat { ballot, seq, .. } = e.msg
+                && e.to == N2
+            {
+                let ack = Message::HeartbeatAck {
+                    ballot,
+                    seq,
+                    commit: Slot::ZERO,
+                };
+                r.on_message(at(t), N2, ack).unwrap();
+            }
+        }
+        t += 50;
+    }
+    r.on_tick(at(ELECTION + timeout)).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(
+        r.role(),
+        Role::Recovering {
+            ballot: ballot(1, N1)
+        }
+    );
+    let asked: Vec<(NodeId, Slot)> = ready
+        .messages
+        .iter()
+        .filter_map(|e| match e.msg {
+            Message::CatchUpRequest { from } => Some((e.to, from)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![(N2, Slot(1))]);
+    assert_eq!(r.counters().catch_up_requests, 2);
+}
+
+/// election.rs `entries_sorted` (`<` → `<=`): entries must have strictly increasing slots; a
+/// catch-up answer carrying the same slot twice is malformed and taken not at all.
+#[test]
+fn a_catch_up_answer_with_a_slot_twice_is_malformed() {
+    let mut r = replica(N2);
+    let answer = Message::CatchUp {
+        commit: Slot(1),
+        entries: vec![committed_entry(1), committed_entry(1)],
+    };
+    r.on_message(at(100), N1, answer).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(r.counters().malformed, 1);
+    assert_eq!(r.commit(), Slot::ZERO);
+    assert_eq!(ready.persist.entries, vec![]);
+}
+
+/// election.rs `may_promise` (`<` → `<=`): the quiet period after a restart (one lease) ends
+/// at `start + lease` exactly: a Prepare a millisecond before is refused and counted, one at
+/// that instant is promised.
+#[test]
+fn a_restarted_replica_promises_from_the_instant_its_quiet_period_ends() {
+    let mut r = replica(N2);
+    let quiet_end = r.config().lease.as_millis() as u64;
+    let prepare = Message::Prepare {
+        ballot: ballot(1, N1),
+        from: Slot(1),
+    };
+    r.on_message(at(quiet_end - 1), N1, prepare.clone())
+        .unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().refused_while_quiet, 1);
+    assert_eq!(r.promised(), Ballot::ZERO);
+    r.on_message(at(quiet_end), N1, prepare).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(r.counters().refused_while_quiet, 1);
+    assert_eq!(r.promised(), ballot(1, N1));
+    assert!(
+        ready
+            .after_persist
+            .iter()
+            .any(|e| e.to == N1 && matches!(e.msg, Message::Promise { .. })),
+        "no promise"
+    );
+}
+
+/// lease.rs `heartbeat_if_due` (`>` → `>=` and `>` → `==` in the window's trim): the master
+/// remembers the send times of its last 64 heartbeats, so a majority's ack of the 64th newest
+/// still earns the lease (the mutants keep 63).
+#[test]
+fn an_ack_of_the_64th_newest_heartbeat_still_earns_the_lease() {
+    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    config.heartbeat_interval = Duration::from_millis(1);
+    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+    let mut seqs = Vec::new();
+    for t in ELECTION..ELECTION + 70 {
+        r.on_tick(at(t)).unwrap();
+        for e in drive_persisted(&mut r, at(t)).messages {
+            if let Message::Heartbeat { seq, .. } = e.msg
+                && e.to == N2
+            {
+                seqs.push(seq);
+            }
+        }
+    }
+    assert_eq!(seqs.len(), 70, "one heartbeat a millisecond");
+    let newest = *seqs.last().unwrap();
+    let now = at(ELECTION + 70);
+    let ack = |seq| Message::HeartbeatAck {
+        ballot: ballot(1, N1),
+        seq,
+        commit: Slot::ZERO,
+    };
+    // The 65th newest is forgotten: its ack earns nothing.
+    r.on_message(now, N2, ack(newest - 64)).unwrap();
+    assert!(!r.lease_valid(now));
+    r.on_message(now, N2, ack(newest - 63)).unwrap();
+    assert!(r.lease_valid(now));
+}
