@@ -1219,7 +1219,8 @@ fn accepts_are_split_by_entry_count() {
 
 /// election.rs `on_promise` (`||` → `&&` in the shape check, and its `+=` → `*=`): a promise
 /// whose entries are sorted but one of which lies at or below the promised commit index is
-/// malformed: counted, and not counted as a vote.
+/// malformed: counted, and not counted as a vote. (Also kills the third run's election.rs:263:43
+/// `||` → `&&`, which needs the slot both at or below the commit and beyond the bound.)
 #[test]
 fn a_sorted_promise_with_an_entry_below_its_commit_is_malformed() {
     let mut r = replica(N1);
@@ -1265,6 +1266,8 @@ fn a_snapshot_offer_nobody_asked_for_is_refused() {
 /// catchup.rs `on_snapshot_needed`: the peer asked may answer with a snapshot point, but one
 /// at or below this replica's commit index would install older state over newer: refused and
 /// counted.
+/// (Also kills the third run's catchup.rs:144:13 `||` → `&&`, which reads
+/// `!asked || slot <= commit && snapshot_wanted || master` and takes this offer.)
 #[test]
 fn a_snapshot_offer_at_or_below_the_commit_index_is_refused() {
     let mut r = follower_with_three_committed();
