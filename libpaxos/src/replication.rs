@@ -267,6 +267,13 @@ impl<S: Storage> Replica<S> {
         if self.released == Some(ballot) {
             // A late message of a master that handed over: it leads no more, so it is
             // neither followed nor granted a lease, and it does not hold elections back.
+            // Its ballot is promised all the same, so a replica still leading at a lower
+            // ballot (a stale master that never heard of it) leaves office: a master may not
+            // go on proposing below its own promise, nor into slots it learned are chosen.
+            if self.leading_ballot().is_some_and(|own| own < ballot) {
+                self.master = None;
+                self.set_role(RoleState::Follower);
+            }
             return;
         }
         self.handed_to = None;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use libpaxos::{
-    Ballot, Config, Entry, Epoch, LogStore, MemStorage, Message, NodeId, Payload, Ready, Replica,
-    Role, Slot, Time, Value,
+    Ballot, Config, Entry, Epoch, LogStore, MemStorage, Message, NodeId, Payload, ProposeError,
+    Ready, Replica, Role, Slot, Time, Value,
 };
 
 const N1: NodeId = NodeId(1);
@@ -1716,4 +1716,363 @@ fn an_ack_of_the_64th_newest_heartbeat_still_earns_the_lease() {
     assert!(!r.lease_valid(now));
     r.on_message(now, N2, ack(newest - 63)).unwrap();
     assert!(r.lease_valid(now));
+}
+
+// ---- Third mutation run, group B ----
+
+/// lease.rs `on_heartbeat` (`+=` → `*=` on `stale_releases`): a heartbeat of the ballot this
+/// follower released (sent by its master before it handed over) is counted, once, and neither
+/// answered nor followed.
+#[test]
+fn a_heartbeat_of_a_released_ballot_is_counted_and_unanswered() {
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(0, 1)).unwrap();
+    drive(&mut r);
+    let release = Message::LeaseRelease {
+        ballot: ballot(1, N1),
+    };
+    r.on_message(at(110), N1, release).unwrap();
+    drive(&mut r);
+    assert_eq!(r.counters().leases_released, 1);
+    assert_eq!(r.counters().stale_releases, 0);
+    r.on_message(at(120), N1, heartbeat(0, 2)).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(r.counters().stale_releases, 1);
+    assert!(ready.messages.is_empty(), "{:?}", ready.messages);
+    assert_eq!(r.role(), Role::Follower { master: None });
+}
+
+/// replica.rs `on_message` (`+=` → `*=` on `malformed`): a message carrying a ballot beyond
+/// the round limit is counted malformed, unanswered, and promises nothing.
+#[test]
+fn a_message_with_an_invalid_ballot_is_counted_malformed() {
+    let mut r = replica(N2);
+    let absurd = Message::Heartbeat {
+        ballot: ballot(Ballot::MAX_ROUND, N1),
+        seq: 1,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(100), N1, absurd).unwrap();
+    assert!(drive(&mut r).messages.is_empty());
+    assert_eq!(r.counters().malformed, 1);
+    assert_eq!(r.promised(), Ballot::ZERO);
+}
+
+/// replica.rs `compact` (`>` → `>=`): asking to compact through the slot already compacted
+/// (or beyond what was applied) writes no compaction: the next Ready is empty.
+#[test]
+fn compacting_through_the_compaction_point_again_writes_nothing() {
+    let mut r = follower_with_three_committed();
+    r.on_applied(Slot(3));
+    r.compact(Slot(3));
+    assert_eq!(drive(&mut r).persist.compact_through, Some(Slot(3)));
+    r.compact(Slot(3));
+    r.compact(Slot(9));
+    let ready = drive(&mut r);
+    assert_eq!(ready.persist.compact_through, None, "{ready:?}");
+    assert_eq!(ready.number, 0);
+}
+
+/// replica.rs `on_snapshot_installed` (`>` → `>=` before raising the commit index): a
+/// snapshot exactly at the commit index (ahead of what was applied) compacts the log but
+/// writes no hard state: the commit index did not move.
+#[test]
+fn a_snapshot_at_the_commit_index_writes_no_hard_state() {
+    let mut r = follower_with_three_committed();
+    r.on_snapshot_installed(at(110), Slot(3)).unwrap();
+    let ready = drive(&mut r);
+    assert_eq!(ready.persist.compact_through, Some(Slot(3)));
+    assert_eq!(ready.persist.hard_state, None, "{ready:?}");
+    assert_eq!(r.commit(), Slot(3));
+    assert_eq!(r.applied(), Slot(3));
+}
+
+/// replica.rs `ready` (`>` → `<`, `==` and `>=` in the `to_self` test): a self-accept waiting
+/// for a Ready already taken (the last one, or an earlier one) does not number an empty
+/// Ready: with nothing to do, `ready()` gives the empty Ready, number 0.
+#[test]
+fn an_empty_ready_gets_no_number_while_a_taken_ready_is_not_yet_durable() {
+    let mut r = elected_master();
+    let now = at(ELECTION + 10);
+    r.propose(now, vec![7]).unwrap();
+    let proposed = drive(&mut r);
+    assert_eq!(proposed.persist.entries.len(), 1);
+    assert_ne!(proposed.number, 0);
+    // Its own accept waits for `proposed` to become durable; nothing else is to do.
+    let idle = r.ready();
+    assert!(idle.is_empty(), "{idle:?}");
+    assert_eq!(idle.number, 0);
+    // A later Ready (heartbeats) is taken; the self-accept still waits for the earlier one.
+    r.on_tick(at(ELECTION + 200)).unwrap();
+    let beats = drive(&mut r);
+    assert_eq!(beats.number, proposed.number + 1);
+    let idle = r.ready();
+    assert!(idle.is_empty(), "{idle:?}");
+    assert_eq!(idle.number, 0);
+}
+
+/// replica.rs `send_after_persist` (`+` → `*` on the Ready number): a candidate's own promise
+/// belongs to the Ready that writes its promise, not to the one before it: an earlier Ready
+/// becoming durable does not count it, so one peer's promise alone wins nothing.
+#[test]
+fn a_candidates_own_promise_counts_only_with_its_own_ready() {
+    let mut r = replica(N1);
+    let now = at(ELECTION);
+    r.on_tick(now).unwrap();
+    let prevote = drive(&mut r);
+    assert_ne!(prevote.number, 0);
+    r.on_message(
+        now,
+        N2,
+        Message::PreVoteReply {
+            attempt: r.counters().prevotes_started,
+            round: 1,
+            granted: true,
+            promised: Ballot::ZERO,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        r.role(),
+        Role::Candidate {
+            ballot: ballot(1, N1)
+        }
+    );
+    // The pre-vote's Ready becomes durable; the one with the promise is not even taken.
+    r.on_persisted(now, prevote.number).unwrap();
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(now, N2, promise).unwrap();
+    assert_eq!(
+        r.role(),
+        Role::Candidate {
+            ballot: ballot(1, N1)
+        }
+    );
+    drive_persisted(&mut r, now);
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+}
+
+/// replica.rs `take_committed` (`<` → `<=` on the batch size): a Ready hands out at most
+/// `max_apply_batch` committed entries; the rest come in the next one.
+#[test]
+fn committed_entries_are_handed_out_at_most_max_apply_batch_per_ready() {
+    let mut config = Config::new(N2, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    config.max_apply_batch = 2;
+    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
+    let entries = (1..=3)
+        .map(|slot| Entry {
+            slot: Slot(slot),
+            ballot: ballot(1, N1),
+            value: Value {
+                epoch: Epoch(1),
+                payload: Payload::Command(vec![slot as u8].into()),
+            },
+        })
+        .collect();
+    let accept = Message::Accept {
+        ballot: ballot(1, N1),
+        commit: Slot(3),
+        entries,
+    };
+    r.on_message(at(100), N1, accept).unwrap();
+    let slots = |ready: &Ready| ready.committed.iter().map(|c| c.slot).collect::<Vec<_>>();
+    assert_eq!(
+        slots(&drive_persisted(&mut r, at(100))),
+        vec![Slot(1), Slot(2)]
+    );
+    assert_eq!(slots(&drive_persisted(&mut r, at(100))), vec![Slot(3)]);
+}
+
+// ---- Third mutation run, group C ----
+// (replication.rs `batches` 455:22, `<=` → `>` in the one-group test, is killed by
+// `accepts_are_split_by_entry_count` above: five small proposals went out in one Accept.)
+
+/// An elected master (n1, ballot 1, its take-office no-op in slot 1 and that Ready durable)
+/// built on `config`.
+fn elected_master_with(config: Config) -> Replica<MemStorage> {
+    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).expect("valid config");
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot::ZERO,
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    drive_persisted(&mut r, at(ELECTION));
+    assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
+    r
+}
+
+/// The number of entries in each Accept to n2, in order.
+fn accept_sizes_to_n2(ready: &Ready) -> Vec<usize> {
+    ready
+        .messages
+        .iter()
+        .filter_map(|e| match &e.msg {
+            Message::Accept { entries, .. } if e.to == N2 => Some(entries.len()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// replication.rs `propose_command` (`>` → `>=`): a command of exactly `max_batch_bytes` is
+/// proposed; only a larger one is refused as too large.
+#[test]
+fn a_command_of_exactly_max_batch_bytes_is_proposed() {
+    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    config.max_batch_bytes = 100;
+    let mut r = elected_master_with(config);
+    let (slot, _) = r
+        .propose(at(ELECTION + 1), vec![7u8; 100])
+        .expect("a command of exactly the limit is taken");
+    assert_eq!(slot, Slot(2));
+    assert_eq!(
+        r.propose(at(ELECTION + 1), vec![7u8; 101]),
+        Err(ProposeError::TooLarge {
+            size: 101,
+            limit: 100
+        })
+    );
+    assert_eq!(r.counters().proposals_refused, 1);
+}
+
+/// replication.rs `batches` (`&&` → `||`, `+` → `*` and `>` → `>=` in the cut): when the
+/// proposals of a Ready do not fit one Accept, each Accept still takes as many as fit —
+/// exactly `max_batch_bytes` of values here (two of 17 bytes in 34), the third in the next.
+#[test]
+fn accepts_fill_exactly_max_batch_bytes() {
+    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    // Each value (16 bytes of overhead and a 1-byte command) counts 17 bytes: two fit exactly.
+    config.max_batch_bytes = 34;
+    let mut r = elected_master_with(config);
+    for i in 0..3 {
+        r.propose(at(ELECTION + 1), vec![i]).unwrap();
+    }
+    assert_eq!(accept_sizes_to_n2(&drive(&mut r)), vec![2, 1]);
+}
+
+/// replication.rs `follow` (`!` deleted): a follower hearing again from the master it already
+/// follows reports no role change; only the first message from a master does.
+#[test]
+fn a_follower_hearing_its_master_again_reports_no_role_change() {
+    let role_changes = |ready: &Ready| -> Vec<Role> {
+        ready
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                libpaxos::Event::RoleChanged(role) => Some(*role),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut r = replica(N2);
+    r.on_message(at(100), N1, heartbeat(0, 1)).unwrap();
+    assert_eq!(
+        role_changes(&drive(&mut r)),
+        vec![Role::Follower { master: Some(N1) }]
+    );
+    r.on_message(at(150), N1, heartbeat(0, 2)).unwrap();
+    r.on_message(at(160), N1, accept(&[1])).unwrap();
+    assert_eq!(role_changes(&drive(&mut r)), vec![]);
+    assert_eq!(r.role(), Role::Follower { master: Some(N1) });
+}
+
+/// replication.rs `append_as_master` (`==` → `!=` on the ballot, and on `last.next()`; also
+/// its whole guard → `false`): the master's own accepts of the slots it proposed in one Ready
+/// count together, when that Ready is durable. A hand-over whose wait ran out meanwhile then
+/// releases with all of them committed — not after the first, with the rest arriving (and
+/// counted unexpected) at a replica no longer master. So one self-ack per slot is not just
+/// more work.
+#[test]
+fn a_readys_own_accepts_all_count_before_a_late_hand_over_releases() {
+    let mut r = elected_master();
+    let start = at(ELECTION + 1);
+    let (a, _) = r.propose(start, vec![1]).unwrap();
+    let (b, _) = r.propose(start, vec![2]).unwrap();
+    assert_eq!((a, b), (Slot(2), Slot(3)));
+    r.hand_over(start, Some(N2)).unwrap();
+    let ready = drive(&mut r);
+    // n2 acknowledges the no-op and both proposals; the no-op (acknowledged by n1 too) commits.
+    let ack = Message::Accepted {
+        ballot: ballot(1, N1),
+        slots: vec![Slot(1), a, b],
+    };
+    r.on_message(at(ELECTION + 2), N2, ack).unwrap();
+    assert_eq!(r.commit(), Slot(1));
+    assert!(r.handing_over());
+    // The master's disk is slow: its Ready is durable only after the hand-over's wait.
+    let unexpected = r.counters().unexpected;
+    let late = at(ELECTION + 1 + r.config().election_timeout.as_millis() as u64);
+    r.on_persisted(late, ready.number).unwrap();
+    assert_eq!(r.commit(), b);
+    assert_eq!(r.counters().unexpected, unexpected);
+    let released: Vec<(NodeId, Slot)> = drive(&mut r)
+        .messages
+        .into_iter()
+        .filter_map(|e| match e.msg {
+            Message::TimeoutNow { commit, .. } => Some((e.to, commit)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released, vec![(N2, b)]);
+}
+
+/// Not a mutant: a real bug found while checking replication.rs `on_accepted` 331:15 (delete
+/// `!`; equivalent once this is fixed). A master (n1, ballot 1) that is handed a `TimeoutNow` by a newer master it never
+/// heard of (n3, ballot 2, elected with n2), then gets a late copy of one of n3's Accepts,
+/// raises its promise to n3's ballot but stays master: `follow` returns early for a released
+/// ballot (before stepping a leading replica down) and `on_accept` goes on to write n3's
+/// entries and learn its commit index. The master then proposes into slot 2, chosen at n3's
+/// ballot, and handed slot 2 out as committed with its own value. Fixed: `follow` steps a
+/// replica leading at a lower ballot down even for a released ballot. A master never proposes
+/// at or below its commit index and hands out only chosen values.
+#[test]
+fn a_master_never_proposes_into_a_slot_chosen_at_a_released_higher_ballot() {
+    let mut r = elected_master();
+    let newer = ballot(2, N3);
+    let release = Message::TimeoutNow {
+        ballot: newer,
+        commit: Slot::ZERO,
+    };
+    r.on_message(at(ELECTION + 1), N3, release).unwrap();
+    let chosen = |slot: u64| Entry {
+        slot: Slot(slot),
+        ballot: newer,
+        value: Value {
+            epoch: Epoch(2),
+            payload: Payload::Command(vec![30 + slot as u8].into()),
+        },
+    };
+    let late = Message::Accept {
+        ballot: newer,
+        commit: Slot(2),
+        entries: vec![chosen(1), chosen(2)],
+    };
+    r.on_message(at(ELECTION + 2), N3, late).unwrap();
+    let (role, promised) = (r.role(), r.promised());
+    let proposed = r.propose(at(ELECTION + 3), vec![99]);
+    let commit = r.commit();
+    let ready = drive_persisted(&mut r, at(ELECTION + 3));
+    for c in &ready.committed {
+        assert_eq!(
+            c.value,
+            chosen(c.slot.0).value,
+            "{:?} handed out with a value never chosen",
+            c.slot
+        );
+    }
+    if let Ok((slot, _)) = proposed {
+        assert!(
+            slot > commit,
+            "proposed into {slot:?}, committed through {commit:?}"
+        );
+    }
+    assert!(
+        promised <= ballot(1, N1) || !matches!(role, Role::Master { .. }),
+        "{role:?} with a promise to {promised:?}"
+    );
 }
