@@ -375,14 +375,15 @@ fn a_readys_own_accepts_all_count_before_a_late_hand_over_releases() {
 }
 
 /// Not a mutant: a real bug found while checking replication.rs `on_accepted` 331:15 (delete
-/// `!`; equivalent once this is fixed). A master (n1, ballot 1) that is handed a `TimeoutNow` by a newer master it never
-/// heard of (n3, ballot 2, elected with n2), then gets a late copy of one of n3's Accepts,
-/// raises its promise to n3's ballot but stays master: `follow` returns early for a released
-/// ballot (before stepping a leading replica down) and `on_accept` goes on to write n3's
-/// entries and learn its commit index. The master then proposes into slot 2, chosen at n3's
-/// ballot, and handed slot 2 out as committed with its own value. Fixed: `follow` steps a
-/// replica leading at a lower ballot down even for a released ballot. A master never proposes
-/// at or below its commit index and hands out only chosen values.
+/// `!`; equivalent once this is fixed). A master (n1, ballot 1) that is handed a `TimeoutNow`
+/// by a newer master it never heard of (n3, ballot 2, elected with n2), then gets a late copy
+/// of one of n3's Accepts, raised its promise to n3's ballot but stayed master: `follow`
+/// returned early for a released ballot (before stepping a leading replica down) and
+/// `on_accept` went on to write n3's entries and learn its commit index. The master then
+/// proposed into slot 2, chosen at n3's ballot, and handed slot 2 out as committed with its
+/// own value. Fixed: `follow` steps a replica leading at a lower ballot down even for a
+/// released ballot. A master never proposes at or below its commit index and hands out only
+/// chosen values.
 #[test]
 fn a_master_never_proposes_into_a_slot_chosen_at_a_released_higher_ballot() {
     let mut r = elected_master();
