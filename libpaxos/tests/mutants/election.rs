@@ -54,7 +54,7 @@ fn a_master_that_promises_a_higher_ballot_steps_down() {
 /// 2^16) is taken, not refused as malformed.
 #[test]
 fn a_promise_entry_exactly_at_the_bound_is_taken() {
-    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    let mut config = config(N1);
     config.max_inflight = 1;
     let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
     stand(&mut r, at(ELECTION));

@@ -98,17 +98,9 @@ fn a_newer_master_heard_at_the_same_instant_holds_the_lease() {
 /// still earns the lease (the mutants keep 63).
 #[test]
 fn an_ack_of_the_64th_newest_heartbeat_still_earns_the_lease() {
-    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    let mut config = config(N1);
     config.heartbeat_interval = Duration::from_millis(1);
-    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
-    stand(&mut r, at(ELECTION));
-    let promise = Message::Promise {
-        ballot: ballot(1, N1),
-        commit: Slot::ZERO,
-        entries: vec![],
-    };
-    r.on_message(at(ELECTION), N2, promise).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    let mut r = elected_master_with(config);
     assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
     let mut seqs = Vec::new();
     for t in ELECTION..ELECTION + 70 {

@@ -320,21 +320,7 @@ fn committed_entries_are_handed_out_at_most_max_apply_batch_per_ready() {
     let mut config = Config::new(N2, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
     config.max_apply_batch = 2;
     let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
-    let entries = (1..=3)
-        .map(|slot| Entry {
-            slot: Slot(slot),
-            ballot: ballot(1, N1),
-            value: Value {
-                epoch: Epoch(1),
-                payload: Payload::Command(vec![slot as u8].into()),
-            },
-        })
-        .collect();
-    let accept = Message::Accept {
-        ballot: ballot(1, N1),
-        commit: Slot(3),
-        entries,
-    };
+    let accept = accept_with_commit(1..=3, 3);
     r.on_message(at(100), N1, accept).unwrap();
     let slots = |ready: &Ready| ready.committed.iter().map(|c| c.slot).collect::<Vec<_>>();
     assert_eq!(

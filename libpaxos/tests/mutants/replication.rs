@@ -20,17 +20,9 @@ fn entries_beyond_the_accept_window_are_counted_and_left_out() {
 /// goes in the next Accept to the same follower.
 #[test]
 fn accepts_are_split_by_payload_bytes() {
-    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    let mut config = config(N1);
     config.max_batch_bytes = 100;
-    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
-    stand(&mut r, at(ELECTION));
-    let promise = Message::Promise {
-        ballot: ballot(1, N1),
-        commit: Slot::ZERO,
-        entries: vec![],
-    };
-    r.on_message(at(ELECTION), N2, promise).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    let mut r = elected_master_with(config);
     for _ in 0..3 {
         r.propose(at(ELECTION), vec![9u8; 60]).unwrap();
     }
@@ -49,21 +41,7 @@ fn accepts_are_split_by_payload_bytes() {
 #[test]
 fn an_accept_overlapping_the_commit_index_rewrites_no_chosen_slot() {
     let mut r = follower_with_three_committed();
-    let entries = (2..=4)
-        .map(|slot| Entry {
-            slot: Slot(slot),
-            ballot: ballot(1, N1),
-            value: Value {
-                epoch: Epoch(1),
-                payload: Payload::Command(vec![slot as u8].into()),
-            },
-        })
-        .collect();
-    let accept = Message::Accept {
-        ballot: ballot(1, N1),
-        commit: Slot(3),
-        entries,
-    };
+    let accept = accept_with_commit(2..=4, 3);
     r.on_message(at(110), N1, accept).unwrap();
     let ready = drive(&mut r);
     let written: Vec<Slot> = ready.persist.entries.iter().map(|e| e.slot).collect();
@@ -167,21 +145,7 @@ fn the_masters_own_accept_counts_only_with_its_own_ready() {
 #[test]
 fn an_accept_starting_at_the_commit_index_rewrites_no_chosen_slot() {
     let mut r = follower_with_three_committed();
-    let entries = (3..=4)
-        .map(|slot| Entry {
-            slot: Slot(slot),
-            ballot: ballot(1, N1),
-            value: Value {
-                epoch: Epoch(1),
-                payload: Payload::Command(vec![slot as u8].into()),
-            },
-        })
-        .collect();
-    let accept = Message::Accept {
-        ballot: ballot(1, N1),
-        commit: Slot(3),
-        entries,
-    };
+    let accept = accept_with_commit(3..=4, 3);
     r.on_message(at(110), N1, accept).unwrap();
     let written: Vec<Slot> = drive(&mut r)
         .persist
@@ -229,17 +193,9 @@ fn accepts_are_re_sent_only_to_followers_that_did_not_ack() {
 /// `max_batch_entries` go out in full batches of that many, the rest in a last one.
 #[test]
 fn accepts_are_split_by_entry_count() {
-    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    let mut config = config(N1);
     config.max_batch_entries = 2;
-    let mut r = Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).unwrap();
-    stand(&mut r, at(ELECTION));
-    let promise = Message::Promise {
-        ballot: ballot(1, N1),
-        commit: Slot::ZERO,
-        entries: vec![],
-    };
-    r.on_message(at(ELECTION), N2, promise).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    let mut r = elected_master_with(config);
     for i in 0..5 {
         r.propose(at(ELECTION), vec![i]).unwrap();
     }
@@ -276,7 +232,7 @@ fn an_accept_ack_to_a_follower_is_counted_unexpected() {
 /// proposed; only a larger one is refused as too large.
 #[test]
 fn a_command_of_exactly_max_batch_bytes_is_proposed() {
-    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    let mut config = config(N1);
     config.max_batch_bytes = 100;
     let mut r = elected_master_with(config);
     let (slot, _) = r
@@ -298,7 +254,7 @@ fn a_command_of_exactly_max_batch_bytes_is_proposed() {
 /// exactly `max_batch_bytes` of values here (two of 17 bytes in 34), the third in the next.
 #[test]
 fn accepts_fill_exactly_max_batch_bytes() {
-    let mut config = Config::new(N1, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
+    let mut config = config(N1);
     // Each value (16 bytes of overhead and a 1-byte command) counts 17 bytes: two fit exactly.
     config.max_batch_bytes = 34;
     let mut r = elected_master_with(config);

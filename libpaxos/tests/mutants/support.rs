@@ -23,9 +23,13 @@ pub fn ballot(round: u64, node: NodeId) -> Ballot {
     Ballot { round, node }
 }
 
+/// The configuration every test starts from: node `id` of n1..n3, a 400 ms lease.
+pub fn config(id: NodeId) -> Config {
+    Config::new(id, vec![N1, N2, N3]).with_lease(Duration::from_millis(400))
+}
+
 pub fn replica(id: NodeId) -> Replica<MemStorage> {
-    let config = Config::new(id, vec![N1, N2, N3]).with_lease(Duration::from_millis(400));
-    Replica::new(config, MemStorage::new(), at(0), Slot::ZERO).expect("valid config")
+    Replica::new(config(id), MemStorage::new(), at(0), Slot::ZERO).expect("valid config")
 }
 
 pub fn drive(r: &mut Replica<MemStorage>) -> Ready {
@@ -60,16 +64,7 @@ pub fn stand(r: &mut Replica<MemStorage>, now: Time) {
 }
 
 pub fn elected_master() -> Replica<MemStorage> {
-    let mut r = replica(N1);
-    stand(&mut r, at(ELECTION));
-    let promise = Message::Promise {
-        ballot: ballot(1, N1),
-        commit: Slot::ZERO,
-        entries: vec![],
-    };
-    r.on_message(at(ELECTION), N2, promise).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
-    assert!(matches!(r.role(), Role::Master { .. }));
+    let r = elected_master_with(config(N1));
     // election.rs `take_office` (`+=` → `*=`): operators can read that a term was won.
     assert_eq!(r.counters().terms_won, 1);
     r
@@ -95,20 +90,15 @@ pub fn heartbeat(commit: u64, seq: u64) -> Message {
 }
 
 pub fn accept(slots: &[u64]) -> Message {
+    accept_with_commit(slots.iter().copied(), 0)
+}
+
+/// n1's Accept at ballot 1 of `slots` (each a `committed_entry`), telling its commit index.
+pub fn accept_with_commit(slots: impl IntoIterator<Item = u64>, commit: u64) -> Message {
     Message::Accept {
         ballot: ballot(1, N1),
-        commit: Slot::ZERO,
-        entries: slots
-            .iter()
-            .map(|&s| Entry {
-                slot: Slot(s),
-                ballot: ballot(1, N1),
-                value: Value {
-                    epoch: Epoch(1),
-                    payload: Payload::Command(vec![s as u8].into()),
-                },
-            })
-            .collect(),
+        commit: Slot(commit),
+        entries: slots.into_iter().map(committed_entry).collect(),
     }
 }
 
@@ -118,27 +108,14 @@ pub fn follower_with_three_committed() -> Replica<MemStorage> {
 }
 
 pub fn follower_with_three_committed_with(mut r: Replica<MemStorage>) -> Replica<MemStorage> {
-    let entries = (1..=3)
-        .map(|slot| Entry {
-            slot: Slot(slot),
-            ballot: ballot(1, N1),
-            value: Value {
-                epoch: Epoch(1),
-                payload: Payload::Command(vec![slot as u8].into()),
-            },
-        })
-        .collect();
-    let accept = Message::Accept {
-        ballot: ballot(1, N1),
-        commit: Slot(3),
-        entries,
-    };
+    let accept = accept_with_commit(1..=3, 3);
     r.on_message(at(100), N1, accept).unwrap();
     drive_persisted(&mut r, at(100));
     assert_eq!(r.commit(), Slot(3));
     r
 }
 
+/// n1's entry at ballot 1 for `slot`, its payload the slot number (as a byte).
 pub fn committed_entry(slot: u64) -> Entry {
     Entry {
         slot: Slot(slot),
