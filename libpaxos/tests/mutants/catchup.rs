@@ -265,15 +265,8 @@ fn a_snapshot_offer_at_or_below_the_commit_index_is_refused() {
 /// majority, its request to n2 still recorded; n2's late `SnapshotNeeded` is refused.
 #[test]
 fn a_master_refuses_a_snapshot_offer_from_the_peer_it_asked_while_recovering() {
-    let mut r = replica(N1);
-    stand(&mut r, at(ELECTION));
-    let promise = Message::Promise {
-        ballot: ballot(1, N1),
-        commit: Slot(5),
-        entries: vec![],
-    };
-    r.on_message(at(ELECTION), N2, promise).unwrap();
-    let asked: Vec<NodeId> = drive_persisted(&mut r, at(ELECTION))
+    let (mut r, ready) = recovering_master();
+    let asked: Vec<NodeId> = ready
         .messages
         .iter()
         .filter(|e| matches!(e.msg, Message::CatchUpRequest { .. }))
@@ -288,18 +281,8 @@ fn a_master_refuses_a_snapshot_offer_from_the_peer_it_asked_while_recovering() {
     let mut t = ELECTION + 30;
     while t < ELECTION + 2 * timeout {
         r.on_tick(at(t)).unwrap();
-        for e in drive_persisted(&mut r, at(t)).messages {
-            if let Message::Heartbeat { ballot, seq, .. } = e.msg
-                && e.to == N2
-            {
-                let ack = Message::HeartbeatAck {
-                    ballot,
-                    seq,
-                    commit: Slot::ZERO,
-                };
-                r.on_message(at(t), N2, ack).unwrap();
-            }
-        }
+        let ready = drive_persisted(&mut r, at(t));
+        ack_heartbeats_from_n2(&mut r, at(t), &ready);
         t += 50;
     }
     let restart = at(ELECTION + 2 * timeout);

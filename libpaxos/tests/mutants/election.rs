@@ -80,15 +80,7 @@ fn a_promise_entry_exactly_at_the_bound_is_taken() {
 /// recovery deadline (two election timeouts), instead of standing again at every tick.
 #[test]
 fn a_recovering_master_keeps_its_ballot_until_the_recovery_deadline() {
-    let mut r = replica(N1);
-    stand(&mut r, at(ELECTION));
-    let promise = Message::Promise {
-        ballot: ballot(1, N1),
-        commit: Slot(5),
-        entries: vec![],
-    };
-    r.on_message(at(ELECTION), N2, promise).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    let (mut r, _) = recovering_master();
     assert_eq!(
         r.role(),
         Role::Recovering {
@@ -128,32 +120,14 @@ fn a_candidate_ignores_a_rejection_of_another_ballot() {
 /// timeouts stands again with a higher ballot.
 #[test]
 fn a_recovery_that_stalls_past_its_deadline_starts_over() {
-    let mut r = replica(N1);
-    stand(&mut r, at(ELECTION));
-    let promise = Message::Promise {
-        ballot: ballot(1, N1),
-        commit: Slot(5),
-        entries: vec![],
-    };
-    r.on_message(at(ELECTION), N2, promise).unwrap();
-    drive_persisted(&mut r, at(ELECTION));
+    let (mut r, _) = recovering_master();
     // It keeps its lease (n2 acks every heartbeat) but never gets the chosen prefix.
     let timeout = r.config().election_timeout.as_millis() as u64;
     let mut t = ELECTION;
     while t < ELECTION + 2 * timeout {
         r.on_tick(at(t)).unwrap();
-        for e in drive(&mut r).messages {
-            if let Message::Heartbeat { ballot, seq, .. } = e.msg
-                && e.to == N2
-            {
-                let ack = Message::HeartbeatAck {
-                    ballot,
-                    seq,
-                    commit: Slot::ZERO,
-                };
-                r.on_message(at(t), N2, ack).unwrap();
-            }
-        }
+        let ready = drive(&mut r);
+        ack_heartbeats_from_n2(&mut r, at(t), &ready);
         assert!(
             matches!(r.role(), Role::Recovering { .. }),
             "{t}: {:?}",
@@ -488,15 +462,7 @@ fn a_promise_to_a_replica_not_standing_is_counted_unexpected() {
 /// election timeout) later, while it still has time before its recovery deadline.
 #[test]
 fn a_recovering_master_asks_its_source_again_after_the_retry_interval() {
-    let mut r = replica(N1);
-    stand(&mut r, at(ELECTION));
-    let promise = Message::Promise {
-        ballot: ballot(1, N1),
-        commit: Slot(5),
-        entries: vec![],
-    };
-    r.on_message(at(ELECTION), N2, promise).unwrap();
-    let ready = drive_persisted(&mut r, at(ELECTION));
+    let (mut r, ready) = recovering_master();
     assert_eq!(catch_up_requests(&ready), vec![Slot(1)]);
     let timeout = r.config().election_timeout.as_millis() as u64;
     let mut t = ELECTION;
@@ -504,18 +470,7 @@ fn a_recovering_master_asks_its_source_again_after_the_retry_interval() {
         r.on_tick(at(t)).unwrap();
         let ready = drive(&mut r);
         assert_eq!(catch_up_requests(&ready), vec![], "at {t}");
-        for e in ready.messages {
-            if let Message::Heartbeat { ballot, seq, .. } = e.msg
-                && e.to == N2
-            {
-                let ack = Message::HeartbeatAck {
-                    ballot,
-                    seq,
-                    commit: Slot::ZERO,
-                };
-                r.on_message(at(t), N2, ack).unwrap();
-            }
-        }
+        ack_heartbeats_from_n2(&mut r, at(t), &ready);
         t += 50;
     }
     r.on_tick(at(ELECTION + timeout)).unwrap();

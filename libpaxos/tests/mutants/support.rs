@@ -154,3 +154,35 @@ pub fn accept_sizes_to_n2(ready: &Ready) -> Vec<usize> {
         })
         .collect()
 }
+
+/// n1 stands and n2 promises with commit index 5: n1 takes office recovering, and asks n2 for
+/// the chosen prefix from slot 1 (which, in these tests, never comes). Returns the replica and
+/// the Ready that carries that first request.
+pub fn recovering_master() -> (Replica<MemStorage>, Ready) {
+    let mut r = replica(N1);
+    stand(&mut r, at(ELECTION));
+    let promise = Message::Promise {
+        ballot: ballot(1, N1),
+        commit: Slot(5),
+        entries: vec![],
+    };
+    r.on_message(at(ELECTION), N2, promise).unwrap();
+    let ready = drive_persisted(&mut r, at(ELECTION));
+    (r, ready)
+}
+
+/// n2 acknowledges, at `now`, every heartbeat `ready` sends it: a master keeps its lease.
+pub fn ack_heartbeats_from_n2(r: &mut Replica<MemStorage>, now: Time, ready: &Ready) {
+    for e in &ready.messages {
+        if let Message::Heartbeat { ballot, seq, .. } = e.msg
+            && e.to == N2
+        {
+            let ack = Message::HeartbeatAck {
+                ballot,
+                seq,
+                commit: Slot::ZERO,
+            };
+            r.on_message(now, N2, ack).unwrap();
+        }
+    }
+}
