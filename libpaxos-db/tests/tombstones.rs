@@ -245,7 +245,7 @@ fn next_lock_delay_end_is_the_earliest_block_until_it_is_lifted() {
 }
 
 fn stored_format(dir: &std::path::Path) -> Option<u32> {
-    let db = sled::open(dir.join("sled")).unwrap();
+    let db = libpaxos_db::open_sled(&sled::Config::new().path(dir.join("sled"))).unwrap();
     let bytes = libpaxos_db::SledKv::unsynced(&db)
         .get("db.meta", b"format_version")
         .unwrap()?;
@@ -258,7 +258,8 @@ fn a_store_of_format_2_written_before_values_were_tagged_is_refused_by_version()
     // still read as "version 2", not as a damaged record.
     let dir = TempDir::new("format-2");
     {
-        let db = sled::open(dir.path().join("sled")).unwrap();
+        let db =
+            libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
         let meta = db.open_tree("db.meta").unwrap();
         meta.insert("format_version", libpaxos_db::codec::encode(&2u32))
             .unwrap();
@@ -305,7 +306,8 @@ fn a_store_of_another_format_version_is_refused_and_left_unchanged() {
     }
     // Another version recorded: refused, naming both.
     {
-        let db = sled::open(dir.path().join("sled")).unwrap();
+        let db =
+            libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
         let mut batch = libpaxos_db::WriteBatch::new();
         let value = libpaxos_db::codec::encode(&(FORMAT_VERSION + 1));
         batch.insert("db.meta", &b"format_version"[..], value);
@@ -336,7 +338,8 @@ fn a_store_of_another_format_version_is_refused_and_left_unchanged() {
 
     // No version record but data (the unversioned format 1): refused, not stamped.
     {
-        let db = sled::open(dir.path().join("sled")).unwrap();
+        let db =
+            libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
         db.open_tree("db.meta")
             .unwrap()
             .remove("format_version")
@@ -351,7 +354,7 @@ fn a_store_of_another_format_version_is_refused_and_left_unchanged() {
         "{err}"
     );
     assert_eq!(stored_format(dir.path()), None, "not stamped");
-    let db = sled::open(dir.path().join("sled")).unwrap();
+    let db = libpaxos_db::open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
     assert!(
         Namespace::open(&db, libpaxos_db::Limits::default()).is_err(),
         "Namespace::open refuses it too"
