@@ -210,18 +210,14 @@ fn a_master_counts_a_catch_up_answer_unexpected() {
 #[test]
 fn a_snapshot_offer_nobody_asked_for_is_refused() {
     let mut r = replica(N2);
-    r.on_message(at(100), N1, Message::SnapshotNeeded { slot: Slot(40) })
-        .unwrap();
-    let ready = drive(&mut r);
-    assert!(
-        !ready
-            .events
-            .iter()
-            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
-        "a snapshot was wanted without a request"
+    offer_snapshot_expecting_refusal(
+        &mut r,
+        at(100),
+        N1,
+        40,
+        true,
+        "a snapshot was wanted without a request",
     );
-    assert_eq!(r.counters().unexpected, 1);
-    assert_eq!(r.counters().snapshots_needed, 0);
 }
 
 /// catchup.rs `on_snapshot_needed`: the peer asked may answer with a snapshot point, but one
@@ -244,19 +240,14 @@ fn a_snapshot_offer_at_or_below_the_commit_index_is_refused() {
     assert_eq!(asked.len(), 1, "{asked:?}");
     let (peer, from) = asked[0];
     assert_eq!(from, Slot(4));
-    let unexpected = r.counters().unexpected;
-    r.on_message(at(201), peer, Message::SnapshotNeeded { slot: Slot(3) })
-        .unwrap();
-    let ready = drive(&mut r);
-    assert!(
-        !ready
-            .events
-            .iter()
-            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
-        "a snapshot at the commit index was wanted"
+    offer_snapshot_expecting_refusal(
+        &mut r,
+        at(201),
+        peer,
+        3,
+        true,
+        "a snapshot at the commit index was wanted",
     );
-    assert_eq!(r.counters().unexpected, unexpected + 1);
-    assert_eq!(r.counters().snapshots_needed, 0);
 }
 
 /// catchup.rs `on_snapshot_needed` (`||` → `&&` before the master check): a master is never
@@ -299,19 +290,7 @@ fn a_master_refuses_a_snapshot_offer_from_the_peer_it_asked_while_recovering() {
     r.on_message(restart, N3, promise).unwrap();
     drive_persisted(&mut r, restart);
     assert!(matches!(r.role(), Role::Master { .. }), "{:?}", r.role());
-    let unexpected = r.counters().unexpected;
-    r.on_message(restart, N2, Message::SnapshotNeeded { slot: Slot(40) })
-        .unwrap();
-    let ready = drive(&mut r);
-    assert!(
-        !ready
-            .events
-            .iter()
-            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
-        "a master wanted a snapshot"
-    );
-    assert_eq!(r.counters().unexpected, unexpected + 1);
-    assert_eq!(r.counters().snapshots_needed, 0);
+    offer_snapshot_expecting_refusal(&mut r, restart, N2, 40, true, "a master wanted a snapshot");
 }
 
 /// catchup.rs `on_catch_up` (`>` → `>=` in `progressed`): an answer that brings nothing new

@@ -100,17 +100,14 @@ fn a_settled_catch_up_request_takes_no_snapshot_offer() {
     r.on_message(at(105), N1, accept).unwrap();
     drive_persisted(&mut r, at(105));
     assert_eq!(r.commit(), Slot(3));
-    r.on_message(at(106), N1, Message::SnapshotNeeded { slot: Slot(40) })
-        .unwrap();
-    let ready = drive(&mut r);
-    assert!(
-        !ready
-            .events
-            .iter()
-            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
-        "{ready:?}"
+    offer_snapshot_expecting_refusal(
+        &mut r,
+        at(106),
+        N1,
+        40,
+        false,
+        "a settled request took a snapshot offer",
     );
-    assert_eq!(r.counters().snapshots_needed, 0);
 }
 
 /// replication.rs `append_as_master` (`==` → `!=` on the Ready number): the master's own

@@ -186,3 +186,31 @@ pub fn ack_heartbeats_from_n2(r: &mut Replica<MemStorage>, now: Time, ready: &Re
         }
     }
 }
+
+/// Delivers `SnapshotNeeded { slot }` from `from` at `now` and checks that it was refused: no
+/// snapshot wanted (no event, `snapshots_needed` still 0), and, when `counted`, one more
+/// `unexpected`. `why` names what a failure would mean.
+pub fn offer_snapshot_expecting_refusal(
+    r: &mut Replica<MemStorage>,
+    now: Time,
+    from: NodeId,
+    slot: u64,
+    counted: bool,
+    why: &str,
+) {
+    let unexpected = r.counters().unexpected;
+    r.on_message(now, from, Message::SnapshotNeeded { slot: Slot(slot) })
+        .unwrap();
+    let ready = drive(r);
+    assert!(
+        !ready
+            .events
+            .iter()
+            .any(|e| matches!(e, libpaxos::Event::SnapshotNeeded { .. })),
+        "{why}: {ready:?}"
+    );
+    assert_eq!(r.counters().snapshots_needed, 0, "{why}");
+    if counted {
+        assert_eq!(r.counters().unexpected, unexpected + 1, "{why}");
+    }
+}
